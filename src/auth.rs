@@ -1,0 +1,1 @@
+//! JWT verification (owned by a helper; placeholder).

@@ -1,0 +1,8 @@
+//! sse-gateway: streams Redis pub/sub events to browsers over Server-Sent Events.
+//!
+//! The crate is split into a functional core (plain Rust, unit-tested on the
+//! host) and a thin WASI shell (`host`, compiled only for `wasm32`).
+//! See ARCHITECTURE.md for the codemap.
+
+pub mod auth;
+pub mod resp;

@@ -1,0 +1,1 @@
+//! RESP encoding and decoding (owned by a helper; placeholder).
