@@ -5,4 +5,14 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
 pub mod resp;
+pub mod routes;
+pub mod session;
+pub mod sse;
+pub mod stream;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

@@ -1,0 +1,313 @@
+//! Configuration: names, defaults and validation.
+//!
+//! Pure: values come from a lookup function that the shell backs with Spin
+//! variables or WASI environment variables (see `host::config_source`).
+//! Every variable has one lowercase name (the Spin variable); the portable
+//! build reads the same name upper-cased from the environment.
+
+use crate::auth::AuthConfig;
+use std::fmt;
+
+/// Where Redis lives and how to log in, parsed from `redis_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port, 6379 by default.
+    pub port: u16,
+    /// ACL user name; `None` means `default`.
+    pub username: Option<String>,
+    /// Password for `HELLO 3 AUTH`; never logged.
+    pub password: Option<String>,
+    /// Database number for `SELECT`.
+    pub db: u32,
+}
+
+/// Channel and key names, configurable so several deployments can share Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefixes {
+    /// `sse:exec:` + execution id.
+    pub exec_channel: String,
+    /// `sse:notif:` + user id.
+    pub notif_channel: String,
+    /// `sse:replay:` + session id.
+    pub replay_channel: String,
+    /// `exec:` + execution id: the execution record hash.
+    pub exec_key: String,
+}
+
+/// Everything a request needs, validated once per request.
+pub struct Config {
+    /// Redis connection target.
+    pub redis: RedisTarget,
+    /// JWT verification settings.
+    pub auth: AuthConfig,
+    /// Idle time before a `: ping` comment.
+    pub heartbeat_seconds: u64,
+    /// Bound on connecting to Redis and on each command reply.
+    pub redis_timeout_ms: u64,
+    /// Key and channel prefixes.
+    pub prefixes: Prefixes,
+}
+
+/// A variable that is missing or malformed; its message names the variable
+/// in both spellings so operators of either build find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The Spin variable name (lowercase).
+    pub variable: &'static str,
+    /// What is wrong, without echoing secret values.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "configuration variable {} (env {}) {}",
+            self.variable,
+            self.variable.to_ascii_uppercase(),
+            self.problem
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Reads variables by their lowercase name; empty values count as unset.
+pub struct Source<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Source<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn text(&self, name: &'static str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(err(
+                    name,
+                    format!("must be a whole number from {min} to {max}"),
+                )),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates every variable.
+    pub fn load<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Config, ConfigError> {
+        let redis = parse_redis_url(&src.text("redis_url", "redis://127.0.0.1:6379"))
+            .map_err(|p| err("redis_url", p))?;
+        let secret = src
+            .get("jwt_secret")
+            .ok_or_else(|| err("jwt_secret", "is not set"))?;
+        let mut auth = AuthConfig::hs256(secret.into_bytes());
+        auth.issuer = src.get("jwt_issuer");
+        auth.audience = src.get("jwt_audience");
+        auth.leeway_seconds = src.number("jwt_leeway_seconds", 30, 0, 3600)? as i64;
+        auth.user_claim = src.text("jwt_user_claim", "sub");
+        auth.role_claim = src.text("jwt_role_claim", "role");
+        Ok(Config {
+            redis,
+            auth,
+            heartbeat_seconds: src.number("heartbeat_seconds", 15, 1, 3600)?,
+            redis_timeout_ms: src.number("redis_timeout_ms", 3000, 10, 60_000)?,
+            prefixes: Prefixes {
+                exec_channel: src.text("exec_channel_prefix", "sse:exec:"),
+                notif_channel: src.text("notif_channel_prefix", "sse:notif:"),
+                replay_channel: src.text("replay_channel_prefix", "sse:replay:"),
+                exec_key: src.text("exec_key_prefix", "exec:"),
+            },
+        })
+    }
+}
+
+/// Parses `redis://[[user]:password@]host[:port][/db]`. TLS (`rediss://`)
+/// is refused: `wasi:sockets` gives plain TCP and the component carries no
+/// TLS stack.
+pub fn parse_redis_url(url: &str) -> Result<RedisTarget, String> {
+    let rest = url
+        .trim()
+        .strip_prefix("redis://")
+        .ok_or("must start with redis:// (rediss:// is not supported)")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(ui) => {
+            let (u, p) = ui.split_once(':').unwrap_or(("", ui));
+            let u = percent_decode(u)?;
+            let p = percent_decode(p)?;
+            ((!u.is_empty()).then_some(u), (!p.is_empty()).then_some(p))
+        }
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("has an unclosed [ in the host")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let port = match port {
+        None | Some("") => 6379,
+        Some(p) => p.parse().map_err(|_| "has an invalid port")?,
+    };
+    let db_text = path.split(['?', '#']).next().unwrap_or("");
+    let db = if db_text.is_empty() {
+        0
+    } else {
+        db_text
+            .parse()
+            .map_err(|_| "has an invalid database number")?
+    };
+    Ok(RedisTarget {
+        host: host.to_string(),
+        port,
+        username,
+        password,
+        db,
+    })
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("has a malformed %-escape in its credentials")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "has credentials that are not UTF-8".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&Source(move |k: &str| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[("jwt_secret", "s")]).unwrap();
+        assert_eq!(c.redis.host, "127.0.0.1");
+        assert_eq!(c.redis.port, 6379);
+        assert_eq!(c.heartbeat_seconds, 15);
+        assert_eq!(c.prefixes.exec_channel, "sse:exec:");
+        assert_eq!(c.prefixes.exec_key, "exec:");
+        assert_eq!(c.auth.user_claim, "sub");
+        assert_eq!(c.auth.leeway_seconds, 30);
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable_in_both_spellings() {
+        let e = load(&[]).err().unwrap();
+        assert_eq!(e.variable, "jwt_secret");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("jwt_secret") && msg.contains("JWT_SECRET"),
+            "{msg}"
+        );
+        let e = load(&[("jwt_secret", "  ")]).err().unwrap();
+        assert_eq!(e.variable, "jwt_secret");
+    }
+
+    #[test]
+    fn invalid_numbers_are_refused() {
+        for v in ["0", "-1", "abc", "99999"] {
+            let e = load(&[("jwt_secret", "s"), ("heartbeat_seconds", v)])
+                .err()
+                .unwrap();
+            assert_eq!(e.variable, "heartbeat_seconds", "{v}");
+        }
+        let c = load(&[("jwt_secret", "s"), ("heartbeat_seconds", "1")]).unwrap();
+        assert_eq!(c.heartbeat_seconds, 1);
+    }
+
+    #[test]
+    fn redis_urls() {
+        let t = parse_redis_url("redis://:p%40ss@cache.local:6380/2").unwrap();
+        assert_eq!(
+            t,
+            RedisTarget {
+                host: "cache.local".into(),
+                port: 6380,
+                username: None,
+                password: Some("p@ss".into()),
+                db: 2
+            }
+        );
+        let t = parse_redis_url("redis://alice:pw@10.0.0.1").unwrap();
+        assert_eq!(t.username.as_deref(), Some("alice"));
+        assert_eq!(t.port, 6379);
+        let t = parse_redis_url("redis://[::1]:7000/").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.db), ("::1", 7000, 0));
+        let t = parse_redis_url("redis://pw@h").unwrap();
+        assert_eq!((t.username, t.password.as_deref()), (None, Some("pw")));
+    }
+
+    #[test]
+    fn bad_redis_urls() {
+        for u in [
+            "rediss://h",
+            "http://h",
+            "redis://",
+            "redis://h:port",
+            "redis://h/x",
+            "redis://:%zz@h",
+            "redis://[::1",
+        ] {
+            assert!(parse_redis_url(u).is_err(), "{u}");
+        }
+        let e = load(&[("jwt_secret", "s"), ("redis_url", "redis://h:99999")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "redis_url");
+    }
+}

@@ -1,0 +1,141 @@
+//! The JSON error answers of the wire contract.
+//!
+//! Every refusal the gateway makes goes through [`ApiError`], so status
+//! codes, `type` names and bodies stay what the existing browser client
+//! expects (`{"detail": "...", "type": "..."}`).
+
+use serde::Serialize;
+
+/// An HTTP error answer: status, machine-readable type, human detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub status: u16,
+    /// The `type` field clients switch on.
+    pub kind: &'static str,
+    /// The `detail` field shown to people; never holds a token or secret.
+    pub detail: String,
+    /// Extra headers (`allow` on 405, `retry-after` on 503).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    detail: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 401: the request carried no token at all.
+    pub fn authentication_required() -> Self {
+        Self::new(
+            401,
+            "AuthenticationRequiredError",
+            "Authentication required",
+        )
+    }
+
+    /// 401: a token was sent but did not verify (the reason stays in logs).
+    pub fn invalid_credentials() -> Self {
+        Self::new(
+            401,
+            "InvalidCredentialsError",
+            "Invalid or expired credentials",
+        )
+    }
+
+    /// 403: authenticated, but the stream belongs to someone else.
+    pub fn forbidden() -> Self {
+        Self::new(403, "ForbiddenError", "Access denied")
+    }
+
+    /// 404: no execution record under that id.
+    pub fn execution_not_found(id: &str) -> Self {
+        Self::new(
+            404,
+            "ExecutionNotFoundError",
+            format!("Execution {id} not found"),
+        )
+    }
+
+    /// 404: no route at that path.
+    pub fn not_found() -> Self {
+        Self::new(404, "NotFoundError", "Not found")
+    }
+
+    /// 405: the path exists, the method does not; `allow` lists what does.
+    pub fn method_not_allowed(allow: &str) -> Self {
+        let mut e = Self::new(405, "MethodNotAllowedError", "Method not allowed");
+        e.headers.push(("allow", allow.to_string()));
+        e
+    }
+
+    /// 400: malformed input, with what is wrong.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(400, "ValidationError", detail)
+    }
+
+    /// 503: Redis could not be reached or answered garbage.
+    pub fn service_unavailable(retry_after_seconds: u32) -> Self {
+        let mut e = Self::new(
+            503,
+            "ServiceUnavailableError",
+            "Event service temporarily unavailable",
+        );
+        e.headers
+            .push(("retry-after", retry_after_seconds.to_string()));
+        e
+    }
+
+    /// 500: the deployment is misconfigured; the detail names the variable.
+    pub fn configuration(detail: impl Into<String>) -> Self {
+        Self::new(500, "ConfigurationError", detail)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&Body {
+            detail: &self.detail,
+            kind: self.kind,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_the_contract_shape() {
+        let v: serde_json::Value = serde_json::from_slice(&ApiError::forbidden().body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"detail": "Access denied", "type": "ForbiddenError"})
+        );
+    }
+
+    #[test]
+    fn detail_is_json_escaped() {
+        let e = ApiError::bad_request("bad \"id\"\n");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["detail"], "bad \"id\"\n");
+    }
+
+    #[test]
+    fn method_not_allowed_names_allowed_methods() {
+        let e = ApiError::method_not_allowed("GET");
+        assert_eq!(e.status, 405);
+        assert_eq!(e.headers, vec![("allow", "GET".to_string())]);
+    }
+}

@@ -1,0 +1,288 @@
+//! Event rules: which Redis messages are valid events, which end a stream,
+//! and the control events built from the execution record.
+//!
+//! Valid payloads are passed through byte for byte (producers' extra fields
+//! reach the browser unchanged); only what the rules need is parsed.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Execution event types after which the stream ends.
+pub const TERMINAL_EVENT_TYPES: [&str; 4] = [
+    "result_stored",
+    "result_failed",
+    "execution_failed",
+    "execution_timeout",
+];
+
+/// Record statuses that mean the execution will publish nothing more.
+pub const FINISHED_STATUSES: [&str; 5] = ["completed", "failed", "timeout", "cancelled", "error"];
+
+/// Replay-session statuses that end a replay status stream.
+pub const REPLAY_TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
+
+/// The kind of stream a message arrives on; each has its own rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// `sse:exec:{id}`: objects with `event_type`; terminal types end it.
+    Execution,
+    /// `sse:notif:{user}`: any JSON object; never ends.
+    Notification,
+    /// `sse:replay:{session}`: objects with `status`; finished statuses end it.
+    Replay,
+}
+
+/// Why a message was skipped (for the log line; never fatal to the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not UTF-8 or not a JSON object.
+    NotJsonObject,
+    /// An execution event without a string `event_type`.
+    MissingEventType,
+    /// A replay status without a string `status`.
+    MissingStatus,
+}
+
+impl Skip {
+    /// A short reason for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::NotJsonObject => "not a JSON object",
+            Skip::MissingEventType => "no string event_type",
+            Skip::MissingStatus => "no string status",
+        }
+    }
+}
+
+/// A message that passed the rules: the text to send and whether it ends the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted<'a> {
+    /// The payload as published.
+    pub json: &'a str,
+    /// True when the stream closes after sending it.
+    pub terminal: bool,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+}
+
+/// Applies the stream kind's rules to one published payload.
+pub fn classify(kind: StreamKind, payload: &[u8]) -> Result<Accepted<'_>, Skip> {
+    let json = std::str::from_utf8(payload).map_err(|_| Skip::NotJsonObject)?;
+    // serde would also read a struct from a JSON array; only objects are events.
+    if !json.trim_start().starts_with('{') {
+        return Err(Skip::NotJsonObject);
+    }
+    let probe: Probe<'_> = serde_json::from_str(json).map_err(|_| Skip::NotJsonObject)?;
+    let terminal = match kind {
+        StreamKind::Execution => {
+            let t = probe.event_type.ok_or(Skip::MissingEventType)?;
+            TERMINAL_EVENT_TYPES.contains(&t.as_ref())
+        }
+        StreamKind::Replay => {
+            let s = probe.status.ok_or(Skip::MissingStatus)?;
+            REPLAY_TERMINAL_STATUSES.contains(&s.as_ref())
+        }
+        StreamKind::Notification => false,
+    };
+    Ok(Accepted { json, terminal })
+}
+
+/// The execution record (hash `exec:{id}`) as far as the gateway reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecutionRecord {
+    /// Owner; only they (and admins) may stream it.
+    pub user_id: String,
+    /// `queued`, `running`, ..., or a finished status.
+    pub status: String,
+    /// ISO 8601 time of the last change.
+    pub updated_at: String,
+    /// The stored result as JSON text, when there is one.
+    pub result: Option<String>,
+}
+
+impl ExecutionRecord {
+    /// Builds the record from HGETALL pairs; `None` when the hash is absent.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Option<Self> {
+        if pairs.is_empty() {
+            return None;
+        }
+        let mut rec = ExecutionRecord::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "user_id" => rec.user_id = v,
+                "status" => rec.status = v,
+                "updated_at" => rec.updated_at = v,
+                "result" if !v.is_empty() => rec.result = Some(v),
+                _ => {}
+            }
+        }
+        Some(rec)
+    }
+
+    /// True when no more events will be published for it.
+    pub fn is_finished(&self) -> bool {
+        FINISHED_STATUSES.contains(&self.status.as_str())
+    }
+}
+
+#[derive(Serialize)]
+struct StatusEvent<'a> {
+    event_type: &'static str,
+    execution_id: &'a str,
+    status: &'a str,
+    timestamp: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResultEvent<'a> {
+    event_type: &'static str,
+    execution_id: &'a str,
+    status: &'a str,
+    result: serde_json::Value,
+    timestamp: &'a str,
+}
+
+/// The `status` control event every execution stream starts with.
+pub fn status_event(execution_id: &str, rec: &ExecutionRecord) -> String {
+    serde_json::to_string(&StatusEvent {
+        event_type: "status",
+        execution_id,
+        status: &rec.status,
+        timestamp: &rec.updated_at,
+    })
+    .unwrap_or_default()
+}
+
+/// For a finished execution with a stored result: the `result_stored` event a
+/// late subscriber would otherwise have missed. A result that is not JSON is
+/// sent as a JSON string rather than dropped.
+pub fn stored_result_event(execution_id: &str, rec: &ExecutionRecord) -> Option<String> {
+    if !rec.is_finished() {
+        return None;
+    }
+    let raw = rec.result.as_deref()?;
+    let result = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::from(raw));
+    serde_json::to_string(&ResultEvent {
+        event_type: "result_stored",
+        execution_id,
+        status: &rec.status,
+        result,
+        timestamp: &rec.updated_at,
+    })
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn exec(payload: &str) -> Result<bool, Skip> {
+        classify(StreamKind::Execution, payload.as_bytes()).map(|a| a.terminal)
+    }
+
+    #[test]
+    fn terminal_types_end_execution_streams() {
+        for t in TERMINAL_EVENT_TYPES {
+            assert_eq!(exec(&format!(r#"{{"event_type":"{t}"}}"#)), Ok(true), "{t}");
+        }
+        for t in ["execution_requested", "pod_running", "execution_completed"] {
+            assert_eq!(
+                exec(&format!(r#"{{"event_type":"{t}"}}"#)),
+                Ok(false),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn payload_passes_through_unchanged() {
+        let p = "{ \"event_type\":\"pod_running\", \"x\": {\"deep\": [1,2]} }";
+        assert_eq!(
+            classify(StreamKind::Execution, p.as_bytes()).unwrap().json,
+            p
+        );
+    }
+
+    #[test]
+    fn escaped_event_type_is_read_correctly() {
+        assert_eq!(exec(r#"{"event_type":"result\u005fstored"}"#), Ok(true));
+    }
+
+    #[test]
+    fn junk_is_skipped_with_a_reason() {
+        assert_eq!(exec("hello"), Err(Skip::NotJsonObject));
+        assert_eq!(exec(r#"["event_type"]"#), Err(Skip::NotJsonObject));
+        assert_eq!(exec(r#"{"event_type":"x""#), Err(Skip::NotJsonObject));
+        assert_eq!(exec("{}"), Err(Skip::MissingEventType));
+        assert_eq!(exec(r#"{"event_type":5}"#), Err(Skip::NotJsonObject));
+        assert_eq!(
+            classify(StreamKind::Execution, &[b'{', 0xff, b'}']),
+            Err(Skip::NotJsonObject)
+        );
+    }
+
+    #[test]
+    fn replay_and_notification_rules() {
+        let r = |p: &str| classify(StreamKind::Replay, p.as_bytes()).map(|a| a.terminal);
+        assert_eq!(r(r#"{"session_id":"s","status":"running"}"#), Ok(false));
+        for s in REPLAY_TERMINAL_STATUSES {
+            assert_eq!(r(&format!(r#"{{"status":"{s}"}}"#)), Ok(true));
+        }
+        assert_eq!(r(r#"{"session_id":"s"}"#), Err(Skip::MissingStatus));
+        let n = |p: &str| classify(StreamKind::Notification, p.as_bytes()).map(|a| a.terminal);
+        assert_eq!(n(r#"{"title":"hi"}"#), Ok(false));
+        assert_eq!(n("42"), Err(Skip::NotJsonObject));
+    }
+
+    fn record(status: &str, result: Option<&str>) -> ExecutionRecord {
+        let mut pairs = vec![
+            ("user_id".to_string(), "u1".to_string()),
+            ("status".to_string(), status.to_string()),
+            ("updated_at".to_string(), "2026-01-01T00:00:00Z".to_string()),
+        ];
+        if let Some(r) = result {
+            pairs.push(("result".to_string(), r.to_string()));
+        }
+        ExecutionRecord::from_pairs(pairs).unwrap()
+    }
+
+    #[test]
+    fn status_event_from_record() {
+        let v: Value = serde_json::from_str(&status_event("e1", &record("running", None))).unwrap();
+        assert_eq!(
+            v,
+            json!({"event_type":"status","execution_id":"e1","status":"running","timestamp":"2026-01-01T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn stored_result_only_for_finished_records() {
+        assert_eq!(
+            stored_result_event("e1", &record("running", Some("{}"))),
+            None
+        );
+        assert_eq!(stored_result_event("e1", &record("completed", None)), None);
+        let ev =
+            stored_result_event("e1", &record("completed", Some(r#"{"exit_code":0}"#))).unwrap();
+        let v: Value = serde_json::from_str(&ev).unwrap();
+        assert_eq!(v["event_type"], "result_stored");
+        assert_eq!(v["result"], json!({"exit_code": 0}));
+        let ev = stored_result_event("e1", &record("failed", Some("not json"))).unwrap();
+        let v: Value = serde_json::from_str(&ev).unwrap();
+        assert_eq!(v["result"], "not json");
+    }
+
+    #[test]
+    fn absent_hash_is_no_record() {
+        assert_eq!(ExecutionRecord::from_pairs(vec![]), None);
+        assert!(record("timeout", None).is_finished());
+        assert!(!record("queued", None).is_finished());
+    }
+}

@@ -1,0 +1,110 @@
+//! The HTTP response: JSON answers and the streaming SSE body.
+//!
+//! The SSE body is written without blocking: `write_some` takes what the
+//! host's output stream has room for, and the stream loop waits on
+//! [`SseBody::writable`] only while bytes are still pending (an output
+//! stream's pollable is ready whenever it has room, so waiting on it while
+//! idle would spin).
+
+use crate::error::ApiError;
+use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::io::poll::Pollable;
+use wasi::io::streams::OutputStream;
+
+fn headers(list: &[(&str, &str)]) -> Headers {
+    let entries: Vec<(String, Vec<u8>)> = list
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    Headers::from_list(&entries).unwrap_or_else(|_| Headers::new())
+}
+
+/// Sends a complete response with a small body (JSON answers).
+pub fn send(out: ResponseOutparam, status: u16, extra: &[(&str, &str)], body: &[u8]) {
+    let response = OutgoingResponse::new(headers(extra));
+    let _ = response.set_status_code(status);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    out.set(response);
+    if let Ok(stream) = outgoing.write() {
+        for chunk in body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
+        drop(stream);
+    }
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+/// Sends an [`ApiError`] as `{"detail", "type"}` JSON.
+pub fn send_error(out: ResponseOutparam, err: &ApiError) {
+    let mut extra: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    extra.extend(err.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    send(out, err.status, &extra, &err.body());
+}
+
+/// An open `text/event-stream` response body.
+pub struct SseBody {
+    stream: Option<OutputStream>,
+    body: Option<OutgoingBody>,
+}
+
+/// The browser can no longer be written to.
+#[derive(Debug)]
+pub struct Gone;
+
+impl SseBody {
+    /// Sends the `200` head with the SSE headers; the body stays open.
+    pub fn start(out: ResponseOutparam) -> Result<SseBody, Gone> {
+        let response = OutgoingResponse::new(headers(&[
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+            ("x-accel-buffering", "no"),
+        ]));
+        let body = response.body().map_err(|_| Gone)?;
+        out.set(response);
+        let stream = body.write().map_err(|_| Gone)?;
+        Ok(SseBody {
+            stream: Some(stream),
+            body: Some(body),
+        })
+    }
+
+    /// Writes as much of `bytes` as the host takes now; returns how much.
+    pub fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Gone> {
+        let stream = self.stream.as_ref().ok_or(Gone)?;
+        let mut written = 0;
+        while written < bytes.len() {
+            let room = stream.check_write().map_err(|_| Gone)? as usize;
+            if room == 0 {
+                break;
+            }
+            let n = room.min(bytes.len() - written);
+            stream
+                .write(&bytes[written..written + n])
+                .map_err(|_| Gone)?;
+            written += n;
+        }
+        if written > 0 {
+            stream.flush().map_err(|_| Gone)?;
+        }
+        Ok(written)
+    }
+
+    /// Ready when the host has room again (wait on it only with bytes pending).
+    pub fn writable(&self) -> Option<Pollable> {
+        self.stream.as_ref().map(|s| s.subscribe())
+    }
+}
+
+impl Drop for SseBody {
+    /// Ends the response cleanly (terminal chunk) when the stream is over.
+    fn drop(&mut self) {
+        drop(self.stream.take());
+        if let Some(body) = self.body.take() {
+            let _ = OutgoingBody::finish(body, None);
+        }
+    }
+}

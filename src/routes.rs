@@ -1,0 +1,165 @@
+//! Routing: method + path to a [`Route`], with ids checked before they can
+//! reach a Redis key or channel name.
+
+use crate::error::ApiError;
+
+/// Where a request goes. Ids are validated ([`valid_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /api/v1/events/executions/{id}`: one execution's stream.
+    ExecutionStream(String),
+    /// `GET /api/v1/events/notifications/stream`: the caller's notifications.
+    NotificationStream,
+    /// `GET /api/v1/events/replay/{session_id}/status`: admins only.
+    ReplayStatus(String),
+    /// `POST /api/v1/events/executions/{id}`: publish (service tokens).
+    PublishExecution(String),
+    /// `POST /api/v1/events/notifications/{user_id}`: publish (service tokens).
+    PublishNotification(String),
+    /// `GET /api/v1/events/health`: no auth.
+    Health,
+}
+
+/// The longest id accepted in a path segment.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Ids become part of Redis keys and channel names, so only a safe charset
+/// passes: ASCII letters, digits, `-`, `_`, `.`, `:` (no glob characters,
+/// whitespace, CR/LF or control bytes), 1 to [`MAX_ID_LEN`] bytes.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn id(segment: &str, what: &str) -> Result<String, ApiError> {
+    if valid_id(segment) {
+        Ok(segment.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid {what}: use 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 - _ . :"
+        )))
+    }
+}
+
+/// Maps a request to a route; unknown paths are 404, known paths with the
+/// wrong method 405 with `allow`. `path` excludes the query string.
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let rest = path
+        .strip_prefix("/api/v1/events/")
+        .ok_or_else(ApiError::not_found)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<&str> = rest.split('/').collect();
+    let is = |m: &str| method.eq_ignore_ascii_case(m);
+    let (allow, matched) = match segments.as_slice() {
+        ["health"] => ("GET", is("GET").then_some(Ok(Route::Health))),
+        ["notifications", "stream"] => ("GET", is("GET").then_some(Ok(Route::NotificationStream))),
+        ["executions", x] => (
+            "GET, POST",
+            if is("GET") {
+                Some(id(x, "execution id").map(Route::ExecutionStream))
+            } else if is("POST") {
+                Some(id(x, "execution id").map(Route::PublishExecution))
+            } else {
+                None
+            },
+        ),
+        ["notifications", x] => (
+            "POST",
+            is("POST").then(|| id(x, "user id").map(Route::PublishNotification)),
+        ),
+        ["replay", x, "status"] => (
+            "GET",
+            is("GET").then(|| id(x, "session id").map(Route::ReplayStatus)),
+        ),
+        _ => return Err(ApiError::not_found()),
+    };
+    matched.unwrap_or_else(|| Err(ApiError::method_not_allowed(allow)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_stream_and_publish() {
+        assert_eq!(
+            route("GET", "/api/v1/events/executions/abc-123"),
+            Ok(Route::ExecutionStream("abc-123".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/v1/events/executions/abc-123"),
+            Ok(Route::PublishExecution("abc-123".into()))
+        );
+        assert_eq!(
+            route("GET", "/api/v1/events/executions/abc/"),
+            Ok(Route::ExecutionStream("abc".into()))
+        );
+    }
+
+    #[test]
+    fn other_routes() {
+        assert_eq!(route("GET", "/api/v1/events/health"), Ok(Route::Health));
+        assert_eq!(
+            route("GET", "/api/v1/events/notifications/stream"),
+            Ok(Route::NotificationStream)
+        );
+        assert_eq!(
+            route("POST", "/api/v1/events/notifications/u1"),
+            Ok(Route::PublishNotification("u1".into()))
+        );
+        assert_eq!(
+            route("GET", "/api/v1/events/replay/s-1/status"),
+            Ok(Route::ReplayStatus("s-1".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for p in [
+            "/",
+            "/api/v1/events",
+            "/api/v1/events/executions",
+            "/api/v1/events/executions/a/b",
+            "/api/v2/events/health",
+            "/api/v1/events/replay/x",
+        ] {
+            assert_eq!(route("GET", p).unwrap_err().status, 404, "{p}");
+        }
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow() {
+        let e = route("DELETE", "/api/v1/events/executions/x").unwrap_err();
+        assert_eq!(e.status, 405);
+        assert_eq!(e.headers, vec![("allow", "GET, POST".to_string())]);
+        let e = route("POST", "/api/v1/events/health").unwrap_err();
+        assert_eq!(e.headers, vec![("allow", "GET".to_string())]);
+        let e = route("GET", "/api/v1/events/notifications/u1").unwrap_err();
+        assert_eq!(e.headers, vec![("allow", "POST".to_string())]);
+    }
+
+    #[test]
+    fn hostile_ids_are_400() {
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        for bad in ["a*b", "a?", "[x]", "a%0d", "a b", "é", &long, "a\r\nb"] {
+            let p = format!("/api/v1/events/executions/{bad}");
+            assert_eq!(route("GET", &p).unwrap_err().status, 400, "{bad:?}");
+        }
+        let max = "a".repeat(MAX_ID_LEN);
+        assert!(route("GET", &format!("/api/v1/events/executions/{max}")).is_ok());
+    }
+
+    #[test]
+    fn empty_id_segment_is_400() {
+        // "/executions/" strips to "executions" → 404; "/executions//" has an empty id.
+        assert_eq!(
+            route("GET", "/api/v1/events/executions//")
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+}

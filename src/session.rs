@@ -1,0 +1,249 @@
+//! The Redis side of one stream, as a sans-I/O state machine.
+//!
+//! One connection per stream speaks RESP3 (`HELLO 3`), so ordinary commands
+//! (`HGETALL`) still work after `SUBSCRIBE` and the record can be read
+//! *after* subscribing: no event published in between is lost. The whole
+//! handshake goes out as one pipeline (one round trip); replies come back in
+//! order and pub/sub pushes may interleave with them.
+//!
+//! The shell moves bytes: it writes [`Session::take_outgoing`] to the socket
+//! and feeds what it reads to [`Session::receive`].
+
+use crate::config::RedisTarget;
+use crate::resp::{self, Decoder, PubSub, RespError, Value};
+use std::collections::VecDeque;
+
+/// Why a command was sent, so its reply can be routed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// `HELLO 3 [AUTH user pass]`.
+    Hello,
+    /// `SELECT db`.
+    Select,
+    /// `HGETALL` of the execution record.
+    Record,
+    /// `PING` (health checks, liveness).
+    Ping,
+}
+
+/// What the connection produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A reply to the command sent with this tag (handshake replies that
+    /// succeed are swallowed; failures become [`RespError::Server`]).
+    Reply(Tag, Value),
+    /// The server confirmed the subscription: events now flow.
+    Subscribed,
+    /// A message published on the subscribed channel.
+    Message(Vec<u8>),
+}
+
+/// The most bytes buffered for one incomplete reply (a record with a large
+/// stored result fits; a broken server can't make us grow without bound).
+pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
+
+/// One stream's Redis connection state.
+pub struct Session {
+    decoder: Decoder,
+    pending: VecDeque<Tag>,
+    outgoing: Vec<u8>,
+    channel: Vec<u8>,
+}
+
+impl Session {
+    /// Queues the handshake: login, database, `SUBSCRIBE channel`.
+    pub fn subscribe(target: &RedisTarget, channel: &str) -> Session {
+        let mut s = Session::handshake(target);
+        resp::encode_command(&mut s.outgoing, &[b"SUBSCRIBE", channel.as_bytes()]);
+        s.channel = channel.as_bytes().to_vec();
+        s
+    }
+
+    /// Queues the login and database selection only (for plain commands).
+    pub fn handshake(target: &RedisTarget) -> Session {
+        let mut s = Session {
+            decoder: Decoder::new(MAX_REPLY_BYTES),
+            pending: VecDeque::new(),
+            outgoing: Vec::new(),
+            channel: Vec::new(),
+        };
+        match &target.password {
+            Some(pass) => {
+                let user = target.username.as_deref().unwrap_or("default");
+                s.command(
+                    Tag::Hello,
+                    &[b"HELLO", b"3", b"AUTH", user.as_bytes(), pass.as_bytes()],
+                )
+            }
+            None => s.command(Tag::Hello, &[b"HELLO", b"3"]),
+        }
+        if target.db != 0 {
+            s.command(Tag::Select, &[b"SELECT", target.db.to_string().as_bytes()]);
+        }
+        s
+    }
+
+    /// Queues one command whose reply will come back with `tag`.
+    pub fn command(&mut self, tag: Tag, args: &[&[u8]]) {
+        resp::encode_command(&mut self.outgoing, args);
+        self.pending.push_back(tag);
+    }
+
+    /// Bytes to write to the socket now.
+    pub fn take_outgoing(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    /// Commands still waiting for their reply.
+    pub fn awaiting_replies(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds bytes read from the socket and returns what they completed.
+    /// An error means the connection is unusable and must be closed.
+    pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<Incoming>) -> Result<(), RespError> {
+        self.decoder.feed(bytes);
+        while let Some(value) = self.decoder.next()? {
+            if let Some(push) = resp::pubsub(&value) {
+                match push {
+                    PubSub::Message { channel, payload } if channel == self.channel => {
+                        out.push(Incoming::Message(payload))
+                    }
+                    PubSub::Subscribed { channel, .. } if channel == self.channel => {
+                        out.push(Incoming::Subscribed)
+                    }
+                    // Other channels or unsubscribe notices: not ours to act on.
+                    _ => {}
+                }
+                continue;
+            }
+            let tag = self
+                .pending
+                .pop_front()
+                .ok_or_else(|| RespError::Unexpected("reply with no command pending".into()))?;
+            match (tag, value) {
+                (_, Value::Error(e)) => return Err(RespError::Server(redact(tag, e))),
+                (Tag::Hello | Tag::Select, _) => {}
+                (tag, value) => out.push(Incoming::Reply(tag, value)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Server errors are logged; keep a login failure's text generic so nothing
+/// credential-shaped reaches a log line.
+fn redact(tag: Tag, err: String) -> String {
+    match tag {
+        Tag::Hello => format!(
+            "HELLO 3 refused ({}); Redis 6 or later and valid credentials are required",
+            err.split_whitespace().next().unwrap_or("ERR")
+        ),
+        _ => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(password: Option<&str>, db: u32) -> RedisTarget {
+        RedisTarget {
+            host: "h".into(),
+            port: 6379,
+            username: None,
+            password: password.map(Into::into),
+            db,
+        }
+    }
+
+    fn feed_all(s: &mut Session, bytes: &[u8]) -> Result<Vec<Incoming>, RespError> {
+        let mut out = Vec::new();
+        s.receive(bytes, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn handshake_is_one_pipeline() {
+        let mut s = Session::subscribe(&target(Some("pw"), 2), "sse:exec:1");
+        s.command(Tag::Record, &[b"HGETALL", b"exec:1"]);
+        let wire = String::from_utf8(s.take_outgoing()).unwrap();
+        assert_eq!(
+            wire,
+            "*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$2\r\npw\r\n\
+             *2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n\
+             *2\r\n$9\r\nSUBSCRIBE\r\n$10\r\nsse:exec:1\r\n\
+             *2\r\n$7\r\nHGETALL\r\n$6\r\nexec:1\r\n"
+        );
+        assert!(s.take_outgoing().is_empty());
+        assert_eq!(s.awaiting_replies(), 3);
+    }
+
+    #[test]
+    fn no_password_no_select() {
+        let mut s = Session::subscribe(&target(None, 0), "c");
+        let wire = String::from_utf8(s.take_outgoing()).unwrap();
+        assert!(wire.starts_with("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$9\r\nSUBSCRIBE"));
+    }
+
+    #[test]
+    fn replies_and_pushes_are_routed() {
+        let mut s = Session::subscribe(&target(None, 0), "c");
+        s.command(Tag::Record, &[b"HGETALL", b"k"]);
+        let hello = "%1\r\n+server\r\n+redis\r\n";
+        let sub = ">3\r\n+subscribe\r\n$1\r\nc\r\n:1\r\n";
+        let early = ">3\r\n+message\r\n$1\r\nc\r\n$2\r\nhi\r\n";
+        let other = ">3\r\n+message\r\n$1\r\nd\r\n$2\r\nno\r\n";
+        let record = "%1\r\n$6\r\nstatus\r\n$7\r\nrunning\r\n";
+        let all = format!("{hello}{sub}{early}{other}{record}");
+        // Any split of the bytes gives the same result.
+        for cut in 0..all.len() {
+            let mut s2 = Session::subscribe(&target(None, 0), "c");
+            s2.command(Tag::Record, &[b"HGETALL", b"k"]);
+            let mut got = feed_all(&mut s2, &all.as_bytes()[..cut]).unwrap();
+            got.extend(feed_all(&mut s2, &all.as_bytes()[cut..]).unwrap());
+            assert_eq!(got.len(), 3, "cut at {cut}");
+        }
+        let got = feed_all(&mut s, all.as_bytes()).unwrap();
+        assert_eq!(got[0], Incoming::Subscribed);
+        assert_eq!(got[1], Incoming::Message(b"hi".to_vec()));
+        match &got[2] {
+            Incoming::Reply(Tag::Record, v) => {
+                assert_eq!(
+                    v.clone().into_pairs().unwrap(),
+                    vec![("status".to_string(), "running".to_string())]
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(s.awaiting_replies(), 0);
+    }
+
+    #[test]
+    fn login_failure_is_an_error_without_detail() {
+        let mut s = Session::subscribe(&target(Some("secret-pw"), 0), "c");
+        let e = feed_all(
+            &mut s,
+            b"-WRONGPASS invalid username-password pair secret-pw\r\n",
+        )
+        .unwrap_err();
+        match e {
+            RespError::Server(msg) => {
+                assert!(msg.contains("WRONGPASS"));
+                assert!(!msg.contains("secret-pw"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_and_unsolicited_replies_are_errors() {
+        let mut s = Session::subscribe(&target(None, 0), "c");
+        assert!(feed_all(&mut s, b"+OK\r\n+OK\r\n").is_err());
+        let mut s = Session::subscribe(&target(None, 0), "c");
+        assert!(matches!(
+            feed_all(&mut s, b"?garbage\r\n"),
+            Err(RespError::Protocol(_))
+        ));
+    }
+}

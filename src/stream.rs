@@ -1,0 +1,219 @@
+//! One SSE stream's browser side, as a sans-I/O state machine: what to send
+//! for each Redis message, heartbeat or control event, and when to stop.
+//!
+//! Every stream route (executions, notifications, replay status) drives the
+//! same [`Stream`] from the same shell loop; only the [`StreamKind`] and the
+//! opening events differ.
+
+use crate::events::{classify, Skip, StreamKind};
+use crate::sse::{self, Event};
+
+/// Why a stream ended (for the log line and for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// A terminal event was sent.
+    Terminal,
+    /// The browser went away (a write failed).
+    ClientGone,
+    /// The browser stopped reading and the outbox filled up.
+    SlowClient,
+    /// The Redis connection broke or sent garbage.
+    RedisLost,
+}
+
+impl Close {
+    /// A short reason for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Close::Terminal => "terminal event",
+            Close::ClientGone => "client disconnected",
+            Close::SlowClient => "client stopped reading",
+            Close::RedisLost => "redis connection lost",
+        }
+    }
+}
+
+/// The browser side of one stream: an outbox of framed bytes plus the rules.
+pub struct Stream {
+    kind: StreamKind,
+    event_name: Option<&'static str>,
+    outbox: Vec<u8>,
+    sent: usize,
+    max_outbox: usize,
+    closed: Option<Close>,
+    events: u64,
+}
+
+impl Stream {
+    /// `event_name` is the SSE `event:` field for every message (`None` for
+    /// the default `message`); `max_outbox` bounds bytes waiting for a slow
+    /// browser before the stream is dropped.
+    pub fn new(kind: StreamKind, event_name: Option<&'static str>, max_outbox: usize) -> Self {
+        Stream {
+            kind,
+            event_name,
+            outbox: Vec::with_capacity(1024),
+            sent: 0,
+            max_outbox,
+            closed: None,
+            events: 0,
+        }
+    }
+
+    /// Sends an event the gateway built itself (status snapshot, stored result).
+    pub fn control(&mut self, json: &str, terminal: bool) {
+        self.push(json);
+        if terminal {
+            self.close(Close::Terminal);
+        }
+    }
+
+    /// Applies the stream's rules to a published message and queues it.
+    /// Skipped messages leave the stream as it was; the caller logs the reason.
+    pub fn message(&mut self, payload: &[u8]) -> Result<(), Skip> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let accepted = classify(self.kind, payload)?;
+        self.push(accepted.json);
+        if accepted.terminal {
+            self.close(Close::Terminal);
+        }
+        Ok(())
+    }
+
+    /// Queues a `: ping` comment so proxies keep the connection and a gone
+    /// browser is noticed at this write.
+    pub fn heartbeat(&mut self) {
+        if self.closed.is_none() {
+            sse::encode_comment(&mut self.outbox, "ping");
+            self.check_outbox();
+        }
+    }
+
+    fn push(&mut self, json: &str) {
+        if self.closed.is_some() {
+            return;
+        }
+        let ev = Event {
+            event: self.event_name,
+            id: None,
+            data: json,
+        };
+        sse::encode_event(&mut self.outbox, &ev);
+        self.events += 1;
+        self.check_outbox();
+    }
+
+    fn check_outbox(&mut self) {
+        if self.outbox.len() - self.sent > self.max_outbox {
+            self.close(Close::SlowClient);
+        }
+    }
+
+    /// Marks the stream closed; the first reason wins. Bytes already queued
+    /// are still flushed (a terminal event must reach the browser).
+    pub fn close(&mut self, why: Close) {
+        self.closed.get_or_insert(why);
+    }
+
+    /// Why the stream is closed, if it is.
+    pub fn closed(&self) -> Option<Close> {
+        self.closed
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> &[u8] {
+        &self.outbox[self.sent..]
+    }
+
+    /// Records that the shell wrote `n` bytes of [`Stream::pending`].
+    pub fn consume(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.outbox.len());
+        if self.sent == self.outbox.len() {
+            self.outbox.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// True when closed and everything queued has been written.
+    pub fn finished(&self) -> bool {
+        self.closed.is_some() && self.pending().is_empty()
+    }
+
+    /// Events queued so far (for the close log line).
+    pub fn events_sent(&self) -> u64 {
+        self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &Stream) -> &str {
+        std::str::from_utf8(s.pending()).unwrap()
+    }
+
+    #[test]
+    fn execution_stream_ends_after_terminal_and_ignores_later_messages() {
+        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        s.control(r#"{"event_type":"status"}"#, false);
+        s.message(br#"{"event_type":"pod_running"}"#).unwrap();
+        assert_eq!(s.closed(), None);
+        s.message(br#"{"event_type":"result_stored"}"#).unwrap();
+        assert_eq!(s.closed(), Some(Close::Terminal));
+        s.message(br#"{"event_type":"late"}"#).unwrap();
+        s.heartbeat();
+        assert_eq!(
+            text(&s),
+            "data: {\"event_type\":\"status\"}\n\n\
+             data: {\"event_type\":\"pod_running\"}\n\n\
+             data: {\"event_type\":\"result_stored\"}\n\n"
+        );
+        assert!(!s.finished(), "terminal event still to be written");
+        let n = s.pending().len();
+        s.consume(n);
+        assert!(s.finished());
+        assert_eq!(s.events_sent(), 3);
+    }
+
+    #[test]
+    fn skipped_messages_leave_no_trace() {
+        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        assert_eq!(s.message(b"not json"), Err(Skip::NotJsonObject));
+        assert_eq!(s.message(b"{}"), Err(Skip::MissingEventType));
+        assert!(s.pending().is_empty());
+        assert_eq!(s.closed(), None);
+    }
+
+    #[test]
+    fn notifications_are_named_and_never_terminal() {
+        let mut s = Stream::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        s.message(br#"{"event_type":"result_stored"}"#).unwrap();
+        assert_eq!(s.closed(), None);
+        assert_eq!(
+            text(&s),
+            "event: notification\ndata: {\"event_type\":\"result_stored\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn partial_writes_keep_order() {
+        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        s.message(br#"{"event_type":"a"}"#).unwrap();
+        s.consume(5);
+        s.heartbeat();
+        assert_eq!(text(&s), " {\"event_type\":\"a\"}\n\n: ping\n\n");
+    }
+
+    #[test]
+    fn slow_client_closes_when_outbox_overflows() {
+        let mut s = Stream::new(StreamKind::Execution, None, 64);
+        s.message(br#"{"event_type":"a"}"#).unwrap();
+        assert_eq!(s.closed(), None);
+        s.message(br#"{"event_type":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#)
+            .unwrap();
+        assert_eq!(s.closed(), Some(Close::SlowClient));
+    }
+}
