@@ -84,10 +84,7 @@ pub fn component_wasm() -> PathBuf {
             return if path.is_file() {
                 Ok(path)
             } else {
-                Err(format!(
-                    "SSE_GATEWAY_WASM={} is not a file",
-                    path.display()
-                ))
+                Err(format!("SSE_GATEWAY_WASM={} is not a file", path.display()))
             };
         }
         build_component()
@@ -162,8 +159,8 @@ pub fn wasmtime_bin() -> PathBuf {
         }
         tried.push("$WASMTIME (unset)".to_string());
         if let Some(home) = std::env::var_os("HOME") {
-            let cached = PathBuf::from(home)
-                .join(".cache/sse-gateway/wasmtime-48.0.8/bin/wasmtime");
+            let cached =
+                PathBuf::from(home).join(".cache/sse-gateway/wasmtime-48.0.8/bin/wasmtime");
             if cached.is_file() {
                 return Ok(cached);
             }
@@ -316,7 +313,10 @@ impl RedisServer {
                 return Err(format!(
                     "redis-server on port {} exited with {status}:\n{}",
                     self.port,
-                    tail(&fs::read_to_string(&self.log_path).unwrap_or_default(), 4000)
+                    tail(
+                        &fs::read_to_string(&self.log_path).unwrap_or_default(),
+                        4000
+                    )
                 ));
             }
             if redis_ping(self.port) {
@@ -326,7 +326,10 @@ impl RedisServer {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("redis-server on port {} never answered PING", self.port));
+                return Err(format!(
+                    "redis-server on port {} never answered PING",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -361,7 +364,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("could not restart redis-server on port {}: {last}", self.port);
+        panic!(
+            "could not restart redis-server on port {}: {last}",
+            self.port
+        );
     }
 
     pub fn log(&self) -> String {
@@ -445,6 +451,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         kill_child(&mut self.child);
+        if !std::thread::panicking() {
+            let _ = fs::remove_file(&self.log_path);
+        }
     }
 }
 
@@ -625,12 +634,9 @@ impl GatewayBuilder {
             .stdout(log.try_clone().map_err(|e| (e.to_string(), false))?)
             .stderr(log);
         die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| {
-            (
-                format!("spawn {}: {e}", wasmtime.display()),
-                false,
-            )
-        })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| (format!("spawn {}: {e}", wasmtime.display()), false))?;
         let deadline = Instant::now() + GATEWAY_START_TIMEOUT;
         match wait_for_port(port, deadline, &mut child) {
             Ok(()) => Ok(child),
@@ -692,6 +698,9 @@ impl Drop for Gateway {
                 self.log_path.display(),
                 tail(&self.log(), 20_000)
             );
+        } else {
+            // Keep target/e2e/logs for failing tests only.
+            let _ = fs::remove_file(&self.log_path);
         }
     }
 }
@@ -831,7 +840,9 @@ impl ChunkedDecoder {
                     break;
                 }
                 ChunkState::Size => {
-                    let Some(nl) = find_crlf(&self.buf[pos..]) else { break };
+                    let Some(nl) = find_crlf(&self.buf[pos..]) else {
+                        break;
+                    };
                     let line = String::from_utf8_lossy(&self.buf[pos..pos + nl]).to_string();
                     pos += nl + 2;
                     let hex = line.split(';').next().unwrap_or("").trim();
@@ -869,7 +880,9 @@ impl ChunkedDecoder {
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    let Some(nl) = find_crlf(&self.buf[pos..]) else { break };
+                    let Some(nl) = find_crlf(&self.buf[pos..]) else {
+                        break;
+                    };
                     let empty = nl == 0;
                     pos += nl + 2;
                     if empty {
@@ -951,7 +964,10 @@ fn read_until_deadline(
         match stream.read(buf) {
             Ok(n) => return Ok(Some(n)),
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
             {
                 return Ok(None)
             }
@@ -1029,7 +1045,10 @@ impl HttpResponse {
             BodyMode::Chunked(ChunkedDecoder::new())
         } else if let Some(len) = header("content-length") {
             BodyMode::Length(len.parse().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad content-length {len:?}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad content-length {len:?}"),
+                )
             })?)
         } else if status == 204 || status == 304 {
             BodyMode::Length(0)
@@ -1495,7 +1514,10 @@ pub fn bearer(token: &str) -> String {
 
 /// Open `GET path` as an event stream; panics (with the body) unless 200.
 pub fn open_stream(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseStream {
-    let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream"), ("Cache-Control", "no-cache")];
+    let mut all: Vec<(&str, &str)> = vec![
+        ("Accept", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+    ];
     all.extend_from_slice(headers);
     let mut resp = send_get(addr, path, &all, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
@@ -1574,7 +1596,10 @@ mod harness_tests {
         for b in text.iter() {
             p.feed(std::slice::from_ref(b));
         }
-        assert_eq!(items(&mut p), vec![ev("a\nb", 2), ev("c\nd", 2), ev("e", 1)]);
+        assert_eq!(
+            items(&mut p),
+            vec![ev("a\nb", 2), ev("c\nd", 2), ev("e", 1)]
+        );
         // And an incomplete event is not dispatched.
         let mut p = SseParser::new();
         p.feed(b"data: never finished\n");
@@ -1583,7 +1608,7 @@ mod harness_tests {
 
     #[test]
     fn chunked_decoder_incremental() {
-        let body = b"7\r\ndata: x\r\n3;ext=1\r\n\n\n\r\n0\r\nTrailer: v\r\n\r\nNEXT";
+        let body = b"7\r\ndata: x\r\n3;ext=1\r\n\n\n\n\r\n0\r\nTrailer: v\r\n\r\nNEXT";
         let mut whole = ChunkedDecoder::new();
         assert_eq!(whole.feed(body).unwrap(), b"data: x\n\n\n");
         assert!(whole.is_done());
@@ -1683,7 +1708,10 @@ mod harness_tests {
 
         let addr = canned_server(vec![(b"HTTP/1.1 500 X\r\n\r\nbye".to_vec(), 0)], true);
         let r = get(addr, "/", &[]);
-        assert_eq!((r.status, r.text().as_str(), r.end), (500, "bye", Some(EndKind::Clean)));
+        assert_eq!(
+            (r.status, r.text().as_str(), r.end),
+            (500, "bye", Some(EndKind::Clean))
+        );
     }
 
     #[test]
@@ -1707,7 +1735,8 @@ mod harness_tests {
 
     #[test]
     fn execution_ids_are_unique_uuids() {
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_execution_id()).collect();
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_execution_id()).collect();
         assert_eq!(ids.len(), 1000);
         for id in ids.iter().take(20) {
             let parts: Vec<&str> = id.split('-').collect();
@@ -1738,7 +1767,8 @@ mod harness_tests {
         // A subscriber shows up in NUMSUB and receives PUBLISH.
         let ch = exec_channel(&id);
         let mut sub = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sub.write_all(format!("SUBSCRIBE {ch}\r\n").as_bytes()).unwrap();
+        sub.write_all(format!("SUBSCRIBE {ch}\r\n").as_bytes())
+            .unwrap();
         r.wait_numsub(&ch, 1, Duration::from_secs(5)).unwrap();
         assert_eq!(r.publish(&ch, "hello"), 1);
         drop(sub);

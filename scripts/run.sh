@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the gateway locally: builds the portable component, starts Redis on
+# 127.0.0.1:6379 if none answers there, and serves the gateway with
+# `wasmtime serve` on 127.0.0.1:3000 (PORT=... to change). Ctrl-C stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/tools.sh
+ensure_tools
+
+PORT=${PORT:-3000}
+REDIS_PORT=${REDIS_PORT:-6379}
+JWT_SECRET=${JWT_SECRET:-dev-secret-change-me}
+HEARTBEAT_SECONDS=${HEARTBEAT_SECONDS:-15}
+
+if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    echo "Starting redis-server on 127.0.0.1:$REDIS_PORT"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
+    for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+build_portable
+TOKEN=$(cargo run -q --example mint_token -- "$JWT_SECRET" user-1 user 86400)
+
+cat <<MSG
+
+sse-gateway on http://127.0.0.1:$PORT  (Redis 127.0.0.1:$REDIS_PORT)
+
+1. Create an execution record owned by user-1:
+   redis-cli -p $REDIS_PORT HSET exec:demo-1 user_id user-1 status queued updated_at $(date -u +%Y-%m-%dT%H:%M:%SZ)
+2. Open its stream (a development token for user-1, valid 24 h):
+   curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:$PORT/api/v1/events/executions/demo-1
+3. Publish events from another shell:
+   redis-cli -p $REDIS_PORT PUBLISH sse:exec:demo-1 '{"event_type":"pod_running","execution_id":"demo-1"}'
+   redis-cli -p $REDIS_PORT PUBLISH sse:exec:demo-1 '{"event_type":"result_stored","execution_id":"demo-1","result":{"exit_code":0}}'
+
+MSG
+
+exec "$WASMTIME" serve -S cli -S inherit-network \
+    --env REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+    --env JWT_SECRET="$JWT_SECRET" \
+    --env HEARTBEAT_SECONDS="$HEARTBEAT_SECONDS" \
+    --addr "127.0.0.1:$PORT" \
+    "$SSE_GATEWAY_WASM"
