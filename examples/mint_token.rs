@@ -25,5 +25,8 @@ fn main() {
     let signing_input = format!("{header}.{payload}");
     let mut mac = Hmac::<Sha256>::new_from_slice(args[0].as_bytes()).expect("any key length");
     mac.update(signing_input.as_bytes());
-    println!("{signing_input}.{}", B64.encode(mac.finalize().into_bytes()));
+    println!(
+        "{signing_input}.{}",
+        B64.encode(mac.finalize().into_bytes())
+    );
 }

@@ -81,11 +81,30 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Every variable the gateway reads. `spin.toml` must declare each one
+/// (checked by `tests/spin_manifest.rs`); reading any other name is a bug.
+pub const VARIABLES: &[&str] = &[
+    "redis_url",
+    "redis_timeout_ms",
+    "jwt_secret",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_leeway_seconds",
+    "jwt_user_claim",
+    "jwt_role_claim",
+    "heartbeat_seconds",
+    "exec_channel_prefix",
+    "notif_channel_prefix",
+    "replay_channel_prefix",
+    "exec_key_prefix",
+];
+
 /// Reads variables by their lowercase name; empty values count as unset.
 pub struct Source<F: Fn(&str) -> Option<String>>(pub F);
 
 impl<F: Fn(&str) -> Option<String>> Source<F> {
     fn get(&self, name: &str) -> Option<String> {
+        debug_assert!(VARIABLES.contains(&name), "{name} missing from VARIABLES");
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 

@@ -21,7 +21,9 @@ fn world_imports(world: &str) -> BTreeSet<String> {
     let mut resolve = wit_parser::Resolve::default();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
     let (pkg, _) = resolve.push_dir(&root).expect("wit/ parses");
-    let world = resolve.select_world(&[pkg], Some(world)).expect("world exists");
+    let world = resolve
+        .select_world(&[pkg], Some(world))
+        .expect("world exists");
     resolve.worlds[world]
         .imports
         .keys()
@@ -60,7 +62,9 @@ fn build(env_var: &str, features: &[&str]) -> PathBuf {
         return PathBuf::from(path);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = dir.join("target").join(if features.is_empty() { "spin" } else { "e2e" });
+    let target_dir = dir
+        .join("target")
+        .join(if features.is_empty() { "spin" } else { "e2e" });
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(dir)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
@@ -90,7 +94,9 @@ fn check(world: &str, env_var: &str, features: &[&str]) {
 #[test]
 fn portable_build_stays_in_the_portable_world() {
     check("portable", "SSE_GATEWAY_WASM", &["portable"]);
-    assert!(!world_imports("portable").iter().any(|i| i.starts_with("fermyon:")));
+    assert!(!world_imports("portable")
+        .iter()
+        .any(|i| i.starts_with("fermyon:")));
 }
 
 #[test]
