@@ -34,6 +34,17 @@ pub struct Prefixes {
     pub replay_channel: String,
     /// `exec:` + execution id: the execution record hash.
     pub exec_key: String,
+    /// `history:` + channel: the Redis Stream holding a channel's history.
+    pub history_key: String,
+}
+
+/// The capped per-channel history that makes resume gapless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Approximate `MAXLEN` of each history stream.
+    pub max_len: u64,
+    /// Expiry of a history stream after its last event.
+    pub ttl_seconds: u64,
 }
 
 /// Everything a request needs, validated once per request.
@@ -48,6 +59,12 @@ pub struct Config {
     pub redis_timeout_ms: u64,
     /// Key and channel prefixes.
     pub prefixes: Prefixes,
+    /// History size and lifetime.
+    pub history: HistoryLimits,
+    /// Largest event body the publish routes accept.
+    pub max_event_bytes: usize,
+    /// The `retry:` hint sent at the start of every stream.
+    pub retry_ms: u64,
 }
 
 /// A variable that is missing or malformed; its message names the variable
@@ -97,6 +114,11 @@ pub const VARIABLES: &[&str] = &[
     "notif_channel_prefix",
     "replay_channel_prefix",
     "exec_key_prefix",
+    "history_key_prefix",
+    "history_max_len",
+    "history_ttl_seconds",
+    "max_event_bytes",
+    "retry_ms",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -156,7 +178,15 @@ impl Config {
                 notif_channel: src.text("notif_channel_prefix", "sse:notif:"),
                 replay_channel: src.text("replay_channel_prefix", "sse:replay:"),
                 exec_key: src.text("exec_key_prefix", "exec:"),
+                history_key: src.text("history_key_prefix", "history:"),
             },
+            history: HistoryLimits {
+                max_len: src.number("history_max_len", 1000, 1, 1_000_000)?,
+                ttl_seconds: src.number("history_ttl_seconds", 86_400, 1, 30 * 86_400)?,
+            },
+            max_event_bytes: src.number("max_event_bytes", 64 * 1024, 64, 16 * 1024 * 1024)?
+                as usize,
+            retry_ms: src.number("retry_ms", 3000, 0, 600_000)?,
         })
     }
 }

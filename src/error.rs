@@ -85,6 +85,15 @@ impl ApiError {
         Self::new(400, "ValidationError", detail)
     }
 
+    /// 413: a published event over `max_event_bytes`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "PayloadTooLargeError",
+            format!("Event body exceeds {limit} bytes"),
+        )
+    }
+
     /// 503: Redis could not be reached or answered garbage.
     pub fn service_unavailable(retry_after_seconds: u32) -> Self {
         let mut e = Self::new(

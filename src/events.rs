@@ -93,6 +93,40 @@ pub fn classify(kind: StreamKind, payload: &[u8]) -> Result<Accepted<'_>, Skip> 
     Ok(Accepted { json, terminal })
 }
 
+/// Checks a body posted to a publish route and returns the compact JSON to
+/// publish, or what is wrong with it (a 400 detail). An execution event
+/// needs a string `event_type`; its `execution_id` must match the path and
+/// is filled in when absent. Field order is kept.
+pub fn prepare_publish(
+    kind: StreamKind,
+    body: &[u8],
+    execution_id: Option<&str>,
+) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(mut event) = value else {
+        return Err("body must be a JSON object".into());
+    };
+    if event.contains_key(crate::history::ID_FIELD) {
+        return Err(format!("field {} is reserved", crate::history::ID_FIELD));
+    }
+    if kind == StreamKind::Execution {
+        match event.get("event_type") {
+            Some(serde_json::Value::String(t)) if !t.is_empty() => {}
+            _ => return Err("event_type must be a non-empty string".into()),
+        }
+        let id = execution_id.unwrap_or_default();
+        match event.get("execution_id") {
+            None => {
+                event.insert("execution_id".into(), id.into());
+            }
+            Some(serde_json::Value::String(given)) if given == id => {}
+            Some(_) => return Err(format!("execution_id must be \"{id}\", as in the path")),
+        }
+    }
+    serde_json::to_string(&event).map_err(|e| e.to_string())
+}
+
 /// The execution record (hash `exec:{id}`) as far as the gateway reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecutionRecord {
@@ -277,6 +311,40 @@ mod tests {
         let ev = stored_result_event("e1", &record("failed", Some("not json"))).unwrap();
         let v: Value = serde_json::from_str(&ev).unwrap();
         assert_eq!(v["result"], "not json");
+    }
+
+    #[test]
+    fn publish_bodies_are_checked_and_completed() {
+        let ok = prepare_publish(
+            StreamKind::Execution,
+            br#"{"event_type":"a","z":1,"b":2}"#,
+            Some("e1"),
+        );
+        assert_eq!(
+            ok.unwrap(),
+            r#"{"event_type":"a","z":1,"b":2,"execution_id":"e1"}"#
+        );
+        let same = prepare_publish(
+            StreamKind::Execution,
+            br#"{"execution_id":"e1","event_type":"a"}"#,
+            Some("e1"),
+        );
+        assert_eq!(same.unwrap(), r#"{"execution_id":"e1","event_type":"a"}"#);
+        let pretty = prepare_publish(StreamKind::Notification, b"{\n \"t\": \"x\"\n}", None);
+        assert_eq!(pretty.unwrap(), r#"{"t":"x"}"#);
+        for (body, why) in [
+            (&b"nope"[..], "not valid JSON"),
+            (b"[1]", "JSON object"),
+            (b"{}", "event_type"),
+            (br#"{"event_type":""}"#, "event_type"),
+            (br#"{"event_type":3}"#, "event_type"),
+            (br#"{"event_type":"a","execution_id":"e2"}"#, "execution_id"),
+            (br#"{"event_type":"a","_sse_id":"1-1"}"#, "reserved"),
+        ] {
+            let err = prepare_publish(StreamKind::Execution, body, Some("e1")).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        assert!(prepare_publish(StreamKind::Notification, b"{}", None).is_ok());
     }
 
     #[test]

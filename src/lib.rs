@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod resp;
 pub mod routes;
 pub mod session;

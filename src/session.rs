@@ -22,7 +22,11 @@ pub enum Tag {
     Select,
     /// `HGETALL` of the execution record.
     Record,
-    /// `PING` (health checks, liveness).
+    /// `XRANGE` of the channel's history.
+    History,
+    /// The publish script (`EVAL`).
+    Publish,
+    /// `PING` (health checks).
     Ping,
 }
 
@@ -89,6 +93,12 @@ impl Session {
         self.pending.push_back(tag);
     }
 
+    /// [`Session::command`] for arguments built at run time.
+    pub fn command_owned(&mut self, tag: Tag, args: &[Vec<u8>]) {
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.command(tag, &args);
+    }
+
     /// Bytes to write to the socket now.
     pub fn take_outgoing(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.outgoing)
@@ -115,6 +125,11 @@ impl Session {
                     // Other channels or unsubscribe notices: not ours to act on.
                     _ => {}
                 }
+                continue;
+            }
+            if matches!(value, Value::Push(_)) {
+                // A push we don't act on (e.g. client tracking) is not a
+                // reply: it must not consume a pending command.
                 continue;
             }
             let tag = self

@@ -6,6 +6,7 @@
 //! opening events differ.
 
 use crate::events::{classify, Skip, StreamKind};
+use crate::history::{split_live, EntryId};
 use crate::sse::{self, Event};
 
 /// Why a stream ended (for the log line and for tests).
@@ -42,6 +43,9 @@ pub struct Stream {
     max_outbox: usize,
     closed: Option<Close>,
     events: u64,
+    /// The newest history id sent (or the browser's `Last-Event-ID`):
+    /// live messages at or before it were already delivered.
+    last_id: Option<EntryId>,
 }
 
 impl Stream {
@@ -57,25 +61,54 @@ impl Stream {
             max_outbox,
             closed: None,
             events: 0,
+            last_id: None,
         }
+    }
+
+    /// Starts from the browser's `Last-Event-ID`: nothing at or before it
+    /// is sent again.
+    pub fn resume_after(&mut self, id: Option<EntryId>) {
+        self.last_id = id;
+    }
+
+    /// Queues the `retry:` hint (how soon the browser reconnects).
+    pub fn retry(&mut self, millis: u64) {
+        sse::encode_retry(&mut self.outbox, millis);
     }
 
     /// Sends an event the gateway built itself (status snapshot, stored result).
     pub fn control(&mut self, json: &str, terminal: bool) {
-        self.push(json);
+        self.push(None, json);
         if terminal {
             self.close(Close::Terminal);
         }
     }
 
-    /// Applies the stream's rules to a published message and queues it.
-    /// Skipped messages leave the stream as it was; the caller logs the reason.
+    /// A live message from the channel: its history id (if it was published
+    /// through the gateway) is split off and deduplicated against history.
     pub fn message(&mut self, payload: &[u8]) -> Result<(), Skip> {
+        let (id, event) = split_live(payload);
+        self.event(id, &event)
+    }
+
+    /// An event with its history id (`None` for plain `PUBLISH` producers,
+    /// whose events are always sent). Applies the stream's rules and queues
+    /// it; ids at or before the last one sent are dropped as duplicates.
+    /// Skipped messages leave the stream as it was; the caller logs the reason.
+    pub fn event(&mut self, id: Option<EntryId>, payload: &[u8]) -> Result<(), Skip> {
         if self.closed.is_some() {
             return Ok(());
         }
+        if let (Some(id), Some(last)) = (id, self.last_id) {
+            if id <= last {
+                return Ok(());
+            }
+        }
         let accepted = classify(self.kind, payload)?;
-        self.push(accepted.json);
+        if id.is_some() {
+            self.last_id = id;
+        }
+        self.push(id, accepted.json);
         if accepted.terminal {
             self.close(Close::Terminal);
         }
@@ -91,13 +124,14 @@ impl Stream {
         }
     }
 
-    fn push(&mut self, json: &str) {
+    fn push(&mut self, id: Option<EntryId>, json: &str) {
         if self.closed.is_some() {
             return;
         }
+        let id_text = id.map(|id| id.to_string());
         let ev = Event {
             event: self.event_name,
-            id: None,
+            id: id_text.as_deref(),
             data: json,
         };
         sse::encode_event(&mut self.outbox, &ev);
@@ -205,6 +239,58 @@ mod tests {
         s.consume(5);
         s.heartbeat();
         assert_eq!(text(&s), " {\"event_type\":\"a\"}\n\n: ping\n\n");
+    }
+
+    #[test]
+    fn history_then_live_sends_each_event_once_in_order() {
+        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let id = |n: u64| EntryId { ms: 100, seq: n };
+        s.retry(3000);
+        // Live messages 2 and 3 raced the history read, which returned 1..=3.
+        for n in 1..=3 {
+            s.event(
+                Some(id(n)),
+                format!(r#"{{"event_type":"t","n":{n}}}"#).as_bytes(),
+            )
+            .unwrap();
+        }
+        s.message(br#"{"_sse_id":"100-2","event_type":"t","n":2}"#)
+            .unwrap();
+        s.message(br#"{"_sse_id":"100-3","event_type":"t","n":3}"#)
+            .unwrap();
+        s.message(br#"{"_sse_id":"100-4","event_type":"t","n":4}"#)
+            .unwrap();
+        s.message(br#"{"event_type":"plain"}"#).unwrap();
+        assert_eq!(
+            text(&s),
+            "retry: 3000\n\n\
+             id: 100-1\ndata: {\"event_type\":\"t\",\"n\":1}\n\n\
+             id: 100-2\ndata: {\"event_type\":\"t\",\"n\":2}\n\n\
+             id: 100-3\ndata: {\"event_type\":\"t\",\"n\":3}\n\n\
+             id: 100-4\ndata: {\"event_type\":\"t\",\"n\":4}\n\n\
+             data: {\"event_type\":\"plain\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn resume_skips_what_the_browser_has() {
+        let mut s = Stream::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        s.resume_after(Some(EntryId { ms: 5, seq: 0 }));
+        s.message(br#"{"_sse_id":"5-0","a":1}"#).unwrap();
+        s.message(br#"{"_sse_id":"6-0","a":2}"#).unwrap();
+        assert_eq!(
+            text(&s),
+            "event: notification\nid: 6-0\ndata: {\"a\":2}\n\n"
+        );
+    }
+
+    #[test]
+    fn skipped_event_does_not_advance_the_resume_point() {
+        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        assert!(s.event(Some(EntryId { ms: 9, seq: 0 }), b"{}").is_err());
+        s.event(Some(EntryId { ms: 8, seq: 0 }), br#"{"event_type":"a"}"#)
+            .unwrap();
+        assert_eq!(s.events_sent(), 1);
     }
 
     #[test]

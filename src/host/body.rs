@@ -45,6 +45,11 @@ pub fn send_error(out: ResponseOutparam, err: &ApiError) {
     send(out, err.status, &extra, &err.body());
 }
 
+/// Sends a JSON body with `status`.
+pub fn send_json(out: ResponseOutparam, status: u16, body: &[u8]) {
+    send(out, status, &[("content-type", "application/json")], body);
+}
+
 /// An open `text/event-stream` response body.
 pub struct SseBody {
     stream: Option<OutputStream>,

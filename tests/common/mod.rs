@@ -448,6 +448,88 @@ impl RedisServer {
     }
 }
 
+/// A plain Redis client subscribed to one channel with the `redis` crate
+/// (what an existing PUBLISH consumer does); messages are collected by a
+/// background thread. Unsubscribes when dropped.
+pub struct RawSubscriber {
+    channel: String,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RawSubscriber {
+    /// The next message payload, or None after `timeout`.
+    pub fn next_payload(&self, timeout: Duration) -> Option<Vec<u8>> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next message parsed as JSON; panics on timeout or non-JSON.
+    pub fn next_json(&self, timeout: Duration) -> serde_json::Value {
+        let payload = self.next_payload(timeout).unwrap_or_else(|| {
+            panic!(
+                "redis subscriber on {}: no message within {timeout:?}",
+                self.channel
+            )
+        });
+        serde_json::from_slice(&payload).unwrap_or_else(|e| {
+            panic!(
+                "redis subscriber on {}: message is not JSON ({e}): {:?}",
+                self.channel,
+                String::from_utf8_lossy(&payload)
+            )
+        })
+    }
+}
+
+impl Drop for RawSubscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl RedisServer {
+    /// SUBSCRIBE `channel` with the `redis` crate; returns once Redis has
+    /// confirmed the subscription.
+    pub fn raw_subscribe(&self, channel: &str) -> RawSubscriber {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut con = self.conn();
+        let ch = channel.to_string();
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            let mut ps = con.as_pubsub();
+            if let Err(e) = ps.subscribe(&ch) {
+                let _ = ready_tx.send(Err(format!("SUBSCRIBE {ch}: {e}")));
+                return;
+            }
+            let _ = ps.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = ready_tx.send(Ok(()));
+            while !stop2.load(Ordering::Relaxed) {
+                match ps.get_message() {
+                    Ok(msg) => {
+                        if tx.send(msg.get_payload_bytes().to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.is_timeout() => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("SUBSCRIBE {channel}: no confirmation within 10 s"),
+        }
+        RawSubscriber {
+            channel: channel.to_string(),
+            rx,
+            stop,
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         kill_child(&mut self.child);
@@ -547,6 +629,29 @@ pub fn new_execution_id() -> String {
 
 pub fn exec_channel(id: &str) -> String {
     format!("sse:exec:{id}")
+}
+
+pub fn notif_channel(user_id: &str) -> String {
+    format!("sse:notif:{user_id}")
+}
+
+pub fn replay_channel(session_id: &str) -> String {
+    format!("sse:replay:{session_id}")
+}
+
+/// The Redis Stream holding a channel's history (default `HISTORY_KEY_PREFIX`).
+pub fn history_key(channel: &str) -> String {
+    format!("history:{channel}")
+}
+
+/// A history id `<ms>-<seq>` as numbers; None if it is not one.
+pub fn parse_history_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(ms) || !digits(seq) {
+        return None;
+    }
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 // ---------------------------------------------------------------------------
@@ -934,17 +1039,46 @@ pub fn send_get(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> io::Result<HttpResponse> {
+    send_request(addr, "GET", path, headers, None, timeout)
+}
+
+/// Send `method path` with extra headers and, when `body` is Some, that body
+/// with a `content-length`; read the response head. A server that answers
+/// before reading the whole body (e.g. 413) may close its side while we are
+/// still writing: the write error is then ignored and the answer read anyway.
+pub fn send_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: sse-gateway-e2e\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: sse-gateway-e2e\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(body) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(req.as_bytes())?;
-    HttpResponse::read_head(stream, deadline)
+    let write_err = match body {
+        Some(body) => stream.write_all(body).err(),
+        None => None,
+    };
+    HttpResponse::read_head(stream, deadline).map_err(|e| match write_err {
+        Some(w) => io::Error::new(
+            e.kind(),
+            format!("{e} (and writing the request body failed: {w})"),
+        ),
+        None => e,
+    })
 }
 
 /// Read from `stream` with the time left until `deadline`.
@@ -1198,8 +1332,20 @@ impl Response {
 /// A plain GET: status, headers, body. An event stream is read for at most
 /// one second (so a wrong 200 stream does not stall the test).
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut resp = send_get(addr, path, headers, Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    request(addr, "GET", path, headers, None)
+}
+
+/// Any method, optional body (sent with `content-length`); the complete
+/// response. An event stream is read for at most one second.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
+    let mut resp = send_request(addr, method, path, headers, body, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     let streaming = resp
         .header("content-type")
         .map(|v| v.starts_with("text/event-stream"))
@@ -1216,6 +1362,121 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
         body,
         end,
     }
+}
+
+/// `POST path` with a JSON (or any text) body, optionally with a Bearer token.
+pub fn post_json(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> Response {
+    let auth = token.map(bearer);
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    request(addr, "POST", path, &headers, Some(body.as_bytes()))
+}
+
+/// An error answer of the wire contract: `status`, `content-type:
+/// application/json`, a `type` equal to `error_type` and a non-empty string
+/// `detail`. Returns the body.
+pub fn expect_json_error(resp: &Response, status: u16, error_type: &str) -> serde_json::Value {
+    let v = expect_json_error_shape(resp, status);
+    assert_eq!(
+        v["type"], error_type,
+        "expected error type {error_type}; body {v}"
+    );
+    v
+}
+
+/// Like [`expect_json_error`] for answers whose `type` name is not fixed:
+/// any non-empty string `type` is accepted.
+pub fn expect_json_error_shape(resp: &Response, status: u16) -> serde_json::Value {
+    assert_eq!(
+        resp.status,
+        status,
+        "expected status {status}, got {} with headers {:?} and body {:?}",
+        resp.status,
+        resp.headers,
+        resp.text()
+    );
+    let ct = resp.header("content-type").unwrap_or_default();
+    assert!(
+        ct.starts_with("application/json"),
+        "error content-type must be application/json, got {ct:?} (status {}, body {:?})",
+        resp.status,
+        resp.text()
+    );
+    let v = resp.json();
+    assert!(
+        v["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "error body must have a non-empty string type: {v}"
+    );
+    assert!(
+        v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "error body must have a non-empty string detail: {v}"
+    );
+    v
+}
+
+/// A token that may publish (role `service`).
+pub fn service_token() -> String {
+    jwt::token("producer-1", "service")
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A successful publish: 202, JSON body with a history id `<ms>-<seq>`
+/// close to now. Returns the id.
+pub fn expect_accepted(resp: &Response, what: &str) -> String {
+    assert_eq!(
+        resp.status,
+        202,
+        "{what}: expected 202, got {} with headers {:?} and body {:?}",
+        resp.status,
+        resp.headers,
+        resp.text()
+    );
+    let ct = resp.header("content-type").unwrap_or_default();
+    assert!(
+        ct.starts_with("application/json"),
+        "{what}: 202 content-type must be application/json, got {ct:?}"
+    );
+    let v = resp.json();
+    let id = v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: 202 body must have a string `id`: {v}"))
+        .to_string();
+    let (ms, _seq) = parse_history_id(&id)
+        .unwrap_or_else(|| panic!("{what}: id {id:?} is not of the form <ms>-<seq>"));
+    let now = now_ms();
+    assert!(
+        ms.abs_diff(now) < 60_000,
+        "{what}: id {id:?} should carry the current time in ms (now {now})"
+    );
+    id
+}
+
+pub fn publish_exec(env: &TestEnv, id: &str, body: &serde_json::Value) -> String {
+    let resp = post_json(
+        env.gw.addr(),
+        &exec_path(id),
+        Some(&service_token()),
+        &body.to_string(),
+    );
+    expect_accepted(&resp, &format!("POST {}", exec_path(id)))
+}
+
+pub fn publish_notif(env: &TestEnv, user: &str, body: &serde_json::Value) -> String {
+    let resp = post_json(
+        env.gw.addr(),
+        &notif_path(user),
+        Some(&service_token()),
+        &body.to_string(),
+    );
+    expect_accepted(&resp, &format!("POST {}", notif_path(user)))
 }
 
 // ---------------------------------------------------------------------------
@@ -1266,6 +1527,8 @@ pub struct SseParser {
     pub last_event_id: Option<String>,
     /// Last `retry:` seen on the stream.
     pub last_retry: Option<u64>,
+    /// The first non-empty line of the stream, verbatim (e.g. `retry: 3000`).
+    pub first_nonempty_line: Option<String>,
     first_line: bool,
 }
 
@@ -1309,6 +1572,9 @@ impl SseParser {
             }
         }
         let line = String::from_utf8_lossy(&bytes).to_string();
+        if self.first_nonempty_line.is_none() && !line.is_empty() {
+            self.first_nonempty_line = Some(line.clone());
+        }
         if line.is_empty() {
             self.dispatch();
             return;
@@ -1325,18 +1591,14 @@ impl SseParser {
         match field.as_str() {
             "event" => self.event = Some(value),
             "data" => self.data.push(value),
-            "id" => {
-                if !value.contains('\0') {
-                    self.id = Some(value.clone());
-                    self.last_event_id = Some(value);
-                }
+            "id" if !value.contains('\0') => {
+                self.id = Some(value.clone());
+                self.last_event_id = Some(value);
             }
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()) {
-                    if let Ok(ms) = value.parse() {
-                        self.retry = Some(ms);
-                        self.last_retry = Some(ms);
-                    }
+            "retry" if !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse() {
+                    self.retry = Some(ms);
+                    self.last_retry = Some(ms);
                 }
             }
             _ => {}
@@ -1538,6 +1800,21 @@ pub fn exec_path(id: &str) -> String {
     format!("/api/v1/events/executions/{id}")
 }
 
+/// `GET`: the caller's notification stream.
+pub const NOTIF_STREAM_PATH: &str = "/api/v1/events/notifications/stream";
+
+/// `POST`: publish a notification to `user_id`.
+pub fn notif_path(user_id: &str) -> String {
+    format!("/api/v1/events/notifications/{user_id}")
+}
+
+/// `GET`: a replay session's status stream (admins).
+pub fn replay_status_path(session_id: &str) -> String {
+    format!("/api/v1/events/replay/{session_id}/status")
+}
+
+pub const HEALTH_PATH: &str = "/api/v1/events/health";
+
 // ---------------------------------------------------------------------------
 // Harness self-tests (no gateway needed)
 // ---------------------------------------------------------------------------
@@ -1585,6 +1862,51 @@ mod harness_tests {
         );
         assert_eq!(p.last_retry, Some(500));
         assert_eq!(p.last_event_id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn sse_parser_remembers_the_first_line_and_history_ids_parse() {
+        let mut p = SseParser::new();
+        p.feed(b"\n\nretry: 3000\n\ndata: x\n\n");
+        assert_eq!(p.first_nonempty_line.as_deref(), Some("retry: 3000"));
+        assert_eq!(
+            parse_history_id("1732712345678-0"),
+            Some((1732712345678, 0))
+        );
+        assert_eq!(parse_history_id("5-12"), Some((5, 12)));
+        for bad in ["", "123", "1-2-3", "-1", "1-", "a-1", "1-b", " 1-2"] {
+            assert_eq!(parse_history_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_sends_method_headers_and_body() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.ends_with(b"{\"a\":1}") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "EOF before the body: {:?}",
+                    String::from_utf8_lossy(&req)
+                );
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{\"id\":1}")
+                .unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let r = post_json(addr, "/p", Some("tok"), "{\"a\":1}");
+        assert_eq!(r.status, 202);
+        assert_eq!(r.json()["id"], 1);
+        let req = server.join().unwrap();
+        assert!(req.starts_with("POST /p HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("Authorization: Bearer tok\r\n"), "{req}");
+        assert!(req.contains("Content-Length: 7\r\n"), "{req}");
     }
 
     #[test]
