@@ -25,10 +25,12 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// Ids become part of Redis keys and channel names, so only a safe charset
 /// passes: ASCII letters, digits, `-`, `_`, `.`, `:` (no glob characters,
-/// whitespace, CR/LF or control bytes), 1 to [`MAX_ID_LEN`] bytes.
+/// whitespace, CR/LF or control bytes), 1 to [`MAX_ID_LEN`] bytes, and not
+/// only dots (`.` and `..` are path segments to every proxy on the way).
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
+        && !id.bytes().all(|b| b == b'.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
@@ -39,7 +41,7 @@ fn id(segment: &str, what: &str) -> Result<String, ApiError> {
         Ok(segment.to_string())
     } else {
         Err(ApiError::bad_request(format!(
-            "invalid {what}: use 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 - _ . :"
+            "invalid {what}: use 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 - _ . : (not only dots)"
         )))
     }
 }
@@ -144,7 +146,9 @@ mod tests {
     #[test]
     fn hostile_ids_are_400() {
         let long = "a".repeat(MAX_ID_LEN + 1);
-        for bad in ["a*b", "a?", "[x]", "a%0d", "a b", "é", &long, "a\r\nb"] {
+        for bad in [
+            "a*b", "a?", "[x]", "a%0d", "a b", "é", &long, "a\r\nb", ".", "..",
+        ] {
             let p = format!("/api/v1/events/executions/{bad}");
             assert_eq!(route("GET", &p).unwrap_err().status, 400, "{bad:?}");
         }

@@ -2096,6 +2096,23 @@ mod harness_tests {
         drop(sub);
         r.wait_numsub(&ch, 0, Duration::from_secs(5)).unwrap();
 
+        // The redis-crate subscriber gets messages in order, and leaves.
+        let raw = r.raw_subscribe(&ch);
+        assert_eq!(r.numsub(&ch), 1);
+        r.publish(&ch, "{\"a\":1}");
+        r.publish(&ch, "plain");
+        assert_eq!(
+            raw.next_json(Duration::from_secs(5)),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(
+            raw.next_payload(Duration::from_secs(5)).as_deref(),
+            Some(&b"plain"[..])
+        );
+        assert_eq!(raw.next_payload(Duration::from_millis(100)), None);
+        drop(raw);
+        r.wait_numsub(&ch, 0, Duration::from_secs(5)).unwrap();
+
         r.stop();
         assert!(!redis_ping(port));
         r.restart();
