@@ -43,8 +43,10 @@ pub struct Stream {
     max_outbox: usize,
     closed: Option<Close>,
     events: u64,
-    /// The newest history id sent (or the browser's `Last-Event-ID`):
-    /// live messages at or before it were already delivered.
+    /// The newest history id sent: live messages at or before it were
+    /// already delivered from history. (The browser's `Last-Event-ID` only
+    /// chooses where the history read starts: a real one is older than any
+    /// live message, and a bogus future one must not silence the stream.)
     last_id: Option<EntryId>,
 }
 
@@ -63,12 +65,6 @@ impl Stream {
             events: 0,
             last_id: None,
         }
-    }
-
-    /// Starts from the browser's `Last-Event-ID`: nothing at or before it
-    /// is sent again.
-    pub fn resume_after(&mut self, id: Option<EntryId>) {
-        self.last_id = id;
     }
 
     /// Queues the `retry:` hint (how soon the browser reconnects).
@@ -269,18 +265,6 @@ mod tests {
              id: 100-3\ndata: {\"event_type\":\"t\",\"n\":3}\n\n\
              id: 100-4\ndata: {\"event_type\":\"t\",\"n\":4}\n\n\
              data: {\"event_type\":\"plain\"}\n\n"
-        );
-    }
-
-    #[test]
-    fn resume_skips_what_the_browser_has() {
-        let mut s = Stream::new(StreamKind::Notification, Some("notification"), 1 << 20);
-        s.resume_after(Some(EntryId { ms: 5, seq: 0 }));
-        s.message(br#"{"_sse_id":"5-0","a":1}"#).unwrap();
-        s.message(br#"{"_sse_id":"6-0","a":2}"#).unwrap();
-        assert_eq!(
-            text(&s),
-            "event: notification\nid: 6-0\ndata: {\"a\":2}\n\n"
         );
     }
 

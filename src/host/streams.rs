@@ -105,11 +105,10 @@ pub fn execution(
     last_event_id: Option<&str>,
     out: ResponseOutparam,
 ) {
-    let resume = resume_point(last_event_id);
     let plan = Plan {
         channel: format!("{}{}", cfg.prefixes.exec_channel, id),
         record_key: Some(format!("{}{}", cfg.prefixes.exec_key, id)),
-        history: Some(resume),
+        history: Some(resume_point(last_event_id)),
     };
     let mut opened = match open(cfg, &plan) {
         Ok(o) => o,
@@ -136,7 +135,6 @@ pub fn execution(
     let mut stream = Stream::new(StreamKind::Execution, None, MAX_OUTBOX);
     stream.retry(cfg.retry_ms);
     stream.control(&events::status_event(id, &record), false);
-    stream.resume_after(resume);
     replay(&mut stream, &opened.history, &plan.channel);
     if record.is_finished() && stream.closed().is_none() {
         match events::stored_result_event(id, &record) {
@@ -159,14 +157,13 @@ pub fn notifications(
         let e = ApiError::bad_request("the token's user id cannot name a notification channel");
         return body::send_error(out, &e);
     }
-    let resume = resume_point(last_event_id);
     let plan = Plan {
         channel: format!("{}{}", cfg.prefixes.notif_channel, who.user_id),
         record_key: None,
-        history: resume.map(Some),
+        history: resume_point(last_event_id).map(Some),
     };
     let stream = Stream::new(StreamKind::Notification, Some("notification"), MAX_OUTBOX);
-    start(cfg, &plan, resume, stream, out);
+    start(cfg, &plan, stream, out);
 }
 
 /// `GET /api/v1/events/replay/{session_id}/status`: admins only; ends when
@@ -181,31 +178,23 @@ pub fn replay_status(
     if who.role != Role::Admin {
         return body::send_error(out, &ApiError::forbidden());
     }
-    let resume = resume_point(last_event_id);
     let plan = Plan {
         channel: format!("{}{}", cfg.prefixes.replay_channel, session_id),
         record_key: None,
-        history: resume.map(Some),
+        history: resume_point(last_event_id).map(Some),
     };
     let stream = Stream::new(StreamKind::Replay, None, MAX_OUTBOX);
-    start(cfg, &plan, resume, stream, out);
+    start(cfg, &plan, stream, out);
 }
 
 /// Opens `plan` and serves `stream` after any history (streams with no
 /// opening snapshot).
-fn start(
-    cfg: &Config,
-    plan: &Plan,
-    resume: Option<EntryId>,
-    mut stream: Stream,
-    out: ResponseOutparam,
-) {
+fn start(cfg: &Config, plan: &Plan, mut stream: Stream, out: ResponseOutparam) {
     let opened = match open(cfg, plan) {
         Ok(o) => o,
         Err(e) => return body::send_error(out, &e),
     };
     stream.retry(cfg.retry_ms);
-    stream.resume_after(resume);
     replay(&mut stream, &opened.history, &plan.channel);
     serve(cfg, opened, stream, out, &plan.channel);
 }
