@@ -6,6 +6,7 @@
 //! build reads the same name upper-cased from the environment.
 
 use crate::auth::AuthConfig;
+use crate::cors::CorsPolicy;
 use std::fmt;
 
 /// Where Redis lives and how to log in, parsed from `redis_url`.
@@ -36,6 +37,8 @@ pub struct Prefixes {
     pub exec_key: String,
     /// `history:` + channel: the Redis Stream holding a channel's history.
     pub history_key: String,
+    /// `sse:streams:` + user id: the sorted set of a user's open streams.
+    pub slots_key: String,
 }
 
 /// The capped per-channel history that makes resume gapless.
@@ -45,6 +48,20 @@ pub struct HistoryLimits {
     pub max_len: u64,
     /// Expiry of a history stream after its last event.
     pub ttl_seconds: u64,
+}
+
+/// Bounds that keep one client from holding more than its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open streams per user at once (0 = no limit); kept in Redis.
+    pub max_streams_per_user: u64,
+    /// A stream's longest life (edge hosts cap request duration); the
+    /// browser reconnects with `Last-Event-ID` and loses nothing.
+    pub max_stream_seconds: u64,
+    /// How long a browser may stop reading before its stream is dropped.
+    pub write_stall_seconds: u64,
+    /// Total bytes of request header names and values accepted.
+    pub max_header_bytes: usize,
 }
 
 /// Everything a request needs, validated once per request.
@@ -65,6 +82,10 @@ pub struct Config {
     pub max_event_bytes: usize,
     /// The `retry:` hint sent at the start of every stream.
     pub retry_ms: u64,
+    /// Cross-origin browsers allowed to connect.
+    pub cors: CorsPolicy,
+    /// Per-client bounds.
+    pub limits: Limits,
 }
 
 /// A variable that is missing or malformed; its message names the variable
@@ -119,6 +140,12 @@ pub const VARIABLES: &[&str] = &[
     "history_ttl_seconds",
     "max_event_bytes",
     "retry_ms",
+    "cors_allowed_origins",
+    "max_streams_per_user",
+    "max_stream_seconds",
+    "write_stall_seconds",
+    "max_header_bytes",
+    "slots_key_prefix",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -179,6 +206,7 @@ impl Config {
                 replay_channel: src.text("replay_channel_prefix", "sse:replay:"),
                 exec_key: src.text("exec_key_prefix", "exec:"),
                 history_key: src.text("history_key_prefix", "history:"),
+                slots_key: src.text("slots_key_prefix", "sse:streams:"),
             },
             history: HistoryLimits {
                 max_len: src.number("history_max_len", 1000, 1, 1_000_000)?,
@@ -187,6 +215,15 @@ impl Config {
             max_event_bytes: src.number("max_event_bytes", 64 * 1024, 64, 16 * 1024 * 1024)?
                 as usize,
             retry_ms: src.number("retry_ms", 3000, 0, 600_000)?,
+            cors: CorsPolicy::parse(&src.text("cors_allowed_origins", ""))
+                .map_err(|p| err("cors_allowed_origins", p))?,
+            limits: Limits {
+                max_streams_per_user: src.number("max_streams_per_user", 10, 0, 100_000)?,
+                max_stream_seconds: src.number("max_stream_seconds", 3600, 10, 7 * 86_400)?,
+                write_stall_seconds: src.number("write_stall_seconds", 30, 1, 3600)?,
+                max_header_bytes: src.number("max_header_bytes", 16 * 1024, 1024, 1024 * 1024)?
+                    as usize,
+            },
         })
     }
 }
@@ -317,6 +354,18 @@ mod tests {
         }
         let c = load(&[("jwt_secret", "s"), ("heartbeat_seconds", "1")]).unwrap();
         assert_eq!(c.heartbeat_seconds, 1);
+    }
+
+    #[test]
+    fn cors_and_limits() {
+        let c = load(&[("jwt_secret", "s")]).unwrap();
+        assert_eq!(c.cors, CorsPolicy::default());
+        assert_eq!(c.limits.max_streams_per_user, 10);
+        assert_eq!(c.limits.max_stream_seconds, 3600);
+        let e = load(&[("jwt_secret", "s"), ("cors_allowed_origins", "*")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "cors_allowed_origins");
     }
 
     #[test]

@@ -94,6 +94,27 @@ impl ApiError {
         )
     }
 
+    /// 429: the user already has `max_streams_per_user` streams open.
+    pub fn too_many_streams(max: u64, retry_after_seconds: u32) -> Self {
+        let mut e = Self::new(
+            429,
+            "TooManyStreamsError",
+            format!("At most {max} streams may be open at once"),
+        );
+        e.headers
+            .push(("retry-after", retry_after_seconds.to_string()));
+        e
+    }
+
+    /// 431: request headers over `max_header_bytes`.
+    pub fn headers_too_large(limit: usize) -> Self {
+        Self::new(
+            431,
+            "RequestHeaderFieldsTooLargeError",
+            format!("Request headers exceed {limit} bytes"),
+        )
+    }
+
     /// 503: Redis could not be reached or answered garbage.
     pub fn service_unavailable(retry_after_seconds: u32) -> Self {
         let mut e = Self::new(

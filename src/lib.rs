@@ -6,9 +6,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod limits;
 pub mod resp;
 pub mod routes;
 pub mod session;

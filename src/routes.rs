@@ -18,6 +18,8 @@ pub enum Route {
     PublishNotification(String),
     /// `GET /api/v1/events/health`: no auth.
     Health,
+    /// `OPTIONS` on a known path: a CORS preflight; holds the path's methods.
+    Preflight(&'static str),
 }
 
 /// The longest id accepted in a path segment.
@@ -78,6 +80,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ),
         _ => return Err(ApiError::not_found()),
     };
+    if is("OPTIONS") {
+        return Ok(Route::Preflight(allow));
+    }
     matched.unwrap_or_else(|| Err(ApiError::method_not_allowed(allow)))
 }
 
@@ -141,6 +146,19 @@ mod tests {
         assert_eq!(e.headers, vec![("allow", "GET".to_string())]);
         let e = route("GET", "/api/v1/events/notifications/u1").unwrap_err();
         assert_eq!(e.headers, vec![("allow", "POST".to_string())]);
+    }
+
+    #[test]
+    fn options_is_a_preflight_naming_the_methods() {
+        assert_eq!(
+            route("OPTIONS", "/api/v1/events/executions/x"),
+            Ok(Route::Preflight("GET, POST"))
+        );
+        assert_eq!(
+            route("OPTIONS", "/api/v1/events/health"),
+            Ok(Route::Preflight("GET"))
+        );
+        assert_eq!(route("OPTIONS", "/nope").unwrap_err().status, 404);
     }
 
     #[test]

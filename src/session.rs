@@ -26,8 +26,14 @@ pub enum Tag {
     History,
     /// The publish script (`EVAL`).
     Publish,
-    /// `PING` (health checks).
+    /// `PING` (health checks, liveness of a subscribed connection).
     Ping,
+    /// Taking a per-user stream slot.
+    Acquire,
+    /// Renewing a slot's lease.
+    Renew,
+    /// Giving a slot back.
+    Release,
 }
 
 /// What the connection produced.

@@ -18,8 +18,12 @@ pub enum Close {
     ClientGone,
     /// The browser stopped reading and the outbox filled up.
     SlowClient,
-    /// The Redis connection broke or sent garbage.
+    /// The Redis connection broke, sent garbage or stopped answering.
     RedisLost,
+    /// The caller's token expired; reconnecting needs a fresh one.
+    TokenExpired,
+    /// `max_stream_seconds` passed; the browser reconnects and resumes.
+    Lifetime,
 }
 
 impl Close {
@@ -30,6 +34,8 @@ impl Close {
             Close::ClientGone => "client disconnected",
             Close::SlowClient => "client stopped reading",
             Close::RedisLost => "redis connection lost",
+            Close::TokenExpired => "token expired",
+            Close::Lifetime => "max stream duration",
         }
     }
 }
@@ -145,6 +151,32 @@ impl Stream {
     /// are still flushed (a terminal event must reach the browser).
     pub fn close(&mut self, why: Close) {
         self.closed.get_or_insert(why);
+    }
+
+    /// Ends a live stream for a reason the browser should hear about: a
+    /// `retry:` hint and a comment for reconnectable ends, and a
+    /// `token_expired` event (ignored by `onmessage` handlers) when only a
+    /// new token helps.
+    pub fn end(&mut self, why: Close, retry_ms: u64) {
+        if self.closed.is_some() {
+            return;
+        }
+        match why {
+            Close::TokenExpired => {
+                let ev = Event {
+                    event: Some("token_expired"),
+                    id: None,
+                    data: r#"{"detail":"token expired"}"#,
+                };
+                sse::encode_event(&mut self.outbox, &ev);
+            }
+            Close::Lifetime | Close::RedisLost => {
+                sse::encode_retry(&mut self.outbox, retry_ms);
+                sse::encode_comment(&mut self.outbox, why.reason());
+            }
+            Close::Terminal | Close::ClientGone | Close::SlowClient => {}
+        }
+        self.close(why);
     }
 
     /// Why the stream is closed, if it is.
@@ -275,6 +307,22 @@ mod tests {
         s.event(Some(EntryId { ms: 8, seq: 0 }), br#"{"event_type":"a"}"#)
             .unwrap();
         assert_eq!(s.events_sent(), 1);
+    }
+
+    #[test]
+    fn ends_tell_the_browser_why() {
+        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        s.end(Close::Lifetime, 1000);
+        assert_eq!(text(&s), "retry: 1000\n\n: max stream duration\n\n");
+        assert_eq!(s.closed(), Some(Close::Lifetime));
+        s.end(Close::TokenExpired, 1000);
+        assert_eq!(s.closed(), Some(Close::Lifetime), "first reason wins");
+        let mut s = Stream::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        s.end(Close::TokenExpired, 1000);
+        assert_eq!(
+            text(&s),
+            "event: token_expired\ndata: {\"detail\":\"token expired\"}\n\n"
+        );
     }
 
     #[test]

@@ -19,35 +19,83 @@ fn headers(list: &[(&str, &str)]) -> Headers {
     Headers::from_list(&entries).unwrap_or_else(|_| Headers::new())
 }
 
-/// Sends a complete response with a small body (JSON answers).
-pub fn send(out: ResponseOutparam, status: u16, extra: &[(&str, &str)], body: &[u8]) {
-    let response = OutgoingResponse::new(headers(extra));
-    let _ = response.set_status_code(status);
-    let Ok(outgoing) = response.body() else {
-        return;
-    };
-    out.set(response);
-    if let Ok(stream) = outgoing.write() {
-        for chunk in body.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                break;
-            }
+/// Where a request's answer goes, with the headers every answer carries
+/// (CORS). Consumed by whichever answer is sent, so there is exactly one.
+pub struct Responder {
+    out: ResponseOutparam,
+    common: Vec<(&'static str, String)>,
+}
+
+impl Responder {
+    /// Wraps the host's response slot.
+    pub fn new(out: ResponseOutparam) -> Self {
+        Responder {
+            out,
+            common: Vec::new(),
         }
-        drop(stream);
     }
-    let _ = OutgoingBody::finish(outgoing, None);
-}
 
-/// Sends an [`ApiError`] as `{"detail", "type"}` JSON.
-pub fn send_error(out: ResponseOutparam, err: &ApiError) {
-    let mut extra: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    extra.extend(err.headers.iter().map(|(k, v)| (*k, v.as_str())));
-    send(out, err.status, &extra, &err.body());
-}
+    /// Adds headers to whatever answer is sent.
+    pub fn add_headers(&mut self, headers: Vec<(&'static str, String)>) {
+        self.common.extend(headers);
+    }
 
-/// Sends a JSON body with `status`.
-pub fn send_json(out: ResponseOutparam, status: u16, body: &[u8]) {
-    send(out, status, &[("content-type", "application/json")], body);
+    fn response(&self, status: u16, extra: &[(&str, &str)]) -> OutgoingResponse {
+        let common = self.common.iter().map(|(k, v)| (*k, v.as_str()));
+        let all: Vec<(&str, &str)> = extra.iter().copied().chain(common).collect();
+        let response = OutgoingResponse::new(headers(&all));
+        let _ = response.set_status_code(status);
+        response
+    }
+
+    /// Sends a complete response with a small body.
+    pub fn send(self, status: u16, extra: &[(&str, &str)], body: &[u8]) {
+        let response = self.response(status, extra);
+        let Ok(outgoing) = response.body() else {
+            return;
+        };
+        self.out.set(response);
+        if let Ok(stream) = outgoing.write() {
+            for chunk in body.chunks(4096) {
+                if stream.blocking_write_and_flush(chunk).is_err() {
+                    break;
+                }
+            }
+            drop(stream);
+        }
+        let _ = OutgoingBody::finish(outgoing, None);
+    }
+
+    /// Sends an [`ApiError`] as `{"detail", "type"}` JSON.
+    pub fn error(self, err: &ApiError) {
+        let mut extra: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        extra.extend(err.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        self.send(err.status, &extra, &err.body());
+    }
+
+    /// Sends a JSON body with `status`.
+    pub fn json(self, status: u16, body: &[u8]) {
+        self.send(status, &[("content-type", "application/json")], body);
+    }
+
+    /// Sends the `200` head with the SSE headers; the body stays open.
+    pub fn sse(self) -> Result<SseBody, Gone> {
+        let response = self.response(
+            200,
+            &[
+                ("content-type", "text/event-stream"),
+                ("cache-control", "no-cache"),
+                ("x-accel-buffering", "no"),
+            ],
+        );
+        let body = response.body().map_err(|_| Gone)?;
+        self.out.set(response);
+        let stream = body.write().map_err(|_| Gone)?;
+        Ok(SseBody {
+            stream: Some(stream),
+            body: Some(body),
+        })
+    }
 }
 
 /// An open `text/event-stream` response body.
@@ -61,22 +109,6 @@ pub struct SseBody {
 pub struct Gone;
 
 impl SseBody {
-    /// Sends the `200` head with the SSE headers; the body stays open.
-    pub fn start(out: ResponseOutparam) -> Result<SseBody, Gone> {
-        let response = OutgoingResponse::new(headers(&[
-            ("content-type", "text/event-stream"),
-            ("cache-control", "no-cache"),
-            ("x-accel-buffering", "no"),
-        ]));
-        let body = response.body().map_err(|_| Gone)?;
-        out.set(response);
-        let stream = body.write().map_err(|_| Gone)?;
-        Ok(SseBody {
-            stream: Some(stream),
-            body: Some(body),
-        })
-    }
-
     /// Writes as much of `bytes` as the host takes now; returns how much.
     pub fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Gone> {
         let stream = self.stream.as_ref().ok_or(Gone)?;

@@ -15,7 +15,9 @@ mod streams;
 use crate::auth::{token_from_headers, AuthError, Identity, Verifier};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits;
 use crate::routes::{self, Route};
+use body::Responder;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 
 /// Seconds a client should wait before retrying after a 503.
@@ -23,40 +25,57 @@ const RETRY_AFTER_SECONDS: u32 = 2;
 
 #[spin_sdk::http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let mut out = Responder::new(out);
     let path_and_query = req.path_with_query().unwrap_or_default();
     let path = path_and_query.split('?').next().unwrap_or("");
     let route = match routes::route(method_name(&req.method()), path) {
         Ok(r) => r,
-        Err(e) => return body::send_error(out, &e),
+        Err(e) => return out.error(&e),
     };
     let cfg = match config_source::load() {
         Ok(c) => c,
         Err(e) => {
             log("config_error", &[("detail", &e.to_string())]);
-            return body::send_error(out, &ApiError::configuration(e.to_string()));
+            return out.error(&ApiError::configuration(e.to_string()));
         }
     };
+    let origin = header_values(&req, "origin").into_iter().next();
+    if let Route::Preflight(allow) = route {
+        let requested = header_values(&req, "access-control-request-method");
+        return match cfg.cors.preflight(
+            origin.as_deref(),
+            requested.first().map(String::as_str),
+            allow,
+        ) {
+            Ok(headers) => {
+                out.add_headers(headers);
+                out.send(204, &[], b"")
+            }
+            Err(e) => out.error(&e),
+        };
+    }
+    out.add_headers(cfg.cors.response_headers(origin.as_deref()));
+    let entries = req.headers().entries();
+    let size = limits::header_bytes(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    if size > cfg.limits.max_header_bytes {
+        return out.error(&ApiError::headers_too_large(cfg.limits.max_header_bytes));
+    }
     if route == Route::Health {
         return publish::health(&cfg, out);
     }
     let who = match authenticate(&req, &cfg) {
         Ok(who) => who,
-        Err(e) => return body::send_error(out, &e),
+        Err(e) => return out.error(&e),
     };
     let last_event_id = header_values(&req, "last-event-id").into_iter().next();
+    let last_event_id = last_event_id.as_deref();
     match route {
-        Route::ExecutionStream(id) => {
-            streams::execution(&cfg, &who, &id, last_event_id.as_deref(), out)
-        }
-        Route::NotificationStream => {
-            streams::notifications(&cfg, &who, last_event_id.as_deref(), out)
-        }
-        Route::ReplayStatus(id) => {
-            streams::replay_status(&cfg, &who, &id, last_event_id.as_deref(), out)
-        }
+        Route::ExecutionStream(id) => streams::execution(&cfg, &who, &id, last_event_id, out),
+        Route::NotificationStream => streams::notifications(&cfg, &who, last_event_id, out),
+        Route::ReplayStatus(id) => streams::replay_status(&cfg, &who, &id, last_event_id, out),
         Route::PublishExecution(id) => publish::execution(&cfg, &who, &id, req, out),
         Route::PublishNotification(user) => publish::notification(&cfg, &who, &user, req, out),
-        Route::Health => publish::health(&cfg, out),
+        Route::Health | Route::Preflight(_) => publish::health(&cfg, out),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The request/response routes: publishing an event (`POST`) and health.
 
-use super::body;
+use super::body::Responder;
 use super::net::Conn;
 use super::{clock, log, unavailable, RETRY_AFTER_SECONDS};
 use crate::auth::{Identity, Role};
@@ -10,16 +10,10 @@ use crate::events::{prepare_publish, StreamKind};
 use crate::history;
 use crate::resp::Value;
 use crate::session::{Incoming, Session, Tag};
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http::IncomingRequest;
 
 /// `POST /api/v1/events/executions/{id}` (service tokens).
-pub fn execution(
-    cfg: &Config,
-    who: &Identity,
-    id: &str,
-    req: IncomingRequest,
-    out: ResponseOutparam,
-) {
+pub fn execution(cfg: &Config, who: &Identity, id: &str, req: IncomingRequest, out: Responder) {
     let channel = format!("{}{}", cfg.prefixes.exec_channel, id);
     publish(cfg, who, StreamKind::Execution, Some(id), channel, req, out);
 }
@@ -30,7 +24,7 @@ pub fn notification(
     who: &Identity,
     user: &str,
     req: IncomingRequest,
-    out: ResponseOutparam,
+    out: Responder,
 ) {
     let channel = format!("{}{}", cfg.prefixes.notif_channel, user);
     publish(cfg, who, StreamKind::Notification, None, channel, req, out);
@@ -43,7 +37,7 @@ fn publish(
     execution_id: Option<&str>,
     channel: String,
     req: IncomingRequest,
-    out: ResponseOutparam,
+    out: Responder,
 ) {
     let result = (|| {
         if who.role != Role::Service {
@@ -68,9 +62,9 @@ fn publish(
     match result {
         Ok(id) => {
             let reply = serde_json::json!({ "id": id, "channel": channel });
-            body::send_json(out, 202, reply.to_string().as_bytes());
+            out.json(202, reply.to_string().as_bytes());
         }
-        Err(e) => body::send_error(out, &e),
+        Err(e) => out.error(&e),
     }
 }
 
@@ -123,12 +117,12 @@ fn command(cfg: &Config, tag: Tag, args: &[Vec<u8>]) -> Result<Value, ApiError> 
 }
 
 /// `GET /api/v1/events/health`: no auth; 200 when Redis answers `PING`.
-pub fn health(cfg: &Config, out: ResponseOutparam) {
+pub fn health(cfg: &Config, out: Responder) {
     let version = env!("CARGO_PKG_VERSION");
     match command(cfg, Tag::Ping, &[b"PING".to_vec()]) {
         Ok(v) if v.as_str() == Some("PONG") => {
             let reply = serde_json::json!({"status": "ok", "version": version, "redis": "ok"});
-            body::send_json(out, 200, reply.to_string().as_bytes());
+            out.json(200, reply.to_string().as_bytes());
         }
         other => {
             if let Ok(v) = other {
@@ -143,8 +137,7 @@ pub fn health(cfg: &Config, out: ResponseOutparam) {
                 "type": e.kind,
             });
             let retry = RETRY_AFTER_SECONDS.to_string();
-            body::send(
-                out,
+            out.send(
                 503,
                 &[
                     ("content-type", "application/json"),

@@ -2,7 +2,7 @@
 //! the same pipeline), decide what to send first, then run the one shared
 //! stream loop ([`pump`]) until the stream ends.
 
-use super::body::{self, SseBody};
+use super::body::{Responder, SseBody};
 use super::net::Conn;
 use super::{clock, log, unavailable, RETRY_AFTER_SECONDS};
 use crate::auth::{Identity, Role};
@@ -10,11 +10,11 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::events::{self, ExecutionRecord, StreamKind};
 use crate::history::{self, EntryId};
+use crate::limits::Slot;
 use crate::resp::Value;
 use crate::routes::valid_id;
 use crate::session::{Incoming, Session, Tag};
 use crate::stream::{Close, Stream};
-use spin_sdk::http::ResponseOutparam;
 use wasi::io::poll::poll;
 
 /// Bytes queued for a browser that is not reading before its stream is
@@ -44,11 +44,22 @@ struct Opened {
     early: Vec<Vec<u8>>,
     record: Option<Value>,
     history: Vec<(EntryId, Vec<u8>)>,
+    /// The caller's stream slot, when per-user limits are on.
+    slot: Option<Slot>,
 }
 
-/// Connects, subscribes and reads record and history in one round trip.
-fn open(cfg: &Config, plan: &Plan) -> Result<Opened, ApiError> {
+/// Connects, takes a stream slot, subscribes and reads record and history,
+/// all in one round trip.
+fn open(cfg: &Config, who: &Identity, plan: &Plan) -> Result<Opened, ApiError> {
     let mut session = Session::subscribe(&cfg.redis, &plan.channel);
+    let max = cfg.limits.max_streams_per_user;
+    let slot = (max > 0).then(|| {
+        let key = format!("{}{}", cfg.prefixes.slots_key, who.user_id);
+        Slot::new(key, random_member(), cfg.heartbeat_seconds)
+    });
+    if let Some(slot) = &slot {
+        session.command_owned(Tag::Acquire, &slot.acquire(max));
+    }
     if let Some(key) = &plan.record_key {
         session.command(Tag::Record, &[b"HGETALL", key.as_bytes()]);
     }
@@ -60,7 +71,7 @@ fn open(cfg: &Config, plan: &Plan) -> Result<Opened, ApiError> {
     let deadline = clock::after_ms(cfg.redis_timeout_ms);
     let mut conn = Conn::open(&cfg.redis, session, deadline).map_err(|e| unavailable(&e.0))?;
     let (mut subscribed, mut early, mut batch) = (false, Vec::new(), Vec::new());
-    let (mut record, mut history) = (None, None);
+    let (mut record, mut history, mut acquired) = (None, None, None);
     while !subscribed || conn.session.awaiting_replies() > 0 {
         conn.next_batch(&mut batch, deadline)
             .map_err(|e| unavailable(&e.0))?;
@@ -70,9 +81,14 @@ fn open(cfg: &Config, plan: &Plan) -> Result<Opened, ApiError> {
                 Incoming::Message(p) => early.push(p),
                 Incoming::Reply(Tag::Record, v) => record = Some(v),
                 Incoming::Reply(Tag::History, v) => history = Some(v),
+                Incoming::Reply(Tag::Acquire, v) => acquired = v.as_int(),
                 Incoming::Reply(..) => {}
             }
         }
+    }
+    if slot.is_some() && acquired != Some(1) {
+        log("stream_limit", &[("limit", &max)]);
+        return Err(ApiError::too_many_streams(max, RETRY_AFTER_SECONDS));
     }
     let history = match history {
         Some(v) => history::parse_range(v).map_err(|e| unavailable(&e.to_string()))?,
@@ -83,7 +99,22 @@ fn open(cfg: &Config, plan: &Plan) -> Result<Opened, ApiError> {
         early,
         record,
         history,
+        slot,
     })
+}
+
+/// A member name unique to this stream (slot sets are shared by instances).
+fn random_member() -> String {
+    format!("{:016x}", wasi::random::random::get_random_u64())
+}
+
+/// Gives the slot back (best effort: the lease expires anyway) and closes
+/// the connection, which releases the subscription.
+fn release(mut conn: Conn, slot: Option<&Slot>) {
+    if let Some(slot) = slot {
+        conn.session.command_owned(Tag::Release, &slot.release());
+        let _ = conn.flush();
+    }
 }
 
 /// A browser's `Last-Event-ID`; a malformed one counts as absent (logged).
@@ -103,34 +134,34 @@ pub fn execution(
     who: &Identity,
     id: &str,
     last_event_id: Option<&str>,
-    out: ResponseOutparam,
+    out: Responder,
 ) {
     let plan = Plan {
         channel: format!("{}{}", cfg.prefixes.exec_channel, id),
         record_key: Some(format!("{}{}", cfg.prefixes.exec_key, id)),
         history: Some(resume_point(last_event_id)),
     };
-    let mut opened = match open(cfg, &plan) {
+    let mut opened = match open(cfg, who, &plan) {
         Ok(o) => o,
-        Err(e) => return body::send_error(out, &e),
+        Err(e) => return out.error(&e),
     };
     let record = match opened.record.take().map(Value::into_pairs) {
         Some(Ok(pairs)) => ExecutionRecord::from_pairs(pairs),
         _ => {
             log("redis_bad_record", &[("execution_id", &id)]);
-            drop(opened.conn);
+            release(opened.conn, opened.slot.as_ref());
             let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
-            return body::send_error(out, &e);
+            return out.error(&e);
         }
     };
     // Refusals release the subscription before answering.
     let Some(record) = record else {
-        drop(opened.conn);
-        return body::send_error(out, &ApiError::execution_not_found(id));
+        release(opened.conn, opened.slot.as_ref());
+        return out.error(&ApiError::execution_not_found(id));
     };
     if record.user_id != who.user_id && who.role != Role::Admin {
-        drop(opened.conn);
-        return body::send_error(out, &ApiError::forbidden());
+        release(opened.conn, opened.slot.as_ref());
+        return out.error(&ApiError::forbidden());
     }
     let mut stream = Stream::new(StreamKind::Execution, None, MAX_OUTBOX);
     stream.retry(cfg.retry_ms);
@@ -142,20 +173,15 @@ pub fn execution(
             None => stream.close(Close::Terminal),
         }
     }
-    serve(cfg, opened, stream, out, &plan.channel);
+    serve(cfg, who, opened, stream, out, &plan.channel);
 }
 
 /// `GET /api/v1/events/notifications/stream`: the caller's notifications,
 /// resumed from `Last-Event-ID` when given; never ends by itself.
-pub fn notifications(
-    cfg: &Config,
-    who: &Identity,
-    last_event_id: Option<&str>,
-    out: ResponseOutparam,
-) {
+pub fn notifications(cfg: &Config, who: &Identity, last_event_id: Option<&str>, out: Responder) {
     if !valid_id(&who.user_id) {
         let e = ApiError::bad_request("the token's user id cannot name a notification channel");
-        return body::send_error(out, &e);
+        return out.error(&e);
     }
     let plan = Plan {
         channel: format!("{}{}", cfg.prefixes.notif_channel, who.user_id),
@@ -163,7 +189,7 @@ pub fn notifications(
         history: resume_point(last_event_id).map(Some),
     };
     let stream = Stream::new(StreamKind::Notification, Some("notification"), MAX_OUTBOX);
-    start(cfg, &plan, stream, out);
+    start(cfg, who, &plan, stream, out);
 }
 
 /// `GET /api/v1/events/replay/{session_id}/status`: admins only; ends when
@@ -173,10 +199,10 @@ pub fn replay_status(
     who: &Identity,
     session_id: &str,
     last_event_id: Option<&str>,
-    out: ResponseOutparam,
+    out: Responder,
 ) {
     if who.role != Role::Admin {
-        return body::send_error(out, &ApiError::forbidden());
+        return out.error(&ApiError::forbidden());
     }
     let plan = Plan {
         channel: format!("{}{}", cfg.prefixes.replay_channel, session_id),
@@ -184,19 +210,19 @@ pub fn replay_status(
         history: resume_point(last_event_id).map(Some),
     };
     let stream = Stream::new(StreamKind::Replay, None, MAX_OUTBOX);
-    start(cfg, &plan, stream, out);
+    start(cfg, who, &plan, stream, out);
 }
 
 /// Opens `plan` and serves `stream` after any history (streams with no
 /// opening snapshot).
-fn start(cfg: &Config, plan: &Plan, mut stream: Stream, out: ResponseOutparam) {
-    let opened = match open(cfg, plan) {
+fn start(cfg: &Config, who: &Identity, plan: &Plan, mut stream: Stream, out: Responder) {
+    let opened = match open(cfg, who, plan) {
         Ok(o) => o,
-        Err(e) => return body::send_error(out, &e),
+        Err(e) => return out.error(&e),
     };
     stream.retry(cfg.retry_ms);
     replay(&mut stream, &opened.history, &plan.channel);
-    serve(cfg, opened, stream, out, &plan.channel);
+    serve(cfg, who, opened, stream, out, &plan.channel);
 }
 
 fn replay(stream: &mut Stream, history: &[(EntryId, Vec<u8>)], channel: &str) {
@@ -226,17 +252,32 @@ fn deliver(stream: &mut Stream, payload: &[u8], channel: &str) {
 
 /// Starts the SSE response and runs the stream to its end; shared by every
 /// stream route.
-fn serve(cfg: &Config, opened: Opened, mut stream: Stream, out: ResponseOutparam, channel: &str) {
+fn serve(
+    cfg: &Config,
+    who: &Identity,
+    opened: Opened,
+    mut stream: Stream,
+    out: Responder,
+    channel: &str,
+) {
     let started = clock::now();
-    let mut conn = opened.conn;
-    for payload in &opened.early {
+    let Opened {
+        mut conn,
+        early,
+        slot,
+        ..
+    } = opened;
+    for payload in &early {
         deliver(&mut stream, payload, channel);
     }
-    let close = match SseBody::start(out) {
-        Ok(mut body) => pump(cfg, &mut conn, &mut stream, &mut body, channel),
+    let close = match out.sse() {
+        Ok(mut body) => {
+            let mut stream_loop = Loop::new(cfg, who, started);
+            stream_loop.run(&mut conn, slot.as_ref(), &mut stream, &mut body, channel)
+        }
         Err(_) => Close::ClientGone,
     };
-    drop(conn);
+    release(conn, slot.as_ref());
     let millis = (clock::now() - started) / 1_000_000;
     log(
         "stream_closed",
@@ -249,70 +290,163 @@ fn serve(cfg: &Config, opened: Opened, mut stream: Stream, out: ResponseOutparam
     );
 }
 
-/// The stream loop: waits at once on Redis, the heartbeat timer and (only
-/// with bytes pending) the response body; idle streams block in `poll`.
-fn pump(
-    cfg: &Config,
-    conn: &mut Conn,
-    stream: &mut Stream,
-    body: &mut SseBody,
-    channel: &str,
-) -> Close {
-    let heartbeat_ns = cfg.heartbeat_seconds * 1_000_000_000;
-    let mut idle_deadline = clock::now() + heartbeat_ns;
-    let mut flush_deadline = None;
-    let mut batch = Vec::new();
-    loop {
-        if !stream.pending().is_empty() {
-            match body.write_some(stream.pending()) {
-                Ok(n) => {
-                    if n > 0 {
-                        idle_deadline = clock::now() + heartbeat_ns;
-                    }
-                    stream.consume(n);
-                }
-                Err(_) => stream.close(Close::ClientGone),
+/// The deadlines one stream lives by (monotonic ns).
+struct Loop {
+    heartbeat_ns: u64,
+    stall_ns: u64,
+    retry_ms: u64,
+    /// Next heartbeat (pushed back by every write).
+    idle: u64,
+    /// `max_stream_seconds` after the stream started.
+    lifetime: u64,
+    /// When the token stops being valid (`exp` + leeway).
+    token: u64,
+    /// The last time the browser took bytes.
+    progress: u64,
+    /// Set once closed: how long the last bytes may take.
+    flush: Option<u64>,
+    /// A liveness `PING` is waiting for its reply.
+    ping_outstanding: bool,
+}
+
+impl Loop {
+    fn new(cfg: &Config, who: &Identity, started: u64) -> Loop {
+        let secs = |s: u64| s.saturating_mul(1_000_000_000);
+        let now = clock::now();
+        let token_left = (who.expires_at + cfg.auth.leeway_seconds - clock::unix_seconds()).max(0);
+        Loop {
+            heartbeat_ns: secs(cfg.heartbeat_seconds),
+            stall_ns: secs(cfg.limits.write_stall_seconds),
+            retry_ms: cfg.retry_ms,
+            idle: now + secs(cfg.heartbeat_seconds),
+            lifetime: started.saturating_add(secs(cfg.limits.max_stream_seconds)),
+            token: now.saturating_add(secs(token_left as u64)),
+            progress: now,
+            flush: None,
+            ping_outstanding: false,
+        }
+    }
+
+    /// Waits at once on Redis, one timer (the nearest deadline) and, only
+    /// with bytes pending, the response body; an idle stream blocks in
+    /// `poll`. Returns why the stream ended.
+    fn run(
+        &mut self,
+        conn: &mut Conn,
+        slot: Option<&Slot>,
+        stream: &mut Stream,
+        body: &mut SseBody,
+        channel: &str,
+    ) -> Close {
+        loop {
+            self.write(stream, body);
+            if let Some(why) = self.finished(stream) {
+                return why;
+            }
+            let open = stream.closed().is_none();
+            let pending = !stream.pending().is_empty();
+            let mut next = self.idle;
+            if open {
+                next = next.min(self.lifetime).min(self.token);
+            }
+            if pending {
+                next = next.min(self.progress.saturating_add(self.stall_ns));
+            }
+            if let Some(flush) = self.flush {
+                next = next.min(flush);
+            }
+            let timer = clock::timer_at(next);
+            let readable = open.then(|| conn.readable());
+            let writable = pending.then(|| body.writable()).flatten();
+            let mut set = vec![&timer];
+            set.extend(readable.as_ref());
+            set.extend(writable.as_ref());
+            let ready = poll(&set);
+            if readable.is_some() && ready.contains(&1) {
+                self.read(conn, stream, channel);
+            }
+            self.tick(conn, slot, stream, channel);
+        }
+    }
+
+    fn write(&mut self, stream: &mut Stream, body: &mut SseBody) {
+        if stream.pending().is_empty() {
+            return;
+        }
+        match body.write_some(stream.pending()) {
+            Ok(0) => {}
+            Ok(n) => {
+                let now = clock::now();
+                self.idle = now + self.heartbeat_ns;
+                self.progress = now;
+                stream.consume(n);
+            }
+            Err(_) => stream.close(Close::ClientGone),
+        }
+    }
+
+    fn finished(&mut self, stream: &Stream) -> Option<Close> {
+        match stream.closed()? {
+            why @ (Close::ClientGone | Close::SlowClient) => Some(why),
+            why if stream.finished() => Some(why),
+            why => {
+                let flush = *self
+                    .flush
+                    .get_or_insert_with(|| clock::after_ms(CLOSE_FLUSH_MS));
+                (clock::now() >= flush).then_some(why)
             }
         }
-        match stream.closed() {
-            Some(why @ (Close::ClientGone | Close::SlowClient)) => return why,
-            Some(why) if stream.finished() => return why,
-            Some(why) => {
-                let deadline =
-                    *flush_deadline.get_or_insert_with(|| clock::after_ms(CLOSE_FLUSH_MS));
-                if clock::now() >= deadline {
-                    return why;
-                }
-            }
-            None => {}
+    }
+
+    fn read(&mut self, conn: &mut Conn, stream: &mut Stream, channel: &str) {
+        let mut batch = Vec::new();
+        if let Err(e) = conn.read_available(&mut batch) {
+            log("redis_lost", &[("channel", &channel), ("detail", &e.0)]);
+            stream.end(Close::RedisLost, self.retry_ms);
+            return;
         }
-        let timer = clock::timer_at(flush_deadline.unwrap_or(idle_deadline).min(idle_deadline));
-        let readable = stream.closed().is_none().then(|| conn.readable());
-        let writable = (!stream.pending().is_empty())
-            .then(|| body.writable())
-            .flatten();
-        let mut set = vec![&timer];
-        set.extend(readable.as_ref());
-        set.extend(writable.as_ref());
-        let ready = poll(&set);
-        if readable.is_some() && ready.contains(&1) {
-            match conn.read_available(&mut batch) {
-                Ok(()) => {
-                    for item in batch.drain(..) {
-                        if let Incoming::Message(payload) = item {
-                            deliver(stream, &payload, channel);
-                        }
-                    }
-                }
-                Err(e) => {
-                    log("redis_lost", &[("channel", &channel), ("detail", &e.0)]);
-                    stream.close(Close::RedisLost);
-                }
+        for item in batch {
+            match item {
+                Incoming::Message(payload) => deliver(stream, &payload, channel),
+                Incoming::Reply(Tag::Ping, _) => self.ping_outstanding = false,
+                _ => {}
             }
         }
-        if clock::now() >= idle_deadline {
+    }
+
+    /// Timer work: heartbeat (with a Redis liveness check and slot
+    /// renewal), stalled browser, token expiry, lifetime.
+    fn tick(&mut self, conn: &mut Conn, slot: Option<&Slot>, stream: &mut Stream, channel: &str) {
+        let now = clock::now();
+        if stream.closed().is_some() {
+            return;
+        }
+        if !stream.pending().is_empty() && now >= self.progress.saturating_add(self.stall_ns) {
+            stream.close(Close::SlowClient);
+        } else if now >= self.token {
+            stream.end(Close::TokenExpired, self.retry_ms);
+        } else if now >= self.lifetime {
+            stream.end(Close::Lifetime, self.retry_ms);
+        } else if now >= self.idle {
+            self.idle = now + self.heartbeat_ns;
             stream.heartbeat();
-            idle_deadline = clock::now() + heartbeat_ns;
+            if self.ping_outstanding {
+                log(
+                    "redis_lost",
+                    &[("channel", &channel), ("detail", &"no PONG")],
+                );
+                stream.end(Close::RedisLost, self.retry_ms);
+                return;
+            }
+            conn.session.command(Tag::Ping, &[b"PING"]);
+            if let Some(slot) = slot {
+                conn.session.command_owned(Tag::Renew, &slot.renew());
+            }
+            self.ping_outstanding = true;
+            if let Err(e) = conn.flush() {
+                log("redis_lost", &[("channel", &channel), ("detail", &e.0)]);
+                stream.end(Close::RedisLost, self.retry_ms);
+            }
         }
     }
 }
