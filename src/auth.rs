@@ -4,19 +4,28 @@
 //! Pure and host-testable: no clock access (the caller passes `now` as unix
 //! seconds), no I/O. Signatures are checked with `jwt-compact`.
 //!
-//! The accepted algorithm is fixed by configuration and never taken from the
-//! token, so `alg: none` and algorithm confusion (`HS512`, `RS256`, ... against
-//! an HS256 secret) are refused. Only HS256 is implemented for now; keys live in
-//! a private list of `VerifyKey`s so RS256/ES256/EdDSA keys picked by `kid`
-//! can be added without changing [`Verifier::verify`].
+//! Accepted algorithms: HS256 with a shared secret, and RS256, ES256 (P-256)
+//! and EdDSA (Ed25519) with public keys from configuration (PEM or a JWKS
+//! document, see [`AuthConfig::with_keys`]). The allow-list is fixed by
+//! configuration and never taken from the token, and each key verifies only
+//! its own algorithm, so `alg: none` and algorithm confusion (an HS256 token
+//! whose "secret" is a public key, `HS512`, an ES256 header against an RSA
+//! key, ...) are refused. A token's `kid` picks the key; keys embedded in or
+//! referenced by the token (`jwk`, `jku`, `x5u`, `x5c`) are never used, and
+//! such tokens are refused outright.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use ed25519_compact::PublicKey as Ed25519Key;
 use jwt_compact::{
-    alg::{Hs256, Hs256Key},
+    alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey},
+    jwk::JsonWebKey,
     AlgorithmExt as _, Claims, TimeOptions, UntrustedToken, ValidationError,
 };
+use p256::ecdsa::VerifyingKey as P256Key;
+use rsa::pkcs1::DecodeRsaPublicKey as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
 use std::fmt;
 
 /// What the caller may do, from the role claim. `Admin` skips ownership
@@ -76,6 +85,133 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
+/// A JWS algorithm the gateway can verify. Names are the exact,
+/// case-sensitive JOSE names (RFC 7518 §3.1, RFC 8037 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// HMAC-SHA256 with the shared secret ([`AuthConfig::hs256_secret`]).
+    Hs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256; RSA keys of 2048 to 4096 bits.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// EdDSA with Ed25519 keys (`EdDSA`).
+    EdDsa,
+}
+
+impl Alg {
+    /// Every supported algorithm, in the order error messages list them.
+    pub const ALL: [Alg; 4] = [Alg::Hs256, Alg::Rs256, Alg::Es256, Alg::EdDsa];
+
+    /// The JOSE `alg` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Hs256 => "HS256",
+            Alg::Rs256 => "RS256",
+            Alg::Es256 => "ES256",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// The algorithm with exactly this JOSE name; `None` for anything else
+    /// (`none`, `hs256`, `HS512`, ...).
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The accepted algorithms and the public keys, parsed once from
+/// configuration. Build it with [`AuthConfig::hs256`] (HS256 only, no public
+/// keys) and [`AuthConfig::with_keys`].
+#[derive(Clone)]
+pub struct KeySet {
+    algorithms: Vec<Alg>,
+    public_keys: Vec<PublicKey>,
+}
+
+impl KeySet {
+    /// HS256 only, no public keys: the gateway's original configuration.
+    fn hs256_only() -> Self {
+        KeySet {
+            algorithms: vec![Alg::Hs256],
+            public_keys: Vec::new(),
+        }
+    }
+
+    /// The allow-list, in configuration order.
+    pub fn algorithms(&self) -> &[Alg] {
+        &self.algorithms
+    }
+
+    /// Whether tokens signed with `alg` may be accepted (given a key).
+    pub fn allows(&self, alg: Alg) -> bool {
+        self.algorithms.contains(&alg)
+    }
+
+    /// How many public keys (PEM and JWKS) are configured.
+    pub fn public_key_count(&self) -> usize {
+        self.public_keys.len()
+    }
+}
+
+/// Public keys are not secret, but only their algorithm and `kid` are
+/// interesting in a log line.
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("algorithms", &self.algorithms)
+            .field("public_keys", &self.public_keys)
+            .finish()
+    }
+}
+
+/// One configured public key; `kid` comes from the JWKS entry or from a
+/// `kid:` header line in the PEM block.
+#[derive(Clone)]
+struct PublicKey {
+    kid: Option<String>,
+    material: Material,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(kid {:?})", self.material.alg(), self.kid)
+    }
+}
+
+/// Parsed public key material; each kind verifies exactly one algorithm.
+#[derive(Clone)]
+enum Material {
+    Rsa(RsaPublicKey),
+    P256(P256Key),
+    Ed25519(Ed25519Key),
+}
+
+impl Material {
+    fn alg(&self) -> Alg {
+        match self {
+            Material::Rsa(_) => Alg::Rs256,
+            Material::P256(_) => Alg::Es256,
+            Material::Ed25519(_) => Alg::EdDsa,
+        }
+    }
+
+    /// Key type for error messages ("an RSA key").
+    fn kind(&self) -> &'static str {
+        match self {
+            Material::Rsa(_) => "an RSA",
+            Material::P256(_) => "an EC P-256",
+            Material::Ed25519(_) => "an Ed25519",
+        }
+    }
+}
+
 /// Verification settings, read from gateway configuration.
 #[derive(Clone)]
 pub struct AuthConfig {
@@ -95,6 +231,9 @@ pub struct AuthConfig {
     pub role_claim: String,
     /// Longer tokens are refused before any parsing (default 8192).
     pub max_token_bytes: usize,
+    /// Accepted algorithms and public keys (default: HS256 only); set with
+    /// [`AuthConfig::with_keys`].
+    pub keys: KeySet,
 }
 
 impl AuthConfig {
@@ -109,7 +248,86 @@ impl AuthConfig {
             user_claim: "sub".to_owned(),
             role_claim: "role".to_owned(),
             max_token_bytes: 8192,
+            keys: KeySet::hs256_only(),
         }
+    }
+
+    /// Sets the accepted algorithms and adds public keys from config text.
+    ///
+    /// - `algorithms`: comma-separated allow-list of exact JOSE names from
+    ///   `HS256`, `RS256`, `ES256`, `EdDSA` (spaces around names are
+    ///   ignored). It replaces the current list; `none` is never accepted.
+    /// - `pem`: zero or more PEM blocks, concatenated: `PUBLIC KEY` (SPKI:
+    ///   RSA, EC P-256 or Ed25519) or `RSA PUBLIC KEY` (PKCS#1). A block may
+    ///   carry a key id as an RFC 1421 header line, `kid: <id>` followed by a
+    ///   blank line, before the base64 body; otherwise its `kid` is `None`.
+    /// - `jwks`: a JWKS document, `{"keys": [...]}` with `RSA`, `EC`
+    ///   (`P-256`) and `OKP` (`Ed25519`) keys. Entries for other uses (`use`
+    ///   not `sig`, `key_ops` without `verify`), other curves or algorithms
+    ///   (`alg` other than the key type's), or algorithms not in the allow-list
+    ///   are skipped; a JWKS with no usable key at all is an error.
+    ///
+    /// A blank `pem` or `jwks` counts as absent. Keys are picked by the
+    /// token's `kid` when it has one, so a key without a `kid` (the HS256
+    /// secret, a PEM key without a `kid:` line) verifies only tokens without
+    /// one. Calling this again replaces the allow-list and adds more keys.
+    ///
+    /// # Errors
+    ///
+    /// A message for the operator, naming the variable part and the key's
+    /// position or `kid` but never key material: an unknown algorithm, bad
+    /// PEM or JSON, a private key or certificate where a public key belongs,
+    /// an RSA key under 2048 bits, an unsupported curve, a symmetric key in
+    /// the JWKS, a PEM key whose algorithm is not allowed, a `kid` used
+    /// twice, or a configuration that could verify no token at all (no
+    /// public key, and HS256 not allowed or its secret empty).
+    pub fn with_keys(
+        mut self,
+        algorithms: &str,
+        pem: Option<&str>,
+        jwks: Option<&str>,
+    ) -> Result<AuthConfig, String> {
+        let algorithms = parse_algorithms(algorithms)?;
+        let mut public_keys = std::mem::take(&mut self.keys.public_keys);
+        if let Some(key) = public_keys
+            .iter()
+            .find(|key| !algorithms.contains(&key.material.alg()))
+        {
+            return Err(format!(
+                "a configured {} public key needs {} in the allowed JWT algorithms",
+                key.material.alg(),
+                key.material.alg()
+            ));
+        }
+        if let Some(text) = pem.filter(|t| !t.trim().is_empty()) {
+            public_keys.extend(parse_pem_keys(text, &algorithms)?);
+        }
+        if let Some(text) = jwks.filter(|t| !t.trim().is_empty()) {
+            public_keys.extend(parse_jwks(text, &algorithms)?);
+        }
+        for (i, key) in public_keys.iter().enumerate() {
+            if let Some(kid) = &key.kid {
+                if public_keys[..i].iter().any(|k| k.kid.as_ref() == Some(kid)) {
+                    return Err(format!(
+                        "JWT key id {} is used by more than one key",
+                        shown(kid)
+                    ));
+                }
+            }
+        }
+        let hs256_usable = algorithms.contains(&Alg::Hs256) && !self.hs256_secret.is_empty();
+        if !hs256_usable && public_keys.is_empty() {
+            return Err(
+                "no usable JWT verification key: HS256 needs a non-empty secret, \
+                 RS256/ES256/EdDSA need public keys (PEM or JWKS)"
+                    .to_owned(),
+            );
+        }
+        self.keys = KeySet {
+            algorithms,
+            public_keys,
+        };
+        Ok(self)
     }
 }
 
@@ -124,54 +342,329 @@ impl fmt::Debug for AuthConfig {
             .field("user_claim", &self.user_claim)
             .field("role_claim", &self.role_claim)
             .field("max_token_bytes", &self.max_token_bytes)
+            .field("keys", &self.keys)
             .finish()
     }
 }
 
+/// A configuration value quoted for an error message, cut short so a pasted
+/// key can't end up in a log line.
+fn shown(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// The comma-separated allow-list; empty entries are ignored, duplicates
+/// collapse, and at least one algorithm must remain.
+fn parse_algorithms(list: &str) -> Result<Vec<Alg>, String> {
+    let mut algorithms = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name.eq_ignore_ascii_case("none") {
+            return Err("JWT algorithm \"none\" (unsigned tokens) is never accepted".to_owned());
+        }
+        let alg = Alg::from_name(name).ok_or_else(|| {
+            format!(
+                "unsupported JWT algorithm {}: use a comma-separated list of HS256, RS256, \
+                 ES256, EdDSA (case-sensitive)",
+                shown(name)
+            )
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(
+            "no JWT algorithm allowed: list at least one of HS256, RS256, ES256, EdDSA".to_owned(),
+        );
+    }
+    Ok(algorithms)
+}
+
+const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// RFC 7518 §3.3: RS256 keys must have at least 2048 bits (the `rsa` crate
+/// refuses more than 4096 and out-of-range exponents itself).
+const MIN_RSA_BITS: usize = 2048;
+
+fn rsa_checked(key: RsaPublicKey) -> Result<Material, &'static str> {
+    use rsa::traits::PublicKeyParts as _;
+    if key.n().bits() < MIN_RSA_BITS {
+        return Err("RSA key shorter than 2048 bits");
+    }
+    Ok(Material::Rsa(key))
+}
+
+fn ed25519_checked(key: Ed25519Key) -> Result<Material, &'static str> {
+    // Refuse non-canonical encodings and small-order points up front; such a
+    // key could never verify anyway.
+    key.validate()
+        .map_err(|_| "invalid Ed25519 public key (not a canonical point of large order)")?;
+    Ok(Material::Ed25519(key))
+}
+
+/// Key material from DER `SubjectPublicKeyInfo`, by its algorithm OID.
+fn material_from_spki(der: &[u8]) -> Result<Material, &'static str> {
+    let spki = SubjectPublicKeyInfoRef::try_from(der)
+        .map_err(|_| "malformed public key (not DER SubjectPublicKeyInfo)")?;
+    match spki.algorithm.oid {
+        OID_RSA_ENCRYPTION => RsaPublicKey::try_from(spki)
+            .map_err(|_| "malformed or out-of-range RSA public key")
+            .and_then(rsa_checked),
+        OID_EC_PUBLIC_KEY => {
+            if spki.algorithm.parameters_oid().ok() != Some(OID_P256) {
+                return Err("EC key on an unsupported curve (only P-256, for ES256)");
+            }
+            P256Key::try_from(spki)
+                .map(Material::P256)
+                .map_err(|_| "malformed EC P-256 public key")
+        }
+        OID_ED25519 => {
+            if spki.algorithm.parameters.is_some() {
+                return Err("malformed Ed25519 public key (unexpected parameters)");
+            }
+            let raw = spki
+                .subject_public_key
+                .as_bytes()
+                .ok_or("malformed Ed25519 public key")?;
+            Ed25519Key::from_slice(raw)
+                .map_err(|_| "malformed Ed25519 public key (not 32 bytes)")
+                .and_then(ed25519_checked)
+        }
+        _ => Err("unsupported public key type (expected RSA, EC P-256 or Ed25519)"),
+    }
+}
+
+/// Every PEM block in `text`; each must be a public key of an allowed algorithm.
+fn parse_pem_keys(text: &str, algorithms: &[Alg]) -> Result<Vec<PublicKey>, String> {
+    let blocks = pem::parse_many(text).map_err(|_| {
+        "JWT public key PEM is malformed (check the BEGIN/END lines and the base64 body)".to_owned()
+    })?;
+    if blocks.is_empty() {
+        return Err("JWT public key PEM holds no -----BEGIN PUBLIC KEY----- block".to_owned());
+    }
+    let mut keys = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let n = i + 1;
+        let material = match block.tag() {
+            "PUBLIC KEY" => material_from_spki(block.contents()),
+            "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(block.contents())
+                .map_err(|_| "malformed or out-of-range PKCS#1 RSA public key")
+                .and_then(rsa_checked),
+            tag if tag.ends_with("PRIVATE KEY") => Err(
+                "a private key, not a public key: configure only the public half \
+                 (openssl pkey -in KEY -pubout)",
+            ),
+            "CERTIFICATE" => Err("a certificate: configure its public key instead \
+                 (openssl x509 -in CERT -pubkey -noout)"),
+            _ => Err("not a public key: expected PUBLIC KEY or RSA PUBLIC KEY"),
+        }
+        .map_err(|why| {
+            format!(
+                "JWT public key PEM block {n} ({}): {why}",
+                shown(block.tag())
+            )
+        })?;
+        let alg = material.alg();
+        if !algorithms.contains(&alg) {
+            return Err(format!(
+                "JWT public key PEM block {n} is {} key, but {alg} is not in the allowed \
+                 JWT algorithms",
+                material.kind()
+            ));
+        }
+        let kid = match block.headers().get("kid").map(str::trim) {
+            None => None,
+            Some("") => return Err(format!("JWT public key PEM block {n}: empty kid header")),
+            Some(kid) => Some(kid.to_owned()),
+        };
+        keys.push(PublicKey { kid, material });
+    }
+    Ok(keys)
+}
+
+/// The JWKS document's top level; entries are looked at one by one.
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Value>,
+}
+
+/// The usable signing keys of a JWKS document (see [`AuthConfig::with_keys`]).
+fn parse_jwks(text: &str, algorithms: &[Alg]) -> Result<Vec<PublicKey>, String> {
+    let doc: Jwks = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "JWKS is not a JSON object with a \"keys\" array (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let mut keys = Vec::new();
+    for (i, entry) in doc.keys.iter().enumerate() {
+        let n = i + 1;
+        let Some(fields) = entry.as_object() else {
+            return Err(format!("JWKS key {n} is not a JSON object"));
+        };
+        let kid = match fields.get("kid") {
+            None => None,
+            Some(Value::String(kid)) if !kid.is_empty() => Some(kid.clone()),
+            Some(_) => return Err(format!("JWKS key {n}: kid must be a non-empty string")),
+        };
+        let label = match &kid {
+            Some(kid) => format!("JWKS key {n} (kid {})", shown(kid)),
+            None => format!("JWKS key {n}"),
+        };
+        // Encryption keys and keys for other operations are not ours to use.
+        if fields.get("use").is_some_and(|u| u != "sig") {
+            continue;
+        }
+        if let Some(ops) = fields.get("key_ops") {
+            let verify = ops
+                .as_array()
+                .is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+            if !verify {
+                continue;
+            }
+        }
+        let kty = fields.get("kty").and_then(Value::as_str);
+        let crv = fields.get("crv").and_then(Value::as_str);
+        let alg = match (kty, crv) {
+            (Some("RSA"), _) => Alg::Rs256,
+            (Some("EC"), Some("P-256")) => Alg::Es256,
+            (Some("OKP"), Some("Ed25519")) => Alg::EdDsa,
+            (Some("oct"), _) => {
+                return Err(format!(
+                    "{label} is a symmetric (oct) key: a shared secret must not be published \
+                     in a JWKS; configure it as the HS256 secret"
+                ))
+            }
+            (None, _) => return Err(format!("{label} has no kty")),
+            // Other key types and curves (P-384, X25519, ...) are not supported.
+            _ => continue,
+        };
+        match fields.get("alg") {
+            None => {}
+            Some(Value::String(name)) if name == alg.name() => {}
+            // RS512, PS256, ... or an alg that does not fit the key type.
+            Some(Value::String(_)) => continue,
+            Some(_) => return Err(format!("{label}: alg must be a string")),
+        }
+        if !algorithms.contains(&alg) {
+            continue;
+        }
+        if fields.contains_key("d") {
+            return Err(format!(
+                "{label} contains private key material (\"d\"): publish only public keys"
+            ));
+        }
+        let jwk: JsonWebKey<'_> = serde_json::from_value(entry.clone())
+            .map_err(|_| format!("{label}: malformed key (check its base64url fields)"))?;
+        let material = match alg {
+            Alg::Rs256 => RsaPublicKey::try_from(&jwk)
+                .map_err(|_| "malformed or out-of-range RSA key")
+                .and_then(rsa_checked),
+            Alg::Es256 => P256Key::try_from(&jwk).map(Material::P256).map_err(|_| {
+                "malformed EC P-256 key (x and y must be 32-byte coordinates of a curve point)"
+            }),
+            Alg::EdDsa => Ed25519Key::try_from(&jwk)
+                .map_err(|_| "malformed Ed25519 key (x must be 32 bytes)")
+                .and_then(ed25519_checked),
+            Alg::Hs256 => unreachable!("oct keys are refused above"),
+        }
+        .map_err(|why| format!("{label}: {why}"))?;
+        keys.push(PublicKey { kid, material });
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "JWKS has no signing key usable with the allowed JWT algorithms ({})",
+            algorithms
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(keys)
+}
+
 /// One accepted (algorithm, key) pair. The algorithm comes from here, never
-/// from the token. Later variants (RS256/ES256/EdDSA from PEM or JWKS) will
-/// carry an optional `kid` used to pick the key.
-#[derive(Debug)]
+/// from the token.
 enum VerifyKey {
     Hs256(Hs256Key),
+    Public(PublicKey),
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyKey::Hs256(_) => f.write_str("HS256(<redacted>)"),
+            VerifyKey::Public(key) => key.fmt(f),
+        }
+    }
 }
 
 /// Claims other than `exp`/`nbf`/`iat`, which jwt-compact parses itself.
 type OtherClaims = Map<String, Value>;
 
-/// Header fields jwt-compact does not model but we must look at.
+/// Header fields jwt-compact does not model but we must look at. (`jku`,
+/// `x5u` and `kid` are modelled by jwt-compact's `Header`.)
 #[derive(Debug, Clone, Deserialize)]
 struct HeaderExtras {
     /// RFC 7515 §4.1.11: we understand no extensions, so any `crit` is refused.
     #[serde(default)]
     crit: Option<Value>,
+    /// RFC 7515 §4.1.3: a key embedded in the token. Never trusted.
+    #[serde(default)]
+    jwk: Option<Value>,
+    /// RFC 7515 §4.1.6: a certificate chain embedded in the token. Never trusted.
+    #[serde(default)]
+    x5c: Option<Value>,
 }
 
 impl VerifyKey {
     /// The `alg` header value this key accepts (exact, case-sensitive).
-    fn algorithm(&self) -> &'static str {
+    fn algorithm(&self) -> Alg {
         match self {
-            VerifyKey::Hs256(_) => "HS256",
+            VerifyKey::Hs256(_) => Alg::Hs256,
+            VerifyKey::Public(key) => key.material.alg(),
         }
     }
 
-    /// Checks the signature and parses the claims.
+    /// The key id; the HS256 secret has none.
+    fn kid(&self) -> Option<&str> {
+        match self {
+            VerifyKey::Hs256(_) => None,
+            VerifyKey::Public(key) => key.kid.as_deref(),
+        }
+    }
+
+    /// Checks the signature and parses the claims. jwt-compact checks again
+    /// that the token's `alg` is this key's algorithm.
     fn verify(
         &self,
         token: &UntrustedToken<'_, HeaderExtras>,
     ) -> Result<Claims<OtherClaims>, ValidationError> {
-        match self {
-            VerifyKey::Hs256(key) => Hs256
-                .validator::<OtherClaims>(key)
-                .validate(token)
-                .map(|t| t.into_parts().1),
-        }
+        let claims = match self {
+            VerifyKey::Hs256(key) => Hs256.validator::<OtherClaims>(key).validate(token),
+            VerifyKey::Public(key) => match &key.material {
+                Material::Rsa(key) => Rsa::rs256().validator(key).validate(token),
+                Material::P256(key) => Es256.validator(key).validate(token),
+                Material::Ed25519(key) => Ed25519.validator(key).validate(token),
+            },
+        };
+        claims.map(|t| t.into_parts().1)
     }
 }
 
 /// Verifies tokens against a fixed configuration; build once, share per request.
 #[derive(Debug)]
 pub struct Verifier {
+    algorithms: Vec<Alg>,
     keys: Vec<VerifyKey>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -182,15 +675,27 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Prepares the keys once so each request only verifies.
+    /// Prepares the keys once so each request only verifies. The HS256
+    /// secret is used only when HS256 is allowed and the secret is not empty.
     #[must_use]
     pub fn new(config: AuthConfig) -> Self {
+        let KeySet {
+            algorithms,
+            public_keys,
+        } = config.keys;
         let mut keys = Vec::new();
-        if !config.hs256_secret.is_empty() {
+        if algorithms.contains(&Alg::Hs256) && !config.hs256_secret.is_empty() {
             keys.push(VerifyKey::Hs256(Hs256Key::new(&config.hs256_secret)));
         }
+        keys.extend(
+            public_keys
+                .into_iter()
+                .filter(|key| algorithms.contains(&key.material.alg()))
+                .map(VerifyKey::Public),
+        );
         let leeway_seconds = config.leeway_seconds.max(0);
         Verifier {
+            algorithms,
             keys,
             issuer: config.issuer,
             audience: config.audience,
@@ -202,7 +707,8 @@ impl Verifier {
     }
 
     /// Verify a compact JWS; `now` is unix seconds (the shell reads the clock,
-    /// so this stays pure). Checks, in order: size, structure, algorithm,
+    /// so this stays pure). Checks, in order: size, structure, header
+    /// (`crit`, embedded or remote keys), algorithm allow-list, key by `kid`,
     /// signature, `exp` (required), `nbf`, `iss`/`aud` when configured, then
     /// the user claim. Never panics.
     ///
@@ -219,17 +725,44 @@ impl Verifier {
         }
         let untrusted = UntrustedToken::<HeaderExtras>::try_from(token)
             .map_err(|_| AuthError::Invalid("malformed token"))?;
-        if untrusted.header().other_fields.crit.is_some() {
+        let header = untrusted.header();
+        if header.other_fields.crit.is_some() {
             return Err(AuthError::Invalid("unsupported critical header"));
         }
+        if header.key_set_url.is_some()
+            || header.certificate_url.is_some()
+            || header.other_fields.jwk.is_some()
+            || header.other_fields.x5c.is_some()
+        {
+            return Err(AuthError::Invalid(
+                "embedded or remote keys are not accepted",
+            ));
+        }
+        let alg = Alg::from_name(untrusted.algorithm())
+            .filter(|alg| self.algorithms.contains(alg))
+            .ok_or(AuthError::Invalid("unexpected algorithm"))?;
 
-        let mut candidates = self
-            .keys
-            .iter()
-            .filter(|key| key.algorithm() == untrusted.algorithm())
+        let candidates: Vec<&VerifyKey> = match header.key_id.as_deref() {
+            Some(kid) => {
+                let named: Vec<&VerifyKey> =
+                    self.keys.iter().filter(|k| k.kid() == Some(kid)).collect();
+                if named.is_empty() {
+                    return Err(AuthError::Invalid("unknown key id"));
+                }
+                named
+            }
+            None => self.keys.iter().collect(),
+        };
+        let mut candidates = candidates
+            .into_iter()
+            .filter(|key| key.algorithm() == alg)
             .peekable();
         if candidates.peek().is_none() {
-            return Err(AuthError::Invalid("unexpected algorithm"));
+            return Err(AuthError::Invalid(if header.key_id.is_some() {
+                "key does not match algorithm"
+            } else {
+                "no key for algorithm"
+            }));
         }
         let mut outcome = Err(AuthError::Invalid("bad signature"));
         for key in candidates {

@@ -86,6 +86,9 @@ pub struct Config {
     pub cors: CorsPolicy,
     /// Per-client bounds.
     pub limits: Limits,
+    /// Local development helpers (demo page, token minting). Off by default
+    /// and in `spin.toml`: it lets anyone mint tokens.
+    pub dev_mode: bool,
 }
 
 /// A variable that is missing or malformed; its message names the variable
@@ -146,6 +149,7 @@ pub const VARIABLES: &[&str] = &[
     "write_stall_seconds",
     "max_header_bytes",
     "slots_key_prefix",
+    "dev_mode",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -223,6 +227,11 @@ impl Config {
                 write_stall_seconds: src.number("write_stall_seconds", 30, 1, 3600)?,
                 max_header_bytes: src.number("max_header_bytes", 16 * 1024, 1024, 1024 * 1024)?
                     as usize,
+            },
+            dev_mode: match src.text("dev_mode", "false").trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(err("dev_mode", "must be true or false")),
             },
         })
     }

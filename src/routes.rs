@@ -20,6 +20,12 @@ pub enum Route {
     Health,
     /// `OPTIONS` on a known path: a CORS preflight; holds the path's methods.
     Preflight(&'static str),
+    /// `GET /demo`: the demo page (only with `dev_mode`).
+    DemoPage,
+    /// `POST /api/v1/events/dev/token`: a local development token (only with `dev_mode`).
+    DevToken,
+    /// `POST /api/v1/events/dev/executions`: start a simulated execution (only with `dev_mode`).
+    DevExecution,
 }
 
 /// The longest id accepted in a path segment.
@@ -51,13 +57,22 @@ fn id(segment: &str, what: &str) -> Result<String, ApiError> {
 /// Maps a request to a route; unknown paths are 404, known paths with the
 /// wrong method 405 with `allow`. `path` excludes the query string.
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let is = |m: &str| method.eq_ignore_ascii_case(m);
+    if path == "/demo" || path == "/demo/" {
+        return match () {
+            _ if is("GET") => Ok(Route::DemoPage),
+            _ if is("OPTIONS") => Ok(Route::Preflight("GET")),
+            _ => Err(ApiError::method_not_allowed("GET")),
+        };
+    }
     let rest = path
         .strip_prefix("/api/v1/events/")
         .ok_or_else(ApiError::not_found)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let segments: Vec<&str> = rest.split('/').collect();
-    let is = |m: &str| method.eq_ignore_ascii_case(m);
     let (allow, matched) = match segments.as_slice() {
+        ["dev", "token"] => ("POST", is("POST").then_some(Ok(Route::DevToken))),
+        ["dev", "executions"] => ("POST", is("POST").then_some(Ok(Route::DevExecution))),
         ["health"] => ("GET", is("GET").then_some(Ok(Route::Health))),
         ["notifications", "stream"] => ("GET", is("GET").then_some(Ok(Route::NotificationStream))),
         ["executions", x] => (
@@ -120,6 +135,24 @@ mod tests {
         assert_eq!(
             route("GET", "/api/v1/events/replay/s-1/status"),
             Ok(Route::ReplayStatus("s-1".into()))
+        );
+    }
+
+    #[test]
+    fn demo_and_dev_routes() {
+        assert_eq!(route("GET", "/demo"), Ok(Route::DemoPage));
+        assert_eq!(route("POST", "/demo").unwrap_err().status, 405);
+        assert_eq!(
+            route("POST", "/api/v1/events/dev/token"),
+            Ok(Route::DevToken)
+        );
+        assert_eq!(
+            route("POST", "/api/v1/events/dev/executions"),
+            Ok(Route::DevExecution)
+        );
+        assert_eq!(
+            route("GET", "/api/v1/events/dev/token").unwrap_err().status,
+            405
         );
     }
 

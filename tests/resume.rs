@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -537,30 +537,56 @@ fn race_seed() -> u64 {
         | 1
 }
 
-/// One client: connect, read a random number of events, disconnect,
-/// reconnect with Last-Event-ID, until the terminal event and the end of the
-/// stream. Returns every non-status event seen, as (n or None, id).
-#[allow(clippy::type_complexity)]
+/// What one race client saw.
+struct RaceRun {
+    /// Every non-status event, as (n, or None for the terminal one; id).
+    seen: Vec<(Option<u64>, String)>,
+    connections: usize,
+    /// Connections opened while the producer was still posting.
+    during_production: usize,
+}
+
+/// One client: wait until the producer has posted a random number of
+/// events, then connect, read a random number of events, disconnect,
+/// reconnect with Last-Event-ID, ... until the terminal event and the end of
+/// the stream.
 fn race_client(
     addr: std::net::SocketAddr,
     rec: &ExecRecord,
     mut rng: Rng,
+    n_events: u64,
+    posted: &AtomicU64,
     deadline: Instant,
     abort: &AtomicBool,
-) -> Result<Vec<(Option<u64>, String)>, String> {
+) -> Result<RaceRun, String> {
     const MAX_CONNECTIONS: usize = 300;
     let auth = bearer(&jwt::token(&rec.user_id, "user"));
     let path = exec_path(&rec.id);
-    let mut seen: Vec<(Option<u64>, String)> = Vec::new();
-    thread::sleep(Duration::from_millis(rng.below(1500)));
+    let mut run = RaceRun {
+        seen: Vec::new(),
+        connections: 0,
+        during_production: 0,
+    };
+    // Join at a random moment of the production (or before it starts).
+    let start_at = rng.below(n_events);
+    while posted.load(Ordering::Relaxed) < start_at {
+        if abort.load(Ordering::Relaxed) || Instant::now() > deadline {
+            return Err(format!("producer never reached event {start_at}"));
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
     for conn in 0..MAX_CONNECTIONS {
-        let last = seen.last().map(|(_, id)| id.clone());
+        let last = run.seen.last().map(|(_, id)| id.clone());
         let mut headers = vec![
             ("Authorization", auth.as_str()),
             ("Accept", "text/event-stream"),
         ];
         if let Some(id) = &last {
             headers.push(("Last-Event-ID", id.as_str()));
+        }
+        run.connections += 1;
+        if posted.load(Ordering::Relaxed) <= n_events {
+            run.during_production += 1;
         }
         let resp = send_request(addr, "GET", &path, &headers, None, Duration::from_secs(15))
             .map_err(|e| format!("connection {conn}: GET: {e}"))?;
@@ -571,20 +597,25 @@ fn race_client(
         let want = 1 + rng.below(40);
         let mut read = 0;
         let mut first = true;
+        // Heartbeat comments do not extend the wait for the next event.
+        let mut event_deadline = Instant::now() + EVENT;
         while read < want {
             if abort.load(Ordering::Relaxed) {
-                return Err("aborted".into());
+                return Err("aborted: the producer failed".into());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let now = Instant::now();
+            let until = event_deadline.min(deadline);
+            if now >= until {
                 return Err(format!(
-                    "deadline reached after {} events; connection {conn} so far {:?}",
-                    seen.len(),
+                    "connection {conn}: no event within {EVENT:?} (or the test deadline \
+                     passed) after {} events, Last-Event-ID {last:?}; this connection: {:?}",
+                    run.seen.len(),
                     s.transcript
                 ));
             }
-            match s.next(left.min(EVENT)) {
+            match s.next(until - now) {
                 Next::Item(SseItem::Event(e)) => {
+                    event_deadline = Instant::now() + EVENT;
                     let v: Value = serde_json::from_str(&e.data).map_err(|err| {
                         format!("connection {conn}: data not JSON ({err}): {:?}", e.data)
                     })?;
@@ -607,11 +638,12 @@ fn race_client(
                         format!("connection {conn}: posted event without `id:`: {e:?}")
                     })?;
                     let terminal = v["event_type"] == "result_stored";
-                    seen.push((if terminal { None } else { v["n"].as_u64() }, id));
+                    run.seen
+                        .push((if terminal { None } else { v["n"].as_u64() }, id));
                     read += 1;
                     if terminal {
                         return match s.next(END) {
-                            Next::End(EndKind::Clean) => Ok(seen),
+                            Next::End(EndKind::Clean) => Ok(run),
                             other => Err(format!(
                                 "connection {conn}: after the terminal event expected a clean \
                                  end, got {other:?}"
@@ -620,7 +652,7 @@ fn race_client(
                     }
                     if rng.below(8) == 0 {
                         // Fall behind the producer for a moment.
-                        thread::sleep(Duration::from_millis(rng.below(60)));
+                        thread::sleep(Duration::from_millis(rng.below(20)));
                     }
                 }
                 Next::Item(SseItem::Comment(_)) => {}
@@ -631,20 +663,15 @@ fn race_client(
                         s.transcript
                     ))
                 }
-                Next::Timeout => {
-                    return Err(format!(
-                        "connection {conn}: no event within {EVENT:?} (last id {last:?}); {:?}",
-                        s.transcript
-                    ))
-                }
+                Next::Timeout => {}
             }
         }
         s.disconnect();
-        thread::sleep(Duration::from_millis(rng.below(40)));
+        thread::sleep(Duration::from_millis(rng.below(5)));
     }
     Err(format!(
         "still not done after {MAX_CONNECTIONS} connections ({} events)",
-        seen.len()
+        run.seen.len()
     ))
 }
 
@@ -659,9 +686,11 @@ fn racing_producer_and_reconnecting_clients_miss_nothing() {
     eprintln!("[race] seed {seed} (E2E_SEED={seed} replays the delays)");
     let deadline = Instant::now() + Duration::from_secs(60);
     let abort = Arc::new(AtomicBool::new(false));
+    // How many events the producer has had accepted so far.
+    let posted = Arc::new(AtomicU64::new(0));
 
     let producer = {
-        let (rec, abort) = (rec.clone(), abort.clone());
+        let (rec, abort, posted) = (rec.clone(), abort.clone(), posted.clone());
         thread::spawn(move || -> Result<Vec<String>, String> {
             let token = service_token();
             let mut ids = Vec::new();
@@ -682,7 +711,10 @@ fn racing_producer_and_reconnecting_clients_miss_nothing() {
                     ));
                 }
                 match resp.json()["id"].as_str() {
-                    Some(id) => ids.push(id.to_string()),
+                    Some(id) => {
+                        ids.push(id.to_string());
+                        posted.fetch_add(1, Ordering::Relaxed);
+                    }
                     None => {
                         abort.store(true, Ordering::Relaxed);
                         return Err(format!("POST event {n}: no id in {:?}", resp.text()));
@@ -694,9 +726,9 @@ fn racing_producer_and_reconnecting_clients_miss_nothing() {
     };
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (rec, abort) = (rec.clone(), abort.clone());
+            let (rec, abort, posted) = (rec.clone(), abort.clone(), posted.clone());
             let rng = Rng(seed.wrapping_mul(c * 2 + 1) | 1);
-            thread::spawn(move || race_client(addr, &rec, rng, deadline, &abort))
+            thread::spawn(move || race_client(addr, &rec, rng, N, &posted, deadline, &abort))
         })
         .collect();
 
@@ -726,7 +758,13 @@ fn racing_producer_and_reconnecting_clients_miss_nothing() {
     let mut failures = Vec::new();
     for (c, h) in clients.into_iter().enumerate() {
         match h.join() {
-            Ok(Ok(seen)) => {
+            Ok(Ok(run)) => {
+                eprintln!(
+                    "[race] client {c}: {} connections, {} of them while the producer was \
+                     posting",
+                    run.connections, run.during_production
+                );
+                let seen = run.seen;
                 if seen != want {
                     let first_bad = seen
                         .iter()

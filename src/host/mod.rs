@@ -8,6 +8,7 @@
 mod body;
 mod clock;
 mod config_source;
+mod dev;
 mod net;
 mod publish;
 mod streams;
@@ -60,8 +61,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     if size > cfg.limits.max_header_bytes {
         return out.error(&ApiError::headers_too_large(cfg.limits.max_header_bytes));
     }
-    if route == Route::Health {
-        return publish::health(&cfg, out);
+    match route {
+        Route::Health => return publish::health(&cfg, out),
+        Route::DemoPage | Route::DevToken if !cfg.dev_mode => {
+            return out.error(&ApiError::not_found())
+        }
+        Route::DemoPage => return dev::demo_page(out),
+        Route::DevToken => return dev::token(&cfg, req, out),
+        _ => {}
     }
     let who = match authenticate(&req, &cfg) {
         Ok(who) => who,
@@ -75,6 +82,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::ReplayStatus(id) => streams::replay_status(&cfg, &who, &id, last_event_id, out),
         Route::PublishExecution(id) => publish::execution(&cfg, &who, &id, req, out),
         Route::PublishNotification(user) => publish::notification(&cfg, &who, &user, req, out),
+        Route::DevExecution if cfg.dev_mode => dev::create_execution(&cfg, &who, out),
+        Route::DevExecution | Route::DemoPage | Route::DevToken => {
+            out.error(&ApiError::not_found())
+        }
         Route::Health | Route::Preflight(_) => publish::health(&cfg, out),
     }
 }

@@ -1,0 +1,262 @@
+//! Child processes (redis-server, wasmtime serve, spin, the native baseline)
+//! and what the tool reads about them from /proc.
+//!
+//! Every child is registered so that a panic hook or a Ctrl-C handler can
+//! kill it, is killed on drop, and gets `PR_SET_PDEATHSIG(SIGKILL)` so even
+//! a `kill -9` of the tool leaves nothing running. Children must be spawned
+//! from the main thread (the death signal follows the spawning thread).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kills every registered child (panic hook, Ctrl-C, normal exit).
+pub fn kill_all() {
+    let pids = match CHILDREN.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for pid in pids {
+        // SAFETY: plain syscall on a pid this process spawned.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut g) = CHILDREN.lock() {
+        g.retain(|p| *p != pid);
+    }
+}
+
+/// A running child, killed when dropped.
+pub struct Child {
+    pub name: String,
+    pub pid: u32,
+    pub log: PathBuf,
+    child: std::process::Child,
+}
+
+impl Child {
+    /// Spawns `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> io::Result<Child> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let out = File::create(log)?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        if let Ok(mut g) = CHILDREN.lock() {
+            g.push(pid);
+        }
+        Ok(Child {
+            name: name.to_string(),
+            pid,
+            log: log.to_path_buf(),
+            child,
+        })
+    }
+
+    /// `Some(status)` once the child has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// The last `max` bytes of the child's log, for error messages.
+    pub fn log_tail(&self, max: usize) -> String {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(max);
+        String::from_utf8_lossy(&text[start..]).into_owned()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unregister(self.pid);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Raises the soft open-file limit to the hard limit; returns (soft, hard).
+pub fn raise_nofile() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (0, 0);
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    (lim.rlim_cur, lim.rlim_max)
+}
+
+/// Waits until `addr` accepts TCP connections, or `timeout`.
+pub fn wait_listening(addr: SocketAddr, timeout: Duration, child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.exited() {
+            return Err(format!(
+                "{} exited ({status}) before listening on {addr}:\n{}",
+                child.name,
+                child.log_tail(4000)
+            ));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "{} did not listen on {addr} within {:?}:\n{}",
+        child.name,
+        timeout,
+        child.log_tail(4000)
+    ))
+}
+
+/// A blocking `GET` that returns the status code (readiness checks).
+pub fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {text:?}")))
+}
+
+fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// `pid` and every descendant (spin runs its HTTP trigger as a child).
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return all;
+    };
+    let parents: Vec<(u32, u32)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| Some((p, stat_fields(p)?.get(1)?.parse().ok()?)))
+        .collect();
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        all.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    all
+}
+
+/// /proc/PID/stat fields after the command name (field 3 is index 0).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU time (user + system) of a process tree, in microseconds.
+pub fn cpu_us(pid: u32) -> u64 {
+    let tck = clk_tck();
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let f = stat_fields(p)?;
+            let utime: u64 = f.get(11)?.parse().ok()?;
+            let stime: u64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) * 1_000_000 / tck)
+        })
+        .sum()
+}
+
+/// Resident memory (VmRSS) of a process tree, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Open file descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The first line a command prints (versions).
+pub fn first_line(program: &Path, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .map(|o| {
+            let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+            if t.trim().is_empty() {
+                t = String::from_utf8_lossy(&o.stderr).into_owned();
+            }
+            t.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

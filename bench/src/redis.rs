@@ -1,0 +1,212 @@
+//! A blocking Redis client for setup (execution records) and the publisher
+//! thread. RESP encoding and decoding come from the gateway's own `resp`.
+
+use crate::stats::now_ns;
+use sse_gateway::resp::{encode_command, Decoder, Value};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+pub struct Redis {
+    stream: TcpStream,
+    decoder: Decoder,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl Redis {
+    pub fn connect(addr: SocketAddr) -> io::Result<Redis> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Redis {
+            stream,
+            decoder: Decoder::new(64 * 1024 * 1024),
+        })
+    }
+
+    /// Sends every command as one pipeline and returns the replies in order.
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> io::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for cmd in cmds {
+            let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+            encode_command(&mut out, &args);
+        }
+        self.stream.write_all(&out)?;
+        let mut replies = Vec::with_capacity(cmds.len());
+        self.read_replies(cmds.len(), &mut replies)?;
+        Ok(replies)
+    }
+
+    fn read_replies(&mut self, n: usize, into: &mut Vec<Value>) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let want = into.len() + n;
+        while into.len() < want {
+            if let Some(v) = self.decoder.next().map_err(other)? {
+                into.push(v);
+                continue;
+            }
+            let got = self.stream.read(&mut buf)?;
+            if got == 0 {
+                return Err(other("redis closed the connection"));
+            }
+            self.decoder.feed(&buf[..got]);
+        }
+        Ok(())
+    }
+
+    pub fn command(&mut self, args: &[&str]) -> io::Result<Value> {
+        let cmd: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let v = self.pipeline(&[cmd])?.remove(0);
+        v.into_result().map_err(other)
+    }
+}
+
+/// Creates the execution records `exec:{id}` (owner `user`, status running).
+pub fn create_records(addr: SocketAddr, ids: &[String], user: &str) -> io::Result<()> {
+    let mut r = Redis::connect(addr)?;
+    for batch in ids.chunks(1000) {
+        let cmds: Vec<Vec<Vec<u8>>> = batch
+            .iter()
+            .map(|id| {
+                [
+                    "HSET",
+                    &format!("exec:{id}"),
+                    "user_id",
+                    user,
+                    "status",
+                    "running",
+                    "updated_at",
+                    "2025-01-01T00:00:00Z",
+                ]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect()
+            })
+            .collect();
+        for v in r.pipeline(&cmds)? {
+            v.into_result().map_err(other)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a publisher run did.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// PUBLISH commands sent.
+    pub commands: u64,
+    /// Sum of PUBLISH replies: deliveries Redis made to subscribers.
+    pub receivers: u64,
+    /// `now_ns` of the first and last write.
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+/// Which payload to publish.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload {
+    /// A non-terminal execution event carrying `"ts"` (the send time).
+    Live,
+    /// `result_stored`: ends an execution stream.
+    Terminal,
+}
+
+fn event(payload: Payload, id: &str, seq: u64) -> Vec<u8> {
+    match payload {
+        Payload::Live => format!(
+            r#"{{"event_type":"pod_running","execution_id":"{id}","seq":{seq},"ts":{}}}"#,
+            now_ns()
+        ),
+        Payload::Terminal => {
+            format!(r#"{{"event_type":"result_stored","execution_id":"{id}","seq":{seq}}}"#)
+        }
+    }
+    .into_bytes()
+}
+
+/// Publishes `count` events round-robin over execution `ids` at `rate` per
+/// second (`f64::INFINITY`: as one pipeline), bounded by `count`, and by
+/// `count / rate + 30 s` of wall time. Writes and reply reads run on two
+/// threads so a slow reply never delays a send.
+pub fn publish(
+    addr: SocketAddr,
+    ids: &[String],
+    payload: Payload,
+    rate: f64,
+    count: u64,
+) -> io::Result<Published> {
+    let conn = Redis::connect(addr)?;
+    let mut writer = conn.stream.try_clone()?;
+    let mut reader = conn;
+    let replies = std::thread::spawn(move || -> io::Result<u64> {
+        let mut sum = 0;
+        let mut got = Vec::with_capacity(1024);
+        let mut left = count as usize;
+        while left > 0 {
+            let n = left.min(1024);
+            got.clear();
+            reader.read_replies(n, &mut got)?;
+            sum += got.iter().filter_map(Value::as_int).sum::<i64>() as u64;
+            left -= n;
+        }
+        Ok(sum)
+    });
+    let started = Instant::now();
+    let limit = if rate.is_finite() {
+        Duration::from_secs_f64(count as f64 / rate + 30.0)
+    } else {
+        Duration::from_secs(60)
+    };
+    let mut result = Published::default();
+    let mut sent = 0u64;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while sent < count && started.elapsed() < limit {
+        let due = if rate.is_finite() {
+            ((started.elapsed().as_secs_f64() * rate) as u64 + 1).min(count)
+        } else {
+            count
+        };
+        // At most 10,000 commands per write keep the pipeline bounded.
+        let upto = due.min(sent + 10_000);
+        out.clear();
+        for seq in sent..upto {
+            let id = &ids[(seq % ids.len() as u64) as usize];
+            let channel = format!("sse:exec:{id}");
+            encode_command(
+                &mut out,
+                &[b"PUBLISH", channel.as_bytes(), &event(payload, id, seq)],
+            );
+        }
+        if upto > sent {
+            let now = now_ns();
+            if result.first_ns == 0 {
+                result.first_ns = now;
+            }
+            writer.write_all(&out)?;
+            result.last_ns = now_ns();
+            sent = upto;
+        }
+        if sent < due {
+            continue;
+        }
+        if rate.is_finite() && sent < count {
+            // Sleep to the next event's due time, at most 1 ms.
+            let next = Duration::from_secs_f64(sent as f64 / rate);
+            let wait = next.saturating_sub(started.elapsed());
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
+        }
+    }
+    result.commands = sent;
+    if sent < count {
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+        let _ = replies.join();
+        return Err(other(format!("published {sent} of {count} in {limit:?}")));
+    }
+    result.receivers = replies
+        .join()
+        .map_err(|_| other("reply reader panicked"))??;
+    Ok(result)
+}
