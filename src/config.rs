@@ -74,6 +74,8 @@ pub struct Config {
     pub heartbeat_seconds: u64,
     /// Bound on connecting to Redis and on each command reply.
     pub redis_timeout_ms: u64,
+    /// Redis Cluster: sharded pub/sub and `MOVED`-following routing.
+    pub redis_cluster: bool,
     /// Key and channel prefixes.
     pub prefixes: Prefixes,
     /// History size and lifetime.
@@ -150,6 +152,7 @@ pub const VARIABLES: &[&str] = &[
     "max_header_bytes",
     "slots_key_prefix",
     "dev_mode",
+    "redis_cluster",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -163,6 +166,14 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
 
     fn text(&self, name: &'static str, default: &str) -> String {
         self.get(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.text(name, "false").trim() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(err(name, "must be true or false")),
+        }
     }
 
     fn number(
@@ -204,6 +215,7 @@ impl Config {
             auth,
             heartbeat_seconds: src.number("heartbeat_seconds", 15, 1, 3600)?,
             redis_timeout_ms: src.number("redis_timeout_ms", 3000, 10, 60_000)?,
+            redis_cluster: src.flag("redis_cluster")?,
             prefixes: Prefixes {
                 exec_channel: src.text("exec_channel_prefix", "sse:exec:"),
                 notif_channel: src.text("notif_channel_prefix", "sse:notif:"),
@@ -228,11 +240,7 @@ impl Config {
                 max_header_bytes: src.number("max_header_bytes", 16 * 1024, 1024, 1024 * 1024)?
                     as usize,
             },
-            dev_mode: match src.text("dev_mode", "false").trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => return Err(err("dev_mode", "must be true or false")),
-            },
+            dev_mode: src.flag("dev_mode")?,
         })
     }
 }

@@ -52,23 +52,33 @@ pub const ID_FIELD: &str = "_sse_id";
 const ID_PREFIX: &[u8] = b"{\"_sse_id\":\"";
 
 /// Atomic append + publish. `KEYS[1]` history stream; `ARGV`: channel,
-/// event (a compact JSON object), approximate max length, TTL seconds.
-/// Returns the entry id. Producers in other languages may `EVAL` it as is.
+/// event (a compact JSON object), approximate max length, TTL seconds and
+/// optionally the publish command (`SPUBLISH` on Redis Cluster; default
+/// `PUBLISH`). Returns the entry id. Producers in other languages may
+/// `EVAL` it as is.
 pub const PUBLISH_SCRIPT: &str = r#"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local rest = string.sub(ARGV[2], 2)
 local sep = ','
 if string.match(rest, '^%s*}') then sep = '' end
-redis.call('PUBLISH', ARGV[1], '{"_sse_id":"' .. id .. '"' .. sep .. rest)
+redis.call(ARGV[5] or 'PUBLISH', ARGV[1], '{"_sse_id":"' .. id .. '"' .. sep .. rest)
 return id"#;
 
-/// The `EVAL` arguments that publish `event` (compact JSON object text).
+/// The history stream of `channel`: `prefix{channel}`. The hash tag puts
+/// it in the channel's cluster slot, so the publish script touches one
+/// shard and the subscription connection can read it.
+pub fn key(prefix: &str, channel: &str) -> String {
+    format!("{prefix}{{{channel}}}")
+}
+
+/// The `EVAL` arguments that publish `event` (compact JSON object text);
+/// `sharded` publishes with `SPUBLISH` (Redis Cluster).
 pub fn publish_command(
     history_key: &str,
     channel: &str,
     event: &str,
-    max_len: u64,
-    ttl_seconds: u64,
+    limits: crate::config::HistoryLimits,
+    sharded: bool,
 ) -> Vec<Vec<u8>> {
     [
         "EVAL",
@@ -77,8 +87,9 @@ pub fn publish_command(
         history_key,
         channel,
         event,
-        &max_len.to_string(),
-        &ttl_seconds.to_string(),
+        &limits.max_len.to_string(),
+        &limits.ttl_seconds.to_string(),
+        if sharded { "SPUBLISH" } else { "PUBLISH" },
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -230,6 +241,16 @@ mod tests {
             assert_eq!(std::str::from_utf8(&ev).unwrap(), event);
             serde_json::from_str::<serde_json::Value>(&live).unwrap();
         }
+    }
+
+    #[test]
+    fn history_key_shares_the_channel_slot() {
+        let k = key("history:", "sse:exec:e1");
+        assert_eq!(k, "history:{sse:exec:e1}");
+        assert_eq!(
+            crate::cluster::key_slot(k.as_bytes()),
+            crate::cluster::key_slot(b"sse:exec:e1")
+        );
     }
 
     #[test]

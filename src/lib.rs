@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod error;

@@ -61,10 +61,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Queues the handshake: login, database, `SUBSCRIBE channel`.
-    pub fn subscribe(target: &RedisTarget, channel: &str) -> Session {
+    /// Queues the handshake: login, database, `SUBSCRIBE channel` (or
+    /// `SSUBSCRIBE`, sharded pub/sub on Redis Cluster).
+    pub fn subscribe(target: &RedisTarget, channel: &str, sharded: bool) -> Session {
         let mut s = Session::handshake(target);
-        resp::encode_command(&mut s.outgoing, &[b"SUBSCRIBE", channel.as_bytes()]);
+        let verb: &[u8] = if sharded { b"SSUBSCRIBE" } else { b"SUBSCRIBE" };
+        resp::encode_command(&mut s.outgoing, &[verb, channel.as_bytes()]);
         s.channel = channel.as_bytes().to_vec();
         s
     }
@@ -186,7 +188,7 @@ mod tests {
 
     #[test]
     fn handshake_is_one_pipeline() {
-        let mut s = Session::subscribe(&target(Some("pw"), 2), "sse:exec:1");
+        let mut s = Session::subscribe(&target(Some("pw"), 2), "sse:exec:1", false);
         s.command(Tag::Record, &[b"HGETALL", b"exec:1"]);
         let wire = String::from_utf8(s.take_outgoing()).unwrap();
         assert_eq!(
@@ -202,14 +204,33 @@ mod tests {
 
     #[test]
     fn no_password_no_select() {
-        let mut s = Session::subscribe(&target(None, 0), "c");
+        let mut s = Session::subscribe(&target(None, 0), "c", false);
         let wire = String::from_utf8(s.take_outgoing()).unwrap();
         assert!(wire.starts_with("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$9\r\nSUBSCRIBE"));
     }
 
     #[test]
+    fn sharded_subscription() {
+        let mut s = Session::subscribe(&target(None, 0), "c", true);
+        let wire = String::from_utf8(s.take_outgoing()).unwrap();
+        assert!(
+            wire.ends_with("*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\nc\r\n"),
+            "{wire}"
+        );
+        let got = feed_all(
+            &mut s,
+            b"%0\r\n>3\r\n$10\r\nssubscribe\r\n$1\r\nc\r\n:1\r\n>3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![Incoming::Subscribed, Incoming::Message(b"hi".to_vec())]
+        );
+    }
+
+    #[test]
     fn replies_and_pushes_are_routed() {
-        let mut s = Session::subscribe(&target(None, 0), "c");
+        let mut s = Session::subscribe(&target(None, 0), "c", false);
         s.command(Tag::Record, &[b"HGETALL", b"k"]);
         let hello = "%1\r\n+server\r\n+redis\r\n";
         let sub = ">3\r\n+subscribe\r\n$1\r\nc\r\n:1\r\n";
@@ -219,7 +240,7 @@ mod tests {
         let all = format!("{hello}{sub}{early}{other}{record}");
         // Any split of the bytes gives the same result.
         for cut in 0..all.len() {
-            let mut s2 = Session::subscribe(&target(None, 0), "c");
+            let mut s2 = Session::subscribe(&target(None, 0), "c", false);
             s2.command(Tag::Record, &[b"HGETALL", b"k"]);
             let mut got = feed_all(&mut s2, &all.as_bytes()[..cut]).unwrap();
             got.extend(feed_all(&mut s2, &all.as_bytes()[cut..]).unwrap());
@@ -242,7 +263,7 @@ mod tests {
 
     #[test]
     fn login_failure_is_an_error_without_detail() {
-        let mut s = Session::subscribe(&target(Some("secret-pw"), 0), "c");
+        let mut s = Session::subscribe(&target(Some("secret-pw"), 0), "c", false);
         let e = feed_all(
             &mut s,
             b"-WRONGPASS invalid username-password pair secret-pw\r\n",
@@ -259,9 +280,9 @@ mod tests {
 
     #[test]
     fn garbage_and_unsolicited_replies_are_errors() {
-        let mut s = Session::subscribe(&target(None, 0), "c");
+        let mut s = Session::subscribe(&target(None, 0), "c", false);
         assert!(feed_all(&mut s, b"+OK\r\n+OK\r\n").is_err());
-        let mut s = Session::subscribe(&target(None, 0), "c");
+        let mut s = Session::subscribe(&target(None, 0), "c", false);
         assert!(matches!(
             feed_all(&mut s, b"?garbage\r\n"),
             Err(RespError::Protocol(_))

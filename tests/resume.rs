@@ -497,7 +497,7 @@ fn history_key_prefix_is_configurable() {
         .map(|v| publish_exec(&env, &rec.id, v))
         .collect();
     let ch = exec_channel(&rec.id);
-    assert_eq!(xlen(&env, &format!("h2:{ch}")), 2);
+    assert_eq!(xlen(&env, &format!("h2:{{{ch}}}")), 2);
     assert_eq!(
         xlen(&env, &history_key(&ch)),
         0,

@@ -11,6 +11,7 @@ mod config_source;
 mod dev;
 mod net;
 mod publish;
+mod redis;
 mod streams;
 
 use crate::auth::{token_from_headers, AuthError, Identity, Verifier};

@@ -1,15 +1,13 @@
 //! The request/response routes: publishing an event (`POST`) and health.
 
 use super::body::Responder;
-use super::net::Conn;
-use super::{clock, log, unavailable, RETRY_AFTER_SECONDS};
+use super::{log, redis, unavailable, RETRY_AFTER_SECONDS};
 use crate::auth::{Identity, Role};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::events::{prepare_publish, StreamKind};
 use crate::history;
-use crate::resp::Value;
-use crate::session::{Incoming, Session, Tag};
+use crate::session::Tag;
 use spin_sdk::http::IncomingRequest;
 
 /// `POST /api/v1/events/executions/{id}` (service tokens).
@@ -45,15 +43,9 @@ fn publish(
         }
         let raw = read_body(req, cfg.max_event_bytes)?;
         let event = prepare_publish(kind, &raw, execution_id).map_err(ApiError::bad_request)?;
-        let key = format!("{}{}", cfg.prefixes.history_key, channel);
-        let args = history::publish_command(
-            &key,
-            &channel,
-            &event,
-            cfg.history.max_len,
-            cfg.history.ttl_seconds,
-        );
-        let reply = command(cfg, Tag::Publish, &args)?;
+        let key = history::key(&cfg.prefixes.history_key, &channel);
+        let args = history::publish_command(&key, &channel, &event, cfg.history, cfg.redis_cluster);
+        let reply = redis::command(cfg, Tag::Publish, &args)?;
         reply
             .as_str()
             .map(str::to_string)
@@ -96,30 +88,10 @@ fn read_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-/// Runs one command on a fresh connection and returns its reply.
-fn command(cfg: &Config, tag: Tag, args: &[Vec<u8>]) -> Result<Value, ApiError> {
-    let mut session = Session::handshake(&cfg.redis);
-    session.command_owned(tag, args);
-    let deadline = clock::after_ms(cfg.redis_timeout_ms);
-    let mut conn = Conn::open(&cfg.redis, session, deadline).map_err(|e| unavailable(&e.0))?;
-    let mut batch = Vec::new();
-    loop {
-        conn.next_batch(&mut batch, deadline)
-            .map_err(|e| unavailable(&e.0))?;
-        for item in batch.drain(..) {
-            if let Incoming::Reply(t, v) = item {
-                if t == tag {
-                    return Ok(v);
-                }
-            }
-        }
-    }
-}
-
 /// `GET /api/v1/events/health`: no auth; 200 when Redis answers `PING`.
 pub fn health(cfg: &Config, out: Responder) {
     let version = env!("CARGO_PKG_VERSION");
-    match command(cfg, Tag::Ping, &[b"PING".to_vec()]) {
+    match redis::command(cfg, Tag::Ping, &[b"PING".to_vec()]) {
         Ok(v) if v.as_str() == Some("PONG") => {
             let reply = serde_json::json!({"status": "ok", "version": version, "redis": "ok"});
             out.json(200, reply.to_string().as_bytes());

@@ -4,7 +4,7 @@
 
 use super::body::{Responder, SseBody};
 use super::net::Conn;
-use super::{clock, log, unavailable, RETRY_AFTER_SECONDS};
+use super::{clock, log, redis, unavailable, RETRY_AFTER_SECONDS};
 use crate::auth::{Identity, Role};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -49,44 +49,73 @@ struct Opened {
 }
 
 /// Connects, takes a stream slot, subscribes and reads record and history,
-/// all in one round trip.
+/// all in one round trip. On Redis Cluster the subscription (sharded) and
+/// the history (same slot) go to the channel's shard, and the record and
+/// slot commands, whose keys live elsewhere, follow once subscribed.
 fn open(cfg: &Config, who: &Identity, plan: &Plan) -> Result<Opened, ApiError> {
-    let mut session = Session::subscribe(&cfg.redis, &plan.channel);
+    let cluster = cfg.redis_cluster;
     let max = cfg.limits.max_streams_per_user;
     let slot = (max > 0).then(|| {
         let key = format!("{}{}", cfg.prefixes.slots_key, who.user_id);
         Slot::new(key, random_member(), cfg.heartbeat_seconds)
     });
+    let mut side: Vec<(Tag, Vec<Vec<u8>>)> = Vec::new();
     if let Some(slot) = &slot {
-        session.command_owned(Tag::Acquire, &slot.acquire(max));
+        side.push((Tag::Acquire, slot.acquire(max)));
     }
     if let Some(key) = &plan.record_key {
-        session.command(Tag::Record, &[b"HGETALL", key.as_bytes()]);
+        side.push((
+            Tag::Record,
+            vec![b"HGETALL".to_vec(), key.as_bytes().to_vec()],
+        ));
     }
-    if let Some(after) = plan.history {
-        let key = format!("{}{}", cfg.prefixes.history_key, plan.channel);
-        let count = cfg.history.max_len + HISTORY_SLACK;
-        session.command_owned(Tag::History, &history::range_command(&key, after, count));
-    }
+    let history_cmd = plan.history.map(|after| {
+        let key = history::key(&cfg.prefixes.history_key, &plan.channel);
+        history::range_command(&key, after, cfg.history.max_len + HISTORY_SLACK)
+    });
+    let make = || {
+        let mut session = Session::subscribe(&cfg.redis, &plan.channel, cluster);
+        if let Some(args) = &history_cmd {
+            session.command_owned(Tag::History, args);
+        }
+        if !cluster {
+            for (tag, args) in &side {
+                session.command_owned(*tag, args);
+            }
+        }
+        session
+    };
     let deadline = clock::after_ms(cfg.redis_timeout_ms);
-    let mut conn = Conn::open(&cfg.redis, session, deadline).map_err(|e| unavailable(&e.0))?;
-    let (mut subscribed, mut early, mut batch) = (false, Vec::new(), Vec::new());
-    let (mut record, mut history, mut acquired) = (None, None, None);
-    while !subscribed || conn.session.awaiting_replies() > 0 {
-        conn.next_batch(&mut batch, deadline)
-            .map_err(|e| unavailable(&e.0))?;
+    let (mut conn, mut batch) = redis::connect(cfg, make, deadline).map_err(|e| unavailable(&e))?;
+    let (mut subscribed, mut early, mut replies) = (false, Vec::new(), Vec::new());
+    loop {
         for item in batch.drain(..) {
             match item {
                 Incoming::Subscribed => subscribed = true,
                 Incoming::Message(p) => early.push(p),
-                Incoming::Reply(Tag::Record, v) => record = Some(v),
-                Incoming::Reply(Tag::History, v) => history = Some(v),
-                Incoming::Reply(Tag::Acquire, v) => acquired = v.as_int(),
-                Incoming::Reply(..) => {}
+                Incoming::Reply(tag, v) => replies.push((tag, v)),
             }
         }
+        if subscribed && conn.session.awaiting_replies() == 0 {
+            break;
+        }
+        conn.next_batch(&mut batch, deadline)
+            .map_err(|e| unavailable(&e.0))?;
     }
+    if cluster {
+        for (tag, args) in &side {
+            replies.push((*tag, redis::command(cfg, *tag, args)?));
+        }
+    }
+    let mut reply = |want: Tag| {
+        let at = replies.iter().position(|(tag, _)| *tag == want)?;
+        Some(replies.swap_remove(at).1)
+    };
+    let acquired = reply(Tag::Acquire).and_then(|v| v.as_int());
+    let record = reply(Tag::Record);
+    let history = reply(Tag::History);
     if slot.is_some() && acquired != Some(1) {
+        release(cfg, conn, None);
         log("stream_limit", &[("limit", &max)]);
         return Err(ApiError::too_many_streams(max, RETRY_AFTER_SECONDS));
     }
@@ -110,10 +139,28 @@ fn random_member() -> String {
 
 /// Gives the slot back (best effort: the lease expires anyway) and closes
 /// the connection, which releases the subscription.
-fn release(mut conn: Conn, slot: Option<&Slot>) {
-    if let Some(slot) = slot {
+fn release(cfg: &Config, mut conn: Conn, slot: Option<&Slot>) {
+    let Some(slot) = slot else {
+        return;
+    };
+    if cfg.redis_cluster {
+        drop(conn);
+        let _ = redis::command(cfg, Tag::Release, &slot.release());
+    } else {
         conn.session.command_owned(Tag::Release, &slot.release());
         let _ = conn.flush();
+    }
+}
+
+/// Renews the slot's lease: on the stream's own connection, or on a
+/// cluster through the slot key's owner.
+fn renew(cfg: &Config, conn: &mut Conn, slot: &Slot) {
+    if cfg.redis_cluster {
+        if let Err(e) = redis::command(cfg, Tag::Renew, &slot.renew()) {
+            log("slot_renew_failed", &[("detail", &e.detail)]);
+        }
+    } else {
+        conn.session.command_owned(Tag::Renew, &slot.renew());
     }
 }
 
@@ -149,18 +196,18 @@ pub fn execution(
         Some(Ok(pairs)) => ExecutionRecord::from_pairs(pairs),
         _ => {
             log("redis_bad_record", &[("execution_id", &id)]);
-            release(opened.conn, opened.slot.as_ref());
+            release(cfg, opened.conn, opened.slot.as_ref());
             let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
             return out.error(&e);
         }
     };
     // Refusals release the subscription before answering.
     let Some(record) = record else {
-        release(opened.conn, opened.slot.as_ref());
+        release(cfg, opened.conn, opened.slot.as_ref());
         return out.error(&ApiError::execution_not_found(id));
     };
     if record.user_id != who.user_id && who.role != Role::Admin {
-        release(opened.conn, opened.slot.as_ref());
+        release(cfg, opened.conn, opened.slot.as_ref());
         return out.error(&ApiError::forbidden());
     }
     let mut stream = Stream::new(StreamKind::Execution, None, MAX_OUTBOX);
@@ -277,7 +324,7 @@ fn serve(
         }
         Err(_) => Close::ClientGone,
     };
-    release(conn, slot.as_ref());
+    release(cfg, conn, slot.as_ref());
     let millis = (clock::now() - started) / 1_000_000;
     log(
         "stream_closed",
@@ -291,7 +338,8 @@ fn serve(
 }
 
 /// The deadlines one stream lives by (monotonic ns).
-struct Loop {
+struct Loop<'a> {
+    cfg: &'a Config,
     heartbeat_ns: u64,
     stall_ns: u64,
     retry_ms: u64,
@@ -309,12 +357,13 @@ struct Loop {
     ping_outstanding: bool,
 }
 
-impl Loop {
-    fn new(cfg: &Config, who: &Identity, started: u64) -> Loop {
+impl<'a> Loop<'a> {
+    fn new(cfg: &'a Config, who: &Identity, started: u64) -> Loop<'a> {
         let secs = |s: u64| s.saturating_mul(1_000_000_000);
         let now = clock::now();
         let token_left = (who.expires_at + cfg.auth.leeway_seconds - clock::unix_seconds()).max(0);
         Loop {
+            cfg,
             heartbeat_ns: secs(cfg.heartbeat_seconds),
             stall_ns: secs(cfg.limits.write_stall_seconds),
             retry_ms: cfg.retry_ms,
@@ -440,7 +489,7 @@ impl Loop {
             }
             conn.session.command(Tag::Ping, &[b"PING"]);
             if let Some(slot) = slot {
-                conn.session.command_owned(Tag::Renew, &slot.renew());
+                renew(self.cfg, conn, slot);
             }
             self.ping_outstanding = true;
             if let Err(e) = conn.flush() {

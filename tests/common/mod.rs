@@ -255,6 +255,9 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     log_path: PathBuf,
+    /// Set by [`RedisServer::start_persistent`]: a private directory holding
+    /// an append-only file, so a restart (even after SIGKILL) keeps the data.
+    data_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -267,6 +270,7 @@ impl RedisServer {
                 port,
                 child: None,
                 log_path: log_dir().join(format!("redis-{port}-{}.log", unique_tag())),
+                data_dir: None,
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -274,6 +278,32 @@ impl RedisServer {
             }
         }
         panic!("could not start redis-server: {last_err}");
+    }
+
+    /// Like [`RedisServer::start`], but with an append-only file fsynced on
+    /// every write in a private directory: [`RedisServer::stop`] (SIGKILL)
+    /// then [`RedisServer::restart`] brings back every key written before.
+    pub fn start_persistent() -> RedisServer {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let tag = unique_tag();
+            let data_dir = e2e_dir().join("redis-data").join(format!("{port}-{tag}"));
+            if let Err(e) = fs::create_dir_all(&data_dir) {
+                panic!("create {}: {e}", data_dir.display());
+            }
+            let mut server = RedisServer {
+                port,
+                child: None,
+                log_path: log_dir().join(format!("redis-{port}-{tag}.log")),
+                data_dir: Some(data_dir),
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("could not start a persistent redis-server: {last_err}");
     }
 
     fn spawn(&mut self) -> Result<(), String> {
@@ -284,6 +314,10 @@ impl RedisServer {
             .open(&self.log_path)
             .map_err(|e| format!("open {}: {e}", self.log_path.display()))?;
         let mut cmd = Command::new(redis_server_bin());
+        let (appendonly, dir) = match &self.data_dir {
+            Some(dir) => ("yes", dir.clone()),
+            None => ("no", std::env::temp_dir()),
+        };
         cmd.args([
             "--port",
             &self.port.to_string(),
@@ -292,14 +326,16 @@ impl RedisServer {
             "--save",
             "",
             "--appendonly",
-            "no",
+            appendonly,
+            "--appendfsync",
+            "always",
             "--daemonize",
             "no",
             "--protected-mode",
             "no",
             "--dir",
         ])
-        .arg(std::env::temp_dir())
+        .arg(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
@@ -533,6 +569,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         kill_child(&mut self.child);
+        if let Some(dir) = &self.data_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
         if !std::thread::panicking() {
             let _ = fs::remove_file(&self.log_path);
         }
@@ -641,7 +680,7 @@ pub fn replay_channel(session_id: &str) -> String {
 
 /// The Redis Stream holding a channel's history (default `HISTORY_KEY_PREFIX`).
 pub fn history_key(channel: &str) -> String {
-    format!("history:{channel}")
+    format!("history:{{{channel}}}")
 }
 
 /// A history id `<ms>-<seq>` as numbers; None if it is not one.
@@ -791,6 +830,11 @@ impl Gateway {
 
     pub fn stop(&mut self) {
         kill_child(&mut self.child);
+    }
+
+    /// The `wasmtime serve` process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
@@ -1081,6 +1125,27 @@ pub fn send_request(
     })
 }
 
+/// Write `raw`, a complete request byte for byte (e.g. with header values
+/// that are not UTF-8), on an already connected `stream` and read the
+/// response head.
+pub fn send_raw_on(
+    mut stream: TcpStream,
+    raw: &[u8],
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
+    let deadline = Instant::now() + timeout;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(raw)?;
+    HttpResponse::read_head(stream, deadline)
+}
+
+/// Connect to `addr` and [`send_raw_on`].
+pub fn send_raw(addr: SocketAddr, raw: &[u8], timeout: Duration) -> io::Result<HttpResponse> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    send_raw_on(stream, raw, timeout)
+}
+
 /// Read from `stream` with the time left until `deadline`.
 /// Ok(Some(n)): n bytes (0 = EOF); Ok(None): timed out.
 fn read_until_deadline(
@@ -1285,6 +1350,17 @@ impl HttpResponse {
                 BodyRead::End(end) => return (body, Some(end)),
                 BodyRead::Timeout => return (body, None),
             }
+        }
+    }
+
+    /// Read the rest of the body (at most `timeout`) into a [`Response`].
+    pub fn into_response(mut self, timeout: Duration) -> Response {
+        let (body, end) = self.read_to_end(timeout);
+        Response {
+            status: self.status,
+            headers: self.headers.clone(),
+            body,
+            end,
         }
     }
 
@@ -1527,6 +1603,8 @@ pub struct SseParser {
     pub last_event_id: Option<String>,
     /// Last `retry:` seen on the stream.
     pub last_retry: Option<u64>,
+    /// How many valid `retry:` fields the stream has carried so far.
+    pub retry_lines: usize,
     /// The first non-empty line of the stream, verbatim (e.g. `retry: 3000`).
     pub first_nonempty_line: Option<String>,
     first_line: bool,
@@ -1599,6 +1677,7 @@ impl SseParser {
                 if let Ok(ms) = value.parse() {
                     self.retry = Some(ms);
                     self.last_retry = Some(ms);
+                    self.retry_lines += 1;
                 }
             }
             _ => {}
