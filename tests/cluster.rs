@@ -273,9 +273,9 @@ fn history_and_resume_work_across_shards() {
             .collect();
         let mut s = open(&gw, &rec.id, "bob", Some(&ids[0]));
         assert_eq!(s.next_json(EVENT)["event_type"], "status");
-        for n in 1..3 {
+        for (n, id) in ids.iter().enumerate().skip(1) {
             let ev = s.next_event(EVENT);
-            assert_eq!(ev.id.as_deref(), Some(ids[n].as_str()));
+            assert_eq!(ev.id.as_deref(), Some(id.as_str()));
             assert_eq!(ev.json()["n"], n);
         }
         s.assert_open_for(Duration::from_millis(200));
