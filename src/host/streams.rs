@@ -317,6 +317,13 @@ fn serve(
     for payload in &early {
         deliver(&mut stream, payload, channel);
     }
+    log(
+        "stream_opened",
+        &[
+            ("channel", &channel),
+            ("queued_events", &stream.events_sent()),
+        ],
+    );
     let close = match out.sse() {
         Ok(mut body) => {
             let mut stream_loop = Loop::new(cfg, who, started);
