@@ -2,6 +2,8 @@
 # Runs the gateway locally: builds the portable component, starts Redis on
 # 127.0.0.1:6379 if none answers there, and serves the gateway with
 # `wasmtime serve` on 127.0.0.1:3000 (PORT=... to change). Ctrl-C stops it.
+# With DEV_MODE=true (the default here, never in spin.toml) it also serves
+# the demo page at /demo and runs the demo producer in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
@@ -11,6 +13,8 @@ PORT=${PORT:-3000}
 REDIS_PORT=${REDIS_PORT:-6379}
 JWT_SECRET=${JWT_SECRET:-dev-secret-change-me}
 HEARTBEAT_SECONDS=${HEARTBEAT_SECONDS:-15}
+DEV_MODE=${DEV_MODE:-true}
+case "$DEV_MODE" in 1 | true) DEV_MODE=true ;; 0 | false) DEV_MODE=false ;; esac
 
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     echo "Starting redis-server on 127.0.0.1:$REDIS_PORT"
@@ -20,6 +24,23 @@ fi
 
 build_portable
 TOKEN=$(cargo run -q --example mint_token -- "$JWT_SECRET" user-1 user 86400)
+
+PRODUCER_PID=""
+stop_producer() {
+    if [ -n "$PRODUCER_PID" ]; then
+        kill "$PRODUCER_PID" 2>/dev/null || true
+        wait "$PRODUCER_PID" 2>/dev/null || true
+    fi
+}
+if [ "$DEV_MODE" = true ]; then
+    # The demo producer plays the executions the demo page starts: it takes
+    # ids from the Redis list demo:jobs and publishes through the gateway.
+    cargo build -q --example demo_producer
+    GATEWAY_URL="http://127.0.0.1:$PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+        JWT_SECRET="$JWT_SECRET" "${CARGO_TARGET_DIR:-target}/debug/examples/demo_producer" &
+    PRODUCER_PID=$!
+    trap stop_producer EXIT
+fi
 
 cat <<MSG
 
@@ -34,10 +55,19 @@ sse-gateway on http://127.0.0.1:$PORT  (Redis 127.0.0.1:$REDIS_PORT)
    redis-cli -p $REDIS_PORT PUBLISH sse:exec:demo-1 '{"event_type":"result_stored","execution_id":"demo-1","result":{"exit_code":0}}'
 
 MSG
+if [ "$DEV_MODE" = true ]; then
+    cat <<MSG
+Demo (DEV_MODE=true: development tokens can be minted; never in production):
+   open http://127.0.0.1:$PORT/demo  and press "Run execution"
+   (the demo producer runs in the background; DEV_MODE=false scripts/run.sh turns both off)
 
-exec "$WASMTIME" serve -S cli -S inherit-network \
+MSG
+fi
+
+"$WASMTIME" serve -S cli -S inherit-network \
     --env REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     --env JWT_SECRET="$JWT_SECRET" \
     --env HEARTBEAT_SECONDS="$HEARTBEAT_SECONDS" \
+    --env DEV_MODE="$DEV_MODE" \
     --addr "127.0.0.1:$PORT" \
     "$SSE_GATEWAY_WASM"

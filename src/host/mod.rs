@@ -64,7 +64,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     }
     match route {
         Route::Health => return publish::health(&cfg, out),
-        Route::DemoPage | Route::DevToken if !cfg.dev_mode => {
+        Route::DemoPage | Route::DevToken | Route::DevExecution if !cfg.dev_mode => {
             return out.error(&ApiError::not_found())
         }
         Route::DemoPage => return dev::demo_page(out),
