@@ -1944,6 +1944,14 @@ mod harness_tests {
     }
 
     #[test]
+    fn sse_parser_counts_retry_lines() {
+        let mut p = SseParser::new();
+        p.feed(b"retry: 3000\n\ndata: x\n\nretry: nope\n\n: bye\nretry: 1500\n\n");
+        assert_eq!(p.retry_lines, 2);
+        assert_eq!(p.last_retry, Some(1500));
+    }
+
+    #[test]
     fn sse_parser_remembers_the_first_line_and_history_ids_parse() {
         let mut p = SseParser::new();
         p.feed(b"\n\nretry: 3000\n\ndata: x\n\n");
