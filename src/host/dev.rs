@@ -83,7 +83,7 @@ pub fn token(cfg: &Config, req: IncomingRequest, out: Responder) {
                 "dev tokens are HS256: set jwt_secret and allow HS256",
             ));
         }
-        let (sub, role) = token_request(&read_small_body(req, MAX_TOKEN_REQUEST_BYTES)?)?;
+        let (sub, role) = token_request(&super::publish::read_body(req, MAX_TOKEN_REQUEST_BYTES)?)?;
         let now = super::clock::unix_seconds();
         let token = mint(cfg, &sub, &role, now)?;
         log("dev_token_minted", &[("user_id", &sub), ("role", &role)]);
@@ -210,24 +210,4 @@ fn iso_now() -> String {
     DateTime::<Utc>::from_timestamp(now.seconds as i64, now.nanoseconds)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_default()
-}
-
-/// Reads a request body of at most `limit` bytes (413 above).
-fn read_small_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let broken = || ApiError::bad_request("request body could not be read");
-    let incoming = req.consume().map_err(|_| broken())?;
-    let stream = incoming.stream().map_err(|_| broken())?;
-    let mut buf = Vec::new();
-    loop {
-        match stream.blocking_read(4096) {
-            Ok(chunk) => {
-                buf.extend_from_slice(&chunk);
-                if buf.len() > limit {
-                    return Err(ApiError::payload_too_large(limit));
-                }
-            }
-            Err(wasi::io::streams::StreamError::Closed) => return Ok(buf),
-            Err(_) => return Err(broken()),
-        }
-    }
 }

@@ -61,7 +61,7 @@ fn publish(
 }
 
 /// Reads the request body, refusing more than `limit` bytes with 413.
-fn read_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(super) fn read_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get("content-length")
