@@ -130,6 +130,9 @@ pub const VARIABLES: &[&str] = &[
     "redis_url",
     "redis_timeout_ms",
     "jwt_secret",
+    "jwt_algorithms",
+    "jwt_public_keys",
+    "jwt_jwks",
     "jwt_issuer",
     "jwt_audience",
     "jwt_leeway_seconds",
@@ -201,10 +204,9 @@ impl Config {
     pub fn load<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Config, ConfigError> {
         let redis = parse_redis_url(&src.text("redis_url", "redis://127.0.0.1:6379"))
             .map_err(|p| err("redis_url", p))?;
-        let secret = src
-            .get("jwt_secret")
-            .ok_or_else(|| err("jwt_secret", "is not set"))?;
-        let mut auth = AuthConfig::hs256(secret.into_bytes());
+        let algorithms = src.text("jwt_algorithms", "HS256");
+        let secret = src.get("jwt_secret").unwrap_or_default();
+        let mut auth = load_keys(src, &algorithms, secret)?;
         auth.issuer = src.get("jwt_issuer");
         auth.audience = src.get("jwt_audience");
         auth.leeway_seconds = src.number("jwt_leeway_seconds", 30, 0, 3600)? as i64;
@@ -243,6 +245,39 @@ impl Config {
             dev_mode: src.flag("dev_mode")?,
         })
     }
+}
+
+/// Builds the verifier's keys: the HS256 secret (required while HS256 is
+/// allowed) and public keys from PEM and JWKS text. Errors name the
+/// variable at fault without echoing key material.
+fn load_keys<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+    algorithms: &str,
+    secret: String,
+) -> Result<AuthConfig, ConfigError> {
+    let hs256 = algorithms.split([',', ' ']).any(|a| a.trim() == "HS256");
+    if hs256 && secret.is_empty() {
+        return Err(err(
+            "jwt_secret",
+            "is not set (required while jwt_algorithms allows HS256)",
+        ));
+    }
+    let pem = src.get("jwt_public_keys");
+    let jwks = src.get("jwt_jwks");
+    AuthConfig::hs256(secret.into_bytes())
+        .with_keys(algorithms, pem.as_deref(), jwks.as_deref())
+        .map_err(|problem| {
+            let variable = if problem.contains("PEM") {
+                "jwt_public_keys"
+            } else if problem.contains("JWKS") {
+                "jwt_jwks"
+            } else if problem.contains("no usable JWT verification key") {
+                "jwt_public_keys"
+            } else {
+                "jwt_algorithms"
+            };
+            err(variable, problem)
+        })
 }
 
 /// Parses `redis://[[user]:password@]host[:port][/db]`. TLS (`rediss://`)
@@ -359,6 +394,29 @@ mod tests {
         );
         let e = load(&[("jwt_secret", "  ")]).err().unwrap();
         assert_eq!(e.variable, "jwt_secret");
+    }
+
+    #[test]
+    fn key_variables_are_named_in_errors() {
+        let e = load(&[("jwt_algorithms", "RS256")]).err().unwrap();
+        assert_eq!(e.variable, "jwt_public_keys", "{e}");
+        let e = load(&[("jwt_algorithms", "RS256"), ("jwt_public_keys", "nope")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "jwt_public_keys", "{e}");
+        let e = load(&[("jwt_algorithms", "RS256"), ("jwt_jwks", "{")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "jwt_jwks", "{e}");
+        let e = load(&[("jwt_secret", "s"), ("jwt_algorithms", "HS256,none")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "jwt_algorithms", "{e}");
+        let e = load(&[("jwt_algorithms", "HS256,RS256")]).err().unwrap();
+        assert_eq!(e.variable, "jwt_secret", "{e}");
+        // Public keys only: no secret needed.
+        let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        assert!(load(&[("jwt_algorithms", "EdDSA"), ("jwt_jwks", jwks)]).is_ok());
     }
 
     #[test]
