@@ -309,3 +309,74 @@ mod tests {
         assert!(parse_range(Value::Error("ERR x".into())).is_err());
     }
 }
+
+/// Property tests: entry ids round-trip and order like (ms, seq); live
+/// messages split back into the id and the event as published.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the Lua publish script builds from an entry id and an event.
+    fn published(id: &str, event: &str) -> String {
+        let rest = &event[1..];
+        let sep = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        format!("{{\"_sse_id\":\"{id}\"{sep}{rest}")
+    }
+
+    proptest! {
+        #[test]
+        fn entry_ids_round_trip_and_order(a in any::<(u64, u64)>(), b in any::<(u64, u64)>()) {
+            let (x, y) = (EntryId { ms: a.0, seq: a.1 }, EntryId { ms: b.0, seq: b.1 });
+            prop_assert_eq!(EntryId::parse(&x.to_string()), Some(x));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
+
+        #[test]
+        fn parsed_ids_are_canonical_numbers(s in "[0-9]{0,22}-?[0-9]{0,22}|\\PC{0,12}") {
+            if let Some(id) = EntryId::parse(&s) {
+                let (ms, seq) = s.split_once('-').unwrap();
+                prop_assert_eq!((id.ms, id.seq), (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap()));
+                prop_assert_eq!(EntryId::parse(&id.to_string()), Some(id));
+            }
+        }
+
+        #[test]
+        fn script_output_splits_back_to_the_event(
+            id in any::<(u64, u64)>(),
+            fields in proptest::collection::btree_map("\\PC{0,8}", any::<i64>(), 0..5),
+        ) {
+            let id = EntryId { ms: id.0, seq: id.1 };
+            let event = serde_json::to_string(&fields).unwrap();
+            let live = published(&id.to_string(), &event);
+            // Still a JSON object for plain subscribers.
+            prop_assert!(serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&live).is_ok());
+            let (got_id, got_event) = split_live(live.as_bytes());
+            prop_assert_eq!(got_id, Some(id));
+            prop_assert_eq!(&*got_event, event.as_bytes());
+        }
+
+        #[test]
+        fn split_live_keeps_or_strips_exactly_the_prefix(payload in proptest::collection::vec(any::<u8>(), 0..40), tail in "[-0-9\",{} ]{0,12}") {
+            for payload in [payload.clone(), [ID_PREFIX, tail.as_bytes(), &payload].concat()] {
+                let (id, event) = split_live(&payload);
+                match id {
+                    None => prop_assert_eq!(&*event, payload.as_slice()),
+                    Some(id) => {
+                        let after = &payload[ID_PREFIX.len()..];
+                        let end = after.iter().position(|b| *b == b'"').unwrap();
+                        prop_assert_eq!(EntryId::parse(std::str::from_utf8(&after[..end]).unwrap()), Some(id));
+                        let rest = &after[end + 1..];
+                        let body = rest.strip_prefix(b",").unwrap_or(rest);
+                        let expected = [b"{".as_slice(), body].concat();
+                        prop_assert_eq!(&*event, expected.as_slice());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -218,3 +218,58 @@ mod tests {
         );
     }
 }
+
+/// Property tests: every valid id round-trips through `route`; nothing that
+/// reaches a route carries an id outside the safe charset.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn good_id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._:-]{1,128}".prop_filter("not only dots", |s| !s.bytes().all(|b| b == b'.'))
+    }
+
+    fn carried_id(r: &Route) -> Option<&str> {
+        match r {
+            Route::ExecutionStream(id)
+            | Route::PublishExecution(id)
+            | Route::ReplayStatus(id)
+            | Route::PublishNotification(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn valid_ids_round_trip(id in good_id(), slash in any::<bool>()) {
+            prop_assert!(valid_id(&id));
+            let end = if slash { "/" } else { "" };
+            let p = |path: String| format!("/api/v1/events/{path}{end}");
+            prop_assert_eq!(route("GET", &p(format!("executions/{id}"))), Ok(Route::ExecutionStream(id.clone())));
+            prop_assert_eq!(route("post", &p(format!("executions/{id}"))), Ok(Route::PublishExecution(id.clone())));
+            prop_assert_eq!(route("GET", &p(format!("replay/{id}/status"))), Ok(Route::ReplayStatus(id.clone())));
+            if id != "stream" {
+                prop_assert_eq!(route("POST", &p(format!("notifications/{id}"))), Ok(Route::PublishNotification(id.clone())));
+            }
+        }
+
+        #[test]
+        fn unsafe_ids_are_400(id in "[^/]{1,130}".prop_filter("invalid", |s| !valid_id(s))) {
+            let e = route("GET", &format!("/api/v1/events/executions/{id}")).unwrap_err();
+            prop_assert_eq!(e.status, 400);
+        }
+
+        #[test]
+        fn any_request_is_answered_and_ids_are_safe(method in "\\PC{0,8}|GET|POST|OPTIONS", path in "(/api/v1/events/)?(executions/|replay/|notifications/)?\\PC{0,40}") {
+            match route(&method, &path) {
+                Ok(r) => {
+                    if let Some(id) = carried_id(&r) {
+                        prop_assert!(valid_id(id), "{:?}", id);
+                    }
+                }
+                Err(e) => prop_assert!(matches!(e.status, 400 | 404 | 405)),
+            }
+        }
+    }
+}

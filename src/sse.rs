@@ -73,7 +73,8 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let s = rest?;
-        match s.find(['\r', '\n']) {
+        // Byte search: CR and LF are ASCII, and this runs for every event.
+        match s.bytes().position(|b| b == b'\r' || b == b'\n') {
             None => {
                 rest = None;
                 Some(s)
@@ -151,5 +152,158 @@ mod tests {
             .collect();
         assert_eq!(rebuilt.join("\n"), json);
         assert!(!framed.contains("\n\n\n"));
+    }
+}
+
+/// Property tests: framed events survive a browser-style parser unchanged.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One dispatched event as `EventSource` sees it.
+    #[derive(Debug, PartialEq)]
+    struct Dispatched {
+        event_type: String,
+        data: String,
+        last_event_id: String,
+    }
+
+    /// The WHATWG "event stream interpretation" steps: lines end at CRLF,
+    /// LF or CR; blank line dispatches; `:` starts a comment; one leading
+    /// space is dropped from values; an `id` containing NUL is ignored;
+    /// `retry` only with ASCII digits. Returns the events, the last retry and
+    /// every field name seen (to catch injected fields).
+    fn parse(stream: &str) -> (Vec<Dispatched>, Option<u64>, Vec<String>) {
+        let (mut events, mut retry, mut fields) = (Vec::new(), None, Vec::new());
+        let (mut data, mut event_type, mut last_id) = (String::new(), String::new(), String::new());
+        let mut rest = stream;
+        while let Some(end) = rest.find(['\r', '\n']) {
+            let line = &rest[..end];
+            rest = &rest[end
+                + if rest[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                }..];
+            if line.is_empty() {
+                if !data.is_empty() {
+                    data.pop();
+                    events.push(Dispatched {
+                        event_type: if event_type.is_empty() {
+                            "message".into()
+                        } else {
+                            event_type.clone()
+                        },
+                        data: std::mem::take(&mut data),
+                        last_event_id: last_id.clone(),
+                    });
+                }
+                event_type.clear();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line, ""),
+            };
+            fields.push(field.to_owned());
+            match field {
+                "event" => event_type = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" if !value.contains('\0') => last_id = value.to_owned(),
+                "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                    retry = value.parse().ok()
+                }
+                _ => {}
+            }
+        }
+        (events, retry, fields)
+    }
+
+    /// Text rich in line breaks, colons and spaces, and sometimes any text.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z :\r\n]{0,24}",
+            "(\r\n|\r|\n|data: x|id: 1|event: e|:|\n\n| ){0,8}",
+            any::<String>(),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = (Option<String>, Option<String>, String, Option<String>)> {
+        (
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            text(),
+            proptest::option::of(text()),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn framed_events_round_trip(
+            retry in proptest::option::of(any::<u64>()),
+            events in proptest::collection::vec(event(), 0..6),
+        ) {
+            let mut out = Vec::new();
+            if let Some(ms) = retry {
+                encode_retry(&mut out, ms);
+            }
+            for (name, id, data, comment) in &events {
+                if let Some(c) = comment {
+                    encode_comment(&mut out, c);
+                }
+                encode_event(&mut out, &Event { event: name.as_deref(), id: id.as_deref(), data });
+            }
+            let stream = String::from_utf8(out).unwrap();
+            let (got, got_retry, fields) = parse(&stream);
+            prop_assert_eq!(got_retry, retry);
+            prop_assert_eq!(got.len(), events.len(), "{:?}", stream);
+
+            let one_line = |s: &str| s.replace(['\r', '\n'], "");
+            let mut last_id = String::new();
+            for ((name, id, data, _), got) in events.iter().zip(&got) {
+                let browser_data = data.replace("\r\n", "\n").replace('\r', "\n");
+                prop_assert_eq!(&got.data, &browser_data);
+                let name = name.as_deref().map(one_line).unwrap_or_default();
+                let name = if name.is_empty() { "message".to_owned() } else { name };
+                prop_assert_eq!(&got.event_type, &name);
+                if let Some(id) = id.as_deref().map(one_line) {
+                    if !id.contains('\0') {
+                        last_id = id;
+                    }
+                }
+                prop_assert_eq!(&got.last_event_id, &last_id);
+            }
+            // Exactly the fields that were asked for, in encoding order.
+            let mut want = Vec::new();
+            if retry.is_some() {
+                want.push("retry".to_owned());
+            }
+            for (name, id, data, _) in &events {
+                if name.is_some() {
+                    want.push("event".to_owned());
+                }
+                if id.is_some() {
+                    want.push("id".to_owned());
+                }
+                let lines = data.replace("\r\n", "\n").replace('\r', "\n").split('\n').count();
+                want.extend(std::iter::repeat_n("data".to_owned(), lines));
+            }
+            prop_assert_eq!(fields, want, "{:?}", stream);
+        }
+
+        #[test]
+        fn comments_never_dispatch(text in text()) {
+            let mut out = Vec::new();
+            encode_comment(&mut out, &text);
+            let (events, retry, fields) = parse(std::str::from_utf8(&out).unwrap());
+            prop_assert!(events.is_empty() && retry.is_none() && fields.is_empty());
+        }
     }
 }
