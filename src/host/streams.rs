@@ -394,6 +394,9 @@ impl<'a> Loop<'a> {
         body: &mut SseBody,
         channel: &str,
     ) -> Close {
+        // One subscription for the stream's life: re-subscribing every turn
+        // costs two host calls per event.
+        let redis_ready = conn.readable();
         loop {
             self.write(stream, body);
             if let Some(why) = self.finished(stream) {
@@ -412,13 +415,14 @@ impl<'a> Loop<'a> {
                 next = next.min(flush);
             }
             let timer = clock::timer_at(next);
-            let readable = open.then(|| conn.readable());
             let writable = pending.then(|| body.writable()).flatten();
             let mut set = vec![&timer];
-            set.extend(readable.as_ref());
+            if open {
+                set.push(&redis_ready);
+            }
             set.extend(writable.as_ref());
             let ready = poll(&set);
-            if readable.is_some() && ready.contains(&1) {
+            if open && ready.contains(&1) {
                 self.read(conn, stream, channel);
             }
             self.tick(conn, slot, stream, channel);
