@@ -82,11 +82,10 @@ pub struct OpenReport {
     pub ttfe_ns: Vec<u64>,
 }
 
-/// Opens one stream per path, at most `concurrency` in flight at once.
+/// Opens one stream per (path, token), at most `concurrency` in flight.
 pub async fn open_streams(
     addr: SocketAddr,
-    paths: Vec<String>,
-    token: &str,
+    streams: Vec<(String, String)>,
     concurrency: usize,
     phase_timeout: Duration,
 ) -> (StreamSet, OpenReport) {
@@ -94,9 +93,9 @@ pub async fn open_streams(
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<u64, String>>();
     let started = now_ns();
-    let n = paths.len();
+    let n = streams.len();
     let mut tasks = Vec::with_capacity(n);
-    for path in paths {
+    for (path, token) in streams {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
              Cache-Control: no-cache\r\nCookie: access_token={token}\r\n\r\n"
@@ -142,7 +141,10 @@ pub async fn open_streams(
             Err(_) => {
                 let missing = n - report.opened - report.failed;
                 report.failed += missing;
-                *report.errors.entry("open phase timed out".into()).or_default() += missing;
+                *report
+                    .errors
+                    .entry("open phase timed out".into())
+                    .or_default() += missing;
                 break;
             }
         }
@@ -425,8 +427,11 @@ mod tests {
     fn error_status_is_reported() {
         let shared = Shared::default();
         let mut r = SseReader::default();
-        r.feed(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}", &shared)
-            .unwrap();
+        r.feed(
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}",
+            &shared,
+        )
+        .unwrap();
         assert_eq!(r.status, 404);
         assert_eq!(r.events, 0);
     }

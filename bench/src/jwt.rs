@@ -13,12 +13,16 @@ pub fn mint(secret: &str, sub: &str, role: &str, ttl_seconds: u64) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds});
+    let claims =
+        serde_json::json!({"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds});
     let payload = B64.encode(claims.to_string());
     let signing_input = format!("{header}.{payload}");
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", B64.encode(mac.finalize().into_bytes()))
+    format!(
+        "{signing_input}.{}",
+        B64.encode(mac.finalize().into_bytes())
+    )
 }
 
 #[cfg(test)]

@@ -1,1 +1,1117 @@
-fn main() {}
+//! `sse-bench`: the sse-gateway load benchmark.
+//!
+//! ```text
+//! cargo run --release --manifest-path bench/Cargo.toml -- --quick
+//! cargo run --release --manifest-path bench/Cargo.toml -- --full
+//! ```
+//!
+//! Builds the portable component, starts its own `redis-server`, the
+//! component under `wasmtime serve` (and under `spin up` when `spin` is on
+//! PATH), and a native baseline built on the same core; opens N concurrent
+//! SSE streams per step, publishes through Redis and measures latency,
+//! throughput, time to first event, connection rate, memory and CPU. Writes
+//! `docs/bench/<name>.{json,md,png}`. See docs/PERFORMANCE.md.
+
+mod client;
+mod jwt;
+mod native;
+mod procs;
+mod redis;
+mod report;
+mod stats;
+
+use report::{Fanout, Latency, OpenStats, Results, Run, Step};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456789abcdef";
+const HEARTBEAT_SECONDS: u64 = 15;
+
+const USAGE: &str = "\
+sse-bench: load benchmark for sse-gateway (see docs/PERFORMANCE.md)
+
+usage: sse-bench [--quick | --full] [options]
+       sse-bench render <results.json>     re-write the .md and .png next to it
+       sse-bench native-server --addr A    (internal: the native baseline)
+
+presets:
+  --quick            steps 100,1000,5000; 5 s phases (~3 minutes)  [default]
+  --full             steps 100,1000,2500,5000,9500; 10 s phases (~10 minutes)
+options:
+  --steps LIST       stream counts, e.g. 100,1000,5000
+  --targets LIST     wasmtime,native[,spin] (spin only when `spin` is on PATH)
+  --rate N           events/s published in the latency phase (1000)
+  --phase-seconds S  latency phase length
+  --idle-seconds S   idle CPU window
+  --concurrency N    streams opening at once (100)
+  --fanout-group N   streams sharing one execution id in fan-out (100)
+  --fanout-rates L   offered deliveries/s, e.g. 5000,25000 (empty: no fan-out)
+  --fanout-seconds S length of each fan-out rate
+  --wasm PATH        use this component instead of building it
+  --wasmtime PATH    wasmtime binary (default: $WASMTIME, the cached build, PATH)
+  --out DIR          results directory (docs/bench)
+  --name NAME        results file name (quick / full)
+  --compare N=PATH   also serve the component PATH as target wasmtime-N in
+                     the same run (A/B of a src change; repeatable)
+  --wasmtime-arg A   extra `wasmtime serve` argument (repeat for each)
+  --hold-seconds S   keep each step's streams open S s before measuring
+                     (to inspect the server by hand: pmap, perf, smaps)
+  --url URL          benchmark a running gateway (loopback only) instead;
+                     needs --redis-url; --jwt-secret (default: the bench's);
+                     --server-pid PID to read its memory and CPU
+";
+
+#[derive(Debug, Clone)]
+struct Opts {
+    name: String,
+    steps: Vec<usize>,
+    targets: Vec<String>,
+    rate: f64,
+    phase_s: f64,
+    idle_s: f64,
+    concurrency: usize,
+    fanout_group: usize,
+    fanout_rates: Vec<f64>,
+    fanout_s: f64,
+    wasm: Option<PathBuf>,
+    wasmtime: Option<PathBuf>,
+    out: PathBuf,
+    url: Option<SocketAddr>,
+    redis_url: Option<SocketAddr>,
+    jwt_secret: String,
+    server_pid: Option<u32>,
+    hold_s: f64,
+    wasmtime_args: Vec<String>,
+    /// Extra components served side by side: target `wasmtime-NAME`.
+    variants: Vec<(String, PathBuf)>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| x.trim().parse().map_err(|_| format!("bad list item {x:?}")))
+        .collect()
+}
+
+/// A loopback `host:port` from a URL such as `http://127.0.0.1:3000/` or
+/// `redis://localhost:6379`; anything not on this machine is refused.
+fn loopback(url: &str) -> Result<SocketAddr, String> {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: no address"))?;
+    let ok = match addr.ip() {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback(),
+    };
+    if !ok {
+        return Err(format!(
+            "{url} resolves to {addr}: only loopback targets are allowed"
+        ));
+    }
+    Ok(addr)
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        name: "quick".into(),
+        steps: vec![100, 1000, 5000],
+        targets: vec!["wasmtime".into(), "native".into()],
+        rate: 1000.0,
+        phase_s: 5.0,
+        idle_s: 5.0,
+        concurrency: 100,
+        fanout_group: 100,
+        fanout_rates: vec![10_000.0, 25_000.0, 50_000.0, 100_000.0],
+        fanout_s: 3.0,
+        wasm: None,
+        wasmtime: None,
+        out: repo_root().join("docs").join("bench"),
+        url: None,
+        redis_url: None,
+        jwt_secret: SECRET.into(),
+        server_pid: None,
+        hold_s: 0.0,
+        wasmtime_args: Vec::new(),
+        variants: Vec::new(),
+    };
+    if procs::which("spin").is_some() {
+        o.targets.push("spin".into());
+    }
+    let mut name = None;
+    let mut i = 0;
+    while i < args.len() {
+        let flag = args[i].as_str();
+        let mut value = || -> Result<String, String> {
+            i += 1;
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--quick" => {}
+            "--full" => {
+                o.name = "full".into();
+                o.steps = vec![100, 1000, 2500, 5000, 9500];
+                o.phase_s = 10.0;
+                o.idle_s = 10.0;
+                o.fanout_rates = vec![
+                    5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0,
+                ];
+                o.fanout_s = 5.0;
+            }
+            "--steps" => o.steps = list(&value()?)?,
+            "--targets" => o.targets = list(&value()?)?,
+            "--rate" => o.rate = value()?.parse().map_err(|_| "bad --rate")?,
+            "--phase-seconds" => o.phase_s = value()?.parse().map_err(|_| "bad --phase-seconds")?,
+            "--idle-seconds" => o.idle_s = value()?.parse().map_err(|_| "bad --idle-seconds")?,
+            "--concurrency" => o.concurrency = value()?.parse().map_err(|_| "bad --concurrency")?,
+            "--fanout-group" => {
+                o.fanout_group = value()?.parse().map_err(|_| "bad --fanout-group")?
+            }
+            "--fanout-rates" => o.fanout_rates = list(&value()?)?,
+            "--fanout-seconds" => {
+                o.fanout_s = value()?.parse().map_err(|_| "bad --fanout-seconds")?
+            }
+            "--wasm" => o.wasm = Some(value()?.into()),
+            "--wasmtime" => o.wasmtime = Some(value()?.into()),
+            "--out" => o.out = value()?.into(),
+            "--name" => name = Some(value()?),
+            "--url" => o.url = Some(loopback(&value()?)?),
+            "--redis-url" => o.redis_url = Some(loopback(&value()?)?),
+            "--jwt-secret" => o.jwt_secret = value()?,
+            "--server-pid" => {
+                o.server_pid = Some(value()?.parse().map_err(|_| "bad --server-pid")?)
+            }
+            "--wasmtime-arg" => o.wasmtime_args.push(value()?),
+            "--compare" => {
+                let v = value()?;
+                let (name, path) = v.split_once('=').ok_or("--compare needs NAME=PATH.wasm")?;
+                o.variants.push((name.to_string(), path.into()));
+            }
+            "--hold-seconds" => o.hold_s = value()?.parse().map_err(|_| "bad --hold-seconds")?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+        i += 1;
+    }
+    if let Some(n) = name {
+        o.name = n;
+    }
+    for (name, _) in &o.variants {
+        o.targets.push(format!("wasmtime-{name}"));
+    }
+    if o.url.is_some() {
+        if o.redis_url.is_none() {
+            return Err("--url needs --redis-url (to create records and publish)".into());
+        }
+        o.targets = vec!["url".into()];
+    }
+    for t in &o.targets {
+        if !["wasmtime", "native", "spin", "url"].contains(&t.as_str())
+            && !t.starts_with("wasmtime-")
+        {
+            return Err(format!("unknown target {t:?}"));
+        }
+    }
+    if o.steps.is_empty() || o.steps.contains(&0) {
+        return Err("--steps needs positive stream counts".into());
+    }
+    if !(o.rate > 0.0 && o.phase_s > 0.0 && o.idle_s >= 0.0 && o.fanout_s > 0.0) {
+        return Err("rates and durations must be positive".into());
+    }
+    o.phase_s = o.phase_s.min(600.0);
+    o.idle_s = o.idle_s.min(600.0);
+    o.fanout_s = o.fanout_s.min(600.0);
+    Ok(o)
+}
+
+fn main() {
+    stats::now_ns();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("native-server") => {
+            let addr = args
+                .iter()
+                .position(|a| a == "--addr")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| die("native-server needs --addr 127.0.0.1:PORT"));
+            native::main(addr)
+        }
+        Some("render") => {
+            let path = args
+                .get(1)
+                .unwrap_or_else(|| die("render needs a results .json"));
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| die(&e.to_string()));
+            let r: Results = serde_json::from_str(&text).unwrap_or_else(|e| die(&e.to_string()));
+            write_outputs(&r, Path::new(path).with_extension("").as_path());
+        }
+        _ => {
+            let opts = match parse_opts(&args) {
+                Ok(o) => o,
+                Err(e) => {
+                    if e.is_empty() {
+                        print!("{USAGE}");
+                        return;
+                    }
+                    eprint!("error: {e}\n\n{USAGE}");
+                    std::process::exit(2);
+                }
+            };
+            install_cleanup();
+            let code = match run(opts) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            };
+            procs::kill_all();
+            std::process::exit(code);
+        }
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2)
+}
+
+/// Children die with the tool: on panic (hook), on Ctrl-C / SIGTERM (a
+/// thread waiting on the signals) and on SIGKILL (PDEATHSIG, see procs).
+fn install_cleanup() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        procs::kill_all();
+        default(info);
+    }));
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("\ninterrupted: stopping redis and the servers");
+            procs::kill_all();
+            std::process::exit(130);
+        });
+    });
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!(
+        "[bench {:>7.1}s] {}",
+        stats::now_ns() as f64 / 1e9,
+        msg.as_ref()
+    );
+}
+
+/// A server under test.
+struct Server {
+    name: String,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    child: Option<procs::Child>,
+}
+
+impl Server {
+    fn check(&mut self) -> Result<(), String> {
+        if let Some(c) = self.child.as_mut() {
+            if let Some(status) = c.exited() {
+                return Err(format!(
+                    "{} exited ({status}):\n{}",
+                    self.name,
+                    c.log_tail(4000)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn wait_healthy(server: &mut Server, timeout: Duration) -> Result<(), String> {
+    if let Some(c) = server.child.as_mut() {
+        procs::wait_listening(server.addr, timeout, c)?;
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match procs::http_status(server.addr, "/api/v1/events/health", Duration::from_secs(5)) {
+            Ok(200) => return Ok(()),
+            other if std::time::Instant::now() > deadline => {
+                return Err(format!("{} health check: {other:?}", server.name))
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+        server.check()?;
+    }
+}
+
+fn build_component(target_dir: &Path, spin: bool) -> Result<PathBuf, String> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(repo_root())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if !spin {
+        cmd.args(["--no-default-features", "--features", "portable"]);
+    }
+    say(format!(
+        "building the {} component: CARGO_TARGET_DIR={} cargo build --release --target wasm32-wasip2{}",
+        if spin { "Spin" } else { "portable" },
+        target_dir.display(),
+        if spin {
+            ""
+        } else {
+            " --no-default-features --features portable"
+        }
+    ));
+    let status = cmd.status().map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("component build failed ({status})"));
+    }
+    let wasm = target_dir.join("wasm32-wasip2/release/sse_gateway.wasm");
+    if wasm.is_file() {
+        Ok(wasm)
+    } else {
+        Err(format!("{} missing after build", wasm.display()))
+    }
+}
+
+fn find_wasmtime(opt: &Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = opt {
+        return Some(p.clone());
+    }
+    if let Some(p) = std::env::var_os("WASMTIME") {
+        return Some(p.into());
+    }
+    let home = std::env::var_os("HOME")?;
+    let cache = std::env::var_os("SSE_GATEWAY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(home).join(".cache/sse-gateway"));
+    let cached = cache.join("wasmtime-48.0.8/bin/wasmtime");
+    if cached.is_file() {
+        return Some(cached);
+    }
+    procs::which("wasmtime")
+}
+
+/// The `wasmtime serve` pool and connection limits for `cap` concurrent
+/// streams. One instance of this component uses 3 core instances (the
+/// module plus two canonical-ABI shim modules), 1 linear memory and 2
+/// tables (the module's and the shims' indirect-call table): with
+/// `pooling-total-tables` equal to the instance count, wasmtime 48 refused
+/// instances past half of it ("maximum concurrent limit ... for tables").
+fn wasmtime_limits(cap: usize) -> Vec<String> {
+    let mut v = Vec::new();
+    for (k, n) in [
+        ("pooling-total-component-instances", cap),
+        ("pooling-total-core-instances", cap * 3),
+        ("pooling-total-memories", cap),
+        ("pooling-total-tables", cap * 2),
+        ("pooling-total-stacks", cap),
+    ] {
+        v.push("-O".to_string());
+        v.push(format!("{k}={n}"));
+    }
+    v.push("--max-concurrent-connections".into());
+    v.push(cap.to_string());
+    v.push("--max-concurrent-requests".into());
+    v.push(cap.to_string());
+    v
+}
+
+fn command_line(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.contains(' ') || a.is_empty() {
+            s.push_str(&format!(" '{a}'"));
+        } else {
+            s.push(' ');
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+fn host_info(nofile: (u64, u64)) -> report::HostInfo {
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    report::HostInfo {
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        mem_total_kib: mem,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        nofile_soft: nofile.0,
+        nofile_hard: nofile.1,
+    }
+}
+
+struct Ctx {
+    opts: Opts,
+    redis: SocketAddr,
+    redis_pid: Option<u32>,
+    run_id: u64,
+}
+
+impl Ctx {
+    /// A token for `user` (24 h).
+    fn token(&self, user: &str, role: &str) -> String {
+        jwt::mint(&self.opts.jwt_secret, user, role, 24 * 3600)
+    }
+}
+
+fn run(opts: Opts) -> Result<(), String> {
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let nofile = procs::raise_nofile();
+    let root = repo_root();
+    let work = root.join("bench/target/run").join(&opts.name);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let max_step = *opts.steps.iter().max().unwrap_or(&100);
+    // Each stream holds 2 sockets in the server (browser + Redis) and 1 in
+    // the client; keep 100 spare.
+    let fd_cap = (nofile.1 as usize).saturating_sub(100) / 2;
+    let mut notes = Vec::new();
+    let steps: Vec<usize> = opts
+        .steps
+        .iter()
+        .copied()
+        .filter(|&n| n <= fd_cap)
+        .collect();
+    if steps.len() < opts.steps.len() {
+        notes.push(format!(
+            "steps above {fd_cap} streams skipped: the open-file limit ({}) allows 2 sockets per stream",
+            nofile.1
+        ));
+    }
+    let cap = max_step.min(fd_cap) + 200;
+    let mut meta = report::Meta {
+        mode: opts.name.clone(),
+        started_unix,
+        host: host_info(nofile),
+        redis: procs::first_line(Path::new("redis-server"), &["--version"]),
+        settings: report::Settings {
+            steps: steps.clone(),
+            targets: opts.targets.clone(),
+            rate_per_s: opts.rate,
+            phase_seconds: opts.phase_s,
+            idle_seconds: opts.idle_s,
+            open_concurrency: opts.concurrency,
+            fanout_group: opts.fanout_group,
+            fanout_rates: opts.fanout_rates.clone(),
+            fanout_seconds: opts.fanout_s,
+            heartbeat_seconds: HEARTBEAT_SECONDS,
+        },
+        ..Default::default()
+    };
+
+    // Redis: our own, unless benchmarking a given URL.
+    let mut children: Vec<procs::Child> = Vec::new();
+    let (redis_addr, redis_pid) = match opts.redis_url {
+        Some(a) => (a, None),
+        None => {
+            let port = procs::free_port().map_err(|e| e.to_string())?;
+            let dir = work.join("redis");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let maxclients = (nofile.1 as usize).saturating_sub(64).clamp(1000, 100_000);
+            let mut cmd = Command::new("redis-server");
+            cmd.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                &maxclients.to_string(),
+                "--client-output-buffer-limit",
+                "pubsub 0 0 0",
+                "--tcp-backlog",
+                "4096",
+                "--dir",
+            ])
+            .arg(&dir);
+            meta.commands.insert("redis".into(), command_line(&cmd));
+            let mut child = procs::Child::spawn("redis-server", cmd, &work.join("redis.log"))
+                .map_err(|e| format!("redis-server: {e} (apt-get install redis-server)"))?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            procs::wait_listening(addr, Duration::from_secs(10), &mut child)?;
+            let pid = child.pid;
+            children.push(child);
+            say(format!("redis-server on {addr} (maxclients {maxclients})"));
+            (addr, Some(pid))
+        }
+    };
+    let redis_url = format!("redis://{redis_addr}");
+
+    // The servers under test.
+    let mut servers: Vec<Server> = Vec::new();
+    for target in &opts.targets {
+        let port = procs::free_port().map_err(|e| e.to_string())?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let server = match target.as_str() {
+            "url" => Server {
+                name: "url".into(),
+                addr: opts.url.expect("checked"),
+                pid: opts.server_pid,
+                child: None,
+            },
+            t if t.starts_with("wasmtime") => {
+                let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
+                    "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
+                )?;
+                meta.wasmtime = procs::first_line(&wasmtime, &["--version"]);
+                let variant = opts
+                    .variants
+                    .iter()
+                    .find(|(name, _)| format!("wasmtime-{name}") == t);
+                let wasm = match (variant, &opts.wasm) {
+                    (Some((_, path)), _) => path.clone(),
+                    (None, Some(w)) => w.clone(),
+                    (None, None) => build_component(&root.join("target/bench"), false)?,
+                };
+                if variant.is_none() {
+                    meta.component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+                    meta.component_path = Some(wasm.display().to_string());
+                }
+                let mut cmd = Command::new(&wasmtime);
+                cmd.args(["serve", "-S", "cli", "-S", "inherit-network"])
+                    .args(wasmtime_limits(cap))
+                    .args(&opts.wasmtime_args)
+                    .args(["--env", &format!("REDIS_URL={redis_url}")])
+                    .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
+                    .args(["--addr", &addr.to_string()])
+                    .arg(&wasm);
+                meta.commands.insert(t.to_string(), command_line(&cmd));
+                say(format!(
+                    "starting wasmtime serve for {t} (compiles the component)"
+                ));
+                let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
+                    .map_err(|e| format!("wasmtime: {e}"))?;
+                Server {
+                    name: target.clone(),
+                    addr,
+                    pid: Some(child.pid),
+                    child: Some(child),
+                }
+            }
+            "native" => {
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                let mut cmd = Command::new(exe);
+                cmd.args(["native-server", "--addr", &addr.to_string()])
+                    .env("REDIS_URL", &redis_url)
+                    .env("JWT_SECRET", &opts.jwt_secret);
+                meta.commands.insert(
+                    "native".into(),
+                    format!("REDIS_URL={redis_url} JWT_SECRET=… {}", command_line(&cmd)),
+                );
+                let child = procs::Child::spawn("native baseline", cmd, &work.join("native.log"))
+                    .map_err(|e| format!("native baseline: {e}"))?;
+                Server {
+                    name: target.clone(),
+                    addr,
+                    pid: Some(child.pid),
+                    child: Some(child),
+                }
+            }
+            "spin" => {
+                // Untested here: no `spin` binary can be installed on these machines.
+                let spin = procs::which("spin").ok_or("spin is not on PATH")?;
+                meta.spin = Some(procs::first_line(&spin, &["--version"]));
+                let wasm = build_component(&root.join("target/bench-spin"), true)?;
+                let original = std::fs::read_to_string(root.join("spin.toml"))
+                    .map_err(|e| format!("spin.toml: {e}"))?;
+                let source = "source = \"target/wasm32-wasip2/release/sse_gateway.wasm\"";
+                if !original.contains(source) {
+                    return Err(format!(
+                        "spin.toml has no `{source}` line to point at the build"
+                    ));
+                }
+                let manifest =
+                    original.replace(source, &format!("source = \"{}\"", wasm.display()));
+                let dir = work.join("spin");
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let toml = dir.join("spin.toml");
+                std::fs::write(&toml, manifest).map_err(|e| e.to_string())?;
+                let mut cmd = Command::new(spin);
+                cmd.arg("up")
+                    .arg("-f")
+                    .arg(&toml)
+                    .args(["--listen", &addr.to_string()])
+                    .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret)
+                    .env("SPIN_VARIABLE_REDIS_HOST", redis_addr.ip().to_string())
+                    .env("SPIN_VARIABLE_REDIS_PORT", redis_addr.port().to_string())
+                    .env("SPIN_MAX_INSTANCE_COUNT", cap.to_string());
+                meta.commands.insert("spin".into(), command_line(&cmd));
+                let child = procs::Child::spawn("spin up", cmd, &work.join("spin.log"))
+                    .map_err(|e| format!("spin: {e}"))?;
+                Server {
+                    name: target.clone(),
+                    addr,
+                    pid: Some(child.pid),
+                    child: Some(child),
+                }
+            }
+            _ => unreachable!("targets are checked"),
+        };
+        servers.push(server);
+    }
+    if meta.wasmtime.is_empty() {
+        meta.wasmtime = find_wasmtime(&opts.wasmtime)
+            .map(|w| procs::first_line(&w, &["--version"]))
+            .unwrap_or_default();
+    }
+    for s in &mut servers {
+        wait_healthy(s, Duration::from_secs(120))?;
+        say(format!("{} ready on http://{}/", s.name, s.addr));
+    }
+
+    let ctx = Ctx {
+        redis: redis_addr,
+        redis_pid,
+        run_id: started_unix,
+        opts: opts.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut runs: Vec<Run> = servers
+        .iter()
+        .map(|s| Run {
+            target: s.name.clone(),
+            steps: Vec::new(),
+        })
+        .collect();
+    let result: Result<(), String> = rt.block_on(async {
+        // Warm-up: a few streams per server so first-request costs (lazy
+        // init, page faults of the first instances) are not in step 1.
+        for s in servers.iter_mut() {
+            let _ = run_step(&ctx, s, 20, true).await?;
+        }
+        for &n in &steps {
+            for (i, s) in servers.iter_mut().enumerate() {
+                say(format!("{}: step {n} streams", s.name));
+                let step = run_step(&ctx, s, n, false).await?;
+                say(format!(
+                    "{}: {n} streams: held {}, open {:.0}/s, TTFE p50 {:.2} ms, latency p50 {:.2} p99 {:.2} max {:.2} ms, {:.1} µs CPU/event, {:.1} KiB/stream, idle {:.2}% CPU, fan-out {:.0}/s",
+                    s.name,
+                    step.held,
+                    step.open.per_s,
+                    step.open.ttfe.p50_ms,
+                    step.latency.latency.p50_ms,
+                    step.latency.latency.p99_ms,
+                    step.latency.latency.max_ms,
+                    step.latency.server_cpu_us_per_event,
+                    step.rss_per_stream_kib,
+                    step.idle.server_cpu_pct,
+                    step.fanout.as_ref().map_or(0.0, |f| f.max_delivered_per_s),
+                ));
+                runs[i].steps.push(step);
+            }
+        }
+        Ok(())
+    });
+    drop(servers);
+    drop(children);
+    meta.seconds_total = stats::now_ns() as f64 / 1e9;
+    meta.notes = notes;
+    meta.notes.push(
+        "Client (this tool: one thread for all streams plus a publisher thread), Redis and \
+         the server share the same 2 CPUs; CPU shares per phase are in the details table."
+            .into(),
+    );
+    let results = Results { meta, runs };
+    let partial = result.is_err();
+    let base = opts.out.join(if partial {
+        format!("{}-partial", opts.name)
+    } else {
+        opts.name.clone()
+    });
+    write_outputs(&results, &base);
+    result
+}
+
+fn write_outputs(results: &Results, base: &Path) {
+    if let Some(dir) = base.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let json = base.with_extension("json");
+    let md = base.with_extension("md");
+    let png = base.with_extension("png");
+    match serde_json::to_string_pretty(results) {
+        Ok(text) => {
+            if let Err(e) = std::fs::write(&json, text + "\n") {
+                eprintln!("error: {}: {e}", json.display());
+            }
+        }
+        Err(e) => eprintln!("error: results to JSON: {e}"),
+    }
+    let mut text = report::markdown(results);
+    text.push_str(&format!(
+        "\n![latency and memory per stream](./{})\n",
+        png.file_name().and_then(|n| n.to_str()).unwrap_or("")
+    ));
+    if let Err(e) = std::fs::write(&md, &text) {
+        eprintln!("error: {}: {e}", md.display());
+    }
+    match report::plot(results, &png) {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "note: no TrueType font found (SSE_BENCH_FONT, fonts-dejavu-core): plot drawn without text"
+        ),
+        Err(e) => eprintln!("error: plot: {e}"),
+    }
+    println!("{text}");
+    say(format!(
+        "wrote {}, {}, {}",
+        json.display(),
+        md.display(),
+        png.display()
+    ));
+}
+
+/// CPU readings of the server, Redis and this tool at one instant.
+struct Cpu {
+    at: u64,
+    server: u64,
+    server_fine: u64,
+    redis: u64,
+    me: u64,
+}
+
+impl Cpu {
+    fn now(ctx: &Ctx, server: &Server) -> Cpu {
+        Cpu {
+            at: stats::now_ns(),
+            server: server.pid.map_or(0, procs::cpu_us),
+            server_fine: server.pid.map_or(0, procs::cpu_us_fine),
+            redis: ctx.redis_pid.map_or(0, procs::cpu_us_one),
+            me: procs::cpu_us_one(std::process::id()),
+        }
+    }
+
+    /// (server, redis, me) CPU in percent of one core since `self`.
+    fn pct(&self, later: &Cpu) -> (f64, f64, f64) {
+        let wall_us = (later.at.saturating_sub(self.at) as f64 / 1e3).max(1.0);
+        let p = |a: u64, b: u64| b.saturating_sub(a) as f64 * 100.0 / wall_us;
+        (
+            p(self.server, later.server),
+            p(self.redis, later.redis),
+            p(self.me, later.me),
+        )
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+fn open_stats(rep: &client::OpenReport, requested: usize, cpu_us: u64) -> OpenStats {
+    OpenStats {
+        requested,
+        opened: rep.opened,
+        failed: rep.failed,
+        errors: rep.errors.clone(),
+        seconds: rep.seconds,
+        per_s: rep.opened as f64 / rep.seconds.max(1e-9),
+        ttfe: stats::summarize(rep.ttfe_ns.clone()),
+        server_cpu_us_per_stream: cpu_us as f64 / rep.opened.max(1) as f64,
+    }
+}
+
+fn exec_path(id: &str) -> String {
+    format!("/api/v1/events/executions/{id}")
+}
+
+/// Publishes `count` events over `ids` at `rate`/s, waits for them to be
+/// delivered (bounded), and measures latency, throughput and CPU.
+async fn measure(
+    ctx: &Ctx,
+    server: &Server,
+    set: &client::StreamSet,
+    ids: &[String],
+    rate: f64,
+    count: u64,
+    offered: f64,
+) -> Result<Latency, String> {
+    let shared = &set.shared;
+    let _ = shared.take_samples();
+    let r0 = shared.received.load(Ordering::Relaxed);
+    let before = Cpu::now(ctx, server);
+    let (redis, ids_owned) = (ctx.redis, ids.to_vec());
+    let published =
+        blocking(move || redis::publish(redis, &ids_owned, redis::Payload::Live, rate, count))
+            .await?;
+    // Drain: until every delivery Redis made has arrived, at most 10 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while shared.received.load(Ordering::Relaxed) - r0 < published.receivers
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let after = Cpu::now(ctx, server);
+    let received = shared.received.load(Ordering::Relaxed) - r0;
+    let last = shared
+        .last_rx_ns
+        .load(Ordering::Relaxed)
+        .max(published.last_ns);
+    let seconds = (last.saturating_sub(published.first_ns) as f64 / 1e9).max(1e-3);
+    let (server_pct, redis_pct, me_pct) = before.pct(&after);
+    let server_us = after.server.saturating_sub(before.server);
+    Ok(Latency {
+        rate_per_s: offered,
+        seconds,
+        published: published.commands,
+        expected: published.receivers,
+        received,
+        latency: stats::summarize(shared.take_samples()),
+        delivered_per_s: received as f64 / seconds,
+        server_cpu_us_per_event: server_us as f64 / received.max(1) as f64,
+        server_cpu_pct: server_pct,
+        redis_cpu_pct: redis_pct,
+        client_cpu_pct: me_pct,
+    })
+}
+
+/// Ends every stream of `set` with a terminal event on each of `ids`.
+async fn close_set(ctx: &Ctx, set: client::StreamSet, ids: &[String]) -> (f64, usize, usize) {
+    let t0 = stats::now_ns();
+    set.shared.ending.store(true, Ordering::Relaxed);
+    let (redis, ids_owned, n) = (ctx.redis, ids.to_vec(), ids.len() as u64);
+    let _ = blocking(move || {
+        redis::publish(
+            redis,
+            &ids_owned,
+            redis::Payload::Terminal,
+            f64::INFINITY,
+            n,
+        )
+    })
+    .await;
+    let dropped = set.shared.dropped.load(Ordering::Relaxed);
+    let aborted = set.finish(Duration::from_secs(30)).await;
+    ((stats::now_ns() - t0) as f64 / 1e9, aborted, dropped)
+}
+
+/// One step: open `n` streams, idle, latency, close; then fan-out.
+async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Result<Step, String> {
+    server.check()?;
+    let o = &ctx.opts;
+    let tag = format!(
+        "{}-{}-{n}{}",
+        ctx.run_id,
+        server.name,
+        if warmup { "w" } else { "" }
+    );
+    // One user per stream, owning its execution (the gateway's default
+    // per-user limit is 10 streams).
+    let ids: Vec<String> = (0..n).map(|i| format!("u{tag}-{i}")).collect();
+    let users: Vec<String> = (0..n).map(|i| format!("user-{tag}-{i}")).collect();
+    {
+        let redis = ctx.redis;
+        let records: Vec<(String, String)> =
+            ids.iter().cloned().zip(users.iter().cloned()).collect();
+        blocking(move || redis::create_records(redis, &records)).await?;
+    }
+    let streams: Vec<(String, String)> = ids
+        .iter()
+        .zip(&users)
+        .map(|(id, user)| (exec_path(id), ctx.token(user, "user")))
+        .collect();
+    // Time to first event with nothing else opening: 50 streams one at a
+    // time (their own users and executions), ended before the step.
+    let ttfe_serial = if warmup {
+        stats::Summary::default()
+    } else {
+        let sids: Vec<String> = (0..50).map(|i| format!("s{tag}-{i}")).collect();
+        let records: Vec<(String, String)> = sids
+            .iter()
+            .map(|id| (id.clone(), format!("user-{id}")))
+            .collect();
+        let redis = ctx.redis;
+        blocking(move || redis::create_records(redis, &records)).await?;
+        let streams = sids
+            .iter()
+            .map(|id| (exec_path(id), ctx.token(&format!("user-{id}"), "user")))
+            .collect();
+        let (set, rep) =
+            client::open_streams(server.addr, streams, 1, Duration::from_secs(60)).await;
+        close_set(ctx, set, &sids).await;
+        stats::summarize(rep.ttfe_ns)
+    };
+    let pid = server.pid;
+    let rss_base = pid.map_or(0, procs::rss_kib);
+    let (pss_base, private_base) = pid.map_or((0, 0), procs::pss_private_kib);
+    let maps_base = pid.map(procs::smaps).unwrap_or_default();
+    let cpu0 = Cpu::now(ctx, server);
+    let open_timeout = Duration::from_secs_f64(30.0 + n as f64 / 50.0);
+    let (set, rep) = client::open_streams(server.addr, streams, o.concurrency, open_timeout).await;
+    let cpu1 = Cpu::now(ctx, server);
+    let open = open_stats(&rep, n, cpu1.server_fine.saturating_sub(cpu0.server_fine));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_open = pid.map_or(0, procs::rss_kib);
+    let (pss_open, private_open) = pid.map_or((0, 0), procs::pss_private_kib);
+    let maps_open = pid.map(procs::smaps).unwrap_or_default();
+    let server_fds = pid.map_or(0, procs::fd_count);
+
+    let mut step = Step {
+        streams: n,
+        ttfe_serial,
+        rss_base_kib: rss_base,
+        rss_open_kib: rss_open,
+        rss_per_stream_kib: rss_open.saturating_sub(rss_base) as f64 / rep.opened.max(1) as f64,
+        private_per_stream_kib: private_open.saturating_sub(private_base) as f64
+            / rep.opened.max(1) as f64,
+        pss_per_stream_kib: pss_open.saturating_sub(pss_base) as f64 / rep.opened.max(1) as f64,
+        rss_growth: procs::rss_growth(&maps_base, &maps_open, 6),
+        server_fds,
+        ..Default::default()
+    };
+    if warmup {
+        let (_, _, _) = close_set(ctx, set, &ids).await;
+        step.open = open;
+        return Ok(step);
+    }
+
+    if o.hold_s > 0.0 {
+        say(format!(
+            "{}: {} streams open, server pid {:?}; holding {} s",
+            server.name, rep.opened, server.pid, o.hold_s
+        ));
+        tokio::time::sleep(Duration::from_secs_f64(o.hold_s.min(3600.0))).await;
+    }
+    // Idle: every stream open, no events.
+    let hb0 = set.shared.heartbeats.load(Ordering::Relaxed);
+    let c0 = Cpu::now(ctx, server);
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_s)).await;
+    let c1 = Cpu::now(ctx, server);
+    step.idle = report::Idle {
+        seconds: (c1.at - c0.at) as f64 / 1e9,
+        server_cpu_ms: c1.server.saturating_sub(c0.server) as f64 / 1e3,
+        server_cpu_pct: c0.pct(&c1).0,
+        heartbeats: set.shared.heartbeats.load(Ordering::Relaxed) - hb0,
+    };
+
+    // Latency: `rate` events/s round-robin over the streams.
+    if rep.opened > 0 {
+        let count = (o.rate * o.phase_s).ceil() as u64;
+        step.latency = measure(ctx, server, &set, &ids, o.rate, count, o.rate).await?;
+    }
+    step.held = set.shared.alive.load(Ordering::Relaxed);
+    let (close_s, aborted, dropped) = close_set(ctx, set, &ids).await;
+    step.open = open;
+    step.close_seconds = close_s;
+    step.close_aborted = aborted;
+    step.dropped = dropped;
+    server.check()?;
+
+    // Fan-out: groups of `fanout_group` streams on one execution id each.
+    if !o.fanout_rates.is_empty() {
+        let group = o.fanout_group.clamp(1, n);
+        let groups = n.div_ceil(group);
+        let fids: Vec<String> = (0..groups).map(|g| format!("f{tag}-{g}")).collect();
+        {
+            let redis = ctx.redis;
+            let records: Vec<(String, String)> = fids
+                .iter()
+                .map(|id| (id.clone(), format!("owner-{id}")))
+                .collect();
+            blocking(move || redis::create_records(redis, &records)).await?;
+        }
+        // Watchers of a shared execution: admins (exempt from the ownership
+        // check), one user each.
+        let streams: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let user = format!("admin-{tag}-{i}");
+                (exec_path(&fids[i % groups]), ctx.token(&user, "admin"))
+            })
+            .collect();
+        let c0 = Cpu::now(ctx, server);
+        let (set, rep) =
+            client::open_streams(server.addr, streams, o.concurrency, open_timeout).await;
+        let c1 = Cpu::now(ctx, server);
+        let mut fan = Fanout {
+            streams: rep.opened,
+            group,
+            open: open_stats(&rep, n, c1.server_fine.saturating_sub(c0.server_fine)),
+            ..Default::default()
+        };
+        for &offered in &o.fanout_rates {
+            let per_publish = (rep.opened as f64 / groups as f64).max(1.0);
+            let rate = (offered / per_publish).max(1.0);
+            let count = (rate * o.fanout_s).ceil() as u64;
+            let l = measure(ctx, server, &set, &fids, rate, count, offered).await?;
+            // Sustained: everything Redis delivered arrived, at >= 90 % of
+            // the offered rate, with p99 under a second.
+            let ok = l.expected > 0
+                && l.received >= l.expected
+                && l.delivered_per_s >= 0.9 * offered.min(rate * per_publish)
+                && l.latency.p99_ms < 1000.0;
+            if l.received >= l.expected {
+                fan.max_delivered_per_s = fan.max_delivered_per_s.max(l.delivered_per_s);
+            }
+            fan.ramp.push(l);
+            if !ok {
+                break;
+            }
+            server.check()?;
+        }
+        let (_, _, dropped) = close_set(ctx, set, &fids).await;
+        fan.dropped = dropped;
+        step.fanout = Some(fan);
+    }
+    server.check()?;
+    Ok(step)
+}

@@ -127,7 +127,11 @@ pub fn raise_nofile() -> (u64, u64) {
 }
 
 /// Waits until `addr` accepts TCP connections, or `timeout`.
-pub fn wait_listening(addr: SocketAddr, timeout: Duration, child: &mut Child) -> Result<(), String> {
+pub fn wait_listening(
+    addr: SocketAddr,
+    timeout: Duration,
+    child: &mut Child,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Some(status) = child.exited() {
@@ -191,7 +195,12 @@ fn tree(pid: u32) -> Vec<u32> {
     let mut i = 0;
     while i < all.len() {
         let parent = all[i];
-        all.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        all.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     all
@@ -204,18 +213,44 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// CPU time (user + system) of a process tree, in microseconds.
-pub fn cpu_us(pid: u32) -> u64 {
+/// CPU time (user + system) of one process, in microseconds.
+pub fn cpu_us_one(pid: u32) -> u64 {
     let tck = clk_tck();
-    tree(pid)
-        .into_iter()
-        .filter_map(|p| {
-            let f = stat_fields(p)?;
+    stat_fields(pid)
+        .and_then(|f| {
             let utime: u64 = f.get(11)?.parse().ok()?;
             let stime: u64 = f.get(12)?.parse().ok()?;
             Some((utime + stime) * 1_000_000 / tck)
         })
+        .unwrap_or(0)
+}
+
+/// CPU time (utime + stime, 10 ms ticks, including exited threads) of a
+/// process tree, in microseconds.
+pub fn cpu_us(pid: u32) -> u64 {
+    tree(pid).into_iter().map(cpu_us_one).sum()
+}
+
+/// CPU time of a process tree's live threads in microseconds, from
+/// `/proc/PID/task/TID/schedstat` (ns resolution; threads that exit drop
+/// out, so use it for short windows only). Falls back to [`cpu_us`].
+pub fn cpu_us_fine(pid: u32) -> u64 {
+    tree(pid)
+        .into_iter()
+        .map(|p| schedstat_us(p).unwrap_or_else(|| cpu_us_one(p)))
         .sum()
+}
+
+fn schedstat_us(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()? / 1000;
+    }
+    Some(total)
 }
 
 /// Resident memory (VmRSS) of a process tree, in KiB.
@@ -228,6 +263,124 @@ pub fn rss_kib(pid: u32) -> u64 {
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .sum()
+}
+
+/// One mapping of /proc/PID/smaps.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Mapping {
+    pub start: u64,
+    pub size_kib: u64,
+    pub rss_kib: u64,
+    pub name: String,
+}
+
+/// The mappings of a process (/proc/PID/smaps) with their resident size.
+pub fn smaps(pid: u32) -> Vec<Mapping> {
+    smaps_raw(pid)
+}
+
+fn smaps_raw(pid: u32) -> Vec<Mapping> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Mapping> = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                let name = parts.nth(4).unwrap_or("[anon]").to_string();
+                out.push(Mapping {
+                    start: a,
+                    size_kib: (b - a) / 1024,
+                    rss_kib: 0,
+                    name,
+                });
+                continue;
+            }
+        }
+        if first == "Rss:" {
+            if let Some(m) = out.last_mut() {
+                m.rss_kib = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+    out
+}
+
+/// Resident growth between two snapshots, grouped by mapping kind (name
+/// and size): the pooling allocator gives every instance mappings of the
+/// same size (linear memory stack, data image, heap; fiber stack), so one
+/// kind with `count` ≈ streams is one per-stream cost. Largest first; the
+/// `name` of each entry ends with `×count`.
+pub fn rss_growth(before: &[Mapping], after: &[Mapping], top: usize) -> Vec<Mapping> {
+    let mut kinds: Vec<(String, u64, u64, u64)> = Vec::new();
+    for m in after {
+        let was = before
+            .iter()
+            .find(|b| b.start == m.start && b.size_kib == m.size_kib)
+            .map_or(0, |b| b.rss_kib);
+        let grew = m.rss_kib.saturating_sub(was);
+        if grew == 0 {
+            continue;
+        }
+        match kinds
+            .iter_mut()
+            .find(|k| k.0 == m.name && k.1 == m.size_kib)
+        {
+            Some(k) => {
+                k.2 += grew;
+                k.3 += 1;
+            }
+            None => kinds.push((m.name.clone(), m.size_kib, grew, 1)),
+        }
+    }
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.2));
+    let rest: u64 = kinds.iter().skip(top).map(|k| k.2).sum();
+    let mut out: Vec<Mapping> = kinds
+        .into_iter()
+        .take(top)
+        .map(|(name, size_kib, rss_kib, count)| Mapping {
+            start: 0,
+            size_kib,
+            rss_kib,
+            name: format!("{name} ×{count}"),
+        })
+        .collect();
+    if rest > 0 {
+        out.push(Mapping {
+            start: 0,
+            size_kib: 0,
+            rss_kib: rest,
+            name: "(other kinds)".into(),
+        });
+    }
+    out
+}
+
+/// (Pss, private = Private_Clean + Private_Dirty) of a process tree in
+/// KiB, from /proc/PID/smaps_rollup. Unlike VmRSS these count a page shared
+/// by many mappings once: wasmtime maps the component's data image
+/// copy-on-write into every instance, and VmRSS counts each mapping.
+pub fn pss_private_kib(pid: u32) -> (u64, u64) {
+    let mut pss = 0;
+    let mut private = 0;
+    for p in tree(pid) {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let key = parts.next().unwrap_or("");
+            let kib: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            match key {
+                "Pss:" => pss += kib,
+                "Private_Clean:" | "Private_Dirty:" => private += kib,
+                _ => {}
+            }
+        }
+    }
+    (pss, private)
 }
 
 /// Open file descriptors of a process.

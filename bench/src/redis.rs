@@ -56,21 +56,15 @@ impl Redis {
         }
         Ok(())
     }
-
-    pub fn command(&mut self, args: &[&str]) -> io::Result<Value> {
-        let cmd: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-        let v = self.pipeline(&[cmd])?.remove(0);
-        v.into_result().map_err(other)
-    }
 }
 
 /// Creates the execution records `exec:{id}` (owner `user`, status running).
-pub fn create_records(addr: SocketAddr, ids: &[String], user: &str) -> io::Result<()> {
+pub fn create_records(addr: SocketAddr, records: &[(String, String)]) -> io::Result<()> {
     let mut r = Redis::connect(addr)?;
-    for batch in ids.chunks(1000) {
+    for batch in records.chunks(1000) {
         let cmds: Vec<Vec<Vec<u8>>> = batch
             .iter()
-            .map(|id| {
+            .map(|(id, user)| {
                 [
                     "HSET",
                     &format!("exec:{id}"),
