@@ -1,6 +1,6 @@
 //! The stream routes: open a subscription (plus record and history reads in
 //! the same pipeline), decide what to send first, then run the one shared
-//! stream loop ([`pump`]) until the stream ends.
+//! stream loop ([`Loop`]) until the stream ends.
 
 use super::body::{Responder, SseBody};
 use super::net::Conn;
