@@ -114,31 +114,6 @@ fn expect_event(s: &mut SseStream, want: &Value) {
     );
 }
 
-/// An error response: status, JSON content type, `type`, non-empty `detail`.
-fn assert_error(resp: &Response, status: u16, error_type: &str) -> Value {
-    assert_eq!(
-        resp.status,
-        status,
-        "expected {status} {error_type}, got {} with headers {:?} and body {:?}",
-        resp.status,
-        resp.headers,
-        resp.text()
-    );
-    let ct = resp.header("content-type").unwrap_or_default();
-    assert!(
-        ct.starts_with("application/json"),
-        "error content-type must be application/json, got {ct:?} (body {:?})",
-        resp.text()
-    );
-    let v = resp.json();
-    assert_eq!(v["type"], error_type, "error body {v}");
-    assert!(
-        v["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "error body must have a non-empty string detail: {v}"
-    );
-    v
-}
-
 fn get_with_token(env: &TestEnv, id: &str, token: &str) -> Response {
     let auth = bearer(token);
     get(
@@ -352,7 +327,7 @@ fn no_token_is_401_authentication_required() {
         ],
     ] {
         let resp = get(env.gw.addr(), &exec_path(&rec.id), &headers);
-        assert_error(&resp, 401, "AuthenticationRequiredError");
+        expect_json_error(&resp, 401, "AuthenticationRequiredError");
     }
 }
 
@@ -365,7 +340,7 @@ fn bad_signature_is_401_invalid_credentials() {
         "not-the-gateway-secret-0123456789abcdef",
         &jwt::claims("alice", "user"),
     );
-    assert_error(
+    expect_json_error(
         &get_with_token(&env, &rec.id, &wrong_secret),
         401,
         "InvalidCredentialsError",
@@ -376,7 +351,7 @@ fn bad_signature_is_401_invalid_credentials() {
     let forged_payload = jwt::b64(jwt::claims("alice", "admin").to_string().as_bytes());
     let parts: Vec<&str> = good.split('.').collect();
     let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-    assert_error(
+    expect_json_error(
         &get_with_token(&env, &rec.id, &tampered),
         401,
         "InvalidCredentialsError",
@@ -389,7 +364,7 @@ fn bad_signature_is_401_invalid_credentials() {
         &exec_path(&rec.id),
         &[("Cookie", &cookie), ("Accept", "text/event-stream")],
     );
-    assert_error(&resp, 401, "InvalidCredentialsError");
+    expect_json_error(&resp, 401, "InvalidCredentialsError");
 }
 
 #[test]
@@ -401,7 +376,7 @@ fn expired_token_is_401_invalid_credentials() {
         SECRET,
         &json!({"sub": "alice", "role": "user", "iat": now - 7200, "exp": now - 3600}),
     );
-    assert_error(
+    expect_json_error(
         &get_with_token(&env, &rec.id, &expired),
         401,
         "InvalidCredentialsError",
@@ -409,7 +384,7 @@ fn expired_token_is_401_invalid_credentials() {
 
     // `exp` is required.
     let no_exp = jwt::hs256(SECRET, &json!({"sub": "alice", "role": "user", "iat": now}));
-    assert_error(
+    expect_json_error(
         &get_with_token(&env, &rec.id, &no_exp),
         401,
         "InvalidCredentialsError",
@@ -424,7 +399,7 @@ fn alg_none_and_algorithm_confusion_are_401() {
 
     let unsigned = jwt::compact(&json!({"alg": "none", "typ": "JWT"}), &claims, None);
     assert!(unsigned.ends_with('.'));
-    assert_error(
+    expect_json_error(
         &get_with_token(&env, &rec.id, &unsigned),
         401,
         "InvalidCredentialsError",
@@ -433,7 +408,7 @@ fn alg_none_and_algorithm_confusion_are_401() {
     for alg in ["none", "None", "NONE"] {
         // `alg: none` even with a (valid HS256) signature attached.
         let t = jwt::compact(&json!({"alg": alg, "typ": "JWT"}), &claims, Some(SECRET));
-        assert_error(
+        expect_json_error(
             &get_with_token(&env, &rec.id, &t),
             401,
             "InvalidCredentialsError",
@@ -446,7 +421,7 @@ fn alg_none_and_algorithm_confusion_are_401() {
         &claims,
         Some(SECRET),
     );
-    assert_error(
+    expect_json_error(
         &get_with_token(&env, &rec.id, &confused),
         401,
         "InvalidCredentialsError",
@@ -471,7 +446,7 @@ fn garbage_token_is_401_invalid_credentials() {
         not_json.as_str(),
     ] {
         let resp = get_with_token(&env, &rec.id, token);
-        assert_error(&resp, 401, "InvalidCredentialsError");
+        expect_json_error(&resp, 401, "InvalidCredentialsError");
     }
     let resp = get(
         env.gw.addr(),
@@ -481,7 +456,7 @@ fn garbage_token_is_401_invalid_credentials() {
             ("Accept", "text/event-stream"),
         ],
     );
-    assert_error(&resp, 401, "InvalidCredentialsError");
+    expect_json_error(&resp, 401, "InvalidCredentialsError");
 }
 
 #[test]
@@ -490,7 +465,7 @@ fn other_users_execution_is_403_access_denied() {
     let rec = new_exec(&env, "alice", "running");
     for role in ["user", "service"] {
         let resp = get_with_token(&env, &rec.id, &jwt::token("mallory", role));
-        let v = assert_error(&resp, 403, "ForbiddenError");
+        let v = expect_json_error(&resp, 403, "ForbiddenError");
         assert_eq!(v["detail"], "Access denied", "[{role}] {v}");
     }
     // The gateway subscribes before it reads the record (so no event slips
@@ -520,10 +495,10 @@ fn unknown_execution_is_404() {
     let env = TestEnv::start();
     let id = new_execution_id();
     let resp = get_with_token(&env, &id, &jwt::token("alice", "user"));
-    assert_error(&resp, 404, "ExecutionNotFoundError");
+    expect_json_error(&resp, 404, "ExecutionNotFoundError");
     // Admins get the same answer.
     let resp = get_with_token(&env, &id, &jwt::token("root", "admin"));
-    assert_error(&resp, 404, "ExecutionNotFoundError");
+    expect_json_error(&resp, 404, "ExecutionNotFoundError");
 }
 
 #[test]
@@ -859,7 +834,7 @@ fn unreachable_redis_is_503_quickly() {
     let auth = bearer(&jwt::token("alice", "user"));
     let resp = get(gw.addr(), &exec_path(&id), &[("Authorization", &auth)]);
     let took = started.elapsed();
-    assert_error(&resp, 503, "ServiceUnavailableError");
+    expect_json_error(&resp, 503, "ServiceUnavailableError");
     assert!(took < Duration::from_secs(10), "503 took {took:?}");
 }
 
@@ -871,7 +846,7 @@ fn gateway_recovers_when_redis_comes_back() {
     let rec = ExecRecord::new(&new_execution_id(), "alice", "running");
     let started = Instant::now();
     let resp = get_with_token(&env, &rec.id, &token);
-    assert_error(&resp, 503, "ServiceUnavailableError");
+    expect_json_error(&resp, 503, "ServiceUnavailableError");
     assert!(started.elapsed() < Duration::from_secs(10));
 
     env.redis.restart();

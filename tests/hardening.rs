@@ -612,6 +612,7 @@ fn hostile_ids_are_400_and_never_reach_redis() {
         "a%7Fb",
         "a%2Fb",
         "%C3%A9",
+        "..",
         long.as_str(),
     ];
     for bad in hostile {
