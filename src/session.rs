@@ -122,19 +122,23 @@ impl Session {
     pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<Incoming>) -> Result<(), RespError> {
         self.decoder.feed(bytes);
         while let Some(value) = self.decoder.next()? {
-            if let Some(push) = resp::pubsub(&value) {
-                match push {
-                    PubSub::Message { channel, payload } if channel == self.channel => {
-                        out.push(Incoming::Message(payload))
+            // Moved, not copied: this runs for every event.
+            let value = match value.into_pubsub() {
+                Ok(push) => {
+                    match push {
+                        PubSub::Message { channel, payload } if channel == self.channel => {
+                            out.push(Incoming::Message(payload))
+                        }
+                        PubSub::Subscribed { channel, .. } if channel == self.channel => {
+                            out.push(Incoming::Subscribed)
+                        }
+                        // Other channels or unsubscribe notices: not ours to act on.
+                        _ => {}
                     }
-                    PubSub::Subscribed { channel, .. } if channel == self.channel => {
-                        out.push(Incoming::Subscribed)
-                    }
-                    // Other channels or unsubscribe notices: not ours to act on.
-                    _ => {}
+                    continue;
                 }
-                continue;
-            }
+                Err(value) => value,
+            };
             if matches!(value, Value::Push(_)) {
                 // A push we don't act on (e.g. client tracking) is not a
                 // reply: it must not consume a pending command.
