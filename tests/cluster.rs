@@ -201,24 +201,28 @@ fn post(gw: &Gateway, id: &str, body: &serde_json::Value) -> String {
     expect_accepted(&resp, "cluster publish")
 }
 
-/// Executions whose channels live on every shard, none on the seed only.
-fn spread_executions(cluster: &Cluster, user: &str, n: usize) -> Vec<ExecRecord> {
+/// Three executions whose channels live on three different shards.
+fn spread_executions(cluster: &Cluster, user: &str) -> Vec<ExecRecord> {
+    // Exactly one per shard: the user's stream limit (10) must not be hit.
     let mut recs = Vec::new();
     let mut owners = std::collections::BTreeSet::new();
-    while recs.len() < n || owners.len() < 3 {
+    for _ in 0..200 {
         let rec = ExecRecord::new(&new_execution_id(), user, "running");
-        owners.insert(cluster.owner(&exec_channel(&rec.id)));
-        recs.push(rec);
-        assert!(recs.len() < 200, "channels never spread over 3 shards");
+        if owners.insert(cluster.owner(&exec_channel(&rec.id))) {
+            recs.push(rec);
+        }
+        if owners.len() == 3 {
+            return recs;
+        }
     }
-    recs
+    panic!("channels never spread over 3 shards");
 }
 
 #[test]
 fn streams_on_every_shard_get_posted_and_spublished_events() {
     let cluster = Cluster::start();
     let gw = cluster.gateway(&[]);
-    let recs = spread_executions(&cluster, "alice", 3);
+    let recs = spread_executions(&cluster, "alice");
     let mut streams = Vec::new();
     for rec in &recs {
         cluster.put_execution(rec);
@@ -266,7 +270,7 @@ fn streams_on_every_shard_get_posted_and_spublished_events() {
 fn history_and_resume_work_across_shards() {
     let cluster = Cluster::start();
     let gw = cluster.gateway(&[]);
-    for rec in spread_executions(&cluster, "bob", 3) {
+    for rec in spread_executions(&cluster, "bob") {
         cluster.put_execution(&rec);
         let ids: Vec<String> = (0..3)
             .map(|n| post(&gw, &rec.id, &json!({"event_type": "tick", "n": n})))
@@ -286,7 +290,7 @@ fn history_and_resume_work_across_shards() {
 fn per_user_stream_limit_holds_on_a_cluster() {
     let cluster = Cluster::start();
     let gw = cluster.gateway(&[("MAX_STREAMS_PER_USER", "1")]);
-    let recs = spread_executions(&cluster, "carol", 2);
+    let recs = spread_executions(&cluster, "carol");
     for rec in &recs {
         cluster.put_execution(rec);
     }
