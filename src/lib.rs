@@ -12,11 +12,13 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod limits;
+pub mod log;
+pub mod machine;
 pub mod resp;
 pub mod routes;
 pub mod session;
 pub mod sse;
-pub mod stream;
+pub mod outbox;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

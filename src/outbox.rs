@@ -1,9 +1,9 @@
-//! One SSE stream's browser side, as a sans-I/O state machine: what to send
-//! for each Redis message, heartbeat or control event, and when to stop.
+//! One stream's browser side: the outbox of framed SSE bytes and the rules
+//! applied to each message, heartbeat or control event, and when to stop.
 //!
-//! Every stream route (executions, notifications, replay status) drives the
-//! same [`Stream`] from the same shell loop; only the [`StreamKind`] and the
-//! opening events differ.
+//! Every stream route (executions, notifications, replay status) fills the
+//! same [`Outbox`] from [`crate::machine::StreamMachine`]; only the
+//! [`StreamKind`] and the opening events differ.
 
 use crate::events::{classify, Skip, StreamKind};
 use crate::history::{split_live, EntryId};
@@ -41,7 +41,7 @@ impl Close {
 }
 
 /// The browser side of one stream: an outbox of framed bytes plus the rules.
-pub struct Stream {
+pub struct Outbox {
     kind: StreamKind,
     event_name: Option<&'static str>,
     outbox: Vec<u8>,
@@ -56,12 +56,12 @@ pub struct Stream {
     last_id: Option<EntryId>,
 }
 
-impl Stream {
+impl Outbox {
     /// `event_name` is the SSE `event:` field for every message (`None` for
     /// the default `message`); `max_outbox` bounds bytes waiting for a slow
     /// browser before the stream is dropped.
     pub fn new(kind: StreamKind, event_name: Option<&'static str>, max_outbox: usize) -> Self {
-        Stream {
+        Outbox {
             kind,
             event_name,
             outbox: Vec::with_capacity(1024),
@@ -189,13 +189,25 @@ impl Stream {
         &self.outbox[self.sent..]
     }
 
-    /// Records that the shell wrote `n` bytes of [`Stream::pending`].
+    /// Records that the shell wrote `n` bytes of [`Outbox::pending`].
+    /// Sent bytes are dropped once they are at least half the buffer (and
+    /// all of it when everything is sent), so a reader that always lags a
+    /// little keeps the buffer near its backlog, not its history; each byte
+    /// is moved O(1) times amortised.
     pub fn consume(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.outbox.len());
         if self.sent == self.outbox.len() {
             self.outbox.clear();
             self.sent = 0;
+        } else if self.sent >= self.outbox.len() - self.sent {
+            self.outbox.drain(..self.sent);
+            self.sent = 0;
         }
+    }
+
+    /// Bytes held, sent or not (for tests of the compaction rule).
+    pub fn held(&self) -> usize {
+        self.outbox.len()
     }
 
     /// True when closed and everything queued has been written.
@@ -213,13 +225,13 @@ impl Stream {
 mod tests {
     use super::*;
 
-    fn text(s: &Stream) -> &str {
+    fn text(s: &Outbox) -> &str {
         std::str::from_utf8(s.pending()).unwrap()
     }
 
     #[test]
     fn execution_stream_ends_after_terminal_and_ignores_later_messages() {
-        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
         s.control(r#"{"event_type":"status"}"#, false);
         s.message(br#"{"event_type":"pod_running"}"#).unwrap();
         assert_eq!(s.closed(), None);
@@ -242,7 +254,7 @@ mod tests {
 
     #[test]
     fn skipped_messages_leave_no_trace() {
-        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
         assert_eq!(s.message(b"not json"), Err(Skip::NotJsonObject));
         assert_eq!(s.message(b"{}"), Err(Skip::MissingEventType));
         assert!(s.pending().is_empty());
@@ -251,7 +263,7 @@ mod tests {
 
     #[test]
     fn notifications_are_named_and_never_terminal() {
-        let mut s = Stream::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        let mut s = Outbox::new(StreamKind::Notification, Some("notification"), 1 << 20);
         s.message(br#"{"event_type":"result_stored"}"#).unwrap();
         assert_eq!(s.closed(), None);
         assert_eq!(
@@ -262,7 +274,7 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
         s.message(br#"{"event_type":"a"}"#).unwrap();
         s.consume(5);
         s.heartbeat();
@@ -271,7 +283,7 @@ mod tests {
 
     #[test]
     fn history_then_live_sends_each_event_once_in_order() {
-        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
         let id = |n: u64| EntryId { ms: 100, seq: n };
         s.retry(3000);
         // Live messages 2 and 3 raced the history read, which returned 1..=3.
@@ -302,7 +314,7 @@ mod tests {
 
     #[test]
     fn skipped_event_does_not_advance_the_resume_point() {
-        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
         assert!(s.event(Some(EntryId { ms: 9, seq: 0 }), b"{}").is_err());
         s.event(Some(EntryId { ms: 8, seq: 0 }), br#"{"event_type":"a"}"#)
             .unwrap();
@@ -311,13 +323,13 @@ mod tests {
 
     #[test]
     fn ends_tell_the_browser_why() {
-        let mut s = Stream::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
         s.end(Close::Lifetime, 1000);
         assert_eq!(text(&s), "retry: 1000\n\n: max stream duration\n\n");
         assert_eq!(s.closed(), Some(Close::Lifetime));
         s.end(Close::TokenExpired, 1000);
         assert_eq!(s.closed(), Some(Close::Lifetime), "first reason wins");
-        let mut s = Stream::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        let mut s = Outbox::new(StreamKind::Notification, Some("notification"), 1 << 20);
         s.end(Close::TokenExpired, 1000);
         assert_eq!(
             text(&s),
@@ -326,8 +338,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_always_lags_a_little_keeps_memory_bounded() {
+        let mut s = Outbox::new(StreamKind::Notification, None, 1 << 20);
+        for n in 0..10_000 {
+            s.message(format!(r#"{{"event_type":"t","n":{n}}}"#).as_bytes())
+                .unwrap();
+            // The browser takes all but the last 10 bytes every time.
+            let lag = s.pending().len().saturating_sub(10);
+            s.consume(lag);
+            assert!(s.held() < 200, "outbox holds {} bytes at {n}", s.held());
+        }
+        assert_eq!(s.closed(), None);
+        assert!(text(&s).ends_with("}\n\n"));
+    }
+
+    #[test]
     fn slow_client_closes_when_outbox_overflows() {
-        let mut s = Stream::new(StreamKind::Execution, None, 64);
+        let mut s = Outbox::new(StreamKind::Execution, None, 64);
         s.message(br#"{"event_type":"a"}"#).unwrap();
         assert_eq!(s.closed(), None);
         s.message(br#"{"event_type":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#)
