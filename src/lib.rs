@@ -14,11 +14,11 @@ pub mod history;
 pub mod limits;
 pub mod log;
 pub mod machine;
+pub mod outbox;
 pub mod resp;
 pub mod routes;
 pub mod session;
 pub mod sse;
-pub mod outbox;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -19,7 +19,10 @@ pub fn line(event: &str, fields: &[(&str, Value)]) -> String {
 mod tests {
     #[test]
     fn event_first_then_fields() {
-        let l = super::line("stream_closed", &[("events", 3.into()), ("channel", "c".into())]);
+        let l = super::line(
+            "stream_closed",
+            &[("events", 3.into()), ("channel", "c".into())],
+        );
         assert_eq!(l, r#"{"event":"stream_closed","events":3,"channel":"c"}"#);
     }
 }

@@ -149,7 +149,9 @@ impl Session {
             match (tag, value) {
                 (tag, Value::Error(e)) => return Err(server_error(tag, e)),
                 (None, _) => {
-                    return Err(RespError::Unexpected("reply with no command pending".into()))
+                    return Err(RespError::Unexpected(
+                        "reply with no command pending".into(),
+                    ))
                 }
                 (Some(Tag::Hello | Tag::Select), _) => {}
                 (Some(tag), value) => out.push(Incoming::Reply(tag, value)),

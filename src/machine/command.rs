@@ -147,7 +147,10 @@ impl Command {
     pub fn int(&mut self) -> Result<i64, ApiError> {
         match self.outcome()? {
             Value::Int(n) => Ok(n),
-            other => Err(unavailable(&mut self.logs, &format!("{:?} replied {other:?}", self.tag))),
+            other => Err(unavailable(
+                &mut self.logs,
+                &format!("{:?} replied {other:?}", self.tag),
+            )),
         }
     }
 
@@ -156,7 +159,10 @@ impl Command {
         let reply = self.outcome()?;
         match reply.as_str() {
             Some(s) => Ok(s.to_string()),
-            None => Err(unavailable(&mut self.logs, &format!("{:?} replied {reply:?}", self.tag))),
+            None => Err(unavailable(
+                &mut self.logs,
+                &format!("{:?} replied {reply:?}", self.tag),
+            )),
         }
     }
 
@@ -202,20 +208,34 @@ mod tests {
             c.transmit();
             c.receive(format!("+OK\r\n-MOVED 1 10.0.0.{n}:7000\r\n").as_bytes());
             let to = c.connect_to().expect("reconnect");
-            assert_eq!((to.host.as_str(), to.port), (format!("10.0.0.{n}").as_str(), 7000));
-            assert!(c.transmit().ends_with(b"$4\r\nPING\r\n"), "same command again");
+            assert_eq!(
+                (to.host.as_str(), to.port),
+                (format!("10.0.0.{n}").as_str(), 7000)
+            );
+            assert!(
+                c.transmit().ends_with(b"$4\r\nPING\r\n"),
+                "same command again"
+            );
         }
         c.receive(b"+OK\r\n-MOVED 1 10.0.0.9:7000\r\n");
         assert!(c.done());
         assert_eq!(c.outcome().unwrap_err().status, 503);
-        assert!(c.logs().next().unwrap().contains("too many cluster redirects"));
+        assert!(c
+            .logs()
+            .next()
+            .unwrap()
+            .contains("too many cluster redirects"));
     }
 
     #[test]
     fn moved_off_cluster_and_failures_are_503() {
         let mut c = Command::ping(&cfg(false), 0);
         c.receive(b"+OK\r\n-MOVED 1 10.0.0.1:7000\r\n");
-        assert_eq!(c.connect_to().map(|t| t.port), Some(6379), "first connect only");
+        assert_eq!(
+            c.connect_to().map(|t| t.port),
+            Some(6379),
+            "first connect only"
+        );
         assert_eq!(c.outcome().unwrap_err().status, 503);
         let mut c = Command::ping(&cfg(false), 0);
         c.failed("connect refused");

@@ -193,7 +193,9 @@ impl StreamMachine {
                 m.session = m.pipeline();
                 m.phase = Phase::Opening {
                     plan,
-                    deadline: req.now.saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000)),
+                    deadline: req
+                        .now
+                        .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000)),
                     subscribed: false,
                     early: Vec::new(),
                     replies: Replies::default(),
@@ -285,7 +287,13 @@ impl StreamMachine {
                     self.target.port = moved.port;
                     self.session = self.pipeline();
                     self.needs_connect = true;
-                    if let Phase::Opening { subscribed, early, replies, .. } = &mut self.phase {
+                    if let Phase::Opening {
+                        subscribed,
+                        early,
+                        replies,
+                        ..
+                    } = &mut self.phase
+                    {
                         (*subscribed, *replies) = (false, Replies::default());
                         early.clear();
                     }
@@ -304,12 +312,21 @@ impl StreamMachine {
 
     fn incoming(&mut self, item: Incoming, now: u64) {
         match &mut self.phase {
-            Phase::Opening { subscribed, early, replies, .. } => match item {
+            Phase::Opening {
+                subscribed,
+                early,
+                replies,
+                ..
+            } => match item {
                 Incoming::Subscribed => *subscribed = true,
                 Incoming::Message(p) => early.push(p),
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
-            Phase::Live { outbox, ping_outstanding, .. } => match item {
+            Phase::Live {
+                outbox,
+                ping_outstanding,
+                ..
+            } => match item {
                 Incoming::Message(payload) => {
                     if let Err(skip) = outbox.message(&payload) {
                         let line = opening::skipped(&self.channel, skip.reason(), payload.len());
@@ -327,15 +344,23 @@ impl StreamMachine {
     /// The Redis connection failed (connect, write, read, closed).
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
-            Phase::Opening { .. } => {
+            Phase::Opening { replies, .. } => {
+                self.slot_taken = self.slot.is_some() && replies.may_hold_slot(!self.cluster);
                 let e = unavailable(&mut self.logs, detail);
-                self.refuse(e, now);
+                // The stream's connection may be dead: give the slot back
+                // on a fresh one.
+                self.phase = Phase::Over;
+                self.release_slot(now, false);
+                self.events.push(Event::Refuse(e));
             }
             Phase::Live { outbox, .. } => {
                 if outbox.closed().is_none() {
                     self.logs.push(log::line(
                         "redis_lost",
-                        &[("channel", self.channel.as_str().into()), ("detail", detail.into())],
+                        &[
+                            ("channel", self.channel.as_str().into()),
+                            ("detail", detail.into()),
+                        ],
                     ));
                     outbox.end(Close::RedisLost, self.rules.retry_ms);
                     self.closed_if(now);
@@ -351,7 +376,14 @@ impl StreamMachine {
         let tag = cmd.tag;
         let outcome = cmd.outcome();
         match (&mut self.phase, tag) {
-            (Phase::Opening { replies, outstanding, .. }, _) => {
+            (
+                Phase::Opening {
+                    replies,
+                    outstanding,
+                    ..
+                },
+                _,
+            ) => {
                 replies.list.push((tag, outcome));
                 *outstanding = outstanding.saturating_sub(1);
                 if *outstanding == 0 {
@@ -360,7 +392,10 @@ impl StreamMachine {
             }
             (_, Tag::Renew) => {
                 if let Err(e) = outcome {
-                    self.logs.push(log::line("slot_renew_failed", &[("detail", e.detail.into())]));
+                    self.logs.push(log::line(
+                        "slot_renew_failed",
+                        &[("detail", e.detail.into())],
+                    ));
                 }
             }
             _ => {}
@@ -370,7 +405,12 @@ impl StreamMachine {
     /// The pipeline is answered: on Cluster the side commands go out now
     /// (the subscription is live, so nothing published is missed).
     fn opened_if_complete(&mut self, now: u64) {
-        let Phase::Opening { subscribed: true, outstanding, .. } = &mut self.phase else {
+        let Phase::Opening {
+            subscribed: true,
+            outstanding,
+            ..
+        } = &mut self.phase
+        else {
             return;
         };
         if self.session.awaiting_replies() > 0 || *outstanding > 0 {
@@ -394,12 +434,22 @@ impl StreamMachine {
 
     /// Every reply is in: answer, or start the live phase.
     fn decide(&mut self, now: u64) {
-        let Phase::Opening { plan, early, replies, .. } =
-            std::mem::replace(&mut self.phase, Phase::Over)
+        let Phase::Opening {
+            plan,
+            early,
+            replies,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
             return;
         };
-        let d = opening::decide(&self.rules, &plan, self.slot.is_some(), replies, &mut self.logs);
+        let d = opening::decide(
+            &self.rules,
+            &plan,
+            self.slot.is_some(),
+            replies,
+            &mut self.logs,
+        );
         self.slot_taken = d.slot_taken;
         let mut outbox = match d.answer {
             Ok(outbox) => outbox,
@@ -407,7 +457,11 @@ impl StreamMachine {
         };
         for payload in &early {
             if let Err(skip) = outbox.message(payload) {
-                self.logs.push(opening::skipped(&self.channel, skip.reason(), payload.len()));
+                self.logs.push(opening::skipped(
+                    &self.channel,
+                    skip.reason(),
+                    payload.len(),
+                ));
             }
         }
         self.logs.push(log::line(
@@ -418,7 +472,11 @@ impl StreamMachine {
             ],
         ));
         self.timers.wrote(now);
-        self.phase = Phase::Live { outbox, started: now, ping_outstanding: false };
+        self.phase = Phase::Live {
+            outbox,
+            started: now,
+            ping_outstanding: false,
+        };
         self.events.push(Event::Start);
         self.closed_if(now);
     }
@@ -426,23 +484,24 @@ impl StreamMachine {
     /// Answers with `err` and gives a taken slot back.
     fn refuse(&mut self, err: ApiError, now: u64) {
         self.phase = Phase::Over;
-        self.release_slot(now);
+        self.release_slot(now, !self.cluster);
         self.events.push(Event::Refuse(err));
     }
 
     /// Gives the slot back (best effort: the lease expires anyway): on the
-    /// stream's connection, or on Cluster through the slot key's owner.
-    fn release_slot(&mut self, now: u64) {
+    /// stream's connection (`on_stream`), else on its own (on Cluster
+    /// through the slot key's owner).
+    fn release_slot(&mut self, now: u64, on_stream: bool) {
         if !std::mem::take(&mut self.slot_taken) {
             return;
         }
         let Some(slot) = &self.slot else { return };
         let args = slot.release();
-        if self.cluster {
+        if on_stream {
+            self.session.command_owned(Tag::Release, &args);
+        } else {
             let cmd = self.command(Tag::Release, args, now);
             self.commands.push(cmd);
-        } else {
-            self.session.command_owned(Tag::Release, &args);
         }
     }
 
@@ -474,7 +533,11 @@ impl StreamMachine {
                 }
                 return;
             }
-            Phase::Live { outbox, ping_outstanding, .. } => (outbox, ping_outstanding),
+            Phase::Live {
+                outbox,
+                ping_outstanding,
+                ..
+            } => (outbox, ping_outstanding),
             Phase::Over => return,
         };
         match self.timers.due(now, !outbox.pending().is_empty()) {
@@ -488,7 +551,10 @@ impl StreamMachine {
                 if *ping_outstanding {
                     self.logs.push(log::line(
                         "redis_lost",
-                        &[("channel", self.channel.as_str().into()), ("detail", "no PONG".into())],
+                        &[
+                            ("channel", self.channel.as_str().into()),
+                            ("detail", "no PONG".into()),
+                        ],
                     ));
                     outbox.end(Close::RedisLost, self.rules.retry_ms);
                 } else {
@@ -535,11 +601,13 @@ impl StreamMachine {
     }
 
     fn finish(&mut self, why: Close, now: u64) {
-        let Phase::Live { outbox, started, .. } = std::mem::replace(&mut self.phase, Phase::Over)
+        let Phase::Live {
+            outbox, started, ..
+        } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
             return;
         };
-        self.release_slot(now);
+        self.release_slot(now, !self.cluster);
         let millis = now.saturating_sub(started) / 1_000_000;
         self.logs.push(log::line(
             "stream_closed",

@@ -95,7 +95,11 @@ impl Plan {
     pub fn history_command(&self, cfg: &Config) -> Option<Vec<Vec<u8>>> {
         let after = self.history?;
         let key = history::key(&cfg.prefixes.history_key, &self.channel);
-        Some(history::range_command(&key, after, cfg.history.max_len + HISTORY_SLACK))
+        Some(history::range_command(
+            &key,
+            after,
+            cfg.history.max_len + HISTORY_SLACK,
+        ))
     }
 
     /// The commands whose keys live outside the channel's slot: on the
@@ -106,7 +110,10 @@ impl Plan {
             side.push((Tag::Acquire, slot.acquire(max)));
         }
         if let Some(key) = &self.record_key {
-            side.push((Tag::Record, vec![b"HGETALL".to_vec(), key.as_bytes().to_vec()]));
+            side.push((
+                Tag::Record,
+                vec![b"HGETALL".to_vec(), key.as_bytes().to_vec()],
+            ));
         }
         side
     }
@@ -120,7 +127,10 @@ pub fn resume_point(raw: Option<&str>, unix_now: i64, logs: &mut Vec<String>) ->
     let horizon = (unix_now.max(0) as u64).saturating_mul(1000) + FUTURE_SLACK_MS;
     let id = EntryId::parse(raw.trim()).filter(|id| id.ms <= horizon);
     if id.is_none() {
-        logs.push(log::line("last_event_id_ignored", &[("length", raw.len().into())]));
+        logs.push(log::line(
+            "last_event_id_ignored",
+            &[("length", raw.len().into())],
+        ));
     }
     id
 }
@@ -142,6 +152,17 @@ pub struct Replies {
 }
 
 impl Replies {
+    /// Whether the slot may be held when opening fails half-way: taken if
+    /// the acquire said 1, unknown (so given back) if its reply is missing
+    /// and it was `sent`.
+    pub fn may_hold_slot(&self, sent: bool) -> bool {
+        match self.list.iter().find(|(tag, _)| *tag == Tag::Acquire) {
+            Some((_, Ok(v))) => v.as_int() == Some(1),
+            Some((_, Err(_))) => false,
+            None => sent,
+        }
+    }
+
     fn take(&mut self, want: Tag) -> Option<Result<Value, ApiError>> {
         let at = self.list.iter().position(|(tag, _)| *tag == want)?;
         Some(self.list.swap_remove(at).1)
@@ -219,7 +240,10 @@ fn check_record(
     let record = match record.map(Value::into_pairs) {
         Some(Ok(pairs)) => ExecutionRecord::from_pairs(pairs),
         _ => {
-            logs.push(log::line("redis_bad_record", &[("execution_id", id.into())]));
+            logs.push(log::line(
+                "redis_bad_record",
+                &[("execution_id", id.into())],
+            ));
             return Err(ApiError::service_unavailable(RETRY_AFTER_SECONDS));
         }
     };
@@ -247,6 +271,10 @@ fn event_name(kind: StreamKind) -> Option<&'static str> {
 pub fn skipped(channel: &str, reason: &str, bytes: usize) -> String {
     log::line(
         "message_skipped",
-        &[("channel", channel.into()), ("reason", reason.into()), ("bytes", bytes.into())],
+        &[
+            ("channel", channel.into()),
+            ("reason", reason.into()),
+            ("bytes", bytes.into()),
+        ],
     )
 }

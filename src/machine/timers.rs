@@ -101,7 +101,11 @@ impl Timers {
     /// token, the lifetime, then the heartbeat (which is re-armed).
     pub fn due(&mut self, now: u64, pending: bool) -> Due {
         if let Some(flush) = self.flush {
-            return if now >= flush { Due::FlushOver } else { Due::Nothing };
+            return if now >= flush {
+                Due::FlushOver
+            } else {
+                Due::Nothing
+            };
         }
         if pending && now >= self.progress.saturating_add(self.stall) {
             Due::Stalled
