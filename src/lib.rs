@@ -10,6 +10,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod history;
 pub mod limits;
 pub mod log;

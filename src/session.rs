@@ -34,6 +34,8 @@ pub enum Tag {
     Renew,
     /// Giving a slot back.
     Release,
+    /// A one-shot command on its own connection.
+    Command,
 }
 
 /// What the connection produced.

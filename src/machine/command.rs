@@ -42,7 +42,11 @@ pub struct Command {
 impl Command {
     /// `args` for `cfg`'s Redis, answered within `redis_timeout_ms` of `now`
     /// (monotonic ns).
-    pub fn new(cfg: &Config, tag: Tag, args: Vec<Vec<u8>>, now: u64) -> Command {
+    pub fn new(cfg: &Config, args: Vec<Vec<u8>>, now: u64) -> Command {
+        Command::tagged(cfg, Tag::Command, args, now)
+    }
+
+    pub(crate) fn tagged(cfg: &Config, tag: Tag, args: Vec<Vec<u8>>, now: u64) -> Command {
         let (redis, cluster) = (&cfg.redis, cfg.redis_cluster);
         Command::to(redis, cluster, cfg.redis_timeout_ms, tag, args, now)
     }
@@ -75,7 +79,7 @@ impl Command {
 
     /// `PING` (health).
     pub fn ping(cfg: &Config, now: u64) -> Command {
-        Command::new(cfg, Tag::Ping, vec![b"PING".to_vec()], now)
+        Command::tagged(cfg, Tag::Ping, vec![b"PING".to_vec()], now)
     }
 
     /// Where to open a connection, once per needed connection (the first,

@@ -29,6 +29,7 @@
 
 pub mod command;
 pub mod opening;
+pub mod publish;
 pub mod timers;
 
 use crate::auth::Identity;
