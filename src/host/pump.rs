@@ -30,9 +30,15 @@ pub fn serve(
     let mut out = Some(out);
     let mut body: Option<SseBody> = None;
     loop {
-        link.exchange(&mut m);
+        // Commands after the answer: a refusal is not held up by the
+        // slot given back on a fresh connection.
+        link.connect_and_transmit(&mut m);
         print(m.logs());
-        match m.poll() {
+        let event = m.poll();
+        if !matches!(event, Some(Event::Refuse(_))) {
+            link.run_commands(&mut m);
+        }
+        match event.or_else(|| m.poll()) {
             Some(Event::Refuse(e)) => {
                 if let Some(out) = out.take() {
                     out.error(&e);
@@ -52,7 +58,8 @@ pub fn serve(
         link.wait(&mut m, body.as_ref());
     }
     // The machine's last words: the slot given back.
-    link.exchange(&mut m);
+    link.connect_and_transmit(&mut m);
+    link.run_commands(&mut m);
     print(m.logs());
 }
 
@@ -78,9 +85,8 @@ struct Link {
 }
 
 impl Link {
-    /// (Re)connects where the machine asks, writes what it queued and runs
-    /// its side commands.
-    fn exchange(&mut self, m: &mut StreamMachine) {
+    /// (Re)connects where the machine asks and writes what it queued.
+    fn connect_and_transmit(&mut self, m: &mut StreamMachine) {
         while let Some(target) = m.connect_to() {
             self.ready = None;
             self.conn = None;
@@ -99,6 +105,10 @@ impl Link {
                 m.redis_failed(&e.0, clock::now());
             }
         }
+    }
+
+    /// Runs the machine's side commands (Redis Cluster) to their end.
+    fn run_commands(&mut self, m: &mut StreamMachine) {
         for cmd in m.take_commands() {
             m.command_done(redis::ran(cmd), clock::now());
         }

@@ -345,15 +345,7 @@ impl StreamMachine {
     /// The Redis connection failed (connect, write, read, closed).
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
-            Phase::Opening { replies, .. } => {
-                self.slot_taken = self.slot.is_some() && replies.may_hold_slot(!self.cluster);
-                let e = unavailable(&mut self.logs, detail);
-                // The stream's connection may be dead: give the slot back
-                // on a fresh one.
-                self.phase = Phase::Over;
-                self.release_slot(now, false);
-                self.events.push(Event::Refuse(e));
-            }
+            Phase::Opening { .. } => self.opening_failed(detail, now, false),
             Phase::Live { outbox, .. } => {
                 if outbox.closed().is_none() {
                     self.logs.push(log::line(
@@ -369,6 +361,19 @@ impl StreamMachine {
             }
             Phase::Over => {}
         }
+    }
+
+    /// Opening failed: 503, and a slot that may be held is given back, on
+    /// the stream's connection if it still works, else on a fresh one.
+    fn opening_failed(&mut self, detail: &str, now: u64, conn_works: bool) {
+        let Phase::Opening { replies, .. } = &self.phase else {
+            return;
+        };
+        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(!self.cluster);
+        let e = unavailable(&mut self.logs, detail);
+        self.phase = Phase::Over;
+        self.release_slot(now, conn_works && !self.cluster);
+        self.events.push(Event::Refuse(e));
     }
 
     /// A side command handed out by [`StreamMachine::take_commands`] ran.
@@ -530,7 +535,7 @@ impl StreamMachine {
         let (outbox, ping_outstanding) = match &mut self.phase {
             Phase::Opening { deadline, .. } => {
                 if now >= *deadline {
-                    self.redis_failed("redis did not answer in time", now);
+                    self.opening_failed("redis did not answer in time", now, true);
                 }
                 return;
             }

@@ -212,11 +212,7 @@ fn redis_trouble_while_opening_is_503_with_the_slot_given_back() {
     assert!(m.poll().is_none(), "not yet");
     m.handle_timeout(3000 * 1_000_000);
     assert_eq!(refusal(&mut m), 503);
-    assert_eq!(
-        m.take_commands()[0].tag,
-        Tag::Release,
-        "on a fresh connection"
-    );
+    assert!(wire(&mut m).contains("ZREM"), "on the stream's connection");
     // The acquire's reply never came: it may have run, so give back.
     let mut m = opened(&cfg(&[]), "");
     m.redis_failed("connection closed", 5);
