@@ -30,10 +30,8 @@ fn fail(what: impl Into<String>) -> NetError {
     NetError(what.into())
 }
 
-/// Bytes read from Redis per `read` call. Small on purpose: wasmtime-wasi
-/// allocates and zeroes the full length on every read, and a typical event
-/// is a few hundred bytes (64 KiB cost ~7 % CPU per event, docs/PERFORMANCE.md).
-const READ_CHUNK: u64 = 8 * 1024;
+/// Bytes read from Redis per `read` call (why so few: the constant's doc).
+const READ_CHUNK: u64 = crate::machine::READ_CHUNK as u64;
 
 /// An open connection. Field order is drop order: the streams are children
 /// of the socket and must go first. Dropping it closes the TCP connection,

@@ -46,6 +46,13 @@ use command::{unavailable, MAX_REDIRECTS};
 use opening::{Plan, Replies};
 use timers::{Due, Timers};
 
+/// Bytes a shell reads from Redis per call. Small on purpose: wasmtime-wasi
+/// allocates and zeroes the full length on every read, and a typical event
+/// is a few hundred bytes (64 KiB cost ~7 % CPU per event,
+/// docs/PERFORMANCE.md). Both shells use it, so the native baseline reads
+/// as the component does.
+pub const READ_CHUNK: usize = 8 * 1024;
+
 /// Which stream a request opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic {
