@@ -39,6 +39,34 @@ node --test --test-reporter=tap --test-concurrency=1 browser/ 2>&1 | tee "$blog"
 bstatus=${PIPESTATUS[0]}
 set -e
 
+# --- bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
+# Both build against the crate as a library, so an API change that breaks
+# them fails here. The native baseline pumps the same stream machine as the
+# component: a short benchmark (a few hundred streams, one step, both
+# servers, ~30 s) runs it natively next to the component.
+set +e
+(
+    set -e
+    (cd bench && cargo fmt --check && cargo clippy --release -- -D warnings && cargo build --release)
+    # cargo-fuzz needs nightly; the targets are checked as a normal crate.
+    (cd fuzz && cargo check --bins)
+    bench_out=$(mktemp -d)
+    trap 'rm -rf "$bench_out"' EXIT
+    bench/target/release/sse-bench --steps 300 --phase-seconds 3 --idle-seconds 2 \
+        --fanout-rates 10000 --fanout-seconds 2 --rate 500 \
+        --wasm "$SSE_GATEWAY_WASM" --wasmtime "$WASMTIME" --out "$bench_out" --name smoke
+    # Every stream of both servers opened and none was dropped.
+    awk -F'|' '/^\| (wasmtime|native) \| 300 \|/ && NF > 5 && $4+0 >= 0 { rows++; if ($4 != " 0 " || $5 != " 0 ") bad++ }
+         END { if (rows < 2 || bad) { print "bench smoke: failed or dropped streams"; exit 1 } }' \
+        <(grep -A4 '^| target | streams | open failed' "$bench_out/smoke.md")
+    echo "bench smoke: both servers served 300 streams"
+) 2>&1 | tee "$blog.bench"
+bench_status=${PIPESTATUS[0]}
+set -e
+[ "$bench_status" -eq 0 ] || status=$bench_status
+rm -f "$blog.bench"
+# --- end of bench/ and fuzz/ ------------------------------------------------
+
 # One closing line for the whole suite: cargo's binaries plus the browser.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      /^# pass / { p += $3 } /^# fail / { f += $3 }
