@@ -41,7 +41,17 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             return out.error(&ApiError::configuration(e.to_string()));
         }
     };
+    if routes::dev_only(path) && !cfg.dev_mode {
+        return out.error(&ApiError::not_found());
+    }
     let origin = header_values(&req, "origin").into_iter().next();
+    let entries = req.headers().entries();
+    let size = limits::header_bytes(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    if size > cfg.limits.max_header_bytes {
+        // Before preflights too: an OPTIONS is no way around the budget.
+        out.add_headers(cfg.cors.response_headers(origin.as_deref()));
+        return out.error(&ApiError::headers_too_large(cfg.limits.max_header_bytes));
+    }
     if let Route::Preflight(allow) = route {
         let requested = header_values(&req, "access-control-request-method");
         return match cfg.cors.preflight(
@@ -57,16 +67,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         };
     }
     out.add_headers(cfg.cors.response_headers(origin.as_deref()));
-    let entries = req.headers().entries();
-    let size = limits::header_bytes(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-    if size > cfg.limits.max_header_bytes {
-        return out.error(&ApiError::headers_too_large(cfg.limits.max_header_bytes));
-    }
     match route {
-        Route::Health => return publish::health(&cfg, out),
-        Route::DemoPage | Route::DevToken | Route::DevExecution if !cfg.dev_mode => {
-            return out.error(&ApiError::not_found())
-        }
+        Route::Health => return publish::health(out),
+        Route::Ready => return publish::ready(&cfg, out),
         Route::DemoPage => return dev::demo_page(out),
         Route::DevToken => return dev::token(&cfg, req, out),
         _ => {}
@@ -87,7 +90,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::DevExecution | Route::DemoPage | Route::DevToken => {
             out.error(&ApiError::not_found())
         }
-        Route::Health | Route::Preflight(_) => publish::health(&cfg, out),
+        Route::Health | Route::Ready | Route::Preflight(_) => publish::health(out),
     }
 }
 
@@ -115,15 +118,15 @@ fn header_values(req: &IncomingRequest, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies the caller's JWT before anything touches Redis.
+/// Verifies the caller's JWT before anything touches Redis. Header values
+/// go to the core as bytes: it decides which credential counts.
 fn authenticate(req: &IncomingRequest, cfg: &Config) -> Result<Identity, ApiError> {
-    let authorization = header_values(req, "authorization");
-    let cookies = header_values(req, "cookie");
-    let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
-    let token = token_from_headers(authorization.first().map(String::as_str), &cookie_refs)
-        .ok_or_else(ApiError::authentication_required)?;
-    Verifier::new(cfg.auth.clone())
-        .verify(token, clock::unix_seconds())
+    let headers = req.headers();
+    let (authorization, cookies) = (headers.get("authorization"), headers.get("cookie"));
+    let authorization: Vec<&[u8]> = authorization.iter().map(Vec::as_slice).collect();
+    let cookies: Vec<&[u8]> = cookies.iter().map(Vec::as_slice).collect();
+    token_from_headers(&authorization, &cookies)
+        .and_then(|token| Verifier::new(cfg.auth.clone()).verify(token, clock::unix_seconds()))
         .map_err(|e| match e {
             AuthError::Missing => ApiError::authentication_required(),
             AuthError::Invalid(reason) => {
@@ -146,7 +149,21 @@ fn log(event: &str, fields: &[(&str, &dyn LogValue)]) {
     for (k, v) in fields {
         line.insert((*k).into(), v.to_json());
     }
-    eprintln!("{}", serde_json::Value::Object(line));
+    let mut text = serde_json::Value::Object(line).to_string();
+    text.push('\n');
+    write_stderr(text.as_bytes());
+}
+
+/// Writes a formatted line in one `write` (`eprintln!` of a `Display`
+/// writes each piece on its own, and lines of concurrent instances then
+/// interleave). A write takes at most 4096 bytes; log lines are far shorter.
+fn write_stderr(bytes: &[u8]) {
+    let stderr = wasi::cli::stderr::get_stderr();
+    for chunk in bytes.chunks(4096) {
+        if stderr.blocking_write_and_flush(chunk).is_err() {
+            break;
+        }
+    }
 }
 
 /// Values a log line can carry.
