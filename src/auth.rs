@@ -271,8 +271,9 @@ impl AuthConfig {
     /// token's `kid` when it has one, so a key without a `kid` (the HS256
     /// secret, a PEM key without a `kid:` line) verifies only tokens without
     /// one. A token without `kid` is checked against the one key of its
-    /// algorithm; when several keys share that algorithm it must name one
-    /// (each token costs at most one signature check). Calling this again
+    /// algorithm without a `kid` (or, when there is none, its algorithm's
+    /// only key); when several keys fit, it must name one (each token costs
+    /// at most one signature check). Calling this again
     /// replaces the allow-list and adds more keys.
     ///
     /// # Errors
@@ -783,12 +784,18 @@ impl Verifier {
             }
             None => self.keys.iter().collect(),
         };
-        let candidates: Vec<&VerifyKey> = candidates
+        let mut candidates: Vec<&VerifyKey> = candidates
             .into_iter()
             .filter(|key| key.algorithm() == alg)
             .collect();
-        // At most one signature check per token: without a `kid`, a token
-        // must not make us try every key of its algorithm (kids are unique).
+        // At most one signature check per token. Without a `kid`, the key of
+        // its algorithm that has no `kid` either (a PEM key, the HS256
+        // secret) is the one meant; failing that, the algorithm's only key.
+        // Several candidates need a `kid`: a token must not make us try
+        // every key (kids are unique, so a named key is one key).
+        if header.key_id.is_none() && candidates.iter().any(|k| k.kid().is_none()) {
+            candidates.retain(|k| k.kid().is_none());
+        }
         let key = match candidates.as_slice() {
             [key] => *key,
             [] if header.key_id.is_some() => {
@@ -1935,6 +1942,30 @@ mod key_tests {
             format!("{:?}", config(SECRET, "RS256,EdDSA", Some(&pem), None).keys)
                 .contains("RS256(kid Some(\"r2\"))")
         );
+    }
+
+    #[test]
+    fn a_token_without_kid_costs_one_signature_check() {
+        // A PEM key without kid beside a JWKS key with one: a token without
+        // kid is meant for the keyless key, and only that one is tried.
+        let v = verifier(
+            "RS256",
+            Some(RSA_PUB),
+            Some(&jwks(&[rsa_jwk(RSA2_PUB, "rsa-2")])),
+        );
+        ok(&v, &token(Signer::Rs(RSA_KEY), None));
+        invalid(&v, &token(Signer::Rs(RSA2_KEY), None), "bad signature");
+        ok(&v, &token(Signer::Rs(RSA2_KEY), Some("rsa-2")));
+        // One key with a kid: tokens without one still verify with it.
+        let v = verifier("RS256", None, Some(&jwks(&[rsa_jwk(RSA_PUB, "rsa-1")])));
+        ok(&v, &token(Signer::Rs(RSA_KEY), None));
+        // Two candidates, keyless or not: the token must say which.
+        let two = [RSA_PUB, RSA2_PUB].concat();
+        let v = verifier("RS256", Some(&two), None);
+        let kid_required = "kid required: several keys fit the algorithm";
+        invalid(&v, &token(Signer::Rs(RSA_KEY), None), kid_required);
+        let v = verifier("RS256", None, Some(&all_jwks()));
+        invalid(&v, &token(Signer::Rs(RSA_KEY), None), kid_required);
     }
 
     #[test]

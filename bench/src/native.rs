@@ -243,7 +243,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     if size > cfg.limits.max_header_bytes {
         return out.error(&ApiError::headers_too_large(cfg.limits.max_header_bytes));
     }
-    if route == Route::Health {
+    if matches!(route, Route::Health | Route::Ready) {
         return health(&cfg, &out).await;
     }
     if cfg.redis_cluster {
@@ -274,13 +274,15 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
 
 /// `host::authenticate`.
 fn authenticate(req: &Request<HyperIncoming>, cfg: &Config) -> Result<Identity, ApiError> {
-    let authorization = header_values(req, "authorization");
-    let cookies = header_values(req, "cookie");
-    let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
-    let token = token_from_headers(authorization.first().map(String::as_str), &cookie_refs)
-        .ok_or_else(ApiError::authentication_required)?;
-    Verifier::new(cfg.auth.clone())
-        .verify(token, unix_seconds())
+    let raw = |name: &str| -> Vec<&[u8]> {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    };
+    token_from_headers(&raw("authorization"), &raw("cookie"))
+        .and_then(|token| Verifier::new(cfg.auth.clone()).verify(token, unix_seconds()))
         .map_err(|e| match e {
             AuthError::Missing => ApiError::authentication_required(),
             AuthError::Invalid(reason) => {
