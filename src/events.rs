@@ -63,10 +63,18 @@ pub struct Accepted<'a> {
     pub terminal: bool,
 }
 
+/// The one field each kind's rule reads; every other field is skipped
+/// unread, whatever its type (found by the `publish_body` fuzz target: one
+/// probe for both fields skipped execution events with a numeric `status`
+/// and notifications with a numeric `event_type`).
 #[derive(Deserialize)]
-struct Probe<'a> {
+struct EventType<'a> {
     #[serde(borrow, default)]
     event_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Status<'a> {
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
 }
@@ -78,17 +86,22 @@ pub fn classify(kind: StreamKind, payload: &[u8]) -> Result<Accepted<'_>, Skip> 
     if !json.trim_start().starts_with('{') {
         return Err(Skip::NotJsonObject);
     }
-    let probe: Probe<'_> = serde_json::from_str(json).map_err(|_| Skip::NotJsonObject)?;
+    let bad = |_| Skip::NotJsonObject;
     let terminal = match kind {
         StreamKind::Execution => {
+            let probe: EventType<'_> = serde_json::from_str(json).map_err(bad)?;
             let t = probe.event_type.ok_or(Skip::MissingEventType)?;
             TERMINAL_EVENT_TYPES.contains(&t.as_ref())
         }
         StreamKind::Replay => {
+            let probe: Status<'_> = serde_json::from_str(json).map_err(bad)?;
             let s = probe.status.ok_or(Skip::MissingStatus)?;
             REPLAY_TERMINAL_STATUSES.contains(&s.as_ref())
         }
-        StreamKind::Notification => false,
+        StreamKind::Notification => {
+            serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(bad)?;
+            false
+        }
     };
     Ok(Accepted { json, terminal })
 }
@@ -273,6 +286,21 @@ mod tests {
             classify(StreamKind::Execution, &[b'{', 0xff, b'}']),
             Err(Skip::NotJsonObject)
         );
+    }
+
+    #[test]
+    fn only_the_kinds_own_field_is_read() {
+        assert_eq!(
+            exec(r#"{"event_type":"pod_running","status":5}"#),
+            Ok(false)
+        );
+        let n = classify(StreamKind::Notification, br#"{"event_type":5,"status":[]}"#);
+        assert_eq!(n.map(|a| a.terminal), Ok(false));
+        let r = classify(
+            StreamKind::Replay,
+            br#"{"event_type":1,"status":"completed"}"#,
+        );
+        assert_eq!(r.map(|a| a.terminal), Ok(true));
     }
 
     #[test]
