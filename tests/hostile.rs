@@ -230,19 +230,12 @@ fn token_user_ids_outside_the_id_charset_name_nothing_in_redis() {
     let addr = env.gw.addr();
     let long = "a".repeat(5000);
     for sub in ["a\r\nb", "*", "a\u{0}b", "a b", "u?", "[x]", long.as_str()] {
-        let token = jwt::token(sub, "user");
-        let resp = get(
-            addr,
-            NOTIF_STREAM_PATH,
-            &[("Authorization", &bearer(&token))],
-        );
-        expect_json_error(&resp, 401, "InvalidCredentialsError");
-        let resp = get(
-            addr,
-            &exec_path("e-1"),
-            &[("Authorization", &bearer(&token))],
-        );
-        expect_json_error(&resp, 401, "InvalidCredentialsError");
+        let auth = bearer(&jwt::token(sub, "user"));
+        // The execution stream takes a slot in `sse:streams:<user id>`.
+        for path in [exec_path("e-1").as_str(), NOTIF_STREAM_PATH] {
+            let resp = get(addr, path, &[("Authorization", &auth)]);
+            expect_json_error(&resp, 401, "InvalidCredentialsError");
+        }
     }
     let (keys, channels) = keys_and_channels(&env.redis);
     assert!(
@@ -392,11 +385,16 @@ fn a_user_named_stream_receives_published_notifications() {
 
 // 9 ------------------------------------------------------------------------
 
+fn cors_preflight(env: &TestEnv, path: &str, extra: &[(&str, &str)]) -> Response {
+    let mut headers = vec![("Origin", APP), ("Access-Control-Request-Method", "GET")];
+    headers.extend_from_slice(extra);
+    request(env.gw.addr(), "OPTIONS", path, &headers, None)
+}
+
 #[test]
-fn methods_preflights_and_dev_paths_follow_the_rules() {
-    let env = TestEnv::start_with(|b| b.env("CORS_ALLOWED_ORIGINS", APP));
+fn lowercase_methods_are_not_upper_case() {
+    let env = TestEnv::start();
     let addr = env.gw.addr();
-    // Methods are case-sensitive: `get` is not `GET`.
     for (method, path) in [
         ("get", HEALTH_PATH),
         ("post", "/api/v1/events/executions/x"),
@@ -406,19 +404,23 @@ fn methods_preflights_and_dev_paths_follow_the_rules() {
             .into_response(Duration::from_secs(5));
         expect_json_error(&resp, 405, "MethodNotAllowedError");
     }
-    let preflight = |path: &str, extra: &[(&str, &str)]| {
-        let mut headers = vec![("Origin", APP), ("Access-Control-Request-Method", "GET")];
-        headers.extend_from_slice(extra);
-        request(addr, "OPTIONS", path, &headers, None)
-    };
-    assert_eq!(preflight(HEALTH_PATH, &[]).status, 204);
-    // The header budget comes first, for preflights too.
+}
+
+#[test]
+fn preflights_come_after_the_header_budget() {
+    let env = TestEnv::start_with(|b| b.env("CORS_ALLOWED_ORIGINS", APP));
+    assert_eq!(cors_preflight(&env, HEALTH_PATH, &[]).status, 204);
     let big = format!("junk={}", "a".repeat(20_000));
-    let resp = preflight(HEALTH_PATH, &[("Cookie", &big)]);
+    let resp = cors_preflight(&env, HEALTH_PATH, &[("Cookie", &big)]);
     expect_json_error(&resp, 431, "RequestHeaderFieldsTooLargeError");
-    // Without dev_mode the dev paths do not exist, for preflights either.
+}
+
+#[test]
+fn dev_paths_answer_no_preflight_without_dev_mode() {
+    let env = TestEnv::start_with(|b| b.env("CORS_ALLOWED_ORIGINS", APP));
+    assert_eq!(cors_preflight(&env, HEALTH_PATH, &[]).status, 204);
     for path in ["/demo", "/api/v1/events/dev/token"] {
-        expect_json_error(&preflight(path, &[]), 404, "NotFoundError");
+        expect_json_error(&cors_preflight(&env, path, &[]), 404, "NotFoundError");
     }
 }
 
