@@ -90,7 +90,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::DevExecution | Route::DemoPage | Route::DevToken => {
             out.error(&ApiError::not_found())
         }
-        Route::Health | Route::Ready | Route::Preflight(_) => publish::health(out),
+        Route::Ready => publish::ready(&cfg, out),
+        Route::Health | Route::Preflight(_) => publish::health(out),
     }
 }
 
