@@ -161,7 +161,7 @@ async function startGateway() {
   ]);
   await until("the gateway's health check", async () => {
     if (gateway.exitCode !== null) throw new Error("wasmtime exited:\n" + tail(gateway.logPath));
-    const r = await fetch(`${env.base}/api/v1/events/health`);
+    const r = await fetch(`${env.base}/api/v1/events/health/ready`);
     return r.status === 200;
   }, 60_000, 100);
 }

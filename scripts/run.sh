@@ -11,7 +11,8 @@ ensure_tools
 
 PORT=${PORT:-3000}
 REDIS_PORT=${REDIS_PORT:-6379}
-JWT_SECRET=${JWT_SECRET:-dev-secret-change-me}
+# HS256 needs a secret of at least 32 bytes (RFC 7518); this one is for local runs only.
+JWT_SECRET=${JWT_SECRET:-dev-secret-change-me-0123456789abcdef}
 HEARTBEAT_SECONDS=${HEARTBEAT_SECONDS:-15}
 DEV_MODE=${DEV_MODE:-true}
 case "$DEV_MODE" in 1 | true) DEV_MODE=true ;; 0 | false) DEV_MODE=false ;; esac

@@ -74,24 +74,25 @@ fn gate(
         ));
         ApiError::configuration(e.to_string())
     })?;
+    if routes::dev_only(req.path) && !cfg.dev_mode {
+        return Err(ApiError::not_found());
+    }
     let origin = header(req, "origin");
+    d.headers = cfg.cors.response_headers(origin);
+    // Before preflights too: an OPTIONS is no way around the budget.
+    let size = limits::header_bytes(req.headers.iter().copied());
+    if size > cfg.limits.max_header_bytes {
+        return Err(ApiError::headers_too_large(cfg.limits.max_header_bytes));
+    }
     if let Route::Preflight(allow) = route {
         let requested = header(req, "access-control-request-method");
         d.headers = cfg.cors.preflight(origin, requested, allow)?;
         return Ok(Verdict::Preflight);
     }
-    d.headers = cfg.cors.response_headers(origin);
-    let size = limits::header_bytes(req.headers.iter().copied());
-    if size > cfg.limits.max_header_bytes {
-        return Err(ApiError::headers_too_large(cfg.limits.max_header_bytes));
-    }
-    let public = match route {
-        Route::DemoPage | Route::DevToken | Route::DevExecution if !cfg.dev_mode => {
-            return Err(ApiError::not_found())
-        }
-        Route::Health | Route::DemoPage | Route::DevToken => true,
-        _ => false,
-    };
+    let public = matches!(
+        route,
+        Route::Health | Route::Ready | Route::DemoPage | Route::DevToken
+    );
     let who = if public {
         None
     } else {
@@ -121,18 +122,22 @@ where
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// Verifies the caller's JWT (bearer header first, then the cookie).
+/// Verifies the caller's JWT. Header values go to `auth` as bytes: it
+/// decides which credential counts (Bearer first, conflicting ones refused).
 fn authenticate(
     req: &Request<'_>,
     cfg: &Config,
     logs: &mut Vec<String>,
 ) -> Result<Identity, ApiError> {
-    let authorization = header(req, "authorization");
-    let cookies: Vec<&str> = headers(req, "cookie").collect();
-    let token = token_from_headers(authorization, &cookies)
-        .ok_or_else(ApiError::authentication_required)?;
-    Verifier::new(cfg.auth.clone())
-        .verify(token, req.unix_now)
+    let raw = |name: &str| -> Vec<&[u8]> {
+        req.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    token_from_headers(&raw("authorization"), &raw("cookie"))
+        .and_then(|token| Verifier::new(cfg.auth.clone()).verify(token, req.unix_now))
         .map_err(|e| match e {
             AuthError::Missing => ApiError::authentication_required(),
             AuthError::Invalid(reason) => {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod gate;
 pub mod history;
+pub mod json;
 pub mod limits;
 pub mod log;
 pub mod machine;

@@ -633,7 +633,8 @@ fn hostile_ids_are_400_and_never_reach_redis() {
         let resp = post_json(addr, &notif_path(bad), Some(&service), &body);
         expect_json_error(&resp, 400, "ValidationError");
     }
-    // A token whose user id can't name a channel: no notification stream.
+    // A token whose user id can't name a channel is refused as a credential
+    // (issue 15: it would name `sse:streams:<id>` too): no notification stream.
     for sub in ["a*b", "u1\r\nPUBLISH x y", "u[1]", "a b", "é"] {
         let auth = bearer(&jwt::token(sub, "user"));
         let resp = get(
@@ -641,7 +642,7 @@ fn hostile_ids_are_400_and_never_reach_redis() {
             NOTIF_STREAM_PATH,
             &[("Authorization", &auth), ("Accept", "text/event-stream")],
         );
-        expect_json_error(&resp, 400, "ValidationError");
+        expect_json_error(&resp, 401, "InvalidCredentialsError");
     }
 
     let keys = all_keys(&env);

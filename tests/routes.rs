@@ -580,15 +580,15 @@ fn published_notification_reaches_browsers_and_plain_subscribers() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn health_reports_redis_and_recovers() {
+fn readiness_reports_redis_and_recovers() {
     let mut env = TestEnv::start();
     let addr = env.gw.addr();
 
-    let resp = get(addr, HEALTH_PATH, &[]);
+    let resp = get(addr, common::hostile::READY_PATH, &[]);
     assert_eq!(
         resp.status,
         200,
-        "health: {:?} {:?}",
+        "ready: {:?} {:?}",
         resp.headers,
         resp.text()
     );
@@ -604,21 +604,21 @@ fn health_reports_redis_and_recovers() {
 
     env.redis.stop();
     let started = Instant::now();
-    let resp = get(addr, HEALTH_PATH, &[]);
+    let resp = get(addr, common::hostile::READY_PATH, &[]);
     let took = started.elapsed();
     let v = expect_json_error(&resp, 503, "ServiceUnavailableError");
     assert!(
         !v["redis"].is_null() && v["redis"] != "ok",
-        "503 health must say what is wrong with `redis`: {v}"
+        "503 readiness must say what is wrong with `redis`: {v}"
     );
     assert!(took < Duration::from_secs(10), "503 took {took:?}");
 
     env.redis.restart();
-    let resp = get(addr, HEALTH_PATH, &[]);
+    let resp = get(addr, common::hostile::READY_PATH, &[]);
     assert_eq!(
         resp.status,
         200,
-        "health after Redis came back: {:?}",
+        "readiness after Redis came back: {:?}",
         resp.text()
     );
     assert_eq!(resp.json()["redis"], "ok");

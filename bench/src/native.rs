@@ -217,7 +217,12 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     };
     let Some(who) = who else {
         return match route {
-            Route::Health => health(&cfg, &out).await,
+            Route::Health => out.send(
+                200,
+                &[("content-type", "application/json")],
+                br#"{"status":"ok"}"#.to_vec(),
+            ),
+            Route::Ready => ready(&cfg, &out).await,
             _ => out.error(&ApiError::not_found()),
         };
     };
@@ -292,7 +297,8 @@ async fn run_command(mut cmd: Command) -> Command {
 }
 
 /// `host::publish::health`: one `PING` on a fresh connection.
-async fn health(cfg: &Config, out: &Responder) -> Resp {
+/// `host::publish::ready`: `PING` through the one-shot command machine.
+async fn ready(cfg: &Config, out: &Responder) -> Resp {
     let mut ping = run_command(Command::ping(cfg, now())).await;
     if ping.text().is_ok_and(|p| p == "PONG") {
         let version = env!("CARGO_PKG_VERSION");

@@ -81,7 +81,11 @@ pub fn token(cfg: &Config, req: IncomingRequest, out: Responder) {
                 "dev tokens are HS256: set jwt_secret and allow HS256",
             ));
         }
-        let (sub, role) = token_request(&super::publish::read_body(req, MAX_TOKEN_REQUEST_BYTES)?)?;
+        let (sub, role) = token_request(&super::publish::read_body(
+            req,
+            MAX_TOKEN_REQUEST_BYTES,
+            cfg.limits.max_body_seconds,
+        )?)?;
         let now = super::clock::unix_seconds();
         let token = mint(cfg, &sub, &role, now)?;
         log("dev_token_minted", &[("user_id", &sub), ("role", &role)]);

@@ -56,7 +56,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         return match route {
             Route::DemoPage => dev::demo_page(out),
             Route::DevToken => dev::token(&cfg, req, out),
-            _ => publish::health(&cfg, out),
+            Route::Ready => publish::ready(&cfg, out),
+            _ => publish::health(out),
         };
     };
     if let Some(topic) = Topic::of(&route) {
@@ -89,7 +90,7 @@ fn method_name(m: &Method) -> &str {
 /// Prints the core's log lines on stderr.
 fn print(lines: impl Iterator<Item = String>) {
     for line in lines {
-        eprintln!("{line}");
+        write_line(line);
     }
 }
 
@@ -97,7 +98,20 @@ fn print(lines: impl Iterator<Item = String>) {
 fn log(event: &str, fields: &[(&str, &dyn LogValue)]) {
     let fields: Vec<(&str, serde_json::Value)> =
         fields.iter().map(|(k, v)| (*k, v.to_json())).collect();
-    eprintln!("{}", crate::log::line(event, &fields));
+    write_line(crate::log::line(event, &fields));
+}
+
+/// Writes a line in one `write` (`eprintln!` writes the line and its
+/// newline separately, and lines of concurrent instances then interleave).
+/// A write takes at most 4096 bytes; log lines are far shorter.
+fn write_line(mut line: String) {
+    line.push('\n');
+    let stderr = wasi::cli::stderr::get_stderr();
+    for chunk in line.as_bytes().chunks(4096) {
+        if stderr.blocking_write_and_flush(chunk).is_err() {
+            break;
+        }
+    }
 }
 
 /// Values a log line can carry.

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod hostile;
+
 /// HS256 secret the default gateway is started with.
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123456789abcdef";
 
