@@ -12,6 +12,8 @@
 //! - `http`: [`HttpResponse`], [`get`], [`request`]: a small streaming
 //!   HTTP/1.1 client with an incremental chunked decoder.
 //! - `sse`: [`SseParser`], [`SseStream`], [`open_stream`].
+//! - `spin`: the Spin CLI, the manifest `spin up` runs and the mapping of
+//!   settings to `SPIN_VARIABLE_*` (the host is chosen by `SSE_GATEWAY_HOST`).
 //! - `api`: route paths and wire-contract assertions (JSON errors, publish).
 //! - `procs`: paths, log files, free ports, child processes.
 //!
@@ -25,6 +27,7 @@ mod http;
 pub mod jwt;
 mod procs;
 mod redis_server;
+mod spin;
 mod sse;
 
 pub use api::*;
@@ -32,6 +35,7 @@ pub use gateway::*;
 pub use http::*;
 pub use procs::*;
 pub use redis_server::*;
+pub use spin::*;
 pub use sse::*;
 
 #[cfg(test)]

@@ -102,3 +102,41 @@ pub fn kill_child(child: &mut Option<Child>) {
         let _ = c.wait();
     }
 }
+
+/// The direct children of `pid` (from `/proc/PID/task/*/children`).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let text = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+/// Like [`kill_child`], and every descendant too: `spin up` runs the
+/// component in a `spin trigger http` child that would outlive a SIGKILL of
+/// its parent.
+pub fn kill_tree(child: &mut Option<Child>) {
+    let Some(c) = child.as_ref() else { return };
+    let mut pending = vec![c.id()];
+    let mut descendants = Vec::new();
+    while let Some(pid) = pending.pop() {
+        for kid in children(pid) {
+            descendants.push(kid);
+            pending.push(kid);
+        }
+    }
+    kill_child(child);
+    for pid in descendants {
+        // SAFETY: plain kill(2) of a process id we just read from /proc.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
