@@ -42,7 +42,8 @@ presets:
   --full             steps 100,1000,2500,5000,9500; 10 s phases (~10 minutes)
 options:
   --steps LIST       stream counts, e.g. 100,1000,5000
-  --targets LIST     wasmtime,native[,spin] (spin only when `spin` is on PATH)
+  --targets LIST     wasmtime,native[,spin] (spin when one is found: $SPIN,
+                     PATH, ../shared/spin/install.sh)
   --rate N           events/s published in the latency phase (1000)
   --phase-seconds S  latency phase length
   --idle-seconds S   idle CPU window
