@@ -574,6 +574,13 @@ fn non_utf8_credentials_are_401() {
         ("Authorization", bad_token),
     ] {
         let resp = raw_get(addr, &path, name, &value).into_response(Duration::from_secs(5));
+        if host() == Host::Spin {
+            // Spin's HTTP trigger refuses a non-UTF-8 header value itself
+            // (500, empty body) before the component runs.
+            println!("[e2e] non_utf8_credentials_are_401: under spin, Spin answers 500 itself");
+            assert_eq!((resp.status, resp.body.len()), (500, 0), "{resp:?}");
+            continue;
+        }
         let v = expect_json_error_shape(&resp, 401);
         assert!(
             v["type"] == "AuthenticationRequiredError" || v["type"] == "InvalidCredentialsError",
