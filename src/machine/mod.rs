@@ -23,18 +23,21 @@
 //! `XRANGE`, the slot `EVAL` and `HGETALL`; replies decided in
 //! [`opening::decide`]), *live* (messages, heartbeat with a Redis `PING`
 //! liveness check and slot renewal, stall, token, lifetime) and *closing*
-//! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). A paged history
-//! read fits in the live phase: a `Tag::History` reply appends a page, and
-//! `body_took` asks for the next one when the outbox has drained.
+//! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). The history is
+//! replayed in pages ([`replay`]): the first page comes with the opening
+//! pipeline, and in the live phase a `Tag::History` reply appends the next
+//! page, which `body_took` asks for once the browser has drained the last.
 
 pub mod command;
 pub mod opening;
 pub mod publish;
+pub mod replay;
 pub mod timers;
 
 use crate::auth::Identity;
-use crate::config::{Config, RedisTarget};
+use crate::config::{Config, RedisTarget, StreamBudget};
 use crate::error::ApiError;
+use crate::history::{self, EntryId};
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
@@ -44,6 +47,7 @@ use crate::session::{Incoming, Session, Tag};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
 use opening::{Plan, Replies};
+use replay::{Paged, Replay};
 use timers::{Due, Timers};
 
 /// Bytes a shell reads from Redis per call. Small on purpose: wasmtime-wasi
@@ -103,6 +107,8 @@ enum Phase {
         outbox: Outbox,
         started: u64,
         ping_outstanding: bool,
+        /// The history replay, until its last page is read.
+        replay: Option<Replay>,
     },
     Over,
 }
@@ -123,6 +129,9 @@ pub struct StreamMachine {
     /// Commands whose keys live outside the channel's slot.
     side: Vec<(Tag, Vec<Vec<u8>>)>,
     history: Option<Vec<Vec<u8>>>,
+    /// The history's key and where its replay starts.
+    history_from: Option<(String, Option<EntryId>)>,
+    budget: StreamBudget,
     commands: Vec<Command>,
     events: Vec<Event>,
     logs: Vec<String>,
@@ -176,6 +185,8 @@ impl StreamMachine {
             slot_taken: false,
             side: Vec::new(),
             history: None,
+            history_from: None,
+            budget: cfg.stream,
             commands: Vec::new(),
             events: Vec::new(),
             logs,
@@ -184,6 +195,7 @@ impl StreamMachine {
                 who: who.clone(),
                 max_streams: max,
                 retry_ms: cfg.retry_ms,
+                outbox_bytes: cfg.stream.outbox_bytes,
             },
             command_cfg: CommandConfig {
                 redis: cfg.redis.clone(),
@@ -197,6 +209,7 @@ impl StreamMachine {
                 m.channel = plan.channel.clone();
                 m.side = plan.side_commands(m.slot.as_ref(), max);
                 m.history = plan.history_command(cfg);
+                m.history_from = plan.history_key(cfg);
                 m.needs_connect = true;
                 m.session = m.pipeline();
                 m.phase = Phase::Opening {
@@ -333,13 +346,24 @@ impl StreamMachine {
             Phase::Live {
                 outbox,
                 ping_outstanding,
+                replay,
                 ..
             } => match item {
                 Incoming::Message(payload) => {
-                    if let Err(skip) = outbox.message(&payload) {
-                        let line = opening::skipped(&self.channel, skip.reason(), payload.len());
-                        self.logs.push(line);
+                    live_message(outbox, replay, payload, &self.channel, &mut self.logs);
+                    self.closed_if(now);
+                }
+                Incoming::Reply(Tag::History, v) => {
+                    let entries = match history::parse_range(v) {
+                        Ok(entries) => entries,
+                        Err(e) => return self.redis_failed(&format!("history page: {e}"), now),
+                    };
+                    if let Some(r) = replay.as_mut() {
+                        if r.page(entries, outbox, &mut self.logs) == Paged::Done {
+                            *replay = None;
+                        }
                     }
+                    ask_page(&mut self.session, outbox, replay);
                     self.closed_if(now);
                 }
                 Incoming::Reply(Tag::Ping, _) => *ping_outstanding = false,
@@ -464,19 +488,35 @@ impl StreamMachine {
             &mut self.logs,
         );
         self.slot_taken = d.slot_taken;
-        let mut outbox = match d.answer {
-            Ok(outbox) => outbox,
+        let opened = match d.answer {
+            Ok(opened) => opened,
             Err(e) => return self.refuse(e, now),
         };
-        for payload in &early {
-            if let Err(skip) = outbox.message(payload) {
-                self.logs.push(opening::skipped(
-                    &self.channel,
-                    skip.reason(),
-                    payload.len(),
-                ));
+        let mut outbox = opened.outbox;
+        let mut replay = None;
+        match (opened.page, self.history_from.take()) {
+            (Some(page), Some((key, after))) => {
+                let mut r = Replay::new(key, after, self.budget, opened.finished, &self.channel);
+                if r.page(page, &mut outbox, &mut self.logs) == Paged::More {
+                    replay = Some(r);
+                }
+            }
+            _ => {
+                // No history read: a finished execution ends with its result.
+                let mut r = Replay::new(String::new(), None, self.budget, opened.finished, "");
+                r.page(Vec::new(), &mut outbox, &mut self.logs);
             }
         }
+        for payload in early {
+            live_message(
+                &mut outbox,
+                &mut replay,
+                payload,
+                &self.channel,
+                &mut self.logs,
+            );
+        }
+        ask_page(&mut self.session, &outbox, &mut replay);
         self.logs.push(log::line(
             "stream_opened",
             &[
@@ -489,6 +529,7 @@ impl StreamMachine {
             outbox,
             started: now,
             ping_outstanding: false,
+            replay,
         };
         self.events.push(Event::Start);
         self.closed_if(now);
@@ -520,11 +561,12 @@ impl StreamMachine {
 
     /// The body took `n` bytes of [`StreamMachine::pending`].
     pub fn body_took(&mut self, n: usize, now: u64) {
-        if let Phase::Live { outbox, .. } = &mut self.phase {
+        if let Phase::Live { outbox, replay, .. } = &mut self.phase {
             outbox.consume(n);
             if n > 0 {
                 self.timers.wrote(now);
             }
+            ask_page(&mut self.session, outbox, replay);
             self.closed_if(now);
         }
     }
@@ -632,6 +674,31 @@ impl StreamMachine {
             ],
         ));
         self.events.push(Event::Finished(why));
+    }
+}
+
+/// A live message: while the history is replayed it goes to the replay
+/// (dropped or held), then to the outbox.
+fn live_message(
+    outbox: &mut Outbox,
+    replay: &mut Option<Replay>,
+    payload: Vec<u8>,
+    channel: &str,
+    logs: &mut Vec<String>,
+) {
+    if let Some(r) = replay.as_mut() {
+        return r.live(payload, logs);
+    }
+    if let Err(skip) = outbox.message(&payload) {
+        logs.push(opening::skipped(channel, skip.reason(), payload.len()));
+    }
+}
+
+/// Queues the next history page when the replay wants it.
+fn ask_page(session: &mut Session, outbox: &Outbox, replay: &mut Option<Replay>) {
+    if let Some(r) = replay.as_mut().filter(|r| r.wants_page(outbox)) {
+        session.command_owned(Tag::History, &r.command());
+        r.asked();
     }
 }
 

@@ -14,18 +14,10 @@ use crate::events::{self, ExecutionRecord, StreamKind};
 use crate::history::{self, EntryId};
 use crate::limits::Slot;
 use crate::log;
-use crate::outbox::{Close, Outbox};
+use crate::outbox::Outbox;
 use crate::resp::Value;
 use crate::routes::valid_id;
 use crate::session::Tag;
-
-/// Bytes queued for a browser that is not reading before its stream is
-/// dropped: bounds memory per stream whatever Redis sends.
-pub const MAX_OUTBOX: usize = 1024 * 1024;
-
-/// History entries replayed beyond `history_max_len`: approximate trimming
-/// (`MAXLEN ~`) keeps up to one more macro node (100 entries) than asked.
-const HISTORY_SLACK: u64 = 100;
 
 /// A `Last-Event-ID` more than this far ahead of the gateway's wall clock
 /// names no entry Redis has made (entry ids are Redis' ms clock): ignored.
@@ -90,16 +82,20 @@ impl Plan {
         })
     }
 
-    /// The `XRANGE` of the history to replay, if any. (Paged replay would
-    /// ask for the first page here and the next one from the live phase.)
-    pub fn history_command(&self, cfg: &Config) -> Option<Vec<Vec<u8>>> {
+    /// The history to replay, if any: its key and where to start.
+    pub fn history_key(&self, cfg: &Config) -> Option<(String, Option<EntryId>)> {
         let after = self.history?;
-        let key = history::key(&cfg.prefixes.history_key, &self.channel);
-        Some(history::range_command(
-            &key,
+        Some((
+            history::key(&cfg.prefixes.history_key, &self.channel),
             after,
-            cfg.history.max_len + HISTORY_SLACK,
         ))
+    }
+
+    /// The `XRANGE` of the history's first page, if any (the next pages
+    /// are asked from the live phase, [`super::replay`]).
+    pub fn history_command(&self, cfg: &Config) -> Option<Vec<Vec<u8>>> {
+        let (key, after) = self.history_key(cfg)?;
+        Some(history::range_command(&key, after, cfg.stream.page_entries))
     }
 
     /// The commands whose keys live outside the channel's slot: on the
@@ -143,6 +139,8 @@ pub struct Rules {
     pub max_streams: u64,
     /// The `retry:` hint that starts every stream.
     pub retry_ms: u64,
+    /// The slow-client bound ([`crate::config::StreamBudget::outbox_bytes`]).
+    pub outbox_bytes: usize,
 }
 
 /// The replies of the opening pipeline (and, on Cluster, of the side commands).
@@ -169,10 +167,21 @@ impl Replies {
     }
 }
 
+/// A stream the replies let open.
+pub struct Opened {
+    /// `retry:` and the status snapshot, queued.
+    pub outbox: Outbox,
+    /// The history's first page, when a history was read.
+    pub page: Option<Vec<(EntryId, Vec<u8>)>>,
+    /// The execution is finished: its stored result event (if any), to
+    /// send after the history unless a terminal event comes first.
+    pub finished: Option<Option<String>>,
+}
+
 /// What the replies decide.
 pub struct Decision {
-    /// `Ok`: the stream goes on with this outbox; `Err`: the answer.
-    pub answer: Result<Outbox, ApiError>,
+    /// `Ok`: the stream goes on; `Err`: the answer.
+    pub answer: Result<Opened, ApiError>,
     /// The slot was taken and must be given back (on refusal now, else at
     /// the stream's end).
     pub slot_taken: bool,
@@ -180,8 +189,8 @@ pub struct Decision {
 
 /// Maps the opening replies to the answer: 503 for any Redis trouble, 429
 /// without a slot, 404 without a record, 403 for another user's execution;
-/// otherwise the outbox with `retry:`, the status snapshot, the history and
-/// (for a finished execution) the stored result.
+/// otherwise the outbox with `retry:` and the status snapshot, the
+/// history's first page and (for a finished execution) the stored result.
 pub fn decide(
     rules: &Rules,
     plan: &Plan,
@@ -201,28 +210,23 @@ pub fn decide(
             slot_taken = true;
         }
         let record = replies.take(Tag::Record).transpose()?;
-        let history = match replies.take(Tag::History).transpose()? {
-            Some(v) => history::parse_range(v).map_err(|e| unavailable(logs, &e.to_string()))?,
-            None => Vec::new(),
-        };
-        let mut outbox = Outbox::new(plan.kind, event_name(plan.kind), MAX_OUTBOX);
-        outbox.retry(rules.retry_ms);
-        let finished = match &plan.execution_id {
-            Some(id) => Some(check_record(&rules.who, id, record, &mut outbox, logs)?),
+        let page = match replies.take(Tag::History).transpose()? {
+            Some(v) => {
+                Some(history::parse_range(v).map_err(|e| unavailable(logs, &e.to_string()))?)
+            }
             None => None,
         };
-        for (entry, event) in &history {
-            if let Err(skip) = outbox.event(Some(*entry), event) {
-                logs.push(skipped(&plan.channel, skip.reason(), event.len()));
-            }
-        }
-        if let (Some(Some(result)), None) = (finished, outbox.closed()) {
-            match result {
-                Some(result) => outbox.control(&result, true),
-                None => outbox.close(Close::Terminal),
-            }
-        }
-        Ok(outbox)
+        let mut outbox = Outbox::new(plan.kind, event_name(plan.kind), rules.outbox_bytes);
+        outbox.retry(rules.retry_ms);
+        let finished = match &plan.execution_id {
+            Some(id) => check_record(&rules.who, id, record, &mut outbox, logs)?,
+            None => None,
+        };
+        Ok(Opened {
+            outbox,
+            page,
+            finished,
+        })
     })();
     Decision { answer, slot_taken }
 }
