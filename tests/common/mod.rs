@@ -23,6 +23,7 @@
 
 mod api;
 mod gateway;
+mod host_stats;
 pub mod hostile;
 mod http;
 pub mod jwt;
@@ -33,6 +34,7 @@ mod sse;
 
 pub use api::*;
 pub use gateway::*;
+pub use host_stats::*;
 pub use http::*;
 pub use procs::*;
 pub use redis_server::*;

@@ -1,0 +1,62 @@
+//! What the host process costs (from /proc) and what Redis still holds for
+//! a user: for tests of memory, CPU and slot release.
+
+use super::*;
+use std::time::{Duration, Instant};
+
+/// Resident set size of `pid` in KiB (`VmRSS`), 0 if unreadable.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU time `pid` has used so far (user + system), from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// The per-user stream slot set (`sse:streams:<user>`).
+pub fn slot_key(user: &str) -> String {
+    format!("sse:streams:{user}")
+}
+
+/// How many stream slots `user` holds.
+pub fn slots_held(redis: &RedisServer, user: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(slot_key(user))
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+/// Waits until `user` holds no stream slot; panics after `timeout`.
+pub fn expect_slots_released(redis: &RedisServer, user: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = slots_held(redis, user);
+        if n == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ZCARD {} = {n} after {timeout:?}: a stream slot is still held",
+            slot_key(user)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
