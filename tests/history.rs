@@ -212,19 +212,31 @@ fn the_largest_last_event_id_is_ignored_and_holds_no_slot() {
 
 #[test]
 fn a_stalled_reader_with_a_terminal_event_pending_costs_no_cpu() {
-    // An event larger than what the sockets between host and browser
-    // take, so the terminal event stays pending while the browser reads
-    // nothing: the stream waits for the flush deadline (5 s).
+    // More than the sockets between host and browser take (6 MB, within
+    // the 8 MiB outbox bound of 4 MiB events; the browser's receive
+    // window kept small), so the
+    // terminal event stays pending while the browser reads nothing: the
+    // stream waits for the flush deadline (5 s).
     let env = TestEnv::start_with(|b| b.env("MAX_EVENT_BYTES", "4194304"));
     let rec = running_exec(&env);
     let pid = env.gw.pid().expect("host pid");
-    let s = Reader::open(env.gw.addr(), &rec, None);
+    let auth = jwt::token(&rec.user_id, "user");
+    let raw = format!(
+        "GET {} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {auth}\r\n\r\n",
+        exec_path(&rec.id)
+    );
+    let sock = connect_small_window(env.gw.addr(), 4096);
+    let resp = send_raw_on(sock, raw.as_bytes(), Duration::from_secs(15)).expect("GET");
+    assert_eq!(resp.status, 200);
     env.redis
         .wait_numsub(&exec_channel(&rec.id), 1, Duration::from_secs(10))
         .expect("subscribed");
-    let big = json!({"event_type": "result_stored", "execution_id": rec.id,
-                     "pad": "y".repeat(3_500_000)});
+    let big = json!({"event_type": "pod_running", "execution_id": rec.id,
+                     "pad": "z".repeat(3_000_000)});
     publish_exec(&env, &rec.id, &big);
+    let end = json!({"event_type": "result_stored", "execution_id": rec.id,
+                     "pad": "y".repeat(3_000_000)});
+    publish_exec(&env, &rec.id, &end);
     thread::sleep(Duration::from_millis(500));
     let (cpu0, t0) = (cpu_time(pid), Instant::now());
     thread::sleep(Duration::from_secs(3));
@@ -246,7 +258,16 @@ fn a_stalled_reader_with_a_terminal_event_pending_costs_no_cpu() {
     let log = env.gw.log();
     let closed = log.lines().find(|l| l.contains("stream_closed")).unwrap_or("");
     println!("[history] {}: {closed}", host().name());
-    s.disconnect();
+    let millis: u64 = closed
+        .split("\"duration_ms\":")
+        .nth(1)
+        .and_then(|r| r.trim_end_matches(['}', ' ']).parse().ok())
+        .unwrap_or_else(|| panic!("no stream_closed duration in {closed:?}"));
+    assert!(
+        closed.contains("terminal event") && millis >= 5000,
+        "the stream should have waited for the flush deadline with bytes pending: {closed}"
+    );
+    resp.disconnect();
 }
 
 #[test]
