@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::host_stats::*;
 use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -256,7 +257,10 @@ fn a_stalled_reader_with_a_terminal_event_pending_costs_no_cpu() {
     // After the flush deadline the stream is over and its slot given back.
     expect_slots_released(&env.redis, USER, RELEASE);
     let log = env.gw.log();
-    let closed = log.lines().find(|l| l.contains("stream_closed")).unwrap_or("");
+    let closed = log
+        .lines()
+        .find(|l| l.contains("stream_closed"))
+        .unwrap_or("");
     println!("[history] {}: {closed}", host().name());
     let millis: u64 = closed
         .split("\"duration_ms\":")

@@ -410,7 +410,11 @@ fn wait_healthy(server: &mut Server, timeout: Duration) -> Result<(), String> {
     }
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        match procs::http_status(server.addr, "/api/v1/events/health/ready", Duration::from_secs(5)) {
+        match procs::http_status(
+            server.addr,
+            "/api/v1/events/health/ready",
+            Duration::from_secs(5),
+        ) {
             Ok(200) => return Ok(()),
             other if std::time::Instant::now() > deadline => {
                 return Err(format!("{} health check: {other:?}", server.name))
@@ -779,14 +783,7 @@ fn run(opts: Opts) -> Result<(), String> {
         for s in servers.iter_mut() {
             say(format!("{}: soak, {} streams", s.name, so.streams));
             let r = rt.block_on(soak::run(
-                &s.name,
-                s.addr,
-                ctx.redis,
-                s.pid,
-                so,
-                &token,
-                ctx.run_id,
-                procs::rss_kib,
+                &s.name, s.addr, ctx.redis, s.pid, so, &token, ctx.run_id,
             ))?;
             say(format!(
                 "{}: soak {:.0}s: {} published, {} delivered, {} lost, {} duplicated, {} reconnects, {} failed opens {:?}; Redis clients {} -> {} (baseline {}), slots held at the end {}, settled in {:.1}s; RSS KiB {:?}",

@@ -84,13 +84,13 @@ pub async fn run(
     o: &SoakOpts,
     token: &(dyn Fn(&str) -> String + Sync),
     run_id: u64,
-    rss: fn(u32) -> u64,
 ) -> Result<SoakReport, String> {
     let executions = o.streams.div_ceil(o.group.max(1)).max(1);
     let execs: Vec<String> = (0..executions)
         .map(|e| format!("soak-{run_id}-{target}-{e}"))
         .collect();
-    let records: Vec<(String, String)> = execs.iter().map(|e| (e.clone(), "owner".into())).collect();
+    let records: Vec<(String, String)> =
+        execs.iter().map(|e| (e.clone(), "owner".into())).collect();
     crate::redis::create_records(redis, &records).map_err(|e| format!("records: {e}"))?;
     let mut admin = Redis::connect(redis).map_err(|e| e.to_string())?;
     let baseline = client_count(&mut admin)?;
@@ -136,7 +136,8 @@ pub async fn run(
         o.churn * 100.0
     );
     // Publisher thread.
-    let published: Arc<Vec<AtomicU64>> = Arc::new((0..executions).map(|_| AtomicU64::new(0)).collect());
+    let published: Arc<Vec<AtomicU64>> =
+        Arc::new((0..executions).map(|_| AtomicU64::new(0)).collect());
     let pub_stop = Arc::new(AtomicBool::new(false));
     let publisher = {
         let (execs, published, pub_stop) = (execs.clone(), published.clone(), pub_stop.clone());
@@ -163,11 +164,17 @@ pub async fn run(
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            states[(rng % states.len() as u64) as usize].1.reconnect.notify_one();
+            states[(rng % states.len() as u64) as usize]
+                .1
+                .reconnect
+                .notify_one();
         }
         if tick % sample_every == 0 {
             if let Some(pid) = pid {
-                report.rss_kib.push(((now_ns() - opened_at) as f64 / 1e9, rss(pid)));
+                report.rss_kib.push((
+                    (now_ns() - opened_at) as f64 / 1e9,
+                    crate::procs::rss_kib(pid),
+                ));
             }
         }
     }
@@ -176,7 +183,10 @@ pub async fn run(
         .join()
         .map_err(|_| "publisher panicked")?
         .map_err(|e| format!("publisher: {e}"))?;
-    let finals: Vec<u64> = published.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    let finals: Vec<u64> = published
+        .iter()
+        .map(|p| p.load(Ordering::Relaxed))
+        .collect();
     report.published = finals.iter().sum();
     // Let every stream catch up (30 s at most), then close them all.
     let catch_up = now_ns() + 30_000_000_000;
@@ -227,7 +237,9 @@ pub async fn run(
 fn client_count(r: &mut Redis) -> Result<usize, String> {
     let cmd = vec![b"CLIENT".to_vec(), b"LIST".to_vec()];
     match r.pipeline(&[cmd]).map_err(|e| e.to_string())?.pop() {
-        Some(OwnedFrame::BulkString(b)) => Ok(b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count()),
+        Some(OwnedFrame::BulkString(b)) => {
+            Ok(b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count())
+        }
         other => Err(format!("CLIENT LIST: {other:?}")),
     }
 }
@@ -262,21 +274,40 @@ fn publish_loop(
         let mut whom = Vec::new();
         while sent < due && cmds.len() < 1000 {
             let e = (sent % execs.len() as u64) as usize;
-            let n = published[e].load(Ordering::Relaxed) + whom.iter().filter(|w| **w == e).count() as u64;
+            let n = published[e].load(Ordering::Relaxed)
+                + whom.iter().filter(|w| **w == e).count() as u64;
             let channel = format!("sse:exec:{}", execs[e]);
             let key = format!("history:{{{channel}}}");
-            let event = format!(r#"{{"event_type":"tick","execution_id":"{}","n":{n}}}"#, execs[e]);
+            let event = format!(
+                r#"{{"event_type":"tick","execution_id":"{}","n":{n}}}"#,
+                execs[e]
+            );
             cmds.push(
-                ["EVAL", PUBLISH_SCRIPT, "1", &key, &channel, &event, "1000", "3600", "PUBLISH"]
-                    .iter()
-                    .map(|s| s.as_bytes().to_vec())
-                    .collect(),
+                [
+                    "EVAL",
+                    PUBLISH_SCRIPT,
+                    "1",
+                    &key,
+                    &channel,
+                    &event,
+                    "1000",
+                    "3600",
+                    "PUBLISH",
+                ]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
             );
             whom.push(e);
             sent += 1;
         }
         if !cmds.is_empty() {
-            for (reply, e) in r.pipeline(&cmds).map_err(|e| e.to_string())?.into_iter().zip(whom) {
+            for (reply, e) in r
+                .pipeline(&cmds)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .zip(whom)
+            {
                 if let OwnedFrame::Error(err) = reply {
                     return Err(err);
                 }
@@ -400,10 +431,7 @@ impl Reader {
             self.body.extend_from_slice(bytes);
         }
         // Chunked: <hex>\r\n<data>\r\n ...
-        loop {
-            let Some(eol) = self.body.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = self.body.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(
                 std::str::from_utf8(&self.body[..eol]).unwrap_or("").trim(),
                 16,
@@ -412,7 +440,8 @@ impl Reader {
             if self.body.len() < eol + 2 + size + 2 {
                 break;
             }
-            self.text.extend_from_slice(&self.body[eol + 2..eol + 2 + size]);
+            self.text
+                .extend_from_slice(&self.body[eol + 2..eol + 2 + size]);
             self.body.drain(..eol + 2 + size + 2);
             if size == 0 {
                 break;

@@ -23,7 +23,7 @@
 
 mod api;
 mod gateway;
-mod host_stats;
+pub mod host_stats;
 pub mod hostile;
 mod http;
 pub mod jwt;
@@ -34,7 +34,6 @@ mod sse;
 
 pub use api::*;
 pub use gateway::*;
-pub use host_stats::*;
 pub use http::*;
 pub use procs::*;
 pub use redis_server::*;
