@@ -34,8 +34,14 @@ use std::collections::VecDeque;
 pub struct Replay {
     key: String,
     budget: StreamBudget,
-    /// The newest entry read (sent or skipped); `None` before any.
+    /// Where the next page starts: the newest entry read, or where the
+    /// replay started.
     cursor: Option<EntryId>,
+    /// The newest entry read (sent or skipped). Only entries read count
+    /// for the dedupe: the browser's `Last-Event-ID` may be ahead of
+    /// everything (within the hour `opening::resume_point` allows) and
+    /// must not silence live events.
+    read: Option<EntryId>,
     /// A page was asked and its reply is not in yet.
     asked: bool,
     held: VecDeque<Vec<u8>>,
@@ -69,6 +75,7 @@ impl Replay {
             key,
             budget,
             cursor: after,
+            read: None,
             asked: true,
             held: VecDeque::new(),
             held_bytes: 0,
@@ -106,6 +113,7 @@ impl Replay {
         let last = (entries.len() as u64) < self.budget.page_entries;
         for (id, event) in entries {
             self.cursor = self.cursor.max(Some(id));
+            self.read = self.read.max(Some(id));
             if let Err(skip) = outbox.replayed(Some(id), &event) {
                 logs.push(skipped(&self.channel, skip.reason(), event.len()));
             }
@@ -135,7 +143,7 @@ impl Replay {
     /// The history is over: what was read counts as sent for the dedupe,
     /// held messages go out, then a finished execution's stored result.
     fn finish(&mut self, outbox: &mut Outbox, logs: &mut Vec<String>) {
-        if let Some(id) = self.cursor {
+        if let Some(id) = self.read {
             outbox.seen(id);
         }
         for payload in std::mem::take(&mut self.held) {

@@ -388,3 +388,33 @@ fn a_failed_page_ends_the_stream_as_redis_lost() {
     m.receive(b":7\r\n", 20);
     assert!(pending(&m).contains(": redis connection lost"));
 }
+
+#[test]
+fn a_resume_point_ahead_of_the_history_does_not_silence_live_events() {
+    let ahead = format!("{}-0", (UNIX as u64) * 1000 + 60_000);
+    let mut m = open(
+        &cfg(&[]),
+        &user("u1"),
+        Topic::Execution("e1".into()),
+        Some(&ahead),
+    );
+    m.connect_to();
+    assert!(wire(&mut m).contains(&format!("({ahead}")));
+    m.receive(
+        format!(
+            "{HELLO}{}{}:1\r\n{}",
+            subscribed("sse:exec:e1"),
+            history(&[]),
+            record("u1", "running")
+        )
+        .as_bytes(),
+        10,
+    );
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    let live = format!(
+        r#"{{"_sse_id":"{}-0","event_type":"t","n":1}}"#,
+        UNIX * 1000
+    );
+    m.receive(message("sse:exec:e1", &live).as_bytes(), 11);
+    assert_eq!(events(&pending(&m)).last().unwrap().1, "1");
+}
