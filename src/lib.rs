@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod history;
@@ -17,6 +18,7 @@ pub mod routes;
 pub mod session;
 pub mod sse;
 pub mod stream;
+pub mod tls;
 
 #[cfg(target_arch = "wasm32")]
 mod host;
