@@ -44,7 +44,11 @@ fn crc16(bytes: &[u8]) -> u16 {
 pub struct Moved {
     /// The slot that moved.
     pub slot: u16,
-    /// The owner's host (IPv6 without brackets).
+    /// The owner's host: an IP (IPv6 without brackets) or, with
+    /// `cluster-preferred-endpoint-type hostname`, a name, resolved and
+    /// verified (TLS) like the configured host. Empty: the same host as
+    /// the node that answered (Redis 7 sends `:port` when it knows no
+    /// endpoint to give).
     pub host: String,
     /// The owner's port.
     pub port: u16,
@@ -59,7 +63,8 @@ pub fn parse_moved(error: &str) -> Option<Moved> {
     let endpoint = parts.next()?;
     let (host, port) = endpoint.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || slot >= SLOTS {
+    // `?`: the node knows no endpoint for the owner (unknown-endpoint).
+    if host == "?" || slot >= SLOTS {
         return None;
     }
     Some(Moved {
@@ -106,12 +111,20 @@ mod tests {
             parse_moved("MOVED 1 [::1]:7000").map(|m| m.host),
             Some("::1".to_string())
         );
+        assert_eq!(
+            parse_moved("MOVED 5 redis-2.redis.svc.cluster.local:6380").map(|m| (m.host, m.port)),
+            Some(("redis-2.redis.svc.cluster.local".to_string(), 6380))
+        );
+        assert_eq!(
+            parse_moved("MOVED 1 :7001").map(|m| m.host),
+            Some(String::new())
+        );
         for bad in [
             "ASK 3999 127.0.0.1:6381",
             "MOVED x h:1",
             "MOVED 99999 h:1",
             "MOVED 1 h",
-            "MOVED 1 :1",
+            "MOVED 1 ?:7000",
         ] {
             assert_eq!(parse_moved(bad), None, "{bad}");
         }

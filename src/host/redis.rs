@@ -15,7 +15,8 @@ const MAX_REDIRECTS: usize = 3;
 
 /// Opens a connection, sends what `make` queues and waits for the first
 /// output. On Redis Cluster a `MOVED` reply reconnects to the named owner
-/// and sends the same commands again.
+/// (resolved and, with `rediss://`, verified by its own name) and sends the
+/// same commands again.
 pub fn connect(
     cfg: &Config,
     make: impl Fn() -> Session,
@@ -33,7 +34,9 @@ pub fn connect(
                 .flatten()
             {
                 Some(moved) => {
-                    target.host = moved.host;
+                    if !moved.host.is_empty() {
+                        target.host = moved.host;
+                    }
                     target.port = moved.port;
                 }
                 None => return Err(e.0),
