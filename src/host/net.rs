@@ -144,6 +144,8 @@ fn socket_address(ip: IpAddr, port: u16) -> (IpAddressFamily, IpSocketAddress) {
 pub struct Conn {
     tcp: Tcp,
     tls: Option<TlsSession>,
+    /// `host:port`, for error texts.
+    peer: String,
     /// The protocol state of this connection.
     pub session: Session,
 }
@@ -174,7 +176,13 @@ impl Conn {
             Some(client) => Some(handshake(&tcp, client, target, deadline)?),
             None => None,
         };
-        let mut conn = Conn { tcp, tls, session };
+        let peer = format!("{}:{}", target.host, target.port);
+        let mut conn = Conn {
+            tcp,
+            tls,
+            peer,
+            session,
+        };
         conn.flush()?;
         Ok(conn)
     }
@@ -191,7 +199,7 @@ impl Conn {
         }
         self.tcp
             .write(&bytes)
-            .map_err(|e| fail(format!("redis {e}")))
+            .map_err(|e| fail(format!("redis {} {e}", self.peer)))
     }
 
     /// Ready when Redis has sent bytes (or closed).
@@ -201,7 +209,10 @@ impl Conn {
 
     /// Reads what is available without blocking and decodes it into `out`.
     pub fn read_available(&mut self, out: &mut Vec<Incoming>) -> Result<(), NetError> {
-        let mut bytes = self.tcp.read().map_err(|e| fail(format!("redis {e}")))?;
+        let mut bytes = self
+            .tcp
+            .read()
+            .map_err(|e| fail(format!("redis {} {e}", self.peer)))?;
         if let Some(tls) = &mut self.tls {
             let mut plain = Vec::new();
             let received = tls.receive(&bytes, &mut plain);
@@ -210,7 +221,7 @@ impl Conn {
             if !reply.is_empty() {
                 let _ = self.tcp.write(&reply);
             }
-            received.map_err(|e| fail(format!("redis TLS: {e}")))?;
+            received.map_err(|e| fail(format!("redis {} TLS: {e}", self.peer)))?;
             bytes = plain;
         }
         self.session

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod tls;
+
 /// HS256 secret the default gateway is started with.
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123456789abcdef";
 
@@ -766,7 +768,15 @@ impl GatewayBuilder {
         let log = File::create(log_path)
             .map_err(|e| (format!("create {}: {e}", log_path.display()), false))?;
         let mut cmd = Command::new(wasmtime);
-        cmd.args(["serve", "-S", "cli", "-S", "inherit-network"]);
+        cmd.args([
+            "serve",
+            "-S",
+            "cli",
+            "-S",
+            "inherit-network",
+            "-S",
+            "allow-ip-name-lookup",
+        ]);
         for (k, v) in &self.env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
