@@ -64,7 +64,7 @@ Demo (DEV_MODE=true: development tokens can be minted; never in production):
 MSG
 fi
 
-"$WASMTIME" serve -S cli -S inherit-network \
+"$WASMTIME" serve -S cli -S inherit-network -S allow-ip-name-lookup \
     --env REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     --env JWT_SECRET="$JWT_SECRET" \
     --env HEARTBEAT_SECONDS="$HEARTBEAT_SECONDS" \

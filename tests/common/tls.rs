@@ -209,7 +209,7 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     pub fn start(names: &[(&str, &str)]) -> Dnsmasq {
         let port = free_port();
-        let mut cmd = Command::new("dnsmasq");
+        let mut cmd = Command::new(dnsmasq_bin());
         cmd.args([
             "--no-daemon",
             "--no-resolv",
@@ -251,6 +251,20 @@ impl Dnsmasq {
     pub fn server(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
     }
+}
+
+/// `DNSMASQ`, else `dnsmasq` on PATH, else Debian's `/usr/sbin/dnsmasq`
+/// (not on a normal user's PATH).
+fn dnsmasq_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DNSMASQ") {
+        return PathBuf::from(p);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("dnsmasq"))
+        .find(|p| p.is_file());
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/dnsmasq"))
 }
 
 impl Drop for Dnsmasq {
