@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::tls::{Dnsmasq, Pki, TlsRedis, TlsRedisOptions};
+use common::tls::{Dnsmasq, Pki, TlsCluster, TlsRedis, TlsRedisOptions};
 use common::*;
 use serde_json::json;
+use sse_gateway::cluster::key_slot;
 use std::time::{Duration, Instant};
 
 const EVENT: Duration = Duration::from_secs(10);
@@ -310,4 +311,87 @@ fn tls_settings_without_rediss_are_a_config_error() {
             .contains("redis_tls_ca_pem"),
         "{body}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Redis Cluster over TLS, nodes by name
+// ---------------------------------------------------------------------------
+
+/// Runs `cmd` on whichever node owns its key (the others answer MOVED).
+fn on_owner<T: redis::FromRedisValue>(cluster: &TlsCluster, cmd: &redis::Cmd) -> (usize, T) {
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if let Ok(v) = cmd.query(&mut node.conn()) {
+            return (i, v);
+        }
+    }
+    panic!("no node accepted the command");
+}
+
+#[test]
+fn tls_cluster_follows_moved_to_named_nodes() {
+    let pki = Pki::new("sse-gateway test CA");
+    let cert = pki.issue(&["localhost"], false);
+    let cluster = TlsCluster::start(&pki, &cert);
+    // An execution whose record and channel both live off the first node
+    // (slots 0-5460), so the gateway must follow `MOVED localhost:<port>`.
+    let id = loop {
+        let id = new_execution_id();
+        let off_first = |k: String| key_slot(k.as_bytes()) > 5460;
+        if off_first(format!("exec:{id}")) && off_first(exec_channel(&id)) {
+            break id;
+        }
+    };
+    let mut hset = redis::cmd("HSET");
+    hset.arg(format!("exec:{id}")).arg(&[
+        "user_id",
+        "u1",
+        "status",
+        "running",
+        "updated_at",
+        "2025-01-15T10:30:00Z",
+    ]);
+    let (owner, _): (usize, i64) = on_owner(&cluster, &hset);
+    assert_ne!(owner, 0);
+    let moved = redis::cmd("EXISTS")
+        .arg(format!("exec:{id}"))
+        .query::<i64>(&mut cluster.nodes[0].conn())
+        .unwrap_err();
+    let (node, _) = moved.redirect_node().expect("MOVED");
+    assert!(node.starts_with("localhost:"), "MOVED names a host: {node}");
+    let first = cluster.nodes[0].tls_port;
+    let gw = tls_gateway(&format!("rediss://localhost:{first}"), &pki.ca_pem())
+        .env("REDIS_CLUSTER", "true")
+        .start();
+    let token = jwt::token("u1", "user");
+    let mut s = open_stream(
+        gw.addr(),
+        &exec_path(&id),
+        &[("Authorization", &bearer(&token))],
+    );
+    assert_eq!(s.next_json(EVENT)["status"], "running");
+    let channel = exec_channel(&id);
+    let mut numsub = redis::cmd("PUBSUB");
+    numsub.arg("SHARDNUMSUB").arg(&channel);
+    // Every node answers SHARDNUMSUB (for its own shards): sum them.
+    let subscribers = || -> i64 {
+        let per_node = cluster
+            .nodes
+            .iter()
+            .map(|n| numsub.query::<(String, i64)>(&mut n.conn()));
+        per_node.map(|r| r.unwrap().1).sum()
+    };
+    let deadline = Instant::now() + EVENT;
+    while subscribers() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "gateway never subscribed on the owner"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let event = json!({"event_type": "pod_running", "execution_id": id});
+    let mut spublish = redis::cmd("SPUBLISH");
+    spublish.arg(&channel).arg(event.to_string());
+    let (_, receivers): (usize, i64) = on_owner(&cluster, &spublish);
+    assert_eq!(receivers, 1);
+    assert_eq!(s.next_json(EVENT), event);
 }

@@ -99,7 +99,19 @@ impl TlsRedis {
     /// Serves `server` (issued by `pki`), trusting `pki` for client
     /// certificates.
     pub fn start(pki: &Pki, server: &Issued, opts: TlsRedisOptions) -> TlsRedis {
-        let (port, tls_port) = (free_port(), free_port());
+        TlsRedis::spawn(pki, server, &opts, &[])
+    }
+
+    fn spawn(pki: &Pki, server: &Issued, opts: &TlsRedisOptions, extra: &[&str]) -> TlsRedis {
+        // Cluster nodes need their bus ports (+10000) free too.
+        let bus_free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok();
+        let pick = || loop {
+            let p = free_port();
+            if bus_free(p) {
+                return p;
+            }
+        };
+        let (port, tls_port) = (pick(), pick());
         let log_path = log_dir().join(format!("redis-tls-{tls_port}-{}.log", unique_tag()));
         let log = fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new("redis-server");
@@ -126,10 +138,13 @@ impl TlsRedis {
             },
         ])
         .arg("--dir")
-        .arg(std::env::temp_dir());
+        .arg(log_dir())
+        .arg("--cluster-config-file")
+        .arg(format!("nodes-{tls_port}-{}.conf", unique_tag()));
         if let Some(pw) = &opts.password {
             cmd.args(["--requirepass", pw]);
         }
+        cmd.args(extra);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -138,7 +153,7 @@ impl TlsRedis {
         let mut redis = TlsRedis {
             port,
             tls_port,
-            password: opts.password,
+            password: opts.password.clone(),
             child: Some(child),
             log_path,
         };
@@ -270,5 +285,69 @@ fn dnsmasq_bin() -> PathBuf {
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
         kill_child(&mut self.child);
+    }
+}
+
+/// Three Redis Cluster nodes speaking TLS to clients and to each other
+/// (`tls-cluster yes`), each announcing the host name `localhost`, so
+/// `MOVED` replies name a host; plain ports too, for the test's commands.
+pub struct TlsCluster {
+    pub nodes: Vec<TlsRedis>,
+}
+
+impl TlsCluster {
+    pub fn start(pki: &Pki, server: &Issued) -> TlsCluster {
+        let nodes: Vec<TlsRedis> = (0..3)
+            .map(|_| {
+                TlsRedis::spawn(
+                    pki,
+                    server,
+                    &TlsRedisOptions::default(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--tls-cluster",
+                        "yes",
+                        "--cluster-announce-hostname",
+                        "localhost",
+                        "--cluster-preferred-endpoint-type",
+                        "hostname",
+                    ],
+                )
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create
+            .args(["--tls", "--cacert"])
+            .arg(pki.ca_file())
+            .args(["--cluster", "create"]);
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.tls_port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "TLS cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in &nodes {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut n.conn())
+                    .unwrap();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster not ok: {info}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        TlsCluster { nodes }
     }
 }
