@@ -46,6 +46,31 @@ pub fn is_localhost(host: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
+/// What the host's lookup (`Err`: its error code's name) means for
+/// `host`: the addresses, IPv4 first; loopback for a `localhost` name the
+/// host could not resolve (Spin has no lookup); else why, with the way
+/// round a host that offers no lookup.
+pub fn host_answer(host: &str, answer: Result<Vec<IpAddr>, &str>) -> Result<Vec<IpAddr>, String> {
+    let why = match answer {
+        Ok(mut found) if !found.is_empty() => {
+            found.sort_by_key(IpAddr::is_ipv6);
+            return Ok(found);
+        }
+        Ok(_) => "no address",
+        Err(code) => code,
+    };
+    if is_localhost(host) {
+        return Ok(vec![LOOPBACK]);
+    }
+    let hint = match why {
+        "permanent-resolver-failure" | "not-supported" | "access-denied" => {
+            " (this host offers no name lookup: set dns_server to a resolver's IP)"
+        }
+        _ => "",
+    };
+    Err(format!("resolve {host}: {why}{hint}"))
+}
+
 /// Parses `dns_server`: `tcp://IP[:port]` or `IP[:port]` (port 53 by
 /// default, IPv6 in brackets). The `tcp://` form is also a valid Spin
 /// `allowed_outbound_hosts` entry, so spin.toml can allow it verbatim.
@@ -246,6 +271,30 @@ mod tests {
         assert_eq!(plan("localhost", None), Plan::Host);
         assert!(!is_localhost("notlocalhost"));
         assert!(!is_localhost("localhost.example"));
+    }
+
+    #[test]
+    fn host_answers() {
+        let v6: IpAddr = "::1".parse().unwrap();
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(host_answer("r", Ok(vec![v6, v4])), Ok(vec![v4, v6]));
+        // Spin: no lookup at all, yet `localhost` works.
+        let spin = || Err("permanent-resolver-failure");
+        assert_eq!(host_answer("localhost", spin()), Ok(vec![LOOPBACK]));
+        assert_eq!(host_answer("localhost", Ok(vec![])), Ok(vec![LOOPBACK]));
+        let e = host_answer("redis.svc", spin()).unwrap_err();
+        assert!(
+            e.contains("redis.svc") && e.contains("set dns_server"),
+            "{e}"
+        );
+        assert_eq!(
+            host_answer("redis.svc", Err("name-unresolvable")),
+            Err("resolve redis.svc: name-unresolvable".into())
+        );
+        assert_eq!(
+            host_answer("redis.svc", Ok(vec![])),
+            Err("resolve redis.svc: no address".into())
+        );
     }
 
     #[test]

@@ -11,13 +11,17 @@ pub mod cors;
 pub mod dns;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod history;
+pub mod json;
 pub mod limits;
+pub mod log;
+pub mod machine;
+pub mod outbox;
 pub mod resp;
 pub mod routes;
 pub mod session;
 pub mod sse;
-pub mod stream;
 pub mod tls;
 
 #[cfg(target_arch = "wasm32")]

@@ -176,6 +176,12 @@ impl TlsSession {
             .map_err(|e| format!("TLS write: {e}"))
     }
 
+    /// `plain` as records to send now (with anything else queued).
+    pub fn seal(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        self.write(plain)?;
+        Ok(self.take_outgoing())
+    }
+
     /// Records to send to the server now (handshake messages, alerts,
     /// encrypted plaintext).
     pub fn take_outgoing(&mut self) -> Vec<u8> {

@@ -1,13 +1,12 @@
 //! TCP (and TLS) to Redis over `wasi:sockets`, with deadlines from `wasi:clocks`.
 //!
 //! Owns sockets and their streams and nothing else: what to send and what
-//! the bytes mean is [`crate::session::Session`]'s job, TLS records are
+//! the bytes mean is the core machines' job, TLS records are
 //! [`crate::tls::TlsSession`]'s and DNS messages [`crate::dns::Lookup`]'s.
 
 use super::clock;
 use crate::config::RedisTarget;
 use crate::dns::{self, Plan};
-use crate::session::{Incoming, Session};
 use crate::tls::{TlsClient, TlsSession};
 use std::net::{IpAddr, SocketAddr};
 use wasi::io::poll::{poll, Pollable};
@@ -34,10 +33,8 @@ fn fail(what: impl Into<String>) -> NetError {
     NetError(what.into())
 }
 
-/// Bytes read from Redis per `read` call. Small on purpose: wasmtime-wasi
-/// allocates and zeroes the full length on every read, and a typical event
-/// is a few hundred bytes (64 KiB cost ~7 % CPU per event, docs/PERFORMANCE.md).
-const READ_CHUNK: u64 = 8 * 1024;
+/// Bytes read from Redis per `read` call (why so few: the constant's doc).
+const READ_CHUNK: u64 = crate::machine::READ_CHUNK as u64;
 
 /// One TCP connection. Field order is drop order: the streams are children
 /// of the socket and must go first.
@@ -48,158 +45,122 @@ struct Tcp {
 }
 
 impl Tcp {
-    fn connect(ip: IpAddr, port: u16, deadline: u64) -> Result<Tcp, NetError> {
+    fn connect(ip: IpAddr, port: u16, deadline: u64) -> Result<Tcp, String> {
+        let peer = SocketAddr::new(ip, port);
         let network = instance_network();
-        let (family, address) = socket_address(ip, port);
-        let socket = tcp_create_socket::create_tcp_socket(family)
-            .map_err(|e| fail(format!("socket: {}", e.name())))?;
         let refused = |e: ErrorCode| {
-            let hint = if e == ErrorCode::AccessDenied {
-                " (on Spin: not covered by allowed_outbound_hosts)"
+            let spin = e == ErrorCode::AccessDenied;
+            let hint = if spin {
+                " (on Spin: not in allowed_outbound_hosts)"
             } else {
                 ""
             };
-            fail(format!(
-                "connect to {}: {}{hint}",
-                SocketAddr::new(ip, port),
-                e.name()
-            ))
+            format!("connect to {peer}: {}{hint}", e.name())
         };
+        let (family, address) = match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                let address = (a, b, c, d);
+                let v4 = Ipv4SocketAddress { port, address };
+                (IpAddressFamily::Ipv4, IpSocketAddress::Ipv4(v4))
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                let address = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
+                let (flow_info, scope_id) = (0, 0);
+                let v6 = Ipv6SocketAddress {
+                    port,
+                    flow_info,
+                    address,
+                    scope_id,
+                };
+                (IpAddressFamily::Ipv6, IpSocketAddress::Ipv6(v6))
+            }
+        };
+        let socket = tcp_create_socket::create_tcp_socket(family)
+            .map_err(|e| format!("socket: {}", e.name()))?;
         socket.start_connect(&network, address).map_err(refused)?;
         let ready = socket.subscribe();
         let (input, output) = loop {
             match socket.finish_connect() {
                 Ok(streams) => break streams,
-                Err(ErrorCode::WouldBlock) => {
-                    if !wait_until(&ready, deadline) {
-                        return Err(fail(format!(
-                            "connect to {} timed out",
-                            SocketAddr::new(ip, port)
-                        )));
-                    }
-                }
+                Err(ErrorCode::WouldBlock) if wait_until(&ready, deadline) => {}
+                Err(ErrorCode::WouldBlock) => return Err(format!("connect to {peer} timed out")),
                 Err(e) => return Err(refused(e)),
             }
         };
         drop(ready);
+        let _socket = socket;
         Ok(Tcp {
             input,
             output,
-            _socket: socket,
+            _socket,
         })
     }
 
     /// Writes all of `bytes` (commands and records are small).
-    fn write(&self, bytes: &[u8]) -> Result<(), NetError> {
+    fn write(&self, bytes: &[u8]) -> Result<(), String> {
         for chunk in bytes.chunks(4096) {
             self.output
                 .blocking_write_and_flush(chunk)
-                .map_err(|e| fail(format!("write: {}", stream_error(e))))?;
+                .map_err(|e| format!("write to redis: {}", stream_error(e)))?;
         }
         Ok(())
     }
 
-    /// What has arrived, without blocking (possibly nothing).
-    fn read(&self) -> Result<Vec<u8>, NetError> {
+    /// What has arrived, without blocking (maybe nothing).
+    fn read(&self) -> Result<Vec<u8>, String> {
         self.input
             .read(READ_CHUNK)
-            .map_err(|e| fail(format!("read: {}", stream_error(e))))
+            .map_err(|e| format!("read from redis: {}", stream_error(e)))
     }
 
-    /// Waits for bytes (or the peer's close) until `deadline`.
-    fn wait_readable(&self, deadline: u64) -> bool {
-        wait_until(&self.input.subscribe(), deadline)
-    }
-}
-
-fn socket_address(ip: IpAddr, port: u16) -> (IpAddressFamily, IpSocketAddress) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            (
-                IpAddressFamily::Ipv4,
-                IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                    port,
-                    address: (a, b, c, d),
-                }),
-            )
+    /// Blocks until bytes arrive or `deadline` passes.
+    fn read_until(&self, deadline: u64) -> Result<Vec<u8>, String> {
+        while wait_until(&self.input.subscribe(), deadline) {
+            let bytes = self.read()?;
+            if !bytes.is_empty() {
+                return Ok(bytes);
+            }
         }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            (
-                IpAddressFamily::Ipv6,
-                IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                    port,
-                    flow_info: 0,
-                    address: (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
-                    scope_id: 0,
-                }),
-            )
-        }
+        Err("redis did not answer in time".into())
     }
 }
 
 /// An open connection to Redis, TLS when the target says so. Dropping it
 /// closes the TCP connection, which is how a subscription is released.
 pub struct Conn {
-    tcp: Tcp,
     tls: Option<TlsSession>,
-    /// `host:port`, for error texts.
-    peer: String,
-    /// The protocol state of this connection.
-    pub session: Session,
+    tcp: Tcp,
 }
 
 impl Conn {
-    /// Resolves the host, connects (trying each address in turn) and
-    /// completes the TLS handshake within `deadline` (monotonic ns), then
-    /// sends the session's queued handshake.
-    pub fn open(target: &RedisTarget, session: Session, deadline: u64) -> Result<Conn, NetError> {
-        let addresses = resolve(target, deadline)?;
-        let mut last = None;
-        let mut tcp = None;
-        for ip in addresses {
+    /// Resolves the host, connects (each address in turn) and, for
+    /// `rediss://`, verifies the server, all within `deadline` (monotonic ns).
+    pub fn open(target: &RedisTarget, deadline: u64) -> Result<Conn, NetError> {
+        let mut last = format!("resolve {}: no address", target.host);
+        for ip in resolve(target, deadline).map_err(fail)? {
             match Tcp::connect(ip, target.port, deadline) {
-                Ok(t) => {
-                    tcp = Some(t);
-                    break;
+                Ok(tcp) => {
+                    let tls = match &target.tls {
+                        Some(c) => Some(handshake(&tcp, c, target, deadline).map_err(fail)?),
+                        None => None,
+                    };
+                    return Ok(Conn { tls, tcp });
                 }
-                Err(e) => last = Some(e),
+                Err(e) => last = e,
             }
         }
-        let tcp = match (tcp, last) {
-            (Some(tcp), _) => tcp,
-            (None, Some(e)) => return Err(e),
-            (None, None) => return Err(fail(format!("resolve {}: no address", target.host))),
-        };
-        let tls = match &target.tls {
-            Some(client) => Some(handshake(&tcp, client, target, deadline)?),
-            None => None,
-        };
-        let peer = format!("{}:{}", target.host, target.port);
-        let mut conn = Conn {
-            tcp,
-            tls,
-            peer,
-            session,
-        };
-        conn.flush()?;
-        Ok(conn)
+        Err(fail(last))
     }
 
-    /// Writes whatever the session has queued.
-    pub fn flush(&mut self) -> Result<(), NetError> {
-        let mut bytes = self.session.take_outgoing();
-        if let Some(tls) = &mut self.tls {
-            tls.write(&bytes).map_err(fail)?;
-            bytes = tls.take_outgoing();
+    /// Writes `bytes` (commands are small).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        match &mut self.tls {
+            Some(tls) => self.tcp.write(&tls.seal(bytes).map_err(fail)?),
+            None => self.tcp.write(bytes),
         }
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        self.tcp
-            .write(&bytes)
-            .map_err(|e| fail(format!("redis {} {e}", self.peer)))
+        .map_err(fail)
     }
 
     /// Ready when Redis has sent bytes (or closed).
@@ -207,37 +168,34 @@ impl Conn {
         self.tcp.input.subscribe()
     }
 
-    /// Reads what is available without blocking and decodes it into `out`.
-    pub fn read_available(&mut self, out: &mut Vec<Incoming>) -> Result<(), NetError> {
-        let mut bytes = self
-            .tcp
-            .read()
-            .map_err(|e| fail(format!("redis {} {e}", self.peer)))?;
-        if let Some(tls) = &mut self.tls {
-            let mut plain = Vec::new();
-            let received = tls.receive(&bytes, &mut plain);
-            // Alerts, key updates: whatever TLS wants to say goes out now.
-            let reply = tls.take_outgoing();
-            if !reply.is_empty() {
-                let _ = self.tcp.write(&reply);
-            }
-            received.map_err(|e| fail(format!("redis {} TLS: {e}", self.peer)))?;
-            bytes = plain;
-        }
-        self.session
-            .receive(&bytes, out)
-            .map_err(|e| fail(format!("redis protocol: {e}")))
+    /// Reads what is available without blocking (maybe nothing).
+    pub fn read_available(&mut self) -> Result<Vec<u8>, NetError> {
+        let bytes = self.tcp.read().map_err(fail)?;
+        self.open_records(&bytes)
     }
 
-    /// Blocks until at least one item arrives or `deadline` passes.
-    pub fn next_batch(&mut self, out: &mut Vec<Incoming>, deadline: u64) -> Result<(), NetError> {
-        while out.is_empty() {
-            if !self.tcp.wait_readable(deadline) {
-                return Err(fail("redis did not answer in time"));
+    /// Blocks until bytes arrive or `deadline` passes.
+    pub fn read_until(&mut self, deadline: u64) -> Result<Vec<u8>, NetError> {
+        loop {
+            let bytes = self.tcp.read_until(deadline).map_err(fail)?;
+            let plain = self.open_records(&bytes)?;
+            if !plain.is_empty() {
+                return Ok(plain);
             }
-            self.read_available(out)?;
         }
-        Ok(())
+    }
+
+    /// The plaintext in `bytes`; whatever TLS answers (alerts, key
+    /// updates) goes out at once.
+    fn open_records(&mut self, bytes: &[u8]) -> Result<Vec<u8>, NetError> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(bytes.to_vec());
+        };
+        let mut plain = Vec::new();
+        let received = tls.receive(bytes, &mut plain);
+        let _ = self.tcp.write(&tls.take_outgoing());
+        received.map_err(|e| fail(format!("redis TLS: {e}")))?;
+        Ok(plain)
     }
 }
 
@@ -248,26 +206,18 @@ fn handshake(
     client: &TlsClient,
     target: &RedisTarget,
     deadline: u64,
-) -> Result<TlsSession, NetError> {
-    let server = format!("{}:{}", target.host, target.port);
-    let failed = |why: String| fail(format!("TLS handshake with {server}: {why}"));
+) -> Result<TlsSession, String> {
+    let failed = |why: String| format!("TLS handshake with {}:{}: {why}", target.host, target.port);
     let mut tls = client.connect(&target.host).map_err(failed)?;
-    // Redis never speaks first, so nothing arrives before the handshake ends.
+    // Redis never speaks first, so no plaintext arrives during the handshake.
     let mut early = Vec::new();
     while tls.is_handshaking() {
-        tcp.write(&tls.take_outgoing())
-            .map_err(|e| failed(e.to_string()))?;
-        if !tcp.wait_readable(deadline) {
-            return Err(failed("timed out".into()));
-        }
-        let bytes = tcp.read().map_err(|e| failed(e.to_string()))?;
-        if let Err(why) = tls.receive(&bytes, &mut early) {
-            let _ = tcp.write(&tls.take_outgoing());
-            return Err(failed(why));
-        }
+        tcp.write(&tls.take_outgoing()).map_err(failed)?;
+        let bytes = tcp.read_until(deadline).map_err(failed)?;
+        let received = tls.receive(&bytes, &mut early);
+        let _ = tcp.write(&tls.take_outgoing());
+        received.map_err(failed)?;
     }
-    tcp.write(&tls.take_outgoing())
-        .map_err(|e| failed(e.to_string()))?;
     Ok(tls)
 }
 
@@ -285,68 +235,45 @@ fn wait_until(p: &Pollable, deadline: u64) -> bool {
     ready.contains(&0)
 }
 
-/// The addresses to try for the target's host, in order.
-fn resolve(target: &RedisTarget, deadline: u64) -> Result<Vec<IpAddr>, NetError> {
+/// The addresses to try for the target's host, in order (the choice of
+/// resolver and the `localhost` rule are [`dns::plan`]'s).
+fn resolve(target: &RedisTarget, deadline: u64) -> Result<Vec<IpAddr>, String> {
     let host = &target.host;
     match dns::plan(host, target.dns_server) {
         Plan::Address(ip) => Ok(vec![ip]),
         Plan::Server(server) => ask_server(server, host, deadline)
-            .map_err(|why| fail(format!("resolve {host} via DNS server {server}: {why}"))),
-        Plan::Host => match ask_host(host, deadline) {
-            Ok(addresses) => Ok(addresses),
-            Err(_) if dns::is_localhost(host) => Ok(vec![dns::LOOPBACK]),
-            Err(why) => Err(fail(format!("resolve {host}: {why}"))),
-        },
+            .map_err(|why| format!("resolve {host} via DNS server {server}: {why}")),
+        Plan::Host => dns::host_answer(host, ask_host(host, deadline).map_err(|e| e.name())),
     }
 }
 
 /// One lookup over TCP to the configured resolver.
 fn ask_server(server: SocketAddr, host: &str, deadline: u64) -> Result<Vec<IpAddr>, String> {
-    let id = wasi::random::random::get_random_u64() as u16;
-    let mut lookup = dns::Lookup::new(host, id)?;
-    let tcp = Tcp::connect(server.ip(), server.port(), deadline).map_err(|e| e.0)?;
+    let mut lookup = dns::Lookup::new(host, wasi::random::random::get_random_u64() as u16)?;
+    let tcp = Tcp::connect(server.ip(), server.port(), deadline)?;
     loop {
-        tcp.write(&lookup.take_outgoing()).map_err(|e| e.0)?;
-        if !tcp.wait_readable(deadline) {
-            return Err("timed out".into());
-        }
-        let bytes = tcp.read().map_err(|e| e.0)?;
-        if let Some(addresses) = lookup.receive(&bytes)? {
+        tcp.write(&lookup.take_outgoing())?;
+        if let Some(addresses) = lookup.receive(&tcp.read_until(deadline)?)? {
             return Ok(addresses);
         }
     }
 }
 
-/// The host's lookup (`wasi:sockets/ip-name-lookup`): IPv4 addresses first.
-fn ask_host(host: &str, deadline: u64) -> Result<Vec<IpAddr>, String> {
-    let no_lookup = |e: ErrorCode| {
-        let hint = match e {
-            ErrorCode::PermanentResolverFailure
-            | ErrorCode::NotSupported
-            | ErrorCode::AccessDenied => {
-                " (this host offers no name lookup: set dns_server to a resolver's IP)"
-            }
-            _ => "",
-        };
-        format!("{}{hint}", e.name())
-    };
-    let lookup = ip_name_lookup::resolve_addresses(&instance_network(), host).map_err(no_lookup)?;
+/// The host's lookup (`wasi:sockets/ip-name-lookup`), in its order.
+fn ask_host(host: &str, deadline: u64) -> Result<Vec<IpAddr>, ErrorCode> {
+    let lookup = ip_name_lookup::resolve_addresses(&instance_network(), host)?;
     let ready = lookup.subscribe();
-    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    let mut found = Vec::new();
     loop {
         match lookup.resolve_next_address() {
-            Ok(Some(IpAddress::Ipv4((a, b, c, d)))) => v4.push(IpAddr::from([a, b, c, d])),
+            Ok(Some(IpAddress::Ipv4((a, b, c, d)))) => found.push(IpAddr::from([a, b, c, d])),
             Ok(Some(IpAddress::Ipv6(s))) => {
-                v6.push(IpAddr::from([s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7]))
+                found.push(IpAddr::from([s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7]))
             }
-            Ok(None) if v4.is_empty() && v6.is_empty() => return Err("no address".into()),
-            Ok(None) => return Ok(v4.into_iter().chain(v6).collect()),
-            Err(ErrorCode::WouldBlock) => {
-                if !wait_until(&ready, deadline) {
-                    return Err("timed out".into());
-                }
-            }
-            Err(e) => return Err(no_lookup(e)),
+            Ok(None) => return Ok(found),
+            Err(ErrorCode::WouldBlock) if wait_until(&ready, deadline) => {}
+            Err(ErrorCode::WouldBlock) => return Err(ErrorCode::Timeout),
+            Err(e) => return Err(e),
         }
     }
 }
