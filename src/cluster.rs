@@ -116,4 +116,20 @@ mod tests {
             assert_eq!(parse_moved(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn a_redirect_keeps_tls_and_the_resolver() {
+        let mut t = crate::config::parse_redis_url("rediss://:pw@redis.svc:6380").unwrap();
+        t.dns_server = Some("10.96.0.10:53".parse().unwrap());
+        let before = t.clone();
+        parse_moved("MOVED 1 redis-2.svc:7001")
+            .unwrap()
+            .redirect(&mut t);
+        assert_eq!((t.host.as_str(), t.port), ("redis-2.svc", 7001));
+        assert_eq!((&t.tls, t.dns_server), (&before.tls, before.dns_server));
+        assert_eq!(t.password, before.password);
+        // `:port`: the node that answered, on another port.
+        parse_moved("MOVED 1 :7002").unwrap().redirect(&mut t);
+        assert_eq!((t.host.as_str(), t.port), ("redis-2.svc", 7002));
+    }
 }

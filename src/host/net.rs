@@ -36,6 +36,9 @@ fn fail(what: impl Into<String>) -> NetError {
 /// Bytes read from Redis per `read` call (why so few: the constant's doc).
 const READ_CHUNK: u64 = crate::machine::READ_CHUNK as u64;
 
+/// What an `access-denied` connect means on Spin.
+const SPIN_DENIED: &str = " (on Spin: not in allowed_outbound_hosts)";
+
 /// One TCP connection. Field order is drop order: the streams are children
 /// of the socket and must go first.
 struct Tcp {
@@ -49,13 +52,8 @@ impl Tcp {
         let peer = SocketAddr::new(ip, port);
         let network = instance_network();
         let refused = |e: ErrorCode| {
-            let spin = e == ErrorCode::AccessDenied;
-            let hint = if spin {
-                " (on Spin: not in allowed_outbound_hosts)"
-            } else {
-                ""
-            };
-            format!("connect to {peer}: {}{hint}", e.name())
+            let denied = (e == ErrorCode::AccessDenied).then_some(SPIN_DENIED);
+            format!("connect to {peer}: {}{}", e.name(), denied.unwrap_or(""))
         };
         let (family, address) = match ip {
             IpAddr::V4(v4) => {
@@ -132,6 +130,8 @@ impl Tcp {
 pub struct Conn {
     tls: Option<TlsSession>,
     tcp: Tcp,
+    /// `host:port`, for error texts.
+    peer: String,
 }
 
 impl Conn {
@@ -146,7 +146,8 @@ impl Conn {
                         Some(c) => Some(handshake(&tcp, c, target, deadline).map_err(fail)?),
                         None => None,
                     };
-                    return Ok(Conn { tls, tcp });
+                    let peer = format!("{}:{}", target.host, target.port);
+                    return Ok(Conn { tls, tcp, peer });
                 }
                 Err(e) => last = e,
             }
@@ -194,7 +195,7 @@ impl Conn {
         let mut plain = Vec::new();
         let received = tls.receive(bytes, &mut plain);
         let _ = self.tcp.write(&tls.take_outgoing());
-        received.map_err(|e| fail(format!("redis TLS: {e}")))?;
+        received.map_err(|e| fail(format!("redis {} TLS: {e}", self.peer)))?;
         Ok(plain)
     }
 }
