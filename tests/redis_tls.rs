@@ -164,8 +164,9 @@ fn unknown_names_are_a_clear_503() {
 fn a_dead_dns_server_is_a_clear_503() {
     let redis = RedisServer::start();
     let dead = free_port();
+    // The `tcp://` form: under Spin the value is an allowlist entry too.
     let gw = gateway(&format!("redis://redis.test:{}", redis.port()))
-        .env("DNS_SERVER", &format!("127.0.0.1:{dead}"))
+        .env("DNS_SERVER", &format!("tcp://127.0.0.1:{dead}"))
         .start();
     refused(
         &gw,
