@@ -12,8 +12,7 @@ ensure_tools
 STEPS=${1:-100,300}
 WASM=${2:-}
 if [ -z "$WASM" ]; then
-    build_portable
-    WASM=$SSE_GATEWAY_WASM
+    WASM=$(scripts/build.sh portable | tail -n 1)
 fi
 SECRET=bench-secret-0123456789abcdef-0123456789abcdef
 DIR=$(mktemp -d)
