@@ -28,6 +28,7 @@ case "$variant" in
 esac
 
 ensure_wasm_target
+ensure_clang
 # An inherited CARGO_TARGET_DIR or CARGO_BUILD_TARGET would move the output
 # away from the path spin.toml and the callers expect.
 env -u CARGO_BUILD_TARGET CARGO_TARGET_DIR="$PWD/$dir" \

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod gate;
@@ -21,6 +22,7 @@ pub mod resp;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod tls;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

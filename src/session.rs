@@ -193,6 +193,8 @@ mod tests {
             username: None,
             password: password.map(Into::into),
             db,
+            tls: None,
+            dns_server: None,
         }
     }
 

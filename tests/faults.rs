@@ -690,7 +690,9 @@ fn invalid_config_values_are_500_naming_the_variable() {
             vec![("MAX_STREAM_SECONDS", "5")],
             Some("max_stream_seconds"),
         ),
-        (vec![("REDIS_URL", "rediss://x")], Some("redis_url")),
+        (vec![("REDIS_URL", "redis:/x")], Some("redis_url")),
+        (vec![("DNS_SERVER", "kube-dns")], Some("dns_server")),
+        (vec![("REDIS_TLS_CA_PEM", "x")], Some("redis_tls_ca_pem")),
         (vec![("REDIS_URL", "http://x")], Some("redis_url")),
         (
             vec![("HEARTBEAT_SECONDS", "1"), ("MAX_STREAM_SECONDS", "10")],

@@ -291,8 +291,7 @@ impl StreamMachine {
             {
                 if self.redirects < MAX_REDIRECTS {
                     self.redirects += 1;
-                    self.target.host = moved.host;
-                    self.target.port = moved.port;
+                    moved.redirect(&mut self.target);
                     self.session = self.pipeline();
                     self.needs_connect = true;
                     if let Phase::Opening {

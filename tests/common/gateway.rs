@@ -279,7 +279,9 @@ impl GatewayBuilder {
         let wasmtime = wasmtime_bin();
         let wasm = component_wasm();
         let mut cmd = Command::new(&wasmtime);
+        // `allow-ip-name-lookup`: Redis by name through the host's lookup.
         cmd.args(["serve", "-S", "cli", "-S", "inherit-network"]);
+        cmd.args(["-S", "allow-ip-name-lookup"]);
         for (k, v) in &self.env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }

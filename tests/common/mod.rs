@@ -16,6 +16,8 @@
 //!   settings to `SPIN_VARIABLE_*` (the host is chosen by `SSE_GATEWAY_HOST`).
 //! - `api`: route paths and wire-contract assertions (JSON errors, publish).
 //! - `procs`: paths, log files, free ports, child processes.
+//! - [`tls`]: a CA and certificates made in the test, TLS `redis-server`s
+//!   and a `dnsmasq` resolver, for `rediss://` and host names.
 //!
 //! Everything has timeouts: no helper here can hang a test forever.
 
@@ -30,6 +32,7 @@ mod procs;
 mod redis_server;
 mod spin;
 mod sse;
+pub mod tls;
 
 pub use api::*;
 pub use gateway::*;
