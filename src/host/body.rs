@@ -4,7 +4,8 @@
 //! host's output stream has room for, and the stream loop waits on
 //! [`SseBody::writable`] only while bytes are still pending (an output
 //! stream's pollable is ready whenever it has room, so waiting on it while
-//! idle would spin).
+//! idle would spin). Only a terminal event finishes the body
+//! ([`SseBody::finish`]); every other end aborts it (see `Drop`).
 
 use crate::error::ApiError;
 use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
@@ -136,12 +137,26 @@ impl SseBody {
     }
 }
 
-impl Drop for SseBody {
-    /// Ends the response cleanly (terminal chunk) when the stream is over.
-    fn drop(&mut self) {
+impl SseBody {
+    /// Ends the response cleanly: the final chunk (`0\r\n\r\n` on
+    /// HTTP/1.1) tells the browser the stream is complete. Only after a
+    /// terminal event: the Python service's fetch-based client reads a clean
+    /// end as "done" and never reconnects.
+    pub fn finish(mut self) {
         drop(self.stream.take());
         if let Some(body) = self.body.take() {
             let _ = OutgoingBody::finish(body, None);
         }
+    }
+}
+
+impl Drop for SseBody {
+    /// Any end but [`SseBody::finish`] aborts the response: in WASI HTTP 0.2
+    /// an `outgoing-body` dropped without `finish` is an incomplete body, so
+    /// the host ends the HTTP/1.1 response without its final chunk and the
+    /// browser sees a failed read and reconnects with `Last-Event-ID`.
+    fn drop(&mut self) {
+        drop(self.stream.take());
+        drop(self.body.take());
     }
 }

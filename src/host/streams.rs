@@ -327,7 +327,11 @@ fn serve(
     let close = match out.sse() {
         Ok(mut body) => {
             let mut stream_loop = Loop::new(cfg, who, started);
-            stream_loop.run(&mut conn, slot.as_ref(), &mut stream, &mut body, channel)
+            let close = stream_loop.run(&mut conn, slot.as_ref(), &mut stream, &mut body, channel);
+            if close == Close::Terminal && stream.pending().is_empty() {
+                body.finish();
+            }
+            close
         }
         Err(_) => Close::ClientGone,
     };
