@@ -7,6 +7,7 @@
 //! idle would spin). Only a terminal event finishes the body
 //! ([`SseBody::finish`]); every other end aborts it (see `Drop`).
 
+use super::clock;
 use crate::error::ApiError;
 use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;
@@ -95,6 +96,7 @@ impl Responder {
         Ok(SseBody {
             stream: Some(stream),
             body: Some(body),
+            last_write: 0,
         })
     }
 }
@@ -103,7 +105,17 @@ impl Responder {
 pub struct SseBody {
     stream: Option<OutputStream>,
     body: Option<OutgoingBody>,
+    /// Monotonic time of the last write that took bytes.
+    last_write: u64,
 }
+
+/// How long an aborted body stays open after its last write. The host's
+/// HTTP/1.1 server (hyper, in `wasmtime serve` and Spin) drops bytes it has
+/// buffered but not yet written when the body it is reading fails in the
+/// same turn, so an abort right after the last write would lose the
+/// `retry:` / `token_expired` just flushed. A short pause lets it write
+/// them to the socket first; streams that last wrote longer ago don't wait.
+const ABORT_GRACE_MS: u64 = 200;
 
 /// The browser can no longer be written to.
 #[derive(Debug)]
@@ -127,6 +139,7 @@ impl SseBody {
         }
         if written > 0 {
             stream.flush().map_err(|_| Gone)?;
+            self.last_write = clock::now();
         }
         Ok(written)
     }
@@ -156,6 +169,12 @@ impl Drop for SseBody {
     /// the host ends the HTTP/1.1 response without its final chunk and the
     /// browser sees a failed read and reconnects with `Last-Event-ID`.
     fn drop(&mut self) {
+        if self.body.is_some() {
+            let until = self.last_write.saturating_add(ABORT_GRACE_MS * 1_000_000);
+            if clock::now() < until {
+                clock::timer_at(until).block();
+            }
+        }
         drop(self.stream.take());
         drop(self.body.take());
     }

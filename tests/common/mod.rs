@@ -15,6 +15,8 @@
 
 #![allow(dead_code)]
 
+pub mod fetch_client;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File};
