@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod fetch_client;
+pub mod stream_end;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
