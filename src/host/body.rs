@@ -110,9 +110,9 @@ pub struct SseBody {
 }
 
 /// How long an aborted body stays open after its last write. The host's
-/// HTTP/1.1 server (hyper, in `wasmtime serve` and Spin) drops bytes it has
-/// buffered but not yet written when the body it is reading fails in the
-/// same turn, so an abort right after the last write would lose the
+/// HTTP/1.1 server (hyper, under `wasmtime serve`: checked there) drops
+/// bytes it has buffered but not yet written when the body it is reading
+/// fails in the same turn, so an abort right after the last write would lose the
 /// `retry:` / `token_expired` just flushed. A short pause lets it write
 /// them to the socket first; streams that last wrote longer ago don't wait.
 const ABORT_GRACE_MS: u64 = 200;
