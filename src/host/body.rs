@@ -96,7 +96,7 @@ impl Responder {
         Ok(SseBody {
             stream: Some(stream),
             body: Some(body),
-            last_write: 0,
+            last_write: None,
         })
     }
 }
@@ -105,8 +105,10 @@ impl Responder {
 pub struct SseBody {
     stream: Option<OutputStream>,
     body: Option<OutgoingBody>,
-    /// Monotonic time of the last write that took bytes.
-    last_write: u64,
+    /// Monotonic time of the last write that took bytes; `None` before the
+    /// first and once a write failed. (The host's monotonic clock may start
+    /// at zero with the instance, so no time value can mean "never".)
+    last_write: Option<u64>,
 }
 
 /// How long an aborted body stays open after its last write. The host's
@@ -124,6 +126,17 @@ pub struct Gone;
 impl SseBody {
     /// Writes as much of `bytes` as the host takes now; returns how much.
     pub fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Gone> {
+        let written = self.try_write(bytes);
+        match written {
+            Ok(n) if n > 0 => self.last_write = Some(clock::now()),
+            Ok(_) => {}
+            // Nobody is left to read a last flush: no grace on drop.
+            Err(Gone) => self.last_write = None,
+        }
+        written
+    }
+
+    fn try_write(&self, bytes: &[u8]) -> Result<usize, Gone> {
         let stream = self.stream.as_ref().ok_or(Gone)?;
         let mut written = 0;
         while written < bytes.len() {
@@ -139,7 +152,6 @@ impl SseBody {
         }
         if written > 0 {
             stream.flush().map_err(|_| Gone)?;
-            self.last_write = clock::now();
         }
         Ok(written)
     }
@@ -169,8 +181,8 @@ impl Drop for SseBody {
     /// the host ends the HTTP/1.1 response without its final chunk and the
     /// browser sees a failed read and reconnects with `Last-Event-ID`.
     fn drop(&mut self) {
-        if self.body.is_some() {
-            let until = self.last_write.saturating_add(ABORT_GRACE_MS * 1_000_000);
+        if let (Some(_), Some(last)) = (&self.body, self.last_write) {
+            let until = last.saturating_add(ABORT_GRACE_MS * 1_000_000);
             if clock::now() < until {
                 clock::timer_at(until).block();
             }
