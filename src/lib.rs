@@ -10,16 +10,20 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod history;
 pub mod identity;
+pub mod json;
 pub mod limits;
+pub mod log;
+pub mod machine;
+pub mod outbox;
 pub mod replay;
 pub mod resp;
 pub mod result_fill;
 pub mod routes;
 pub mod session;
 pub mod sse;
-pub mod stream;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

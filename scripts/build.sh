@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds one variant of the component and prints its path as the last line
+# (cargo's progress goes to stderr), so callers write
+#     wasm=$(scripts/build.sh portable)
+# The one place that knows each variant's cargo flags and output path:
+#   spin      the default build (config from Spin variables) into target/,
+#             the path spin.toml's `source` names (what `spin build` makes)
+#   portable  config from environment variables, for `wasmtime serve` or any
+#             WASI-HTTP host, into target/portable (so it never overwrites
+#             the Spin build)
+#   p3        the WASIp3 build (not built yet)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/tools.sh
+
+variant=${1:-}
+case "$variant" in
+    spin) dir=target features=() ;;
+    portable) dir=target/portable features=(--no-default-features --features portable) ;;
+    p3)
+        echo "build.sh: the p3 (WASIp3) variant is not built yet" >&2
+        exit 2
+        ;;
+    *)
+        echo "usage: scripts/build.sh spin|portable|p3" >&2
+        exit 2
+        ;;
+esac
+
+ensure_wasm_target
+# An inherited CARGO_TARGET_DIR or CARGO_BUILD_TARGET would move the output
+# away from the path spin.toml and the callers expect.
+env -u CARGO_BUILD_TARGET CARGO_TARGET_DIR="$PWD/$dir" \
+    "${CARGO:-cargo}" build --release --target wasm32-wasip2 "${features[@]}" >&2
+wasm="$PWD/$dir/wasm32-wasip2/release/sse_gateway.wasm"
+[ -f "$wasm" ] || { echo "build.sh: cargo succeeded but $wasm is missing" >&2; exit 1; }
+echo "$wasm"
