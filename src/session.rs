@@ -36,6 +36,10 @@ pub enum Tag {
     Release,
     /// A one-shot command on its own connection.
     Command,
+    /// `HGETALL` of the caller's user record (`identity_key_prefix`).
+    User,
+    /// `HGET` of the execution record's `result` (a `result_stored` to fill).
+    Result,
 }
 
 /// What the connection produced.

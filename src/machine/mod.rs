@@ -28,6 +28,7 @@
 //! `body_took` asks for the next one when the outbox has drained.
 
 pub mod command;
+pub mod held;
 pub mod opening;
 pub mod publish;
 pub mod timers;
@@ -38,11 +39,12 @@ use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
-use crate::resp::RespError;
+use crate::resp::{RespError, Value};
 use crate::routes::Route;
 use crate::session::{Incoming, Session, Tag};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
+use held::{Held, Offer};
 use opening::{Plan, Replies};
 use timers::{Due, Timers};
 
@@ -103,6 +105,8 @@ enum Phase {
         outbox: Outbox,
         started: u64,
         ping_outstanding: bool,
+        /// Messages behind a `result_stored` waiting for the record's result.
+        held: Held,
     },
     Over,
 }
@@ -130,6 +134,13 @@ pub struct StreamMachine {
     rules: opening::Rules,
     /// Side commands are built from a copy of what they need of the config.
     command_cfg: CommandConfig,
+    /// Execution streams: the execution id and its record's key, whose
+    /// `result` fills a `result_stored` that came without one.
+    result_of: Option<(String, Vec<u8>)>,
+    /// The user record's `HGETALL` (identity from the user store).
+    user_lookup: Option<Vec<Vec<u8>>>,
+    /// The caller as the store knew them at open; re-read every heartbeat.
+    stored: Option<Identity>,
 }
 
 /// What a side command needs (the machine borrows no config).
@@ -190,6 +201,9 @@ impl StreamMachine {
                 cluster: cfg.redis_cluster,
                 timeout_ms: cfg.redis_timeout_ms,
             },
+            result_of: None,
+            user_lookup: None,
+            stored: None,
         };
         match Plan::new(cfg, who, &req.topic, resume) {
             Err(e) => m.events.push(Event::Refuse(e)),
@@ -197,6 +211,11 @@ impl StreamMachine {
                 m.channel = plan.channel.clone();
                 m.side = plan.side_commands(m.slot.as_ref(), max);
                 m.history = plan.history_command(cfg);
+                m.user_lookup = plan.user_lookup.clone();
+                m.result_of = plan
+                    .execution_id
+                    .clone()
+                    .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
                 m.needs_connect = true;
                 m.session = m.pipeline();
                 m.phase = Phase::Opening {
@@ -319,33 +338,106 @@ impl StreamMachine {
     }
 
     fn incoming(&mut self, item: Incoming, now: u64) {
-        match &mut self.phase {
-            Phase::Opening {
-                subscribed,
-                early,
-                replies,
-                ..
-            } => match item {
+        match (&mut self.phase, item) {
+            (
+                Phase::Opening {
+                    subscribed,
+                    early,
+                    replies,
+                    ..
+                },
+                item,
+            ) => match item {
                 Incoming::Subscribed => *subscribed = true,
                 Incoming::Message(p) => early.push(p),
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
-            Phase::Live {
-                outbox,
-                ping_outstanding,
-                ..
-            } => match item {
-                Incoming::Message(payload) => {
-                    if let Err(skip) = outbox.message(&payload) {
-                        let line = opening::skipped(&self.channel, skip.reason(), payload.len());
-                        self.logs.push(line);
-                    }
-                    self.closed_if(now);
+            (Phase::Live { .. }, Incoming::Message(payload)) => self.live_message(payload, now),
+            (
+                Phase::Live {
+                    ping_outstanding, ..
+                },
+                Incoming::Reply(Tag::Ping, _),
+            ) => *ping_outstanding = false,
+            (Phase::Live { .. }, Incoming::Reply(Tag::Result, v)) => self.result_read(Some(v), now),
+            (Phase::Live { .. }, Incoming::Reply(Tag::User, v)) => self.user_read(Ok(v), now),
+            _ => {}
+        }
+    }
+
+    /// A live message: sent, or held behind (or as) a `result_stored`
+    /// waiting for the record's result.
+    fn live_message(&mut self, payload: Vec<u8>, now: u64) {
+        let fill = self.result_of.is_some();
+        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+            return;
+        };
+        if outbox.closed().is_some() {
+            return;
+        }
+        match held.offer(payload, fill) {
+            Offer::Send(p) => send(outbox, &p, &self.channel, &mut self.logs),
+            Offer::Held if held.bytes() > opening::MAX_OUTBOX => outbox.close(Close::SlowClient),
+            Offer::Held => {}
+            Offer::Ask => {
+                if let Some((_, key)) = &self.result_of {
+                    let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
+                    self.read_aside(Tag::Result, args, now);
                 }
-                Incoming::Reply(Tag::Ping, _) => *ping_outstanding = false,
-                _ => {}
-            },
-            Phase::Over => {}
+            }
+        }
+        self.closed_if(now);
+    }
+
+    /// The record's `result` came back (`None`: it could not be read): the
+    /// held `result_stored` goes out filled, then what waited behind it.
+    fn result_read(&mut self, value: Option<Value>, now: u64) {
+        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+            return;
+        };
+        let Some((first, rest)) = held.answered() else {
+            return;
+        };
+        let id = self.result_of.as_ref().map_or("", |(id, _)| id.as_str());
+        let result = value.as_ref().and_then(Value::as_str);
+        let event = opening::filled(&first, result, id, &mut self.logs);
+        send(outbox, &event, &self.channel, &mut self.logs);
+        for payload in rest {
+            self.live_message(payload, now);
+        }
+        self.closed_if(now);
+    }
+
+    /// The heartbeat's read of the user record: a user the store no longer
+    /// knows as the one who opened the stream (inactive, gone, another id
+    /// or role) is cut. A read that failed is not a verdict: the next
+    /// heartbeat reads again.
+    fn user_read(&mut self, reply: Result<Value, ApiError>, now: u64) {
+        let (Some(opened), Ok(reply)) = (&self.stored, reply) else {
+            return;
+        };
+        let Phase::Live { outbox, .. } = &mut self.phase else {
+            return;
+        };
+        let now_known = opening::store_identity(&self.rules.who, reply, &mut self.logs);
+        if now_known.as_ref().ok() != Some(opened) {
+            self.logs.push(log::line(
+                "user_revoked",
+                &[("channel", self.channel.as_str().into())],
+            ));
+            outbox.end(Close::Revoked, self.rules.retry_ms);
+        }
+        self.closed_if(now);
+    }
+
+    /// A read whose key may live outside the channel's slot: on the
+    /// stream's connection, or on its own on Redis Cluster.
+    fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.cluster {
+            let cmd = self.command(tag, args, now);
+            self.commands.push(cmd);
+        } else {
+            self.session.command_owned(tag, &args);
         }
     }
 
@@ -403,6 +495,8 @@ impl StreamMachine {
                     self.decide(now);
                 }
             }
+            (_, Tag::Result) => self.result_read(outcome.ok(), now),
+            (_, Tag::User) => self.user_read(outcome, now),
             (_, Tag::Renew) => {
                 if let Err(e) = outcome {
                     self.logs.push(log::line(
@@ -464,32 +558,30 @@ impl StreamMachine {
             &mut self.logs,
         );
         self.slot_taken = d.slot_taken;
-        let mut outbox = match d.answer {
+        self.stored = d.stored;
+        let outbox = match d.answer {
             Ok(outbox) => outbox,
             Err(e) => return self.refuse(e, now),
         };
-        for payload in &early {
-            if let Err(skip) = outbox.message(payload) {
-                self.logs.push(opening::skipped(
-                    &self.channel,
-                    skip.reason(),
-                    payload.len(),
-                ));
-            }
-        }
-        self.logs.push(log::line(
-            "stream_opened",
-            &[
-                ("channel", self.channel.as_str().into()),
-                ("queued_events", outbox.events_sent().into()),
-            ],
-        ));
         self.timers.wrote(now);
         self.phase = Phase::Live {
             outbox,
             started: now,
             ping_outstanding: false,
+            held: Held::default(),
         };
+        for payload in early {
+            self.live_message(payload, now);
+        }
+        if let Phase::Live { outbox, .. } = &self.phase {
+            self.logs.push(log::line(
+                "stream_opened",
+                &[
+                    ("channel", self.channel.as_str().into()),
+                    ("queued_events", outbox.events_sent().into()),
+                ],
+            ));
+        }
         self.events.push(Event::Start);
         self.closed_if(now);
     }
@@ -556,7 +648,11 @@ impl StreamMachine {
         match self.timers.due(now, !outbox.pending().is_empty()) {
             Due::Nothing => {}
             Due::FlushOver => {
-                let why = outbox.closed().unwrap_or(Close::ClientGone);
+                // Bytes still pending: not a clean end whatever closed it.
+                let why = match outbox.closed() {
+                    Some(why) if !why.ends_cleanly() => why,
+                    _ => Close::SlowClient,
+                };
                 return self.finish(why, now);
             }
             Due::Heartbeat => {
@@ -574,6 +670,9 @@ impl StreamMachine {
                     *ping_outstanding = true;
                     self.session.command(Tag::Ping, &[b"PING"]);
                     self.renew_slot(now);
+                    if let Some(args) = self.user_lookup.clone().filter(|_| self.stored.is_some()) {
+                        self.read_aside(Tag::User, args, now);
+                    }
                 }
             }
             due @ (Due::Stalled | Due::TokenExpired | Due::Lifetime) => {
@@ -632,6 +731,13 @@ impl StreamMachine {
             ],
         ));
         self.events.push(Event::Finished(why));
+    }
+}
+
+/// Queues a live message, or logs why it was skipped.
+fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<String>) {
+    if let Err(skip) = outbox.message(payload) {
+        logs.push(opening::skipped(channel, skip.reason(), payload.len()));
     }
 }
 
