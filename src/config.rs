@@ -72,7 +72,9 @@ pub struct Limits {
     pub max_body_seconds: u64,
 }
 
-/// Everything a request needs, validated once per request.
+/// Everything a request needs, validated once per request. (`Clone`: a
+/// stream that must read the user record before it can plan keeps a copy.)
+#[derive(Clone)]
 pub struct Config {
     /// Redis connection target.
     pub redis: RedisTarget,

@@ -77,6 +77,14 @@ impl Session {
         s
     }
 
+    /// Subscribes a connection that is already logged in (a stream that
+    /// had to read something first to know its channel).
+    pub fn subscribe_now(&mut self, channel: &str, sharded: bool) {
+        let verb: &[u8] = if sharded { b"SSUBSCRIBE" } else { b"SUBSCRIBE" };
+        resp::encode_command(&mut self.outgoing, &[verb, channel.as_bytes()]);
+        self.channel = channel.as_bytes().to_vec();
+    }
+
     /// Queues the login and database selection only (for plain commands).
     pub fn handshake(target: &RedisTarget) -> Session {
         let mut s = Session {

@@ -36,6 +36,7 @@ pub mod timers;
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
+use crate::history::EntryId;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
@@ -91,6 +92,15 @@ pub enum Event {
 }
 
 enum Phase {
+    /// A notification stream with identity from the user store: its
+    /// channel is named by the store's user id, so the user record is read
+    /// first (on the stream's connection) and the stream opens after.
+    Identifying {
+        cfg: Box<Config>,
+        topic: Topic,
+        resume: Option<EntryId>,
+        deadline: u64,
+    },
     /// The pipeline is out; collecting replies until `deadline`.
     Opening {
         plan: Plan,
@@ -205,47 +215,114 @@ impl StreamMachine {
             user_lookup: None,
             stored: None,
         };
-        match Plan::new(cfg, who, &req.topic, resume) {
-            Err(e) => m.events.push(Event::Refuse(e)),
-            Ok(plan) => {
-                m.channel = plan.channel.clone();
-                m.side = plan.side_commands(m.slot.as_ref(), max);
-                m.history = plan.history_command(cfg);
-                m.user_lookup = plan.user_lookup.clone();
-                m.result_of = plan
-                    .execution_id
-                    .clone()
-                    .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
-                m.needs_connect = true;
-                m.session = m.pipeline();
-                m.phase = Phase::Opening {
-                    plan,
-                    deadline: req
-                        .now
-                        .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000)),
-                    subscribed: false,
-                    early: Vec::new(),
-                    replies: Replies::default(),
-                    outstanding: 0,
-                };
+        let deadline = req
+            .now
+            .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000));
+        let lookup = opening::user_lookup(cfg, who);
+        if let (Topic::Notifications, Some(args)) = (&req.topic, &lookup) {
+            m.session.command_owned(Tag::User, args);
+            m.user_lookup = lookup;
+            m.needs_connect = true;
+            m.phase = Phase::Identifying {
+                cfg: Box::new(cfg.clone()),
+                topic: req.topic,
+                resume,
+                deadline,
+            };
+            return m;
+        }
+        m.plan(cfg, who, &req.topic, resume, deadline, false);
+        m
+    }
+
+    /// Plans the stream and queues its pipeline: on a fresh session, or
+    /// (`identified`: the user record was read first) on the one that read it.
+    fn plan(
+        &mut self,
+        cfg: &Config,
+        who: &Identity,
+        topic: &Topic,
+        resume: Option<EntryId>,
+        deadline: u64,
+        identified: bool,
+    ) {
+        let mut plan = match Plan::new(cfg, who, topic, resume) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.phase = Phase::Over;
+                return self.events.push(Event::Refuse(e));
+            }
+        };
+        if identified {
+            plan.user_lookup = None;
+        } else {
+            self.user_lookup = plan.user_lookup.clone();
+        }
+        self.channel = plan.channel.clone();
+        self.side = plan.side_commands(self.slot.as_ref(), cfg.limits.max_streams_per_user);
+        self.history = plan.history_command(cfg);
+        self.result_of = plan
+            .execution_id
+            .clone()
+            .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
+        if identified {
+            self.session.subscribe_now(&self.channel, self.cluster);
+            self.queue_reads();
+        } else {
+            self.needs_connect = true;
+            self.session = self.pipeline();
+        }
+        self.phase = Phase::Opening {
+            plan,
+            deadline,
+            subscribed: false,
+            early: Vec::new(),
+            replies: Replies::default(),
+            outstanding: 0,
+        };
+    }
+
+    /// The user record read first came back: refuse, or open the stream
+    /// as the user the store knows.
+    fn identified(&mut self, reply: Value, now: u64) {
+        let Phase::Identifying {
+            cfg,
+            topic,
+            resume,
+            deadline,
+        } = std::mem::replace(&mut self.phase, Phase::Over)
+        else {
+            return;
+        };
+        match opening::store_identity(&self.rules.who, reply, &mut self.logs) {
+            Err(e) => self.events.push(Event::Refuse(e)),
+            Ok(who) => {
+                self.stored = Some(who.clone());
+                self.plan(&cfg, &who, &topic, resume, deadline, true);
+                self.opened_if_complete(now);
             }
         }
-        m
     }
 
     /// The opening pipeline: handshake, `(S)SUBSCRIBE`, the history read
     /// (same slot as the channel) and, off Cluster, the side commands.
-    fn pipeline(&self) -> Session {
-        let mut session = Session::subscribe(&self.base, &self.channel, self.cluster);
+    fn pipeline(&mut self) -> Session {
+        let session = Session::subscribe(&self.base, &self.channel, self.cluster);
+        let previous = std::mem::replace(&mut self.session, session);
+        self.queue_reads();
+        std::mem::replace(&mut self.session, previous)
+    }
+
+    /// The history read and, off Cluster, the side commands.
+    fn queue_reads(&mut self) {
         if let Some(args) = &self.history {
-            session.command_owned(Tag::History, args);
+            self.session.command_owned(Tag::History, args);
         }
         if !self.cluster {
             for (tag, args) in &self.side {
-                session.command_owned(*tag, args);
+                self.session.command_owned(*tag, args);
             }
         }
-        session
     }
 
     /// Where to (re)connect, once per needed connection: the first, and
@@ -277,7 +354,7 @@ impl StreamMachine {
     /// True while Redis bytes are wanted (opening, or live and not closed).
     pub fn wants_redis(&self) -> bool {
         match &self.phase {
-            Phase::Opening { .. } => true,
+            Phase::Opening { .. } | Phase::Identifying { .. } => true,
             Phase::Live { outbox, .. } => outbox.closed().is_none(),
             Phase::Over => false,
         }
@@ -294,7 +371,9 @@ impl StreamMachine {
     /// The next deadline (monotonic ns), `None` once over.
     pub fn deadline(&self) -> Option<u64> {
         match &self.phase {
-            Phase::Opening { deadline, .. } => Some(*deadline),
+            Phase::Opening { deadline, .. } | Phase::Identifying { deadline, .. } => {
+                Some(*deadline)
+            }
             Phase::Live { outbox, .. } => Some(self.timers.next(!outbox.pending().is_empty())),
             Phase::Over => None,
         }
@@ -305,6 +384,24 @@ impl StreamMachine {
         let mut items = Vec::new();
         match self.session.receive(bytes, &mut items) {
             Ok(()) => {}
+            Err(RespError::Moved(moved))
+                if self.cluster && matches!(self.phase, Phase::Identifying { .. }) =>
+            {
+                // The user record lives elsewhere: read it there first.
+                self.target.host = moved.host;
+                self.target.port = moved.port;
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return self.redis_failed("too many cluster redirects", now);
+                }
+                let mut session = Session::handshake(&self.base);
+                if let Some(args) = &self.user_lookup {
+                    session.command_owned(Tag::User, args);
+                }
+                self.session = session;
+                self.needs_connect = true;
+                return;
+            }
             Err(RespError::Moved(moved))
                 if self.cluster && matches!(self.phase, Phase::Opening { .. }) =>
             {
@@ -352,6 +449,7 @@ impl StreamMachine {
                 Incoming::Message(p) => early.push(p),
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
+            (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
             (Phase::Live { .. }, Incoming::Message(payload)) => self.live_message(payload, now),
             (
                 Phase::Live {
@@ -445,6 +543,11 @@ impl StreamMachine {
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
             Phase::Opening { .. } => self.opening_failed(detail, now, false),
+            Phase::Identifying { .. } => {
+                let e = unavailable(&mut self.logs, detail);
+                self.phase = Phase::Over;
+                self.events.push(Event::Refuse(e));
+            }
             Phase::Live { outbox, .. } => {
                 if outbox.closed().is_none() {
                     self.logs.push(log::line(
@@ -558,7 +661,7 @@ impl StreamMachine {
             &mut self.logs,
         );
         self.slot_taken = d.slot_taken;
-        self.stored = d.stored;
+        self.stored = d.stored.or(self.stored.take());
         let outbox = match d.answer {
             Ok(outbox) => outbox,
             Err(e) => return self.refuse(e, now),
@@ -635,6 +738,12 @@ impl StreamMachine {
             Phase::Opening { deadline, .. } => {
                 if now >= *deadline {
                     self.opening_failed("redis did not answer in time", now, true);
+                }
+                return;
+            }
+            Phase::Identifying { deadline, .. } => {
+                if now >= *deadline {
+                    self.redis_failed("redis did not answer in time", now);
                 }
                 return;
             }

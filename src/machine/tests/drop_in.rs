@@ -348,3 +348,43 @@ fn a_user_deactivated_while_streaming_is_cut_at_the_next_heartbeat() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_notification_stream_reads_the_user_first_and_subscribes_to_the_stores_id() {
+    let mut m = open(&store_cfg(), &user("alice"), Topic::Notifications, None);
+    assert!(m.connect_to().is_some());
+    let w = wire(&mut m);
+    assert!(w.contains("user:alice") && !w.contains("SUBSCRIBE"), "{w}");
+    m.receive(
+        format!("{HELLO}{}", hash(&[("user_id", "u-7")])).as_bytes(),
+        1,
+    );
+    assert_eq!(m.connect_to(), None, "the same connection");
+    let w = wire(&mut m);
+    assert!(
+        w.starts_with("*2\r\n$9\r\nSUBSCRIBE\r\n$13\r\nsse:notif:u-7\r\n"),
+        "{w}"
+    );
+    assert!(w.contains("EVAL"));
+    m.receive(
+        format!("{}:1\r\n", subscribed("sse:notif:u-7")).as_bytes(),
+        2,
+    );
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    // Re-read at the heartbeat, like every stream with the store on.
+    let n = m.pending().len();
+    m.body_took(n, 3);
+    m.handle_timeout(3 + S);
+    assert!(wire(&mut m).contains("user:alice"));
+}
+
+#[test]
+fn a_notification_stream_of_an_unknown_user_subscribes_to_nothing() {
+    let mut m = open(&store_cfg(), &user("alice"), Topic::Notifications, None);
+    m.connect_to();
+    m.transmit();
+    m.receive(format!("{HELLO}%0\r\n").as_bytes(), 1);
+    assert_eq!(refusal(&mut m), 401);
+    assert_eq!(wire(&mut m), "");
+    assert!(m.deadline().is_none());
+}
