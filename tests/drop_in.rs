@@ -5,10 +5,6 @@
 //! non-2xx answer or a failed read; at most 3 attempts; `Last-Event-ID` once
 //! an `id:` was seen; a clean end means done), run by Node's own fetch. The
 //! raw HTTP/1.1 checks read the chunked body byte by byte.
-//!
-//! Tests marked `// needs wiring: ...` exercise core pieces that are built
-//! (`result_fill`, `replay`, `identity`, the admin error) but not yet called
-//! by the stream machine; they fail until that wiring lands.
 
 mod common;
 
@@ -212,9 +208,6 @@ fn the_execution_view_shows_the_result_and_no_error() {
 
 #[test]
 fn result_stored_with_null_result_gets_the_records_result() {
-    // needs wiring: the stream machine must call result_fill::fill_result
-    // (reading the record's `result` on the stream's own connection when
-    // the event arrives) for live and history events.
     let env = TestEnv::start();
     let id = new_execution_id();
     env.redis
@@ -458,8 +451,6 @@ const INVALID: &str = r#"{"detail":"Invalid credentials","type":"InvalidCredenti
 
 #[test]
 fn identity_active_user_streams_their_execution_by_the_stores_user_id() {
-    // needs wiring: the opening pipeline must HGETALL {identity_key_prefix}{sub}
-    // and take user id and role from identity::from_store.
     let env = identity_env();
     put_user(
         &env,
@@ -476,7 +467,6 @@ fn identity_active_user_streams_their_execution_by_the_stores_user_id() {
 
 #[test]
 fn identity_inactive_and_unknown_users_are_refused() {
-    // needs wiring: as above (missing or inactive → 401, nothing streamed).
     let env = identity_env();
     put_user(
         &env,
@@ -503,7 +493,6 @@ fn identity_inactive_and_unknown_users_are_refused() {
 
 #[test]
 fn identity_admin_comes_from_the_stores_role_not_the_token() {
-    // needs wiring: as above.
     let env = identity_env();
     put_user(&env, "root", &[("user_id", "u-0"), ("role", "admin")]);
     put_user(&env, "carol", &[("user_id", "u-3"), ("role", "user")]);
@@ -529,29 +518,64 @@ fn identity_admin_comes_from_the_stores_role_not_the_token() {
 
 #[test]
 fn identity_a_user_deactivated_while_streaming_is_cut_within_two_heartbeats() {
-    // needs wiring: the stream must re-read the user record (with its
-    // heartbeat PING) and end a deactivated user's stream.
     let env = identity_env();
     put_user(&env, "dave", &[("user_id", "u-4"), ("is_active", "1")]);
     let id = new_execution_id();
     env.redis
         .put_execution(&ExecRecord::new(&id, "u-4", "running"));
-    let mut client = open_client(&env, &id, &python_token("dave", 600), &[]);
+    let token = python_token("dave", 600);
+    let mut client = open_client(&env, &id, &token, &["--until-terminal"]);
     let cut_at = std::time::Instant::now();
     put_user(&env, "dave", &[("is_active", "0")]);
-    client.wait_for(Duration::from_secs(4), "the stream cut", |v| {
-        v["kind"] == "error"
+    // Told why, then a clean end: reconnecting would only be refused.
+    let revoked = client.wait_for(Duration::from_secs(4), "access_revoked", |v| {
+        v["kind"] == "event" && v["event"] == "access_revoked"
     });
     assert!(
         cut_at.elapsed() < Duration::from_millis(2_500),
-        "cut after {:?}",
+        "cut after {:?} (heartbeat 1 s)",
         cut_at.elapsed()
     );
+    assert_eq!(revoked["data"]["detail"], "Invalid credentials");
     let end = client.wait_end(END);
-    assert_eq!(end["reason"], "gave_up");
-    for refused in client.of_kind("refused") {
-        assert_eq!(refused["body"], INVALID);
-    }
+    assert_eq!(
+        (end["reason"].as_str(), end["attempts"].as_u64()),
+        (Some("clean"), Some(1)),
+        "{}",
+        client.transcript()
+    );
+    // What the Python service's execution view shows for a clean end
+    // without a terminal event; it does not reconnect.
+    assert_eq!(end["ui_error"], "Connection to server lost.");
+    assert!(
+        client.of_kind("error").is_empty(),
+        "{}",
+        client.transcript()
+    );
+    // A reconnect by any client (EventSource does one) is refused.
+    let c = cookie(&token);
+    exact_error(
+        &get(env.gw.addr(), &exec_path(&id), &[("cookie", &c)]),
+        401,
+        INVALID,
+    );
+}
+
+#[test]
+fn identity_notifications_use_the_stores_user_id() {
+    let env = identity_env();
+    put_user(&env, "erin", &[("user_id", "u-5"), ("role", "user")]);
+    let c = cookie(&python_token("erin", 600));
+    let mut s = open_stream(env.gw.addr(), NOTIF_STREAM_PATH, &[("cookie", &c)]);
+    env.redis
+        .wait_numsub(&format!("sse:notif:{}", "u-5"), 1, EVENT)
+        .expect("subscribed to the store's user id");
+    env.redis.publish(
+        "sse:notif:u-5",
+        r#"{"event_type":"notification","subject":"hi"}"#,
+    );
+    assert_eq!(s.next_json(EVENT)["subject"], "hi");
+    assert_eq!(env.redis.numsub("sse:notif:erin"), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -585,8 +609,6 @@ fn replay_payload(session: &str, status: &str) -> Value {
 
 #[test]
 fn replay_status_starts_with_the_sessions_current_status_and_ends_on_a_terminal_one() {
-    // needs wiring: replay_status must HGETALL {replay_key_prefix}{id} in the
-    // opening pipeline and send replay::first_event first.
     let env = TestEnv::start();
     let session = new_execution_id();
     put_replay(&env, &session, "running");
@@ -626,7 +648,6 @@ fn replay_status_starts_with_the_sessions_current_status_and_ends_on_a_terminal_
 
 #[test]
 fn replay_status_of_a_finished_session_sends_it_and_ends() {
-    // needs wiring: as above (a terminal first event ends the stream).
     let env = TestEnv::start();
     let session = new_execution_id();
     put_replay(&env, &session, "cancelled");
@@ -650,8 +671,6 @@ fn replay_status_of_a_finished_session_sends_it_and_ends() {
 
 #[test]
 fn replay_status_unknown_session_is_404_without_a_type() {
-    // needs wiring: a missing replay record must answer
-    // ApiError::replay_session_not_found().
     let env = TestEnv::start();
     let c = cookie(&jwt::token("root", "admin"));
     for path in [
@@ -668,8 +687,6 @@ fn replay_status_unknown_session_is_404_without_a_type() {
 
 #[test]
 fn replay_status_refuses_non_admins_with_admin_access_required() {
-    // needs wiring: streams::replay_status must answer
-    // ApiError::admin_access_required(Some(<token sub>)) instead of forbidden().
     let env = TestEnv::start();
     let session = new_execution_id();
     put_replay(&env, &session, "running");
