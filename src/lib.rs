@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod dev_token;
 pub mod error;
 pub mod events;
 pub mod gate;

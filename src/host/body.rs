@@ -4,8 +4,7 @@
 //! host's output stream has room for, and the stream loop waits on
 //! [`SseBody::writable`] only while bytes are still pending (an output
 //! stream's pollable is ready whenever it has room, so waiting on it while
-//! idle would spin). Only a terminal event finishes the body
-//! ([`SseBody::finish`]); every other end aborts it (see `Drop`).
+//! idle would spin).
 
 use super::clock;
 use crate::error::ApiError;
@@ -101,22 +100,22 @@ impl Responder {
     }
 }
 
-/// An open `text/event-stream` response body.
+/// An open `text/event-stream` response body. [`SseBody::finish`] ends it
+/// cleanly (HTTP/1.1: the last chunk); dropping it aborts it: WASI HTTP 0.2
+/// treats an `outgoing-body` dropped unfinished as incomplete, so the host
+/// ends the response without its last chunk. Which end applies is the
+/// machine's call (`Close::ends_cleanly`).
 pub struct SseBody {
     stream: Option<OutputStream>,
     body: Option<OutgoingBody>,
     /// Monotonic time of the last write that took bytes; `None` before the
-    /// first and once a write failed. (The host's monotonic clock may start
-    /// at zero with the instance, so no time value can mean "never".)
+    /// first and once a write failed (the clock may start at 0).
     last_write: Option<u64>,
 }
 
-/// How long an aborted body stays open after its last write. The host's
-/// HTTP/1.1 server (hyper, under `wasmtime serve`: checked there) drops
-/// bytes it has buffered but not yet written when the body it is reading
-/// fails in the same turn, so an abort right after the last write would lose the
-/// `retry:` / `token_expired` just flushed. A short pause lets it write
-/// them to the socket first; streams that last wrote longer ago don't wait.
+/// How long an aborted body stays open after its last write: `wasmtime
+/// serve`'s hyper drops bytes it buffered when the body fails in the same
+/// turn, which would lose the `retry:` / `token_expired` just flushed.
 const ABORT_GRACE_MS: u64 = 200;
 
 /// The browser can no longer be written to.
@@ -127,12 +126,11 @@ impl SseBody {
     /// Writes as much of `bytes` as the host takes now; returns how much.
     pub fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Gone> {
         let written = self.try_write(bytes);
-        match written {
-            Ok(n) if n > 0 => self.last_write = Some(clock::now()),
-            Ok(_) => {}
-            // Nobody is left to read a last flush: no grace on drop.
-            Err(Gone) => self.last_write = None,
-        }
+        self.last_write = match written {
+            Ok(0) => self.last_write,
+            Ok(_) => Some(clock::now()),
+            Err(Gone) => None,
+        };
         written
     }
 
@@ -160,13 +158,8 @@ impl SseBody {
     pub fn writable(&self) -> Option<Pollable> {
         self.stream.as_ref().map(|s| s.subscribe())
     }
-}
 
-impl SseBody {
-    /// Ends the response cleanly: the final chunk (`0\r\n\r\n` on
-    /// HTTP/1.1) tells the browser the stream is complete. Only after a
-    /// terminal event: the Python service's fetch-based client reads a clean
-    /// end as "done" and never reconnects.
+    /// Ends the response cleanly (the browser reads "complete").
     pub fn finish(mut self) {
         drop(self.stream.take());
         if let Some(body) = self.body.take() {
@@ -176,10 +169,7 @@ impl SseBody {
 }
 
 impl Drop for SseBody {
-    /// Any end but [`SseBody::finish`] aborts the response: in WASI HTTP 0.2
-    /// an `outgoing-body` dropped without `finish` is an incomplete body, so
-    /// the host ends the HTTP/1.1 response without its final chunk and the
-    /// browser sees a failed read and reconnects with `Last-Event-ID`.
+    /// Aborts the response unless it was finished (after the grace).
     fn drop(&mut self) {
         if let (Some(_), Some(last)) = (&self.body, self.last_write) {
             let until = last.saturating_add(ABORT_GRACE_MS * 1_000_000);

@@ -50,11 +50,10 @@ pub fn serve(
                 _ => m.body_gone(clock::now()),
             },
             Some(Event::Finished(why)) => {
-                // The core says which ends are clean; any other drops the
-                // body unfinished, which aborts it.
-                if let Some(b) = body.take().filter(|_| why.ends_cleanly()) {
-                    b.finish();
-                }
+                // Clean or aborted (dropped) is the machine's call.
+                body.take()
+                    .filter(|_| why.ends_cleanly())
+                    .map(SseBody::finish);
                 break;
             }
             None => {}
