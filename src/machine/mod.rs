@@ -667,6 +667,9 @@ impl StreamMachine {
             Err(e) => return self.refuse(e, now),
         };
         self.timers.wrote(now);
+        if self.stored.is_some() {
+            self.timers.check_user(now);
+        }
         self.phase = Phase::Live {
             outbox,
             started: now,
@@ -779,9 +782,11 @@ impl StreamMachine {
                     *ping_outstanding = true;
                     self.session.command(Tag::Ping, &[b"PING"]);
                     self.renew_slot(now);
-                    if let Some(args) = self.user_lookup.clone().filter(|_| self.stored.is_some()) {
-                        self.read_aside(Tag::User, args, now);
-                    }
+                }
+            }
+            Due::UserCheck => {
+                if let Some(args) = self.user_lookup.clone() {
+                    self.read_aside(Tag::User, args, now);
                 }
             }
             due @ (Due::Stalled | Due::TokenExpired | Due::Lifetime) => {

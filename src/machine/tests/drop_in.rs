@@ -314,22 +314,26 @@ fn a_user_deactivated_while_streaming_is_cut_at_the_next_heartbeat() {
     let n = m.pending().len();
     m.body_took(n, 10);
     m.transmit();
-    // Still active at the first heartbeat: nothing happens.
+    // Still active a heartbeat later: nothing happens.
     m.handle_timeout(10 + S);
-    let w = wire(&mut m);
-    assert!(w.contains("PING") && w.contains("user:alice"), "{w}");
-    m.receive(format!("+PONG\r\n:1\r\n{rec}").as_bytes(), 10 + S + 1);
-    assert_eq!(m.deadline(), Some(10 + 2 * S));
+    assert_eq!(wire(&mut m), "*2\r\n$7\r\nHGETALL\r\n$10\r\nuser:alice\r\n");
+    m.receive(rec.as_bytes(), 10 + S + 1);
     assert!(!pending(&m).contains("access_revoked"));
+    // A busy stream never idles into a heartbeat; the user is read anyway.
+    for t in 1..4 {
+        m.receive(
+            message("sse:exec:e1", r#"{"event_type":"pod_running"}"#).as_bytes(),
+            10 + S + t * S / 4,
+        );
+        let n = m.pending().len();
+        m.body_took(n, 10 + S + t * S / 4);
+    }
+    assert_eq!(m.deadline(), Some(10 + 2 * S));
     m.handle_timeout(10 + 2 * S);
-    m.transmit();
+    assert!(wire(&mut m).contains("user:alice"));
     m.receive(
-        format!(
-            "+PONG\r\n:1\r\n{}",
-            hash(&[("user_id", "u-1"), ("is_active", "0")])
-        )
-        .as_bytes(),
-        10 + 2 * S + 1,
+        hash(&[("user_id", "u-1"), ("is_active", "0")]).as_bytes(),
+        10 + 2 * S + 2,
     );
     assert!(
         pending(&m)
@@ -339,7 +343,7 @@ fn a_user_deactivated_while_streaming_is_cut_at_the_next_heartbeat() {
     );
     assert!(!m.wants_redis());
     let n = m.pending().len();
-    m.body_took(n, 10 + 2 * S + 2);
+    m.body_took(n, 10 + 2 * S + 3);
     match m.poll() {
         Some(Event::Finished(why)) => {
             assert_eq!(why, Close::Revoked);
