@@ -29,6 +29,7 @@ mod http;
 pub mod jwt;
 mod procs;
 mod redis_server;
+pub mod replay_record;
 mod spin;
 mod sse;
 pub mod stream_end;
