@@ -51,9 +51,9 @@ pub fn serve(
             },
             Some(Event::Finished(why)) => {
                 // Clean or aborted (dropped) is the machine's call.
-                body.take()
-                    .filter(|_| why.ends_cleanly())
-                    .map(SseBody::finish);
+                if let Some(b) = body.take().filter(|_| why.ends_cleanly()) {
+                    b.finish();
+                }
                 break;
             }
             None => {}
