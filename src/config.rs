@@ -47,6 +47,11 @@ pub struct Prefixes {
     pub history_key: String,
     /// `sse:streams:` + user id: the sorted set of a user's open streams.
     pub slots_key: String,
+    /// `replay:` + session id: the replay session record hash.
+    pub replay_key: String,
+    /// Unset by default. When set, `prefix` + the token's `sub` is the user
+    /// record hash (`user_id`, `role`, `is_active`) that identity comes from.
+    pub identity_key: Option<String>,
 }
 
 /// The capped per-channel history that makes resume gapless.
@@ -75,7 +80,9 @@ pub struct Limits {
     pub max_body_seconds: u64,
 }
 
-/// Everything a request needs, validated once per request.
+/// Everything a request needs, validated once per request. (`Clone`: a
+/// stream that must read the user record before it can plan keeps a copy.)
+#[derive(Clone)]
 pub struct Config {
     /// Redis connection target.
     pub redis: RedisTarget,
@@ -172,6 +179,8 @@ pub const VARIABLES: &[&str] = &[
     "redis_tls_ca_pem",
     "redis_tls_cert_pem",
     "redis_tls_key_pem",
+    "replay_key_prefix",
+    "identity_key_prefix",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -240,6 +249,8 @@ impl Config {
                 exec_key: src.text("exec_key_prefix", "exec:"),
                 history_key: src.text("history_key_prefix", "history:"),
                 slots_key: src.text("slots_key_prefix", "sse:streams:"),
+                replay_key: src.text("replay_key_prefix", "replay:"),
+                identity_key: src.get("identity_key_prefix"),
             },
             history: HistoryLimits {
                 max_len: src.number("history_max_len", 1000, 1, 1_000_000)?,
@@ -478,6 +489,23 @@ mod tests {
                 .unwrap();
             assert_eq!(e.variable, "max_body_seconds");
         }
+    }
+
+    #[test]
+    fn replay_and_identity_prefixes() {
+        let c = load(&[("jwt_secret", LONG)]).unwrap();
+        assert_eq!(c.prefixes.replay_key, "replay:");
+        assert_eq!(c.prefixes.identity_key, None);
+        let c = load(&[
+            ("jwt_secret", LONG),
+            ("replay_key_prefix", "rs:"),
+            ("identity_key_prefix", "user:"),
+        ])
+        .unwrap();
+        assert_eq!(c.prefixes.replay_key, "rs:");
+        assert_eq!(c.prefixes.identity_key.as_deref(), Some("user:"));
+        let c = load(&[("jwt_secret", LONG), ("identity_key_prefix", " ")]).unwrap();
+        assert_eq!(c.prefixes.identity_key, None);
     }
 
     #[test]

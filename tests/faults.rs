@@ -644,7 +644,7 @@ fn max_stream_lifetime_ends_with_retry_and_resume_has_no_gap() {
     let e1 = publish_exec(&env, &rec.id, &exec_ev(&rec, "pod_running", 1));
     expect_event(&mut s, None, &exec_ev(&rec, "pod_running", 1), &e1);
 
-    let comments = s.expect_end(Duration::from_secs(15));
+    let comments = s.expect_aborted(Duration::from_secs(15));
     let lived = opened.elapsed();
     assert!(
         lived >= Duration::from_secs(9) && lived <= Duration::from_secs(14),

@@ -24,14 +24,17 @@
 #![allow(dead_code)]
 
 mod api;
+pub mod fetch_client;
 mod gateway;
 pub mod hostile;
 mod http;
 pub mod jwt;
 mod procs;
 mod redis_server;
+pub mod replay_record;
 mod spin;
 mod sse;
+pub mod stream_end;
 pub mod tls;
 
 pub use api::*;
