@@ -21,6 +21,7 @@ pub mod resp;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod telemetry;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

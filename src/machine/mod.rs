@@ -35,6 +35,7 @@ pub mod timers;
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
+use crate::events::StreamKind;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
@@ -103,6 +104,9 @@ enum Phase {
         outbox: Outbox,
         started: u64,
         ping_outstanding: bool,
+        kind: StreamKind,
+        /// When the first event was queued (time to first event).
+        first_event: Option<u64>,
     },
     Over,
 }
@@ -130,6 +134,8 @@ pub struct StreamMachine {
     rules: opening::Rules,
     /// Side commands are built from a copy of what they need of the config.
     command_cfg: CommandConfig,
+    /// Monotonic ns when the stream was asked for (time to first event).
+    opened_at: u64,
 }
 
 /// What a side command needs (the machine borrows no config).
@@ -190,6 +196,7 @@ impl StreamMachine {
                 cluster: cfg.redis_cluster,
                 timeout_ms: cfg.redis_timeout_ms,
             },
+            opened_at: req.now,
         };
         match Plan::new(cfg, who, &req.topic, resume) {
             Err(e) => m.events.push(Event::Refuse(e)),
@@ -333,12 +340,16 @@ impl StreamMachine {
             Phase::Live {
                 outbox,
                 ping_outstanding,
+                first_event,
                 ..
             } => match item {
                 Incoming::Message(payload) => {
                     if let Err(skip) = outbox.message(&payload) {
                         let line = opening::skipped(&self.channel, skip.reason(), payload.len());
                         self.logs.push(line);
+                    }
+                    if first_event.is_none() && outbox.events_sent() > 0 {
+                        *first_event = Some(now);
                     }
                     self.closed_if(now);
                 }
@@ -481,14 +492,17 @@ impl StreamMachine {
             "stream_opened",
             &[
                 ("channel", self.channel.as_str().into()),
+                ("kind", plan.kind.name().into()),
                 ("queued_events", outbox.events_sent().into()),
             ],
         ));
         self.timers.wrote(now);
         self.phase = Phase::Live {
+            first_event: (outbox.events_sent() > 0).then_some(now),
             outbox,
             started: now,
             ping_outstanding: false,
+            kind: plan.kind,
         };
         self.events.push(Event::Start);
         self.closed_if(now);
@@ -615,20 +629,27 @@ impl StreamMachine {
 
     fn finish(&mut self, why: Close, now: u64) {
         let Phase::Live {
-            outbox, started, ..
+            outbox,
+            started,
+            kind,
+            first_event,
+            ..
         } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
             return;
         };
         self.release_slot(now, !self.cluster);
         let millis = now.saturating_sub(started) / 1_000_000;
+        let first = first_event.map(|t| t.saturating_sub(self.opened_at) / 1_000_000);
         self.logs.push(log::line(
             "stream_closed",
             &[
                 ("channel", self.channel.as_str().into()),
+                ("kind", kind.name().into()),
                 ("reason", why.reason().into()),
                 ("events", outbox.events_sent().into()),
                 ("duration_ms", millis.into()),
+                ("first_event_ms", first.into()),
             ],
         ));
         self.events.push(Event::Finished(why));
