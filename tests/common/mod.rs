@@ -16,6 +16,7 @@
 //!   settings to `SPIN_VARIABLE_*` (the host is chosen by `SSE_GATEWAY_HOST`).
 //! - `api`: route paths and wire-contract assertions (JSON errors, publish).
 //! - `procs`: paths, log files, free ports, child processes.
+//! - `otlp`: [`OtlpReceiver`], an OTLP/HTTP receiver for Spin's `wasi:otel` export.
 //!
 //! Everything has timeouts: no helper here can hang a test forever.
 
@@ -26,6 +27,7 @@ mod gateway;
 pub mod hostile;
 mod http;
 pub mod jwt;
+pub mod otlp;
 mod procs;
 mod redis_server;
 mod spin;
