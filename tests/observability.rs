@@ -59,14 +59,19 @@ fn stream_of_three(env: &TestEnv) -> usize {
     received
 }
 
-/// The component's log lines (wasmtime adds only its `Serving HTTP` line);
-/// every one is a JSON object whose `event` is in the schema.
+/// The component's log lines (wasmtime prefixes each with `stderr [n] :: `
+/// and adds only its `Serving HTTP` line); every one is a JSON object whose
+/// `event` is in the schema.
 fn log_lines(gw: &Gateway) -> Vec<Value> {
     let mut out = Vec::new();
     for line in gw.log().lines().filter(|l| !l.trim().is_empty()) {
         if line.starts_with("Serving HTTP on") {
             continue;
         }
+        let line = match line.split_once(" :: ") {
+            Some((prefix, rest)) if prefix.starts_with("stderr [") => rest,
+            _ => line,
+        };
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line:?}"));
         let name = v["event"]
