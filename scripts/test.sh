@@ -13,11 +13,13 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features portable -- -D warnings
+cargo clippy --target wasm32-wasip2 --features otel -- -D warnings
 
 SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
 SSE_GATEWAY_SPIN_WASM=$(scripts/build.sh spin | tail -n 1)
-export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM
-echo "portable component: $(stat -c %s "$SSE_GATEWAY_WASM") bytes; spin component: $(stat -c %s "$SSE_GATEWAY_SPIN_WASM") bytes"
+SSE_GATEWAY_OTEL_WASM=$(scripts/build.sh otel | tail -n 1)
+export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM SSE_GATEWAY_OTEL_WASM
+echo "portable component: $(stat -c %s "$SSE_GATEWAY_WASM") bytes; spin component: $(stat -c %s "$SSE_GATEWAY_SPIN_WASM") bytes; otel component: $(stat -c %s "$SSE_GATEWAY_OTEL_WASM") bytes"
 
 # The e2e files are those built on the harness (tests/common); spin_host is
 # about Spin only and runs in the Spin pass. Everything else runs once.

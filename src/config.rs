@@ -109,6 +109,8 @@ pub struct Config {
     /// Local development helpers (demo page, token minting). Off by default
     /// and in `spin.toml`: it lets anyone mint tokens.
     pub dev_mode: bool,
+    /// Lines below this level are not printed (`log_level`).
+    pub log_level: crate::log::Level,
 }
 
 /// A variable that is missing or malformed; its message names the variable
@@ -181,6 +183,7 @@ pub const VARIABLES: &[&str] = &[
     "redis_tls_key_pem",
     "replay_key_prefix",
     "identity_key_prefix",
+    "log_level",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -270,6 +273,8 @@ impl Config {
                 max_body_seconds: src.number("max_body_seconds", 10, 1, 3600)?,
             },
             dev_mode: src.flag("dev_mode")?,
+            log_level: crate::log::Level::parse(&src.text("log_level", "info"))
+                .ok_or_else(|| err("log_level", "must be error, warn, info or debug"))?,
         })
     }
 }

@@ -32,6 +32,17 @@ pub enum StreamKind {
     Replay,
 }
 
+impl StreamKind {
+    /// The kind's name in log lines and metric attributes.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Execution => "execution",
+            StreamKind::Notification => "notification",
+            StreamKind::Replay => "replay",
+        }
+    }
+}
+
 /// Why a message was skipped (for the log line; never fatal to the stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {

@@ -26,6 +26,7 @@ pub mod result_fill;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod telemetry;
 pub mod tls;
 
 #[cfg(target_arch = "wasm32")]

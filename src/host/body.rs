@@ -12,6 +12,17 @@ use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;
 use wasi::io::streams::OutputStream;
 
+thread_local! {
+    /// The status this request was answered with (one instance = one
+    /// request), for the `request` log line and span.
+    static STATUS: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
+/// The status sent, 0 if none was.
+pub fn status() -> u16 {
+    STATUS.with(|s| s.get())
+}
+
 fn headers(list: &[(&str, &str)]) -> Headers {
     let entries: Vec<(String, Vec<u8>)> = list
         .iter()
@@ -46,6 +57,7 @@ impl Responder {
         let all: Vec<(&str, &str)> = extra.iter().copied().chain(common).collect();
         let response = OutgoingResponse::new(headers(&all));
         let _ = response.set_status_code(status);
+        STATUS.with(|s| s.set(status));
         response
     }
 

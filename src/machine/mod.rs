@@ -36,6 +36,7 @@ pub mod timers;
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
+use crate::events::StreamKind;
 use crate::history::EntryId;
 use crate::limits::Slot;
 use crate::log;
@@ -117,6 +118,9 @@ enum Phase {
         ping_outstanding: bool,
         /// Messages behind a `result_stored` waiting for the record's result.
         held: Held,
+        kind: StreamKind,
+        /// When the first event was queued (time to first event).
+        first_event: Option<u64>,
     },
     Over,
 }
@@ -151,6 +155,8 @@ pub struct StreamMachine {
     user_lookup: Option<Vec<Vec<u8>>>,
     /// The caller as the store knew them at open; re-read every heartbeat.
     stored: Option<Identity>,
+    /// Monotonic ns when the stream was asked for (time to first event).
+    opened_at: u64,
 }
 
 /// What a side command needs (the machine borrows no config).
@@ -214,6 +220,7 @@ impl StreamMachine {
             result_of: None,
             user_lookup: None,
             stored: None,
+            opened_at: req.now,
         };
         let deadline = req
             .now
@@ -483,7 +490,22 @@ impl StreamMachine {
                 }
             }
         }
+        self.first_event_at(now);
         self.closed_if(now);
+    }
+
+    /// Records when the first event was queued (time to first event).
+    fn first_event_at(&mut self, now: u64) {
+        if let Phase::Live {
+            outbox,
+            first_event,
+            ..
+        } = &mut self.phase
+        {
+            if first_event.is_none() && outbox.events_sent() > 0 {
+                *first_event = Some(now);
+            }
+        }
     }
 
     /// The record's `result` came back (`None`: it could not be read): the
@@ -502,6 +524,7 @@ impl StreamMachine {
         for payload in rest {
             self.live_message(payload, now);
         }
+        self.first_event_at(now);
         self.closed_if(now);
     }
 
@@ -670,10 +693,12 @@ impl StreamMachine {
             self.timers.check_user(now);
         }
         self.phase = Phase::Live {
+            first_event: (outbox.events_sent() > 0).then_some(now),
             outbox,
             started: now,
             ping_outstanding: false,
             held: Held::default(),
+            kind: plan.kind,
         };
         for payload in early {
             self.live_message(payload, now);
@@ -683,6 +708,7 @@ impl StreamMachine {
                 "stream_opened",
                 &[
                     ("channel", self.channel.as_str().into()),
+                    ("kind", plan.kind.name().into()),
                     ("queued_events", outbox.events_sent().into()),
                 ],
             ));
@@ -827,20 +853,27 @@ impl StreamMachine {
 
     fn finish(&mut self, why: Close, now: u64) {
         let Phase::Live {
-            outbox, started, ..
+            outbox,
+            started,
+            kind,
+            first_event,
+            ..
         } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
             return;
         };
         self.release_slot(now, !self.cluster);
         let millis = now.saturating_sub(started) / 1_000_000;
+        let first = first_event.map(|t| t.saturating_sub(self.opened_at) / 1_000_000);
         self.logs.push(log::line(
             "stream_closed",
             &[
                 ("channel", self.channel.as_str().into()),
+                ("kind", kind.name().into()),
                 ("reason", why.reason().into()),
                 ("events", outbox.events_sent().into()),
                 ("duration_ms", millis.into()),
+                ("first_event_ms", first.into()),
             ],
         ));
         self.events.push(Event::Finished(why));

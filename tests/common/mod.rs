@@ -18,6 +18,7 @@
 //! - `procs`: paths, log files, free ports, child processes.
 //! - [`tls`]: a CA and certificates made in the test, TLS `redis-server`s
 //!   and a `dnsmasq` resolver, for `rediss://` and host names.
+//! - `otlp`: [`OtlpReceiver`], an OTLP/HTTP receiver for Spin's `wasi:otel` export.
 //!
 //! Everything has timeouts: no helper here can hang a test forever.
 
@@ -29,6 +30,7 @@ mod gateway;
 pub mod hostile;
 mod http;
 pub mod jwt;
+pub mod otlp;
 mod procs;
 mod redis_server;
 pub mod replay_record;
