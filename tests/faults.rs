@@ -187,7 +187,7 @@ fn assert_all_unavailable(addr: SocketAddr, what: &str) {
         });
         let notif = scope.spawn(|| timed(&|| get(addr, NOTIF_STREAM_PATH, &[("Cookie", &cookie)])));
         let publish = scope.spawn(|| timed(&|| post_json(addr, &exec, Some(&service), &body)));
-        let health = scope.spawn(|| timed(&|| get(addr, common::hostile::READY_PATH, &[])));
+        let health = scope.spawn(|| timed(&|| get(addr, common::READY_PATH, &[])));
         (
             stream.join().expect("stream request"),
             notif.join().expect("notification request"),

@@ -587,7 +587,7 @@ fn readiness_reports_redis_and_recovers() {
     let mut env = TestEnv::start();
     let addr = env.gw.addr();
 
-    let resp = get(addr, common::hostile::READY_PATH, &[]);
+    let resp = get(addr, common::READY_PATH, &[]);
     assert_eq!(
         resp.status,
         200,
@@ -607,7 +607,7 @@ fn readiness_reports_redis_and_recovers() {
 
     env.redis.stop();
     let started = Instant::now();
-    let resp = get(addr, common::hostile::READY_PATH, &[]);
+    let resp = get(addr, common::READY_PATH, &[]);
     let took = started.elapsed();
     let v = expect_json_error(&resp, 503, "ServiceUnavailableError");
     assert!(
@@ -617,7 +617,7 @@ fn readiness_reports_redis_and_recovers() {
     assert!(took < Duration::from_secs(10), "503 took {took:?}");
 
     env.redis.restart();
-    let resp = get(addr, common::hostile::READY_PATH, &[]);
+    let resp = get(addr, common::READY_PATH, &[]);
     assert_eq!(
         resp.status,
         200,

@@ -66,8 +66,8 @@ fn spin_allowed_outbound_hosts_gates_the_redis_connect() {
         expect_json_error(&resp, 503, "ServiceUnavailableError");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
-    let health = get(gw.addr(), HEALTH_PATH, &[]);
-    assert_eq!(health.status, 503, "health: {}", health.text());
+    let ready = get(gw.addr(), READY_PATH, &[]);
+    assert_eq!(ready.status, 503, "readiness: {}", ready.text());
     assert_eq!(redis.numsub("sse:exec:x"), 0);
     let log = gw.log();
     assert!(
@@ -176,7 +176,7 @@ fn spin_readme_commands_work_word_for_word() {
     }
     script.push_str(
         "for _ in $(seq 600); do\n\
-           if out=$(curl -sf -m 2 http://127.0.0.1:3000/api/v1/events/health); then break; fi\n\
+           if out=$(curl -sf -m 2 http://127.0.0.1:3000/api/v1/events/health/ready); then break; fi\n\
            sleep 0.1\n\
          done\n\
          echo \"HEALTH $out\"\n\
