@@ -159,10 +159,17 @@ fn spin_readme_commands_work_word_for_word() {
         commands.iter().any(|c| c.contains("spin up")),
         "no `spin up` in {commands:?}"
     );
+    // Only the last command may start the server (it is run in the
+    // background); a `spin up` before it would never return.
+    let last = commands.len() - 1;
+    assert!(
+        commands[last].contains("spin up")
+            && !commands[..last].iter().any(|c| c.contains("spin up")),
+        "the README's first Spin block must end with its one `spin up`: {commands:?}"
+    );
     let spin = spin_bin().unwrap_or_else(|e| panic!("{e}"));
     // The README's fixed ports (Redis 6379, Spin 3000) in a private network
     // namespace, so nothing else on the machine is in the way.
-    let last = commands.len() - 1;
     let mut script = String::from(
         "set -eu\nip link set lo up\n\
          redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes >/dev/null\n",
@@ -191,7 +198,8 @@ fn spin_readme_commands_work_word_for_word() {
     let run = |args: &[&str]| {
         Command::new("unshare")
             .args(args)
-            .args(["bash", "-c", &script])
+            // A hard bound: whatever the README says, this never hangs CI.
+            .args(["timeout", "-k", "5", "300", "bash", "-c", &script])
             .current_dir(crate_dir())
             .env("PATH", &path)
             .env_remove("CARGO_TARGET_DIR")
