@@ -8,6 +8,8 @@
 #   portable  config from environment variables, for `wasmtime serve` or any
 #             WASI-HTTP host, into target/portable (so it never overwrites
 #             the Spin build)
+#   otel      the Spin build that also records metrics and spans through
+#             wasi:otel (`spin up --experimental-wasi-otel`), into target/otel
 #   p3        the WASIp3 build (not built yet)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,17 +19,19 @@ variant=${1:-}
 case "$variant" in
     spin) dir=target features=() ;;
     portable) dir=target/portable features=(--no-default-features --features portable) ;;
+    otel) dir=target/otel features=(--features otel) ;;
     p3)
         echo "build.sh: the p3 (WASIp3) variant is not built yet" >&2
         exit 2
         ;;
     *)
-        echo "usage: scripts/build.sh spin|portable|p3" >&2
+        echo "usage: scripts/build.sh spin|portable|otel|p3" >&2
         exit 2
         ;;
 esac
 
 ensure_wasm_target
+ensure_clang
 # An inherited CARGO_TARGET_DIR or CARGO_BUILD_TARGET would move the output
 # away from the path spin.toml and the callers expect.
 env -u CARGO_BUILD_TARGET CARGO_TARGET_DIR="$PWD/$dir" \

@@ -8,19 +8,26 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod dev_token;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod gate;
 pub mod history;
+pub mod identity;
 pub mod json;
 pub mod limits;
 pub mod log;
 pub mod machine;
 pub mod outbox;
+pub mod replay;
 pub mod resp;
+pub mod result_fill;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod telemetry;
+pub mod tls;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

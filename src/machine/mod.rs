@@ -29,6 +29,7 @@
 //! page, which `body_took` asks for once the browser has drained the last.
 
 pub mod command;
+pub mod held;
 pub mod opening;
 pub mod publish;
 pub mod replay;
@@ -37,15 +38,17 @@ pub mod timers;
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget, StreamBudget};
 use crate::error::ApiError;
+use crate::events::StreamKind;
 use crate::history::{self, EntryId};
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
-use crate::resp::RespError;
+use crate::resp::{RespError, Value};
 use crate::routes::Route;
 use crate::session::{Incoming, Session, Tag};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
+use held::{Held, Offer};
 use opening::{Plan, Replies};
 use replay::{Paged, Replay};
 use timers::{Due, Timers};
@@ -93,6 +96,15 @@ pub enum Event {
 }
 
 enum Phase {
+    /// A notification stream with identity from the user store: its
+    /// channel is named by the store's user id, so the user record is read
+    /// first (on the stream's connection) and the stream opens after.
+    Identifying {
+        cfg: Box<Config>,
+        topic: Topic,
+        resume: Option<EntryId>,
+        deadline: u64,
+    },
     /// The pipeline is out; collecting replies until `deadline`.
     Opening {
         plan: Plan,
@@ -108,7 +120,12 @@ enum Phase {
         started: u64,
         ping_outstanding: bool,
         /// The history replay, until its last page is read.
-        replay: Option<Replay>,
+        replay: Option<Box<Replay>>,
+        /// Messages behind a `result_stored` waiting for the record's result.
+        held: Held,
+        kind: StreamKind,
+        /// When the first event was queued (time to first event).
+        first_event: Option<u64>,
     },
     Over,
 }
@@ -139,6 +156,15 @@ pub struct StreamMachine {
     rules: opening::Rules,
     /// Side commands are built from a copy of what they need of the config.
     command_cfg: CommandConfig,
+    /// Execution streams: the execution id and its record's key, whose
+    /// `result` fills a `result_stored` that came without one.
+    result_of: Option<(String, Vec<u8>)>,
+    /// The user record's `HGETALL` (identity from the user store).
+    user_lookup: Option<Vec<Vec<u8>>>,
+    /// The caller as the store knew them at open; re-read every heartbeat.
+    stored: Option<Identity>,
+    /// Monotonic ns when the stream was asked for (time to first event).
+    opened_at: u64,
 }
 
 /// What a side command needs (the machine borrows no config).
@@ -202,44 +228,120 @@ impl StreamMachine {
                 cluster: cfg.redis_cluster,
                 timeout_ms: cfg.redis_timeout_ms,
             },
+            result_of: None,
+            user_lookup: None,
+            stored: None,
+            opened_at: req.now,
         };
-        match Plan::new(cfg, who, &req.topic, resume) {
-            Err(e) => m.events.push(Event::Refuse(e)),
-            Ok(plan) => {
-                m.channel = plan.channel.clone();
-                m.side = plan.side_commands(m.slot.as_ref(), max);
-                m.history = plan.history_command(cfg);
-                m.history_from = plan.history_key(cfg);
-                m.needs_connect = true;
-                m.session = m.pipeline();
-                m.phase = Phase::Opening {
-                    plan,
-                    deadline: req
-                        .now
-                        .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000)),
-                    subscribed: false,
-                    early: Vec::new(),
-                    replies: Replies::default(),
-                    outstanding: 0,
-                };
+        let deadline = req
+            .now
+            .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000));
+        let lookup = opening::user_lookup(cfg, who);
+        if let (Topic::Notifications, Some(args)) = (&req.topic, &lookup) {
+            m.session.command_owned(Tag::User, args);
+            m.user_lookup = lookup;
+            m.needs_connect = true;
+            m.phase = Phase::Identifying {
+                cfg: Box::new(cfg.clone()),
+                topic: req.topic,
+                resume,
+                deadline,
+            };
+            return m;
+        }
+        m.plan(cfg, who, &req.topic, resume, deadline, false);
+        m
+    }
+
+    /// Plans the stream and queues its pipeline: on a fresh session, or
+    /// (`identified`: the user record was read first) on the one that read it.
+    fn plan(
+        &mut self,
+        cfg: &Config,
+        who: &Identity,
+        topic: &Topic,
+        resume: Option<EntryId>,
+        deadline: u64,
+        identified: bool,
+    ) {
+        let mut plan = match Plan::new(cfg, who, topic, resume) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.phase = Phase::Over;
+                return self.events.push(Event::Refuse(e));
+            }
+        };
+        if identified {
+            plan.user_lookup = None;
+        } else {
+            self.user_lookup = plan.user_lookup.clone();
+        }
+        self.channel = plan.channel.clone();
+        self.side = plan.side_commands(self.slot.as_ref(), cfg.limits.max_streams_per_user);
+        self.history = plan.history_command(cfg);
+        self.history_from = plan.history_key(cfg);
+        self.result_of = plan
+            .execution_id
+            .clone()
+            .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
+        if identified {
+            self.session.subscribe_now(&self.channel, self.cluster);
+            self.queue_reads();
+        } else {
+            self.needs_connect = true;
+            self.session = self.pipeline();
+        }
+        self.phase = Phase::Opening {
+            plan,
+            deadline,
+            subscribed: false,
+            early: Vec::new(),
+            replies: Replies::default(),
+            outstanding: 0,
+        };
+    }
+
+    /// The user record read first came back: refuse, or open the stream
+    /// as the user the store knows.
+    fn identified(&mut self, reply: Value, now: u64) {
+        let Phase::Identifying {
+            cfg,
+            topic,
+            resume,
+            deadline,
+        } = std::mem::replace(&mut self.phase, Phase::Over)
+        else {
+            return;
+        };
+        match opening::store_identity(&self.rules.who, reply, &mut self.logs) {
+            Err(e) => self.events.push(Event::Refuse(e)),
+            Ok(who) => {
+                self.stored = Some(who.clone());
+                self.plan(&cfg, &who, &topic, resume, deadline, true);
+                self.opened_if_complete(now);
             }
         }
-        m
     }
 
     /// The opening pipeline: handshake, `(S)SUBSCRIBE`, the history read
     /// (same slot as the channel) and, off Cluster, the side commands.
-    fn pipeline(&self) -> Session {
-        let mut session = Session::subscribe(&self.base, &self.channel, self.cluster);
+    fn pipeline(&mut self) -> Session {
+        let session = Session::subscribe(&self.base, &self.channel, self.cluster);
+        let previous = std::mem::replace(&mut self.session, session);
+        self.queue_reads();
+        std::mem::replace(&mut self.session, previous)
+    }
+
+    /// The history read and, off Cluster, the side commands.
+    fn queue_reads(&mut self) {
         if let Some(args) = &self.history {
-            session.command_owned(Tag::History, args);
+            self.session.command_owned(Tag::History, args);
         }
         if !self.cluster {
             for (tag, args) in &self.side {
-                session.command_owned(*tag, args);
+                self.session.command_owned(*tag, args);
             }
         }
-        session
     }
 
     /// Where to (re)connect, once per needed connection: the first, and
@@ -271,7 +373,7 @@ impl StreamMachine {
     /// True while Redis bytes are wanted (opening, or live and not closed).
     pub fn wants_redis(&self) -> bool {
         match &self.phase {
-            Phase::Opening { .. } => true,
+            Phase::Opening { .. } | Phase::Identifying { .. } => true,
             Phase::Live { outbox, .. } => outbox.closed().is_none(),
             Phase::Over => false,
         }
@@ -288,7 +390,9 @@ impl StreamMachine {
     /// The next deadline (monotonic ns), `None` once over.
     pub fn deadline(&self) -> Option<u64> {
         match &self.phase {
-            Phase::Opening { deadline, .. } => Some(*deadline),
+            Phase::Opening { deadline, .. } | Phase::Identifying { deadline, .. } => {
+                Some(*deadline)
+            }
             Phase::Live { outbox, .. } => Some(self.timers.next(!outbox.pending().is_empty())),
             Phase::Over => None,
         }
@@ -300,12 +404,29 @@ impl StreamMachine {
         match self.session.receive(bytes, &mut items) {
             Ok(()) => {}
             Err(RespError::Moved(moved))
+                if self.cluster && matches!(self.phase, Phase::Identifying { .. }) =>
+            {
+                // The user record lives elsewhere: read it there first.
+                self.target.host = moved.host;
+                self.target.port = moved.port;
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return self.redis_failed("too many cluster redirects", now);
+                }
+                let mut session = Session::handshake(&self.base);
+                if let Some(args) = &self.user_lookup {
+                    session.command_owned(Tag::User, args);
+                }
+                self.session = session;
+                self.needs_connect = true;
+                return;
+            }
+            Err(RespError::Moved(moved))
                 if self.cluster && matches!(self.phase, Phase::Opening { .. }) =>
             {
                 if self.redirects < MAX_REDIRECTS {
                     self.redirects += 1;
-                    self.target.host = moved.host;
-                    self.target.port = moved.port;
+                    moved.redirect(&mut self.target);
                     self.session = self.pipeline();
                     self.needs_connect = true;
                     if let Phase::Opening {
@@ -332,44 +453,199 @@ impl StreamMachine {
     }
 
     fn incoming(&mut self, item: Incoming, now: u64) {
-        match &mut self.phase {
-            Phase::Opening {
-                subscribed,
-                early,
-                replies,
-                ..
-            } => match item {
+        match (&mut self.phase, item) {
+            (
+                Phase::Opening {
+                    subscribed,
+                    early,
+                    replies,
+                    ..
+                },
+                item,
+            ) => match item {
                 Incoming::Subscribed => *subscribed = true,
                 Incoming::Message(p) => early.push(p),
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
-            Phase::Live {
-                outbox,
-                ping_outstanding,
-                replay,
-                ..
-            } => match item {
-                Incoming::Message(payload) => {
-                    live_message(outbox, replay, payload, &self.channel, &mut self.logs);
-                    self.closed_if(now);
+            (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
+            (Phase::Live { .. }, Incoming::Message(payload)) => self.live_message(payload, now),
+            (Phase::Live { .. }, Incoming::Reply(Tag::History, v)) => self.history_page(v, now),
+            (
+                Phase::Live {
+                    ping_outstanding, ..
+                },
+                Incoming::Reply(Tag::Ping, _),
+            ) => *ping_outstanding = false,
+            (Phase::Live { .. }, Incoming::Reply(Tag::Result, v)) => self.result_read(Some(v), now),
+            (Phase::Live { .. }, Incoming::Reply(Tag::User, v)) => self.user_read(Ok(v), now),
+            _ => {}
+        }
+    }
+
+    /// A live message: while the history is replayed, dropped or held by
+    /// the replay; then sent, or held behind (or as) a `result_stored`
+    /// waiting for the record's result.
+    fn live_message(&mut self, payload: Vec<u8>, now: u64) {
+        let fill = self.result_of.is_some();
+        let Phase::Live {
+            outbox,
+            held,
+            replay,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if outbox.closed().is_some() {
+            return;
+        }
+        if let Some(r) = replay.as_mut() {
+            return r.live(payload, &mut self.logs);
+        }
+        match held.offer(payload, fill) {
+            Offer::Send(p) => send(outbox, &p, &self.channel, &mut self.logs),
+            Offer::Held if held.bytes() > self.budget.outbox_bytes => {
+                outbox.close(Close::SlowClient)
+            }
+            Offer::Held => {}
+            Offer::Ask => self.ask_result(now),
+        }
+        self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// Reads the execution record's `result` (a `result_stored` waits for it).
+    fn ask_result(&mut self, now: u64) {
+        if let Some((_, key)) = &self.result_of {
+            let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
+            self.read_aside(Tag::Result, args, now);
+        }
+    }
+
+    /// A history page came back: replayed, then the next one asked or live.
+    fn history_page(&mut self, reply: Value, now: u64) {
+        let entries = match history::parse_range(reply) {
+            Ok(entries) => entries,
+            Err(e) => return self.redis_failed(&format!("history page: {e}"), now),
+        };
+        let Phase::Live {
+            outbox,
+            replay: Some(r),
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let paged = r.page(entries, outbox, &mut self.logs);
+        self.paged(paged, now);
+    }
+
+    /// What the replay does after a page (or a result it waited for).
+    fn paged(&mut self, paged: Paged, now: u64) {
+        match paged {
+            Paged::More => {}
+            Paged::Result => self.ask_result(now),
+            Paged::Done => {
+                if let Phase::Live { replay, .. } = &mut self.phase {
+                    *replay = None;
                 }
-                Incoming::Reply(Tag::History, v) => {
-                    let entries = match history::parse_range(v) {
-                        Ok(entries) => entries,
-                        Err(e) => return self.redis_failed(&format!("history page: {e}"), now),
-                    };
-                    if let Some(r) = replay.as_mut() {
-                        if r.page(entries, outbox, &mut self.logs) == Paged::Done {
-                            *replay = None;
-                        }
-                    }
-                    ask_page(&mut self.session, outbox, replay);
-                    self.closed_if(now);
-                }
-                Incoming::Reply(Tag::Ping, _) => *ping_outstanding = false,
-                _ => {}
-            },
-            Phase::Over => {}
+            }
+        }
+        self.ask_page();
+        self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// Queues the next history page when the replay wants it.
+    fn ask_page(&mut self) {
+        if let Phase::Live {
+            outbox,
+            replay: Some(r),
+            ..
+        } = &mut self.phase
+        {
+            if r.wants_page(outbox) {
+                self.session.command_owned(Tag::History, &r.command());
+                r.asked();
+            }
+        }
+    }
+
+    /// Records when the first event was queued (time to first event).
+    fn first_event_at(&mut self, now: u64) {
+        if let Phase::Live {
+            outbox,
+            first_event,
+            ..
+        } = &mut self.phase
+        {
+            if first_event.is_none() && outbox.events_sent() > 0 {
+                *first_event = Some(now);
+            }
+        }
+    }
+
+    /// The record's `result` came back (`None`: it could not be read): the
+    /// held `result_stored` goes out filled, then what waited behind it.
+    fn result_read(&mut self, value: Option<Value>, now: u64) {
+        let Phase::Live {
+            outbox,
+            held,
+            replay,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if let Some(r) = replay.as_mut().filter(|r| r.waiting()) {
+            let result = value.as_ref().and_then(Value::as_str).map(str::to_string);
+            let paged = r.result(result, outbox, &mut self.logs);
+            return self.paged(paged, now);
+        }
+        let Some((first, rest)) = held.answered() else {
+            return;
+        };
+        let id = self.result_of.as_ref().map_or("", |(id, _)| id.as_str());
+        let result = value.as_ref().and_then(Value::as_str);
+        let event = opening::filled(&first, result, id, &mut self.logs);
+        send(outbox, &event, &self.channel, &mut self.logs);
+        for payload in rest {
+            self.live_message(payload, now);
+        }
+        self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// The heartbeat's read of the user record: a user the store no longer
+    /// knows as the one who opened the stream (inactive, gone, another id
+    /// or role) is cut. A read that failed is not a verdict: the next
+    /// heartbeat reads again.
+    fn user_read(&mut self, reply: Result<Value, ApiError>, now: u64) {
+        let (Some(opened), Ok(reply)) = (&self.stored, reply) else {
+            return;
+        };
+        let Phase::Live { outbox, .. } = &mut self.phase else {
+            return;
+        };
+        let now_known = opening::store_identity(&self.rules.who, reply, &mut self.logs);
+        if now_known.as_ref().ok() != Some(opened) {
+            self.logs.push(log::line(
+                "user_revoked",
+                &[("channel", self.channel.as_str().into())],
+            ));
+            outbox.end(Close::Revoked, self.rules.retry_ms);
+        }
+        self.closed_if(now);
+    }
+
+    /// A read whose key may live outside the channel's slot: on the
+    /// stream's connection, or on its own on Redis Cluster.
+    fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.cluster {
+            let cmd = self.command(tag, args, now);
+            self.commands.push(cmd);
+        } else {
+            self.session.command_owned(tag, &args);
         }
     }
 
@@ -377,6 +653,11 @@ impl StreamMachine {
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
             Phase::Opening { .. } => self.opening_failed(detail, now, false),
+            Phase::Identifying { .. } => {
+                let e = unavailable(&mut self.logs, detail);
+                self.phase = Phase::Over;
+                self.events.push(Event::Refuse(e));
+            }
             Phase::Live { outbox, .. } => {
                 if outbox.closed().is_none() {
                     self.logs.push(log::line(
@@ -427,6 +708,8 @@ impl StreamMachine {
                     self.decide(now);
                 }
             }
+            (_, Tag::Result) => self.result_read(outcome.ok(), now),
+            (_, Tag::User) => self.user_read(outcome, now),
             (_, Tag::Renew) => {
                 if let Err(e) = outcome {
                     self.logs.push(log::line(
@@ -488,49 +771,47 @@ impl StreamMachine {
             &mut self.logs,
         );
         self.slot_taken = d.slot_taken;
+        self.stored = d.stored.or(self.stored.take());
         let opened = match d.answer {
             Ok(opened) => opened,
             Err(e) => return self.refuse(e, now),
         };
         let mut outbox = opened.outbox;
-        let mut replay = None;
-        match (opened.page, self.history_from.take()) {
-            (Some(page), Some((key, after))) => {
-                let mut r = Replay::new(key, after, self.budget, opened.finished, &self.channel);
-                if r.page(page, &mut outbox, &mut self.logs) == Paged::More {
-                    replay = Some(r);
-                }
-            }
-            _ => {
-                // No history read: a finished execution ends with its result.
-                let mut r = Replay::new(String::new(), None, self.budget, opened.finished, "");
-                r.page(Vec::new(), &mut outbox, &mut self.logs);
-            }
-        }
-        for payload in early {
-            live_message(
-                &mut outbox,
-                &mut replay,
-                payload,
-                &self.channel,
-                &mut self.logs,
-            );
-        }
-        ask_page(&mut self.session, &outbox, &mut replay);
-        self.logs.push(log::line(
-            "stream_opened",
-            &[
-                ("channel", self.channel.as_str().into()),
-                ("queued_events", outbox.events_sent().into()),
-            ],
-        ));
+        // The first page follows the first events (`retry:`, the status
+        // snapshot or the replay session's status) queued by the decision.
+        // With no history read, an empty page: a finished execution still
+        // ends with its stored result.
+        let (key, after) = self.history_from.take().unwrap_or_default();
+        let mut replay = Replay::new(key, after, self.budget, &self.channel);
+        replay.execution(opened.fill, opened.finished);
+        let paged = replay.page(opened.page.unwrap_or_default(), &mut outbox, &mut self.logs);
         self.timers.wrote(now);
+        if self.stored.is_some() {
+            self.timers.check_user(now);
+        }
         self.phase = Phase::Live {
+            first_event: (outbox.events_sent() > 0).then_some(now),
             outbox,
             started: now,
             ping_outstanding: false,
-            replay,
+            replay: Some(Box::new(replay)),
+            held: Held::default(),
+            kind: plan.kind,
         };
+        self.paged(paged, now);
+        for payload in early {
+            self.live_message(payload, now);
+        }
+        if let Phase::Live { outbox, .. } = &self.phase {
+            self.logs.push(log::line(
+                "stream_opened",
+                &[
+                    ("channel", self.channel.as_str().into()),
+                    ("kind", plan.kind.name().into()),
+                    ("queued_events", outbox.events_sent().into()),
+                ],
+            ));
+        }
         self.events.push(Event::Start);
         self.closed_if(now);
     }
@@ -561,12 +842,12 @@ impl StreamMachine {
 
     /// The body took `n` bytes of [`StreamMachine::pending`].
     pub fn body_took(&mut self, n: usize, now: u64) {
-        if let Phase::Live { outbox, replay, .. } = &mut self.phase {
+        if let Phase::Live { outbox, .. } = &mut self.phase {
             outbox.consume(n);
             if n > 0 {
                 self.timers.wrote(now);
             }
-            ask_page(&mut self.session, outbox, replay);
+            self.ask_page();
             self.closed_if(now);
         }
     }
@@ -588,6 +869,12 @@ impl StreamMachine {
                 }
                 return;
             }
+            Phase::Identifying { deadline, .. } => {
+                if now >= *deadline {
+                    self.redis_failed("redis did not answer in time", now);
+                }
+                return;
+            }
             Phase::Live {
                 outbox,
                 ping_outstanding,
@@ -598,7 +885,11 @@ impl StreamMachine {
         match self.timers.due(now, !outbox.pending().is_empty()) {
             Due::Nothing => {}
             Due::FlushOver => {
-                let why = outbox.closed().unwrap_or(Close::ClientGone);
+                // Bytes still pending: not a clean end whatever closed it.
+                let why = match outbox.closed() {
+                    Some(why) if !why.ends_cleanly() => why,
+                    _ => Close::SlowClient,
+                };
                 return self.finish(why, now);
             }
             Due::Heartbeat => {
@@ -616,6 +907,11 @@ impl StreamMachine {
                     *ping_outstanding = true;
                     self.session.command(Tag::Ping, &[b"PING"]);
                     self.renew_slot(now);
+                }
+            }
+            Due::UserCheck => {
+                if let Some(args) = self.user_lookup.clone() {
+                    self.read_aside(Tag::User, args, now);
                 }
             }
             due @ (Due::Stalled | Due::TokenExpired | Due::Lifetime) => {
@@ -657,48 +953,37 @@ impl StreamMachine {
 
     fn finish(&mut self, why: Close, now: u64) {
         let Phase::Live {
-            outbox, started, ..
+            outbox,
+            started,
+            kind,
+            first_event,
+            ..
         } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
             return;
         };
         self.release_slot(now, !self.cluster);
         let millis = now.saturating_sub(started) / 1_000_000;
+        let first = first_event.map(|t| t.saturating_sub(self.opened_at) / 1_000_000);
         self.logs.push(log::line(
             "stream_closed",
             &[
                 ("channel", self.channel.as_str().into()),
+                ("kind", kind.name().into()),
                 ("reason", why.reason().into()),
                 ("events", outbox.events_sent().into()),
                 ("duration_ms", millis.into()),
+                ("first_event_ms", first.into()),
             ],
         ));
         self.events.push(Event::Finished(why));
     }
 }
 
-/// A live message: while the history is replayed it goes to the replay
-/// (dropped or held), then to the outbox.
-fn live_message(
-    outbox: &mut Outbox,
-    replay: &mut Option<Replay>,
-    payload: Vec<u8>,
-    channel: &str,
-    logs: &mut Vec<String>,
-) {
-    if let Some(r) = replay.as_mut() {
-        return r.live(payload, logs);
-    }
-    if let Err(skip) = outbox.message(&payload) {
+/// Queues a live message, or logs why it was skipped.
+fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<String>) {
+    if let Err(skip) = outbox.message(payload) {
         logs.push(opening::skipped(channel, skip.reason(), payload.len()));
-    }
-}
-
-/// Queues the next history page when the replay wants it.
-fn ask_page(session: &mut Session, outbox: &Outbox, replay: &mut Option<Replay>) {
-    if let Some(r) = replay.as_mut().filter(|r| r.wants_page(outbox)) {
-        session.command_owned(Tag::History, &r.command());
-        r.asked();
     }
 }
 

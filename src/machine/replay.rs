@@ -20,14 +20,25 @@
 //! live. Beyond that budget it is skipped with a `message_skipped` log line
 //! (reason `replay backlog full`): there is nothing to recover it from.
 //!
+//! On an execution stream every page gets the result fill of the opening
+//! ([`super::opening::filled`]): a `result_stored` that came without its
+//! result gets the record's. The first page is read in the same pipeline
+//! as the record; a later page may hold events newer than that read, so
+//! when one of its `result_stored` events needs a result the record did
+//! not have yet, the page waits ([`Paged::Result`]) while the machine reads
+//! the record's `result` again, after the page (so at least as new). A
+//! record that said finished at open is not read again: its result is final.
+//! Held plain messages get the same fill when they are sent.
+//!
 //! An execution whose record says finished gets its stored result only
 //! after the whole history: a terminal event on a later page ends the
 //! stream there instead.
 
-use super::opening::skipped;
+use super::opening::{filled, skipped, RecordResult};
 use crate::config::StreamBudget;
 use crate::history::{self, split_live, EntryId};
 use crate::outbox::{Close, Outbox};
+use crate::result_fill::needs_result;
 use std::collections::VecDeque;
 
 /// One stream's history replay, from its first page to the switch to live.
@@ -44,6 +55,21 @@ pub struct Replay {
     read: Option<EntryId>,
     /// A page was asked and its reply is not in yet.
     asked: bool,
+    /// Entries of the page being replayed (and, after the last page, the
+    /// held plain messages) not queued yet: waiting for the record's result.
+    rest: VecDeque<(Option<EntryId>, Vec<u8>)>,
+    /// The page read was the last.
+    last: bool,
+    /// Execution streams: the record's result as last read.
+    fill: Option<RecordResult>,
+    /// The record was read after the page being replayed (its result, if
+    /// still missing, is missing for the whole page).
+    fresh: bool,
+    /// The record's result was asked and is not in yet.
+    waiting: bool,
+    /// The record said finished: its result will not change, so it is
+    /// never read again.
+    settled: bool,
     held: VecDeque<Vec<u8>>,
     held_bytes: usize,
     /// Set for a finished execution: its stored result event (if any),
@@ -59,29 +85,41 @@ pub enum Paged {
     More,
     /// The history is over (or the stream closed): go live.
     Done,
+    /// An event needs the execution record's `result`: read it and hand
+    /// it to [`Replay::result`].
+    Result,
 }
 
 impl Replay {
     /// A replay of `key` starting after `after` (all of it when `None`);
     /// the first page is the opening pipeline's `XRANGE`.
-    pub fn new(
-        key: String,
-        after: Option<EntryId>,
-        budget: StreamBudget,
-        finished: Option<Option<String>>,
-        channel: &str,
-    ) -> Replay {
+    pub fn new(key: String, after: Option<EntryId>, budget: StreamBudget, channel: &str) -> Replay {
         Replay {
             key,
             budget,
             cursor: after,
             read: None,
             asked: true,
+            rest: VecDeque::new(),
+            last: false,
+            fill: None,
+            fresh: true,
+            waiting: false,
+            settled: false,
             held: VecDeque::new(),
             held_bytes: 0,
-            finished,
+            finished: None,
             channel: channel.to_string(),
         }
+    }
+
+    /// An execution stream: `fill` (its record read with the first page)
+    /// fills the `result_stored` events, and `finished` (set when the
+    /// record says finished: its stored result event, if any) ends it.
+    pub fn execution(&mut self, fill: Option<RecordResult>, finished: Option<Option<String>>) {
+        self.fill = fill;
+        self.settled = finished.is_some();
+        self.finished = finished;
     }
 
     /// The `XRANGE` of the next page.
@@ -92,7 +130,16 @@ impl Replay {
     /// Whether to ask for the next page now: none outstanding, the stream
     /// open and the browser has taken all but `low_water` bytes.
     pub fn wants_page(&self, outbox: &Outbox) -> bool {
-        !self.asked && outbox.closed().is_none() && outbox.pending().len() <= self.budget.low_water
+        !self.asked
+            && !self.last
+            && self.rest.is_empty()
+            && outbox.closed().is_none()
+            && outbox.pending().len() <= self.budget.low_water
+    }
+
+    /// The record's result was asked ([`Paged::Result`]) and is not in yet.
+    pub fn waiting(&self) -> bool {
+        self.waiting
     }
 
     /// The next page was asked (its command queued on the connection).
@@ -110,19 +157,73 @@ impl Replay {
         logs: &mut Vec<String>,
     ) -> Paged {
         self.asked = false;
-        let last = (entries.len() as u64) < self.budget.page_entries;
-        for (id, event) in entries {
-            self.cursor = self.cursor.max(Some(id));
-            self.read = self.read.max(Some(id));
-            if let Err(skip) = outbox.replayed(Some(id), &event) {
-                logs.push(skipped(&self.channel, skip.reason(), event.len()));
-            }
+        self.last = (entries.len() as u64) < self.budget.page_entries;
+        for (id, _) in &entries {
+            self.cursor = self.cursor.max(Some(*id));
+            self.read = self.read.max(Some(*id));
         }
-        if last || outbox.closed().is_some() {
-            self.finish(outbox, logs);
-            Paged::Done
-        } else {
-            Paged::More
+        self.rest
+            .extend(entries.into_iter().map(|(id, event)| (Some(id), event)));
+        self.replay(outbox, logs)
+    }
+
+    /// The record's `result` that [`Paged::Result`] asked for (`None`:
+    /// none, or it could not be read): the page goes on with it.
+    pub fn result(
+        &mut self,
+        result: Option<String>,
+        outbox: &mut Outbox,
+        logs: &mut Vec<String>,
+    ) -> Paged {
+        self.waiting = false;
+        self.fresh = true;
+        if let Some(fill) = self.fill.as_mut() {
+            fill.result = result.or(fill.result.take());
+        }
+        self.replay(outbox, logs)
+    }
+
+    /// Queues what is left of the page (stopping at an event that needs a
+    /// newer read of the record), then after the last page the held
+    /// messages and the end.
+    fn replay(&mut self, outbox: &mut Outbox, logs: &mut Vec<String>) -> Paged {
+        loop {
+            while let Some((id, event)) = self.rest.pop_front() {
+                if outbox.closed().is_some() {
+                    self.rest.clear();
+                    break;
+                }
+                let event = match &self.fill {
+                    Some(f)
+                        if f.result.is_none()
+                            && !self.fresh
+                            && !self.settled
+                            && needs_result(&event) =>
+                    {
+                        self.rest.push_front((id, event));
+                        self.waiting = true;
+                        return Paged::Result;
+                    }
+                    Some(f) => filled(&event, f.result.as_deref(), &f.execution_id, logs),
+                    None => event.as_slice().into(),
+                };
+                if let Err(skip) = outbox.replayed(id, &event) {
+                    logs.push(skipped(&self.channel, skip.reason(), event.len()));
+                }
+            }
+            // The next page (or the held messages) may be newer than the
+            // record's last read.
+            self.fresh = false;
+            if outbox.closed().is_some() || (self.last && self.held.is_empty()) {
+                self.finish(outbox);
+                return Paged::Done;
+            }
+            if !self.last {
+                return Paged::More;
+            }
+            self.held_bytes = 0;
+            let held = std::mem::take(&mut self.held);
+            self.rest.extend(held.into_iter().map(|p| (None, p)));
         }
     }
 
@@ -141,16 +242,12 @@ impl Replay {
     }
 
     /// The history is over: what was read counts as sent for the dedupe,
-    /// held messages go out, then a finished execution's stored result.
-    fn finish(&mut self, outbox: &mut Outbox, logs: &mut Vec<String>) {
+    /// then a finished execution's stored result.
+    fn finish(&mut self, outbox: &mut Outbox) {
         if let Some(id) = self.read {
             outbox.seen(id);
         }
-        for payload in std::mem::take(&mut self.held) {
-            if let Err(skip) = outbox.replayed(None, &payload) {
-                logs.push(skipped(&self.channel, skip.reason(), payload.len()));
-            }
-        }
+        self.held.clear();
         self.held_bytes = 0;
         if outbox.closed().is_some() {
             return;

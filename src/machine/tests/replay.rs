@@ -418,3 +418,71 @@ fn a_resume_point_ahead_of_the_history_does_not_silence_live_events() {
     m.receive(message("sse:exec:e1", &live).as_bytes(), 11);
     assert_eq!(events(&pending(&m)).last().unwrap().1, "1");
 }
+
+#[test]
+fn a_result_stored_on_a_later_page_is_filled_from_a_read_after_that_page() {
+    // The record read at open (with page 1) has no result yet; page 2
+    // holds the `result_stored` published since: the record is read again
+    // after that page, and the event goes out with the record's result.
+    let mut all = entries(1, 7, 10);
+    all.push(entry(8, "result_stored", 10));
+    let mut m = opened_with_page(&cfg(&[]), &all[..7], "running");
+    let n = m.pending().len();
+    let mut got = pending(&m);
+    m.body_took(n, 20);
+    let asks = xranges(&wire(&mut m));
+    assert_eq!(asks.len(), 1);
+    m.receive(answer(&all, &asks[0].0, asks[0].1).as_bytes(), 20);
+    assert!(
+        m.pending().is_empty(),
+        "the result_stored waits for its result"
+    );
+    let w = wire(&mut m);
+    assert!(
+        commands(&w).contains(&vec!["HGET".into(), "exec:e1".into(), "result".into()]),
+        "{w}"
+    );
+    m.receive(bulk(r#"{"exit_code":0}"#).as_bytes(), 21);
+    got += &pending(&m);
+    let last = events(&got).pop().unwrap();
+    assert_eq!(last, (Some("5-8".into()), "8".into()));
+    assert!(
+        got.ends_with("\"result\":{\"exit_code\":0}}\n\n"),
+        "filled: {got}"
+    );
+    let n = m.pending().len();
+    m.body_took(n, 22);
+    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+}
+
+#[test]
+fn a_result_stored_on_the_first_page_is_filled_from_the_record_read_with_it() {
+    let all = vec![entry(1, "a", 10), entry(2, "result_stored", 10)];
+    let rec = format!(
+        "%3\r\n{}{}{}{}{}{}",
+        bulk("user_id"),
+        bulk("u1"),
+        bulk("status"),
+        bulk("completed"),
+        bulk("result"),
+        bulk(r#"{"exit_code":3}"#)
+    );
+    let mut m = opened(&cfg(&[]), &format!("{}:1\r\n{rec}", page_reply(&all)));
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    let got = pending(&m);
+    assert!(!wire(&mut m).contains("HGET"), "no second read");
+    assert_eq!(
+        history_events(&Run {
+            got: got.clone(),
+            max_pending: 0,
+            pages: 0,
+            end: None,
+            released: false,
+        }),
+        numbered(1, 2)
+    );
+    assert!(
+        got.ends_with("\"result\":{\"exit_code\":3}}\n\n"),
+        "filled, and the terminal event ends it before the stored result: {got}"
+    );
+}
