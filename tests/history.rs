@@ -358,3 +358,36 @@ fn a_reader_that_lags_slightly_for_30_seconds_keeps_bounded_memory() {
     s.disconnect();
     expect_slots_released(&env.redis, USER, RELEASE);
 }
+
+#[test]
+fn a_result_stored_on_a_later_history_page_gets_the_records_result() {
+    // 20 events and a result_stored without a result (as the Python
+    // service's producers send it): four pages of 7, the result_stored on
+    // the last. A late subscriber and a browser resuming half-way both get
+    // it with the record's result, as main's single page did.
+    const RESULT: &str = r#"{"exit_code":0,"stdout":"ok"}"#;
+    let env = TestEnv::start();
+    let rec = running_exec(&env);
+    let ids = publish_history(&env, &rec, 20, 200);
+    let end = json!({"event_type": "result_stored", "execution_id": rec.id, "result": null});
+    let end_id = publish_exec(&env, &rec.id, &end);
+    env.redis
+        .put_execution(&ExecRecord::new(&rec.id, USER, "completed").with_result(RESULT));
+    let pid = env.gw.pid().expect("host pid");
+    for (from, last) in [(0usize, None), (10, Some(ids[9].as_str()))] {
+        let mut s = Reader::open(env.gw.addr(), &rec, last);
+        s.status();
+        s.expect_events(&ids[from..], from as u64, pid);
+        let ev = s.next(EVENT).unwrap();
+        assert_eq!(ev.id.as_deref(), Some(end_id.as_str()), "{ev:?}");
+        assert_eq!(ev.json()["event_type"], "result_stored");
+        assert_eq!(
+            ev.json()["result"],
+            serde_json::from_str::<Value>(RESULT).unwrap(),
+            "filled from the record: {ev:?}"
+        );
+        let after = s.next(Duration::from_secs(10));
+        assert!(after.is_err(), "the terminal event ends it: {after:?}");
+    }
+    expect_slots_released(&env.redis, USER, RELEASE);
+}
