@@ -219,6 +219,7 @@ impl StreamMachine {
             timers: Timers::new(cfg, who.expires_at, req.unix_now, req.now),
             rules: opening::Rules {
                 who: who.clone(),
+                identified: None,
                 max_streams: max,
                 retry_ms: cfg.retry_ms,
                 outbox_bytes: cfg.stream.outbox_bytes,
@@ -237,7 +238,9 @@ impl StreamMachine {
             .now
             .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000));
         let lookup = opening::user_lookup(cfg, who);
-        if let (Topic::Notifications, Some(args)) = (&req.topic, &lookup) {
+        // The user store answers first: an unknown or inactive user is
+        // refused before anything is subscribed or a slot is taken.
+        if let Some(args) = &lookup {
             m.session.command_owned(Tag::User, args);
             m.user_lookup = lookup;
             m.needs_connect = true;
@@ -317,6 +320,7 @@ impl StreamMachine {
             Err(e) => self.events.push(Event::Refuse(e)),
             Ok(who) => {
                 self.stored = Some(who.clone());
+                self.rules.identified = Some(who.clone());
                 self.plan(&cfg, &who, &topic, resume, deadline, true);
                 self.opened_if_complete(now);
             }

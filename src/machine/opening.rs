@@ -161,6 +161,9 @@ pub fn resume_point(raw: Option<&str>, unix_now: i64, logs: &mut Vec<String>) ->
 pub struct Rules {
     /// The verified caller (ownership check).
     pub who: Identity,
+    /// The caller as the user store answered, when its record was read
+    /// before the pipeline (store on): it decides instead of the token.
+    pub identified: Option<Identity>,
     /// `max_streams_per_user` (for the 429).
     pub max_streams: u64,
     /// The `retry:` hint that starts every stream.
@@ -259,7 +262,10 @@ pub fn decide(
                 stored = Some(who.clone());
                 who
             }
-            None => rules.who.clone(),
+            None => rules
+                .identified
+                .clone()
+                .unwrap_or_else(|| rules.who.clone()),
         };
         if !acquired {
             let max = rules.max_streams;
