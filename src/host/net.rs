@@ -18,21 +18,6 @@ use wasi::sockets::network::{
 use wasi::sockets::tcp::TcpSocket;
 use wasi::sockets::{ip_name_lookup, tcp_create_socket};
 
-/// Why talking to Redis failed; the shell turns any of these into a 503 or
-/// a stream close, and logs the text (which never holds a password).
-#[derive(Debug)]
-pub struct NetError(pub String);
-
-impl std::fmt::Display for NetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn fail(what: impl Into<String>) -> NetError {
-    NetError(what.into())
-}
-
 /// Bytes read from Redis per `read` call (why so few: the constant's doc).
 const READ_CHUNK: u64 = crate::machine::READ_CHUNK as u64;
 
@@ -127,6 +112,8 @@ impl Tcp {
 
 /// An open connection to Redis, TLS when the target says so. Dropping it
 /// closes the TCP connection, which is how a subscription is released.
+/// Errors are texts for the log (never holding a password); the machines
+/// turn them into a 503 or a stream close.
 pub struct Conn {
     tls: Option<TlsSession>,
     tcp: Tcp,
@@ -137,13 +124,13 @@ pub struct Conn {
 impl Conn {
     /// Resolves the host, connects (each address in turn) and, for
     /// `rediss://`, verifies the server, all within `deadline` (monotonic ns).
-    pub fn open(target: &RedisTarget, deadline: u64) -> Result<Conn, NetError> {
+    pub fn open(target: &RedisTarget, deadline: u64) -> Result<Conn, String> {
         let mut last = format!("resolve {}: no address", target.host);
-        for ip in resolve(target, deadline).map_err(fail)? {
+        for ip in resolve(target, deadline)? {
             match Tcp::connect(ip, target.port, deadline) {
                 Ok(tcp) => {
                     let tls = match &target.tls {
-                        Some(c) => Some(handshake(&tcp, c, target, deadline).map_err(fail)?),
+                        Some(c) => Some(handshake(&tcp, c, target, deadline)?),
                         None => None,
                     };
                     let peer = format!("{}:{}", target.host, target.port);
@@ -152,16 +139,15 @@ impl Conn {
                 Err(e) => last = e,
             }
         }
-        Err(fail(last))
+        Err(last)
     }
 
     /// Writes `bytes` (commands are small).
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         match &mut self.tls {
-            Some(tls) => self.tcp.write(&tls.seal(bytes).map_err(fail)?),
+            Some(tls) => self.tcp.write(&tls.seal(bytes)?),
             None => self.tcp.write(bytes),
         }
-        .map_err(fail)
     }
 
     /// Ready when Redis has sent bytes (or closed).
@@ -170,15 +156,15 @@ impl Conn {
     }
 
     /// Reads what is available without blocking (maybe nothing).
-    pub fn read_available(&mut self) -> Result<Vec<u8>, NetError> {
-        let bytes = self.tcp.read().map_err(fail)?;
+    pub fn read_available(&mut self) -> Result<Vec<u8>, String> {
+        let bytes = self.tcp.read()?;
         self.open_records(&bytes)
     }
 
     /// Blocks until bytes arrive or `deadline` passes.
-    pub fn read_until(&mut self, deadline: u64) -> Result<Vec<u8>, NetError> {
+    pub fn read_until(&mut self, deadline: u64) -> Result<Vec<u8>, String> {
         loop {
-            let bytes = self.tcp.read_until(deadline).map_err(fail)?;
+            let bytes = self.tcp.read_until(deadline)?;
             let plain = self.open_records(&bytes)?;
             if !plain.is_empty() {
                 return Ok(plain);
@@ -188,14 +174,14 @@ impl Conn {
 
     /// The plaintext in `bytes`; whatever TLS answers (alerts, key
     /// updates) goes out at once.
-    fn open_records(&mut self, bytes: &[u8]) -> Result<Vec<u8>, NetError> {
+    fn open_records(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let Some(tls) = &mut self.tls else {
             return Ok(bytes.to_vec());
         };
         let mut plain = Vec::new();
         let received = tls.receive(bytes, &mut plain);
         let _ = self.tcp.write(&tls.take_outgoing());
-        received.map_err(|e| fail(format!("redis {} TLS: {e}", self.peer)))?;
+        received.map_err(|e| format!("redis {} TLS: {e}", self.peer))?;
         Ok(plain)
     }
 }

@@ -102,13 +102,13 @@ impl Link {
                     self.ready = Some(c.readable());
                     self.conn = Some(c);
                 }
-                Err(e) => m.redis_failed(&e.0, clock::now()),
+                Err(e) => m.redis_failed(&e, clock::now()),
             }
         }
         let bytes = m.transmit();
         if !bytes.is_empty() {
             if let Some(Err(e)) = self.conn.as_mut().map(|c| c.write(&bytes)) {
-                m.redis_failed(&e.0, clock::now());
+                m.redis_failed(&e, clock::now());
             }
         }
     }
@@ -138,7 +138,7 @@ impl Link {
             if let Some(conn) = self.conn.as_mut() {
                 match conn.read_available() {
                     Ok(bytes) => m.receive(&bytes, clock::now()),
-                    Err(e) => m.redis_failed(&e.0, clock::now()),
+                    Err(e) => m.redis_failed(&e, clock::now()),
                 }
             }
         }

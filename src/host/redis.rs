@@ -12,7 +12,7 @@ pub fn run(cmd: &mut Command) {
             conn = None;
             match Conn::open(&target, cmd.deadline()) {
                 Ok(c) => conn = Some(c),
-                Err(e) => cmd.failed(&e.0),
+                Err(e) => cmd.failed(&e),
             }
             continue;
         }
@@ -24,7 +24,7 @@ pub fn run(cmd: &mut Command) {
             .and_then(|()| c.read_until(cmd.deadline()));
         match result {
             Ok(bytes) => cmd.receive(&bytes),
-            Err(e) => cmd.failed(&e.0),
+            Err(e) => cmd.failed(&e),
         }
     }
     super::print(cmd.logs());
