@@ -45,6 +45,13 @@ impl Answer {
         }
     }
 
+    /// A stream's `200` head; the body stays open (the machine's).
+    pub fn stream_head() -> Answer {
+        let mut head = Answer::empty(200);
+        head.headers = STREAM_HEADERS.map(|(k, v)| (k, v.to_string())).to_vec();
+        head
+    }
+
     /// Adds a header.
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Answer {
         self.headers.push((name, value.into()));
@@ -135,6 +142,16 @@ mod tests {
         assert_eq!(body(&a)["type"], "ServiceUnavailableError");
         let ok = Answer::from(Ok::<_, ApiError>(Answer::empty(204)));
         assert_eq!(ok, Answer::empty(204));
+    }
+
+    #[test]
+    fn a_stream_head_is_not_buffered() {
+        let head = Answer::stream_head();
+        assert_eq!(head.status, 200);
+        assert!(head
+            .headers
+            .contains(&("content-type", "text/event-stream".into())));
+        assert!(head.headers.contains(&("x-accel-buffering", "no".into())));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod cors;
 pub mod dev;
 pub mod dev_token;
+pub mod dial;
 pub mod dns;
 pub mod error;
 pub mod events;
