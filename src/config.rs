@@ -5,7 +5,7 @@
 //! Every variable has one lowercase name (the Spin variable); the portable
 //! build reads the same name upper-cased from the environment.
 
-use crate::auth::AuthConfig;
+use crate::auth::{AuthConfig, KeyPart};
 use crate::cors::CorsPolicy;
 use crate::dns;
 use crate::tls::TlsClient;
@@ -440,17 +440,13 @@ fn load_keys<F: Fn(&str) -> Option<String>>(
     let jwks = src.get("jwt_jwks");
     AuthConfig::hs256(secret.into_bytes())
         .with_keys(algorithms, pem.as_deref(), jwks.as_deref())
-        .map_err(|problem| {
-            let variable = if problem.contains("PEM") {
-                "jwt_public_keys"
-            } else if problem.contains("JWKS") {
-                "jwt_jwks"
-            } else if problem.contains("no usable JWT verification key") {
-                "jwt_public_keys"
-            } else {
-                "jwt_algorithms"
+        .map_err(|e| {
+            let variable = match e.part {
+                KeyPart::Algorithms => "jwt_algorithms",
+                KeyPart::Pem | KeyPart::Missing => "jwt_public_keys",
+                KeyPart::Jwks => "jwt_jwks",
             };
-            err(variable, problem)
+            err(variable, e.problem)
         })
 }
 

@@ -8,7 +8,7 @@
 
 use crate::redis::Redis;
 use crate::stats::now_ns;
-use redis_protocol::resp2::types::OwnedFrame;
+use sse_gateway::resp::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -237,9 +237,7 @@ pub async fn run(
 fn client_count(r: &mut Redis) -> Result<usize, String> {
     let cmd = vec![b"CLIENT".to_vec(), b"LIST".to_vec()];
     match r.pipeline(&[cmd]).map_err(|e| e.to_string())?.pop() {
-        Some(OwnedFrame::BulkString(b)) => {
-            Ok(b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count())
-        }
+        Some(Value::Bulk(b)) => Ok(b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count()),
         other => Err(format!("CLIENT LIST: {other:?}")),
     }
 }
@@ -251,7 +249,7 @@ fn slots_held(r: &mut Redis) -> Result<u64, String> {
         .map(|s| s.as_bytes().to_vec())
         .collect();
     match r.pipeline(&[cmd]).map_err(|e| e.to_string())?.pop() {
-        Some(OwnedFrame::Integer(n)) => Ok(n.max(0) as u64),
+        Some(Value::Int(n)) => Ok(n.max(0) as u64),
         other => Err(format!("slot count: {other:?}")),
     }
 }
@@ -308,7 +306,7 @@ fn publish_loop(
                 .into_iter()
                 .zip(whom)
             {
-                if let OwnedFrame::Error(err) = reply {
+                if let Value::Error(err) = reply {
                     return Err(err);
                 }
                 published[e].fetch_add(1, Ordering::Relaxed);
