@@ -5,6 +5,7 @@
 //! loader) and gets back what to answer or what to serve, with the CORS
 //! headers every answer carries and the log lines to print.
 
+use crate::answer::Answer;
 use crate::auth::{token_from_headers, AuthError, Identity, Verifier};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
@@ -37,6 +38,27 @@ pub enum Verdict {
         who: Option<Identity>,
         last_event_id: Option<String>,
     },
+}
+
+/// What a request that passed the gate serves: the route, its config, the
+/// verified caller and the browser's `Last-Event-ID`.
+pub type Serve = (Route, Box<Config>, Option<Identity>, Option<String>);
+
+impl Verdict {
+    /// The request to serve, or the answer that ends it at the gate (the
+    /// refusal, or the passed preflight's `204`): one rule for every shell.
+    pub fn into_serve(self) -> Result<Serve, Answer> {
+        match self {
+            Verdict::Refuse(e) => Err(Answer::from(&e)),
+            Verdict::Preflight => Err(Answer::empty(204)),
+            Verdict::Serve {
+                route,
+                cfg,
+                who,
+                last_event_id,
+            } => Ok((route, cfg, who, last_event_id)),
+        }
+    }
 }
 
 /// The verdict with the headers every answer carries and the log lines.
@@ -324,5 +346,17 @@ mod tests {
             .headers
             .iter()
             .any(|(k, _)| *k == "access-control-allow-origin"));
+    }
+
+    #[test]
+    fn verdicts_become_the_answer_every_shell_sends() {
+        let answer = |v: Verdict| v.into_serve().err().map(|a| (a.status, a.body));
+        assert_eq!(answer(Verdict::Preflight), Some((204, Vec::new())));
+        let refused = answer(Verdict::Refuse(ApiError::not_found())).unwrap();
+        assert_eq!(refused.0, 404);
+        assert_eq!(refused.1, ApiError::not_found().body());
+        let d = run("GET", "/api/v1/events/health", &[], &[]);
+        let (route, ..) = d.verdict.into_serve().ok().unwrap();
+        assert_eq!(route, Route::Health);
     }
 }

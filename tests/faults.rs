@@ -439,56 +439,6 @@ fn redis_answering_garbage_or_nothing_is_503_and_the_gateway_survives() {
 // a browser that stops reading
 // ---------------------------------------------------------------------------
 
-/// A loopback TCP connection with a 4 KiB receive buffer (set before
-/// connecting, so the window stays small).
-fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 expected: {addr}")
-    };
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let owned = OwnedFd::from_raw_fd(fd);
-        let size: libc::c_int = 4096;
-        let rc = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &size as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
-        TcpStream::from(owned)
-    }
-}
-
-/// Resident memory of a process, in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
-    kb * 1024
-}
-
 #[test]
 fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
     const FLOOD_EVENTS: usize = 20_000;
@@ -514,7 +464,7 @@ fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
     let mut reader = open_exec(&env, &fast, None);
 
     // The stalled browser: reads the response head, then never again.
-    let conn = connect_small_rcvbuf(env.gw.addr());
+    let conn = host_stats::connect_small_window(env.gw.addr(), 4096);
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nAuthorization: {}\r\n\r\n",
         exec_path(&slow.id),
@@ -528,7 +478,7 @@ fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
     if let Err(n) = env.redis.wait_numsub(&slow_ch, 1, SUBSCRIBE) {
         panic!("the stalled stream never subscribed (NUMSUB = {n})");
     }
-    let rss_before = rss_bytes(pid);
+    let rss_before = host_stats::rss_kib(pid) * 1024;
 
     // Flood the stalled stream's channel from another thread.
     let done = Arc::new(AtomicBool::new(false));
@@ -579,7 +529,7 @@ fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
         let latency = sent.elapsed();
         assert_eq!(got, ev, "the reading browser's events during the flood");
         worst = worst.max(latency);
-        rss_max = rss_max.max(rss_bytes(pid));
+        rss_max = rss_max.max(host_stats::rss_kib(pid) * 1024);
         thread::sleep(Duration::from_millis(100));
     }
     let (delivered, flood_took) = flood.join().expect("flood thread");
@@ -608,7 +558,7 @@ fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
         (delivered as usize) < FLOOD_EVENTS,
         "the stalled stream took all {delivered} flood events before it was dropped"
     );
-    rss_max = rss_max.max(rss_bytes(pid));
+    rss_max = rss_max.max(host_stats::rss_kib(pid) * 1024);
     let growth = rss_max.saturating_sub(rss_before);
     eprintln!(
         "wasmtime RSS: before {} KiB, max {} KiB, growth {} KiB",

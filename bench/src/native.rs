@@ -18,7 +18,7 @@ use hyper::{Request, Response};
 use sse_gateway::answer::{self, Answer, STREAM_HEADERS};
 use sse_gateway::config::{Config, RedisTarget, Source, VARIABLES};
 use sse_gateway::error::ApiError;
-use sse_gateway::gate::{self, Verdict};
+use sse_gateway::gate;
 use sse_gateway::machine::{Command, Event, Opening, StreamMachine, Topic, READ_CHUNK};
 use sse_gateway::routes::Route;
 use std::convert::Infallible;
@@ -208,15 +208,9 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     let decision = gate::admit(&request, load);
     print(decision.logs.into_iter());
     out.common.extend(decision.headers);
-    let (route, cfg, who, last_event_id) = match decision.verdict {
-        Verdict::Refuse(e) => return out.error(&e),
-        Verdict::Preflight => return out.answer(Answer::empty(204)),
-        Verdict::Serve {
-            route,
-            cfg,
-            who,
-            last_event_id,
-        } => (route, cfg, who, last_event_id),
+    let (route, cfg, who, last_event_id) = match decision.verdict.into_serve() {
+        Ok(serve) => serve,
+        Err(answer) => return out.answer(answer),
     };
     let Some(who) = who else {
         return match route {

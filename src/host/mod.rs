@@ -17,9 +17,9 @@ mod publish;
 mod pump;
 mod redis;
 
-use crate::answer::{self, Answer};
+use crate::answer;
 use crate::error::ApiError;
-use crate::gate::{self, Verdict};
+use crate::gate;
 use crate::log::Level;
 use crate::machine::Topic;
 use crate::routes::Route;
@@ -75,15 +75,9 @@ fn respond(req: IncomingRequest, method: &str, path_and_query: &str, mut out: Re
     LEVEL.with(|l| l.set(decision.log_level));
     print(decision.logs.into_iter());
     out.add_headers(decision.headers);
-    let (route, cfg, who, last_event_id) = match decision.verdict {
-        Verdict::Refuse(e) => return out.error(&e),
-        Verdict::Preflight => return out.answer(Answer::empty(204)),
-        Verdict::Serve {
-            route,
-            cfg,
-            who,
-            last_event_id,
-        } => (route, cfg, who, last_event_id),
+    let (route, cfg, who, last_event_id) = match decision.verdict.into_serve() {
+        Ok(serve) => serve,
+        Err(answer) => return out.answer(answer),
     };
     let Some(who) = who else {
         return match route {
