@@ -11,6 +11,7 @@ pub mod cors;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod hub;
 pub mod limits;
 pub mod resp;
 pub mod routes;
