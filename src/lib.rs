@@ -19,5 +19,15 @@ pub mod session;
 pub mod sse;
 pub mod stream;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "p3")))]
 mod host;
+
+#[cfg(all(target_arch = "wasm32", feature = "p3"))]
+mod p3;
+
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "p3",
+    any(feature = "spin", feature = "portable")
+))]
+compile_error!("the p3 build is a build of its own: --no-default-features --features p3");
