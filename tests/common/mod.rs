@@ -15,6 +15,8 @@
 
 #![allow(dead_code)]
 
+pub mod p3;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File};

@@ -1,0 +1,109 @@
+//! The WASIp3 build's model under `wasmtime serve`: one component instance
+//! serves many streams over one shared Redis subscription connection, which
+//! subscribes a channel on its first stream and releases it after its last,
+//! and a connection that breaks ends every stream on it reconnectably.
+
+mod common;
+
+use common::p3::{subscription_connections, use_p3};
+use common::{bearer, get, jwt, open_stream, EndKind, Next, SseStream, TestEnv};
+use std::time::{Duration, Instant};
+
+const STREAM: &str = "/api/v1/events/notifications/stream";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn p3_env() -> TestEnv {
+    use_p3();
+    TestEnv::start_with(|b| {
+        b.env("HEARTBEAT_SECONDS", "1")
+            .env("DEV_MODE", "true")
+            .arg("--max-instance-reuse-count")
+            .arg("1000")
+    })
+}
+
+fn open(env: &TestEnv, user: &str) -> SseStream {
+    let auth = bearer(&jwt::token(user, "user"));
+    open_stream(env.gw.addr(), STREAM, &[("Authorization", auth.as_str())])
+}
+
+/// Waits until Redis shows `want` (channels per subscription connection).
+fn wait_connections(env: &TestEnv, want: &[u64]) {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = subscription_connections(&env.redis);
+    while seen != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        seen = subscription_connections(&env.redis);
+    }
+    assert_eq!(seen, want, "channels per subscription connection");
+}
+
+#[test]
+fn health_answers_from_the_p3_build() {
+    let env = p3_env();
+    let resp = get(env.gw.addr(), "/api/v1/events/health", &[]);
+    assert_eq!(resp.status, 200);
+    let body = resp.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["build"], "p3");
+}
+
+#[test]
+fn many_streams_share_one_instance_and_one_subscription() {
+    let env = p3_env();
+    let mut streams: Vec<SseStream> = (0..8).map(|_| open(&env, "alice")).collect();
+    streams.push(open(&env, "bob"));
+    // One connection carries both channels for all nine streams.
+    wait_connections(&env, &[2]);
+    let health = get(env.gw.addr(), "/api/v1/events/health", &[]).json();
+    assert_eq!(health["instance"]["streams"], 9, "{health}");
+    assert_eq!(health["instance"]["redis_subscription_connections"], 1);
+
+    assert_eq!(env.redis.publish("sse:notif:alice", r#"{"n":1}"#), 1);
+    for s in &mut streams[..8] {
+        let ev = s.next_event(WAIT);
+        assert_eq!(ev.event.as_deref(), Some("notification"));
+        assert_eq!(ev.data, r#"{"n":1}"#);
+    }
+    assert_eq!(env.redis.publish("sse:notif:bob", r#"{"n":2}"#), 1);
+    assert_eq!(streams[8].next_json(WAIT)["n"], 2, "bob gets only his");
+    streams[0].assert_open_for(Duration::from_millis(300)); // alice: no event of bob's
+
+    // Bob leaves: his channel is released, alice's stays.
+    streams.pop().unwrap().disconnect();
+    wait_connections(&env, &[1]);
+    // Everyone leaves: nothing stays subscribed.
+    for s in streams {
+        s.disconnect();
+    }
+    wait_connections(&env, &[]);
+}
+
+#[test]
+fn a_broken_subscription_connection_ends_its_streams_reconnectably() {
+    let mut env = p3_env();
+    let mut a = open(&env, "carol");
+    let mut b = open(&env, "dave");
+    wait_connections(&env, &[2]);
+    env.redis.stop();
+    for s in [&mut a, &mut b] {
+        let deadline = Instant::now() + WAIT;
+        let end = loop {
+            match s.next(deadline.saturating_duration_since(Instant::now())) {
+                Next::Item(_) => continue,
+                Next::End(end) => break end,
+                Next::Timeout => panic!("the stream outlived its Redis connection"),
+            }
+        };
+        assert!(
+            matches!(end, EndKind::Abrupt(_)),
+            "a reconnectable end aborts: {end:?}"
+        );
+    }
+    // A fresh connection serves the next stream.
+    env.redis.restart();
+    let mut c = open(&env, "carol");
+    wait_connections(&env, &[1]);
+    env.redis.publish("sse:notif:carol", r#"{"back":true}"#);
+    assert_eq!(c.next_json(WAIT)["back"], true);
+}
