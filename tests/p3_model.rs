@@ -107,3 +107,46 @@ fn a_broken_subscription_connection_ends_its_streams_reconnectably() {
     env.redis.publish("sse:notif:carol", r#"{"back":true}"#);
     assert_eq!(c.next_json(WAIT)["back"], true);
 }
+
+/// The p3 component links on both hosts: it exports `wasi:http/handler@0.3.0`
+/// and imports only WASI (0.3, plus the 0.2 interfaces Rust's `std` uses on
+/// `wasm32-wasip2`), nothing Spin-only.
+#[test]
+fn the_p3_component_is_a_wasi_http_0_3_service() {
+    let bytes = std::fs::read(common::p3::p3_component()).expect("component built");
+    let (mut depth, mut imports, mut exports) = (0usize, Vec::new(), Vec::new());
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload.expect("valid component") {
+            wasmparser::Payload::Version { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth -= 1,
+            wasmparser::Payload::ComponentImportSection(s) if depth == 1 => imports.extend(
+                s.into_iter()
+                    .map(|i| i.expect("import").name.name.to_string()),
+            ),
+            wasmparser::Payload::ComponentExportSection(s) if depth == 1 => exports.extend(
+                s.into_iter()
+                    .map(|e| e.expect("export").name.name.to_string()),
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(exports, ["wasi:http/handler@0.3.0"]);
+    for want in [
+        "wasi:http/types@0.3.0",
+        "wasi:sockets/types@0.3.0",
+        "wasi:clocks/monotonic-clock@0.3.0",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == want),
+            "{want} not imported: {imports:?}"
+        );
+    }
+    let foreign: Vec<&String> = imports
+        .iter()
+        .filter(|i| !(i.starts_with("wasi:") && (i.contains("@0.3.") || i.contains("@0.2."))))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "imports outside WASI 0.2/0.3: {foreign:?}"
+    );
+}

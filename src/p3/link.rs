@@ -204,6 +204,7 @@ impl Link {
 async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64) {
     let outcome = run(&link, &target, ping_ns).await;
     link.dead.set(true);
+    link.writer.borrow_mut().take(); // its task part is over: nothing to wake
     CURRENT.with_borrow_mut(|current| {
         if current.as_ref().is_some_and(|c| Rc::ptr_eq(c, &link)) {
             *current = None;
