@@ -3,7 +3,9 @@
 first bytes, prints how many opened, then holds them until stdin closes (or
 a line arrives), and finally reports how many received the marker event.
 
-    hold-streams.py HOST:PORT TOKEN N MARKER
+    hold-streams.py HOST:PORT TOKEN N MARKER [BATCH]
+
+BATCH connections are opened every 50 ms (default 64).
 
 Used for the p3 memory baseline (docs/PERFORMANCE.md): the caller measures
 the host's RSS while the streams are held and publishes MARKER.
@@ -45,12 +47,13 @@ async def one(host, port, token, marker, opened, got):
 
 async def main():
     addr, token, n, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 64
     host, port = addr.rsplit(":", 1)
     opened, got = [], []
     tasks = []
     for i in range(n):
         tasks.append(asyncio.create_task(one(host, int(port), token, marker, opened, got)))
-        if i % 64 == 63:
+        if i % batch == batch - 1:
             await asyncio.sleep(0.05)
     for _ in range(600):
         if len(opened) >= n:
