@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the WASIp3 component (`--features p3`: wasi:http@0.3.0, spin-sdk 7,
 # many streams per instance) and prints its path as the last line.
+# `scripts/build-p3.sh spin` builds the variant that reads Spin variables
+# (`--features p3-spin-variables`, Spin only) into target/p3-spin instead.
 #
 # spin-sdk 7.0.0 pins wasip3 0.7 and so wit-bindgen 0.57.1, whose
 # `inter-task-wakeup` cancels its wake-up read while the stream is still in a
@@ -37,6 +39,11 @@ cp Cargo.lock "$scratch/Cargo.lock"
     printf '\n[patch.crates-io]\nwit-bindgen = { path = "wit-bindgen-0.57.1" }\n'
 } > "$scratch/Cargo.toml"
 
-CARGO_TARGET_DIR=target/p3 cargo build --release --target wasm32-wasip2 \
-    --manifest-path "$scratch/Cargo.toml" --no-default-features --features p3 >&2
-echo "$root/target/p3/wasm32-wasip2/release/sse_gateway.wasm"
+case "${1:-}" in
+    "") features=p3 out=target/p3 ;;
+    spin) features=p3-spin-variables out=target/p3-spin ;;
+    *) echo "usage: $0 [spin]" >&2; exit 2 ;;
+esac
+CARGO_TARGET_DIR=$out cargo build --release --target wasm32-wasip2 \
+    --manifest-path "$scratch/Cargo.toml" --no-default-features --features "$features" >&2
+echo "$root/$out/wasm32-wasip2/release/sse_gateway.wasm"

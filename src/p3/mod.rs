@@ -41,7 +41,7 @@ async fn respond(req: Request) -> Result<Response, ApiError> {
     let path_and_query = req.get_path_with_query().unwrap_or_default();
     let path = path_and_query.split('?').next().unwrap_or("");
     let route = routes::route(method_name(&req.get_method()), path)?;
-    let cfg = load_config().map_err(|e| {
+    let cfg = load_config().await.map_err(|e| {
         log("config_error", &[("detail", e.to_string().into())]);
         ApiError::configuration(e.to_string())
     })?;
@@ -91,7 +91,8 @@ fn instance_stats() -> serde_json::Value {
 }
 
 /// WASI environment variables, upper-cased, as the portable build.
-fn load_config() -> Result<Config, crate::config::ConfigError> {
+#[cfg(not(feature = "p3-spin-variables"))]
+async fn load_config() -> Result<Config, crate::config::ConfigError> {
     let env = wasip3::cli::environment::get_environment();
     Config::load(&Source(move |name: &str| {
         let upper = name.to_ascii_uppercase();
@@ -99,6 +100,19 @@ fn load_config() -> Result<Config, crate::config::ConfigError> {
             .find(|(k, _)| *k == upper)
             .map(|(_, v)| v.clone())
     }))
+}
+
+/// Spin application variables, as the Spin build; spin-sdk 7 reads them
+/// asynchronously, so every variable the gateway knows is fetched first.
+#[cfg(feature = "p3-spin-variables")]
+async fn load_config() -> Result<Config, crate::config::ConfigError> {
+    let mut values = std::collections::HashMap::new();
+    for name in crate::config::VARIABLES {
+        if let Ok(v) = spin_sdk7::variables::get(name).await {
+            values.insert(*name, v);
+        }
+    }
+    Config::load(&Source(move |name: &str| values.get(name).cloned()))
 }
 
 fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Vec<&'a str> {
