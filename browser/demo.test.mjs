@@ -95,10 +95,12 @@ function cargo(args, env = {}) {
 
 function componentWasm() {
   if (process.env.SSE_GATEWAY_WASM) return process.env.SSE_GATEWAY_WASM;
-  cargo(["build", "--release", "--target", "wasm32-wasip2", "--no-default-features", "--features", "portable"], {
-    CARGO_TARGET_DIR: path.join(ROOT, "target", "e2e"),
+  // scripts/build.sh prints the component's path as its last line.
+  const out = execFileSync(path.join(ROOT, "scripts", "build.sh"), ["portable"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "inherit"],
   });
-  return path.join(ROOT, "target", "e2e", "wasm32-wasip2", "release", "sse_gateway.wasm");
+  return out.toString().trim().split("\n").pop();
 }
 
 function producerBin() {
@@ -161,7 +163,7 @@ async function startGateway() {
   ]);
   await until("the gateway's health check", async () => {
     if (gateway.exitCode !== null) throw new Error("wasmtime exited:\n" + tail(gateway.logPath));
-    const r = await fetch(`${env.base}/api/v1/events/health`);
+    const r = await fetch(`${env.base}/api/v1/events/health/ready`);
     return r.status === 200;
   }, 60_000, 100);
 }

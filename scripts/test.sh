@@ -1,28 +1,57 @@
 #!/usr/bin/env bash
 # The full suite: lints, unit tests of the core on the host, the WIT world
-# check and the end-to-end tests against the real component in
-# `wasmtime serve` with a real redis-server.
+# check and the end-to-end tests against the real component with a real
+# redis-server, once per host: the portable build under `wasmtime serve`,
+# then the default build under `spin up` (plus tests/spin_host.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
 ensure_tools
+find_spin
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features portable -- -D warnings
 
-build_portable
-build_spin
+SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
+SSE_GATEWAY_SPIN_WASM=$(scripts/build.sh spin | tail -n 1)
+export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM
 echo "portable component: $(stat -c %s "$SSE_GATEWAY_WASM") bytes; spin component: $(stat -c %s "$SSE_GATEWAY_SPIN_WASM") bytes"
+
+# The e2e files are those built on the harness (tests/common); spin_host is
+# about Spin only and runs in the Spin pass. Everything else runs once.
+once=(--lib --bins --examples)
+e2e=()
+for f in tests/*.rs; do
+    name=$(basename "$f" .rs)
+    if [ "$name" = spin_host ]; then
+        continue
+    elif grep -q '^mod common;' "$f"; then
+        e2e+=(--test "$name")
+    else
+        once+=(--test "$name")
+    fi
+done
 
 # Doc tests are excluded (there are none).
 log=$(mktemp)
+slog=$(mktemp)
 blog=$(mktemp)
-trap 'rm -f "$log" "$blog"' EXIT
+trap 'rm -f "$log" "$slog" "$blog"' EXIT
 set +e
-cargo test --all-targets "$@" 2>&1 | tee "$log"
+echo "== e2e under wasmtime serve (portable build)"
+SSE_GATEWAY_HOST=wasmtime cargo test "${once[@]}" "${e2e[@]}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+if [ -n "$SPIN" ]; then
+    echo "== e2e under spin up (default build, $("$SPIN" --version))"
+    SSE_GATEWAY_HOST=spin cargo test --test spin_host "${e2e[@]}" "$@" 2>&1 | tee "$slog"
+    sstatus=${PIPESTATUS[0]}
+    [ "$sstatus" -eq 0 ] || status=$sstatus
+else
+    echo "tests: the Spin half did NOT run: no Spin found (\$SPIN, spin on PATH, ../shared/spin/install.sh)"
+    if [ "${CI:-}" = true ]; then status=1; fi
+fi
 set -e
 
 # The demo page in a real browser: Debian's headless Chromium driven by
@@ -39,9 +68,38 @@ node --test --test-reporter=tap --test-concurrency=1 browser/ 2>&1 | tee "$blog"
 bstatus=${PIPESTATUS[0]}
 set -e
 
-# One closing line for the whole suite: cargo's binaries plus the browser.
+# --- bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
+# Both build against the crate as a library, so an API change that breaks
+# them fails here. The native baseline pumps the same stream machine as the
+# component: a short benchmark (a few hundred streams, one step, both
+# servers, ~30 s) runs it natively next to the component.
+set +e
+(
+    set -e
+    (cd bench && cargo fmt --check && cargo clippy --release -- -D warnings && cargo build --release)
+    # cargo-fuzz needs nightly; the targets are checked as a normal crate.
+    (cd fuzz && cargo check --bins)
+    bench_out=$(mktemp -d)
+    trap 'rm -rf "$bench_out"' EXIT
+    bench/target/release/sse-bench --steps 300 --phase-seconds 3 --idle-seconds 2 \
+        --fanout-rates 10000 --fanout-seconds 2 --rate 500 \
+        --wasm "$SSE_GATEWAY_WASM" --wasmtime "$WASMTIME" --out "$bench_out" --name smoke
+    # Every stream of both servers opened and none was dropped.
+    awk -F'|' '/^\| (wasmtime|native) \| 300 \|/ && NF > 5 && $4+0 >= 0 { rows++; if ($4 != " 0 " || $5 != " 0 ") bad++ }
+         END { if (rows < 2 || bad) { print "bench smoke: failed or dropped streams"; exit 1 } }' \
+        <(grep -A4 '^| target | streams | open failed' "$bench_out/smoke.md")
+    echo "bench smoke: both servers served 300 streams"
+) 2>&1 | tee "$blog.bench"
+bench_status=${PIPESTATUS[0]}
+set -e
+[ "$bench_status" -eq 0 ] || status=$bench_status
+rm -f "$blog.bench"
+# --- end of bench/ and fuzz/ ------------------------------------------------
+
+# One closing line for the whole suite: cargo's binaries under both hosts
+# plus the browser.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      /^# pass / { p += $3 } /^# fail / { f += $3 }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$blog"
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$slog" "$blog"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 exit "$bstatus"

@@ -1,5 +1,6 @@
 # Sourced by the other scripts: finds or installs what the gateway needs on a
-# fresh machine (wasm target, redis-server, wasmtime) and exports WASMTIME.
+# fresh machine (wasm target, redis-server, wasmtime) and exports WASMTIME;
+# find_spin exports SPIN. Components are built by scripts/build.sh.
 # wasmtime is compiled from crates.io once (15-20 min on 2 cores) and cached
 # under $SSE_GATEWAY_CACHE (default ~/.cache/sse-gateway).
 
@@ -44,15 +45,19 @@ ensure_tools() {
     ensure_wasmtime
 }
 
-# Builds the portable component (config from env) into target/e2e.
-build_portable() {
-    CARGO_TARGET_DIR=target/e2e cargo build --release --target wasm32-wasip2 \
-        --no-default-features --features portable
-    export SSE_GATEWAY_WASM="$PWD/target/e2e/wasm32-wasip2/release/sse_gateway.wasm"
-}
-
-# Builds the Spin component (config from Spin variables) into target/spin.
-build_spin() {
-    CARGO_TARGET_DIR=target/spin cargo build --release --target wasm32-wasip2
-    export SSE_GATEWAY_SPIN_WASM="$PWD/target/spin/wasm32-wasip2/release/sse_gateway.wasm"
+# Finds Spin for the Spin half of the tests and `scripts/run.sh spin`:
+# $SPIN, else `spin` on PATH, else the build in ../shared/spin beside the
+# clone (its install.sh unpacks it once and prints the path). Exports SPIN,
+# empty when none is found.
+find_spin() {
+    if [ -n "${SPIN:-}" ] && [ -x "$SPIN" ]; then
+        :
+    elif command -v spin >/dev/null; then
+        SPIN=$(command -v spin)
+    elif [ -x ../shared/spin/install.sh ]; then
+        SPIN=$(../shared/spin/install.sh | tail -n 1)
+    else
+        SPIN=""
+    fi
+    export SPIN
 }

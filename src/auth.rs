@@ -270,7 +270,11 @@ impl AuthConfig {
     /// A blank `pem` or `jwks` counts as absent. Keys are picked by the
     /// token's `kid` when it has one, so a key without a `kid` (the HS256
     /// secret, a PEM key without a `kid:` line) verifies only tokens without
-    /// one. Calling this again replaces the allow-list and adds more keys.
+    /// one. A token without `kid` is checked against the one key of its
+    /// algorithm without a `kid` (or, when there is none, its algorithm's
+    /// only key); when several keys fit, it must name one (each token costs
+    /// at most one signature check). Calling this again
+    /// replaces the allow-list and adds more keys.
     ///
     /// # Errors
     ///
@@ -623,22 +627,47 @@ const REFUSED_HEADER_PARAMS: [(&str, &str); 5] = [
     ("x5u", "embedded or remote keys are not accepted"),
 ];
 
-/// Refuses a header holding any of [`REFUSED_HEADER_PARAMS`]. Looks at the
-/// raw header JSON: serde reads `"x5c": null` as an absent field, and
-/// jwt-compact's `Header` consumes `jku`/`x5u` (found by the `jwt_verify`
-/// fuzz target). `header_b64` was already decoded once by jwt-compact, with
-/// the same strict unpadded base64url.
-fn check_header_params(header_b64: &str) -> Result<(), AuthError> {
+/// One part of the compact token (0 header, 1 payload) as JSON text. It is
+/// decoded again by jwt-compact, with the same strict unpadded base64url.
+fn raw_part(token: &str, n: usize) -> Option<String> {
     use base64ct::{Base64UrlUnpadded, Encoding as _};
-    let malformed = || AuthError::Invalid("malformed token");
-    let json = Base64UrlUnpadded::decode_vec(header_b64).map_err(|_| malformed())?;
-    let header: Map<String, Value> = serde_json::from_slice(&json).map_err(|_| malformed())?;
-    match REFUSED_HEADER_PARAMS
-        .iter()
-        .find(|(name, _)| header.contains_key(*name))
-    {
-        Some((_, reason)) => Err(AuthError::Invalid(reason)),
+    let b64 = token.split('.').nth(n)?;
+    String::from_utf8(Base64UrlUnpadded::decode_vec(b64).ok()?).ok()
+}
+
+/// Refuses a header holding any of [`REFUSED_HEADER_PARAMS`] or repeating a
+/// key. Looks at the raw JSON: serde reads `"x5c": null` as an absent field,
+/// and jwt-compact's `Header` consumes `jku`/`x5u` (found by the
+/// `jwt_verify` fuzz target).
+fn check_raw_header(token: &str) -> Result<(), AuthError> {
+    use crate::json::{object_fields, ObjectError};
+    let header = raw_part(token, 0).ok_or(AuthError::Invalid("malformed token"))?;
+    let names = REFUSED_HEADER_PARAMS.map(|(name, _)| name);
+    let found = object_fields(&header, &names).map_err(|e| match e {
+        ObjectError::Duplicate(_) => AuthError::Invalid("duplicate key in token header"),
+        _ => AuthError::Invalid("malformed token"),
+    })?;
+    match found.first() {
+        Some((name, _)) => Err(AuthError::Invalid(
+            REFUSED_HEADER_PARAMS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("malformed token", |r| r.1),
+        )),
         None => Ok(()),
+    }
+}
+
+/// Refuses verified claims that repeat a key: serde keeps the last `role`
+/// (`"role":"user","role":"admin"` read as admin) while a repeated `exp` is
+/// refused, so no two readers could be trusted to see the same token.
+fn check_raw_claims(token: &str) -> Result<(), AuthError> {
+    use crate::json::{object_fields, ObjectError};
+    let payload = raw_part(token, 1).ok_or(AuthError::Invalid("malformed claims"))?;
+    match object_fields(&payload, &[]) {
+        Ok(_) => Ok(()),
+        Err(ObjectError::Duplicate(_)) => Err(AuthError::Invalid("duplicate key in token claims")),
+        Err(_) => Err(AuthError::Invalid("malformed claims")),
     }
 }
 
@@ -736,9 +765,9 @@ impl Verifier {
         if self.keys.is_empty() {
             return Err(AuthError::Invalid("no verification key configured"));
         }
+        check_raw_header(token)?;
         let untrusted =
             UntrustedToken::new(token).map_err(|_| AuthError::Invalid("malformed token"))?;
-        check_header_params(token.split('.').next().unwrap_or_default())?;
         let header = untrusted.header();
         let alg = Alg::from_name(untrusted.algorithm())
             .filter(|alg| self.algorithms.contains(alg))
@@ -755,31 +784,35 @@ impl Verifier {
             }
             None => self.keys.iter().collect(),
         };
-        let mut candidates = candidates
+        let mut candidates: Vec<&VerifyKey> = candidates
             .into_iter()
             .filter(|key| key.algorithm() == alg)
-            .peekable();
-        if candidates.peek().is_none() {
-            return Err(AuthError::Invalid(if header.key_id.is_some() {
-                "key does not match algorithm"
-            } else {
-                "no key for algorithm"
-            }));
+            .collect();
+        // At most one signature check per token. Without a `kid`, the key of
+        // its algorithm that has no `kid` either (a PEM key, the HS256
+        // secret) is the one meant; failing that, the algorithm's only key.
+        // Several candidates need a `kid`: a token must not make us try
+        // every key (kids are unique, so a named key is one key).
+        if header.key_id.is_none() && candidates.iter().any(|k| k.kid().is_none()) {
+            candidates.retain(|k| k.kid().is_none());
         }
-        let mut outcome = Err(AuthError::Invalid("bad signature"));
-        for key in candidates {
-            match key.verify(&untrusted) {
-                Ok(claims) => {
-                    outcome = Ok(claims);
-                    break;
-                }
-                Err(ValidationError::MalformedClaims(_)) => {
-                    outcome = Err(AuthError::Invalid("malformed claims"));
-                }
-                Err(_) => {}
+        let key = match candidates.as_slice() {
+            [key] => *key,
+            [] if header.key_id.is_some() => {
+                return Err(AuthError::Invalid("key does not match algorithm"))
             }
-        }
-        let claims = outcome?;
+            [] => return Err(AuthError::Invalid("no key for algorithm")),
+            _ => {
+                return Err(AuthError::Invalid(
+                    "kid required: several keys fit the algorithm",
+                ))
+            }
+        };
+        let claims = key.verify(&untrusted).map_err(|e| match e {
+            ValidationError::MalformedClaims(_) => AuthError::Invalid("malformed claims"),
+            _ => AuthError::Invalid("bad signature"),
+        })?;
+        check_raw_claims(token)?;
 
         self.check_time(&claims, now)?;
         let expires_at = match claims.expiration {
@@ -798,6 +831,12 @@ impl Verifier {
         }
         let user_id = user_id_from_claim(claims.custom.get(&self.user_claim))
             .ok_or(AuthError::Invalid("missing or invalid user claim"))?;
+        // The user id names Redis keys and channels (`sse:streams:<id>`,
+        // `sse:notif:<id>`): the path ids' rule keeps globs, CR/LF, control
+        // bytes and huge values out of them.
+        if !crate::routes::valid_id(&user_id) {
+            return Err(AuthError::Invalid("user id outside the id charset"));
+        }
         let role = Role::from_claim(claims.custom.get(&self.role_claim));
         Ok(Identity {
             user_id,
@@ -860,42 +899,79 @@ fn user_id_from_claim(value: Option<&Value>) -> Option<String> {
     }
 }
 
-/// Pick the token from request headers: `Authorization: Bearer <t>` (scheme
-/// case-insensitive) first, else the `access_token` cookie from any of the
-/// `Cookie` header values (parse `a=b; access_token=xyz; c=d`, strip optional
-/// surrounding double quotes). Empty values count as absent. The browser
-/// client sends the cookie; API clients send the header.
+/// Picks the request's one credential from its raw header values.
+///
+/// - `Authorization: Bearer <t>` (scheme case-insensitive) comes first; when
+///   one is present the cookie is not looked at, even if the bearer token
+///   then fails to verify (no fallback: a request has one identity). Other
+///   schemes (`Basic ...`) are ignored.
+/// - Otherwise the `access_token` cookie, from any of the `Cookie` values
+///   (`a=b; access_token=xyz; c=d`, optional surrounding double quotes).
+///   Other cookies are never decoded, so a sibling site's cookie holding
+///   bytes that are not UTF-8 changes nothing.
+/// - Empty values count as absent. The same token sent twice is fine; two
+///   different `access_token` cookies (say one planted for a parent domain)
+///   or two different bearer tokens are refused rather than guessed
+///   between, and so is a credential that is not UTF-8.
+///
+/// # Errors
+///
+/// [`AuthError::Missing`] when there is no credential at all, otherwise
+/// [`AuthError::Invalid`] with a fixed reason.
 pub fn token_from_headers<'a>(
-    authorization: Option<&'a str>,
-    cookies: &[&'a str],
-) -> Option<&'a str> {
-    if let Some(token) = authorization.and_then(bearer_token) {
-        return Some(token);
+    authorization: &[&'a [u8]],
+    cookies: &[&'a [u8]],
+) -> Result<&'a str, AuthError> {
+    let bearers = authorization.iter().filter_map(|h| bearer_token(h));
+    if let Some(token) = only_one(bearers, "conflicting bearer tokens")? {
+        return Ok(token);
     }
-    cookies
+    let values = cookies
         .iter()
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(name, _)| name.trim() == "access_token")
-        .map(|(_, value)| strip_quotes(value.trim()).trim())
-        .find(|value| !value.is_empty())
+        .flat_map(|header| header.split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (pair[..eq].trim_ascii() == b"access_token").then(|| {
+                let value = pair[eq + 1..].trim_ascii();
+                strip_quotes(value).trim_ascii()
+            })
+        })
+        .filter(|value| !value.is_empty());
+    only_one(values, "conflicting access_token cookies")?.ok_or(AuthError::Missing)
+}
+
+/// The value all of `values` agree on (as UTF-8), `None` when there are none.
+fn only_one<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    conflict: &'static str,
+) -> Result<Option<&'a str>, AuthError> {
+    let mut picked: Option<&[u8]> = None;
+    for value in values {
+        match picked {
+            Some(p) if p != value => return Err(AuthError::Invalid(conflict)),
+            _ => picked = Some(value),
+        }
+    }
+    picked
+        .map(|v| std::str::from_utf8(v).map_err(|_| AuthError::Invalid("credential is not UTF-8")))
+        .transpose()
 }
 
 /// `Bearer <token>` with any scheme case; `None` for other schemes or no token.
-fn bearer_token(header: &str) -> Option<&str> {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once(|c: char| c.is_ascii_whitespace())?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+fn bearer_token(header: &[u8]) -> Option<&[u8]> {
+    let header = header.trim_ascii();
+    let split = header.iter().position(u8::is_ascii_whitespace)?;
+    if !header[..split].eq_ignore_ascii_case(b"bearer") {
         return None;
     }
-    let token = rest.trim();
+    let token = header[split..].trim_ascii();
     (!token.is_empty()).then_some(token)
 }
 
-fn strip_quotes(value: &str) -> &str {
+fn strip_quotes(value: &[u8]) -> &[u8] {
     value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
         .unwrap_or(value)
 }
 
@@ -1396,85 +1472,179 @@ mod tests {
         assert_eq!(c.max_token_bytes, 8192);
     }
 
+    /// `token_from_headers` on text headers.
+    fn pick<'a>(authorization: Option<&'a str>, cookies: &[&'a str]) -> Result<&'a str, AuthError> {
+        let auth: Vec<&[u8]> = authorization.iter().map(|a| a.as_bytes()).collect();
+        let cookies: Vec<&[u8]> = cookies.iter().map(|c| c.as_bytes()).collect();
+        token_from_headers(&auth, &cookies)
+    }
+
     #[test]
     fn token_from_headers_bearer() {
-        assert_eq!(
-            token_from_headers(Some("Bearer abc.def.ghi"), &[]),
-            Some("abc.def.ghi")
-        );
-        assert_eq!(token_from_headers(Some("bearer abc"), &[]), Some("abc"));
-        assert_eq!(token_from_headers(Some("BEARER   abc  "), &[]), Some("abc"));
-        assert_eq!(token_from_headers(Some("Bearer\tabc"), &[]), Some("abc"));
-        assert_eq!(token_from_headers(Some("Bearer "), &[]), None);
-        assert_eq!(token_from_headers(Some("Bearer"), &[]), None);
-        assert_eq!(token_from_headers(Some("Basic dXNlcjpwYXNz"), &[]), None);
-        assert_eq!(token_from_headers(Some("Bearerabc"), &[]), None);
-        assert_eq!(token_from_headers(Some(""), &[]), None);
+        assert_eq!(pick(Some("Bearer abc.def.ghi"), &[]), Ok("abc.def.ghi"));
+        assert_eq!(pick(Some("bearer abc"), &[]), Ok("abc"));
+        assert_eq!(pick(Some("BEARER   abc  "), &[]), Ok("abc"));
+        assert_eq!(pick(Some("Bearer\tabc"), &[]), Ok("abc"));
+        for none in ["Bearer ", "Bearer", "Basic dXNlcjpwYXNz", "Bearerabc", ""] {
+            assert_eq!(pick(Some(none), &[]), Err(AuthError::Missing), "{none:?}");
+        }
     }
 
     #[test]
     fn token_from_headers_cookie() {
+        assert_eq!(pick(None, &["a=b; access_token=xyz; c=d"]), Ok("xyz"));
+        assert_eq!(pick(None, &["access_token=xyz"]), Ok("xyz"));
+        assert_eq!(pick(None, &["access_token=\"xyz\""]), Ok("xyz"));
+        assert_eq!(pick(None, &["a=b", "c=d;access_token=t2"]), Ok("t2"));
         assert_eq!(
-            token_from_headers(None, &["a=b; access_token=xyz; c=d"]),
-            Some("xyz")
-        );
-        assert_eq!(token_from_headers(None, &["access_token=xyz"]), Some("xyz"));
-        assert_eq!(
-            token_from_headers(None, &["access_token=\"xyz\""]),
-            Some("xyz")
-        );
-        assert_eq!(
-            token_from_headers(None, &["a=b", "c=d;access_token=t2"]),
-            Some("t2")
+            pick(None, &["x_access_token=no; access_tokens=no"]),
+            Err(AuthError::Missing)
         );
         assert_eq!(
-            token_from_headers(None, &["x_access_token=no; access_tokens=no"]),
-            None
+            pick(None, &["access_token=; access_token=later"]),
+            Ok("later")
         );
-        assert_eq!(
-            token_from_headers(None, &["access_token=; access_token=later"]),
-            Some("later")
-        );
-        assert_eq!(token_from_headers(None, &["access_token=\"\""]), None);
-        assert_eq!(token_from_headers(None, &["access_token="]), None);
-        assert_eq!(token_from_headers(None, &["garbage;;=;"]), None);
+        for none in ["access_token=\"\"", "access_token=", "garbage;;=;"] {
+            assert_eq!(pick(None, &[none]), Err(AuthError::Missing), "{none:?}");
+        }
         // Base64 padding in a cookie value keeps its `=`.
-        assert_eq!(
-            token_from_headers(None, &["access_token=ab=="]),
-            Some("ab==")
-        );
+        assert_eq!(pick(None, &["access_token=ab=="]), Ok("ab=="));
         // A non-bearer Authorization header falls back to the cookie.
-        assert_eq!(
-            token_from_headers(Some("Basic Zm9v"), &["access_token=c"]),
-            Some("c")
-        );
-        assert_eq!(
-            token_from_headers(Some("Bearer "), &["access_token=c"]),
-            Some("c")
-        );
+        assert_eq!(pick(Some("Basic Zm9v"), &["access_token=c"]), Ok("c"));
+        assert_eq!(pick(Some("Bearer "), &["access_token=c"]), Ok("c"));
     }
 
     #[test]
     fn token_from_headers_precedence_and_absence() {
         assert_eq!(
-            token_from_headers(Some("Bearer from-header"), &["access_token=from-cookie"]),
-            Some("from-header")
+            pick(Some("Bearer from-header"), &["access_token=from-cookie"]),
+            Ok("from-header")
         );
-        assert_eq!(token_from_headers(None, &[]), None);
-        assert_eq!(token_from_headers(None, &["session=1"]), None);
+        assert_eq!(pick(None, &[]), Err(AuthError::Missing));
+        assert_eq!(pick(None, &["session=1"]), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn foreign_cookies_are_never_decoded() {
+        let cookies: [&[u8]; 2] = [b"theme=\xff\xfe; access_token=t", b"x\x80=\x81"];
+        assert_eq!(token_from_headers(&[], &cookies), Ok("t"));
+        let cookies: [&[u8]; 1] = [b"theme=\xff"];
+        assert_eq!(token_from_headers(&[], &cookies), Err(AuthError::Missing));
+        // A non-UTF-8 header that is not a bearer token is ignored too.
+        let auth: [&[u8]; 1] = [b"Basic \xff"];
+        assert_eq!(token_from_headers(&auth, &[b"access_token=t"]), Ok("t"));
+    }
+
+    #[test]
+    fn our_credential_must_be_utf8() {
+        let bad = AuthError::Invalid("credential is not UTF-8");
+        let cookies: [&[u8]; 1] = [b"access_token=\xff\xfet"];
+        assert_eq!(token_from_headers(&[], &cookies), Err(bad.clone()));
+        let auth: [&[u8]; 1] = [b"Bearer \xc3\x28t"];
+        assert_eq!(token_from_headers(&auth, &[]), Err(bad));
+    }
+
+    #[test]
+    fn conflicting_credentials_are_refused_identical_ones_are_not() {
+        let cookie_conflict = Err(AuthError::Invalid("conflicting access_token cookies"));
+        assert_eq!(
+            pick(None, &["access_token=a; access_token=b"]),
+            cookie_conflict
+        );
+        assert_eq!(
+            pick(None, &["access_token=a", "access_token=b"]),
+            cookie_conflict
+        );
+        assert_eq!(
+            pick(None, &["access_token=a; x=1", "access_token=\"a\""]),
+            Ok("a")
+        );
+        // The bearer token wins without looking at conflicting cookies.
+        assert_eq!(
+            pick(Some("Bearer t"), &["access_token=a; access_token=b"]),
+            Ok("t")
+        );
+        let auth: [&[u8]; 2] = [b"Bearer a", b"Bearer b"];
+        assert_eq!(
+            token_from_headers(&auth, &[]),
+            Err(AuthError::Invalid("conflicting bearer tokens"))
+        );
+        let auth: [&[u8]; 2] = [b"Bearer a", b"bearer  a"];
+        assert_eq!(token_from_headers(&auth, &[]), Ok("a"));
     }
 
     #[test]
     fn end_to_end_cookie_token_verifies() {
         let token = sign(json!({"sub": "42", "exp": NOW + 60, "role": "service"}));
         let cookie = format!("theme=dark; access_token={token}");
-        let picked = token_from_headers(None, &[cookie.as_str()]).expect("token");
+        let picked = pick(None, &[cookie.as_str()]).expect("token");
         assert_eq!(ok(&verifier(), picked).role, Role::Service);
-        // Absent token is the caller's `Missing`, not `Invalid`.
-        let missing = token_from_headers(None, &[])
-            .ok_or(AuthError::Missing)
-            .and_then(|t| verifier().verify(t, NOW));
-        assert_eq!(missing, Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_in_header_and_claims() {
+        let v = verifier();
+        let exp = NOW + 600;
+        for (header, payload, reason) in [
+            (
+                r#"{"alg":"HS256"}"#,
+                format!(r#"{{"sub":"u","role":"user","role":"admin","exp":{exp}}}"#),
+                "duplicate key in token claims",
+            ),
+            (
+                r#"{"alg":"HS256"}"#,
+                format!(r#"{{"sub":"victim","sub":"u","exp":{exp}}}"#),
+                "duplicate key in token claims",
+            ),
+            (
+                r#"{"alg":"HS256"}"#,
+                format!(r#"{{"sub":"u","exp":{exp},"exp":{exp}}}"#),
+                "malformed claims",
+            ),
+            (
+                r#"{"alg":"HS256","alg":"HS256"}"#,
+                format!(r#"{{"sub":"u","exp":{exp}}}"#),
+                "duplicate key in token header",
+            ),
+            (
+                r#"{"alg":"HS256","kid":"a","k\u0069d":"b"}"#,
+                format!(r#"{{"sub":"u","exp":{exp}}}"#),
+                "duplicate key in token header",
+            ),
+        ] {
+            invalid(&v, &hand_signed(header, &payload), reason);
+        }
+        // Repeats inside a nested claim are not ours to judge.
+        let nested = format!(r#"{{"sub":"u","exp":{exp},"ctx":{{"a":1,"a":2}}}}"#);
+        assert_eq!(
+            ok(&v, &hand_signed(r#"{"alg":"HS256"}"#, &nested)).user_id,
+            "u"
+        );
+    }
+
+    #[test]
+    fn user_ids_outside_the_id_charset_are_refused() {
+        let v = verifier();
+        let long = "a".repeat(5000);
+        for sub in [
+            "a\r\nb",
+            "*",
+            "a\u{0}b",
+            "a b",
+            "user@example.com",
+            "..",
+            &long,
+        ] {
+            let token = sign(json!({"sub": sub, "exp": NOW + 60}));
+            invalid(&v, &token, "user id outside the id charset");
+        }
+        let max = "u".repeat(crate::routes::MAX_ID_LEN);
+        for sub in ["alice", "u-1_x.y:z", max.as_str()] {
+            assert_eq!(
+                ok(&v, &sign(json!({"sub": sub, "exp": NOW + 60}))).user_id,
+                sub
+            );
+        }
     }
 }
 
@@ -1761,13 +1931,41 @@ mod key_tests {
             &token(Signer::Rs(RSA_KEY), Some("r3")),
             "unknown key id",
         );
-        // Without kid every RS256 key is tried.
-        ok(&v, &token(Signer::Rs(RSA2_KEY), None));
+        // Without kid, two RS256 keys would both be tried: kid is required.
+        invalid(
+            &v,
+            &token(Signer::Rs(RSA2_KEY), None),
+            "kid required: several keys fit the algorithm",
+        );
         ok(&v, &token(Signer::Ed(ED_KEY), None));
         assert!(
             format!("{:?}", config(SECRET, "RS256,EdDSA", Some(&pem), None).keys)
                 .contains("RS256(kid Some(\"r2\"))")
         );
+    }
+
+    #[test]
+    fn a_token_without_kid_costs_one_signature_check() {
+        // A PEM key without kid beside a JWKS key with one: a token without
+        // kid is meant for the keyless key, and only that one is tried.
+        let v = verifier(
+            "RS256",
+            Some(RSA_PUB),
+            Some(&jwks(&[rsa_jwk(RSA2_PUB, "rsa-2")])),
+        );
+        ok(&v, &token(Signer::Rs(RSA_KEY), None));
+        invalid(&v, &token(Signer::Rs(RSA2_KEY), None), "bad signature");
+        ok(&v, &token(Signer::Rs(RSA2_KEY), Some("rsa-2")));
+        // One key with a kid: tokens without one still verify with it.
+        let v = verifier("RS256", None, Some(&jwks(&[rsa_jwk(RSA_PUB, "rsa-1")])));
+        ok(&v, &token(Signer::Rs(RSA_KEY), None));
+        // Two candidates, keyless or not: the token must say which.
+        let two = [RSA_PUB, RSA2_PUB].concat();
+        let v = verifier("RS256", Some(&two), None);
+        let kid_required = "kid required: several keys fit the algorithm";
+        invalid(&v, &token(Signer::Rs(RSA_KEY), None), kid_required);
+        let v = verifier("RS256", None, Some(&all_jwks()));
+        invalid(&v, &token(Signer::Rs(RSA_KEY), None), kid_required);
     }
 
     #[test]
@@ -1780,8 +1978,15 @@ mod key_tests {
             (Signer::Ed(ED_KEY), "ed-1"),
         ] {
             assert_eq!(ok(&v, &token(signer, Some(kid))).user_id, "user-7");
-            // Without kid, the keys of the token's algorithm are tried.
-            ok(&v, &token(signer, None));
+            // Without kid, only an algorithm with one key can be verified.
+            match signer {
+                Signer::Rs(_) => invalid(
+                    &v,
+                    &token(signer, None),
+                    "kid required: several keys fit the algorithm",
+                ),
+                _ => assert_eq!(ok(&v, &token(signer, None)).user_id, "user-7"),
+            }
         }
         // The kid picks the key: the right algorithm but another key fails.
         invalid(
@@ -1931,9 +2136,15 @@ mod key_tests {
             for alg in others {
                 let forged = token_with_header(signer, &json!({"alg": alg, "kid": kid}));
                 invalid(&v, &forged, "key does not match algorithm");
-                // Without kid the other algorithm's keys are tried, and fail.
+                // Without kid the other algorithm's one key is tried, and
+                // fails; two RS256 keys need a kid.
                 let forged = token_with_header(signer, &json!({"alg": alg}));
-                invalid(&v, &forged, "bad signature");
+                let reason = if alg == "RS256" {
+                    "kid required: several keys fit the algorithm"
+                } else {
+                    "bad signature"
+                };
+                invalid(&v, &forged, reason);
             }
             // Names that are not in the allow-list at all.
             for alg in [
@@ -1978,14 +2189,12 @@ mod key_tests {
         for name in ["jwk", "jku", "x5c", "x5u"] {
             for value in [Value::Null, json!(""), json!([]), json!({})] {
                 let mut header = json!({"alg": "HS256"});
-                // jwt-compact itself refuses a non-string `jku`/`x5u`.
-                let reason = if value.is_string() || value.is_null() || !name.ends_with('u') {
-                    "embedded or remote keys are not accepted"
-                } else {
-                    "malformed token"
-                };
                 header[name] = value;
-                invalid(&hs, &token_with_header(Signer::Hs(SECRET), &header), reason);
+                invalid(
+                    &hs,
+                    &token_with_header(Signer::Hs(SECRET), &header),
+                    "embedded or remote keys are not accepted",
+                );
             }
         }
         for value in [Value::Null, json!([]), json!(["exp"])] {
@@ -2186,7 +2395,13 @@ mod key_tests {
         assert_eq!(Alg::from_name("hs256"), None);
         // Text outside the PEM blocks is ignored.
         let noisy = format!("RSA key of the IdP:\n{RSA_PUB}\nand the old one\n{RSA2_PUB}");
-        let v = verifier("RS256", Some(&noisy), None);
+        let c = config(SECRET, "RS256", Some(&noisy), None);
+        assert_eq!(c.keys.public_key_count(), 2);
+        let v = verifier(
+            "RS256",
+            Some(&format!("the IdP's key:\n{RSA2_PUB}\n(rotated)")),
+            None,
+        );
         ok(&v, &token(Signer::Rs(RSA2_KEY), None));
         // CRLF line ends (a PEM pasted from Windows) still parse.
         let v = verifier("EdDSA", Some(&ED_PUB.replace('\n', "\r\n")), None);

@@ -10,34 +10,9 @@
 pub const SLOTS: u16 = 16384;
 
 /// The hash slot of a key or shard channel (CRC16/XMODEM of the hash tag
-/// `{...}` when there is a non-empty one, else of the whole name).
-pub fn key_slot(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|b| *b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|b| *b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(tagged) % SLOTS
-}
-
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
+/// `{...}` when there is a non-empty one, else of the whole name): the
+/// well-kept implementation from `redis-protocol`.
+pub use redis_protocol::redis_keyslot as key_slot;
 
 /// Where a `MOVED <slot> <host>:<port>` error sends the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +62,8 @@ mod tests {
         assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
         assert_eq!(key_slot(b"history:{sse:exec:e1}"), key_slot(b"sse:exec:e1"));
         // Empty tag or no closing brace: the whole key counts.
-        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
-        assert_eq!(key_slot(b"foo{bar"), crc16(b"foo{bar") % SLOTS);
+        assert_eq!(key_slot(b"foo{}{bar}"), 8363);
+        assert_eq!(key_slot(b"foo{bar"), 15278);
         assert_eq!(key_slot(b"{a}{b}"), key_slot(b"a"));
     }
 

@@ -62,6 +62,9 @@ pub struct Limits {
     pub write_stall_seconds: u64,
     /// Total bytes of request header names and values accepted.
     pub max_header_bytes: usize,
+    /// How long a publish body may take to arrive (408 after), so a body
+    /// that never completes can't hold an instance.
+    pub max_body_seconds: u64,
 }
 
 /// Everything a request needs, validated once per request.
@@ -153,6 +156,7 @@ pub const VARIABLES: &[&str] = &[
     "max_stream_seconds",
     "write_stall_seconds",
     "max_header_bytes",
+    "max_body_seconds",
     "slots_key_prefix",
     "dev_mode",
     "redis_cluster",
@@ -241,11 +245,15 @@ impl Config {
                 write_stall_seconds: src.number("write_stall_seconds", 30, 1, 3600)?,
                 max_header_bytes: src.number("max_header_bytes", 16 * 1024, 1024, 1024 * 1024)?
                     as usize,
+                max_body_seconds: src.number("max_body_seconds", 10, 1, 3600)?,
             },
             dev_mode: src.flag("dev_mode")?,
         })
     }
 }
+
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash (256 bits).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
 /// Builds the verifier's keys: the HS256 secret (required while HS256 is
 /// allowed) and public keys from PEM and JWKS text. Errors name the
@@ -260,6 +268,15 @@ fn load_keys<F: Fn(&str) -> Option<String>>(
         return Err(err(
             "jwt_secret",
             "is not set (required while jwt_algorithms allows HS256)",
+        ));
+    }
+    if hs256 && secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(err(
+            "jwt_secret",
+            format!(
+                "is shorter than {MIN_HS256_SECRET_BYTES} bytes: an HS256 key needs at least \
+                 256 bits (RFC 7518 section 3.2); generate one with `openssl rand -base64 48`"
+            ),
         ));
     }
     let pem = src.get("jwt_public_keys");
@@ -371,9 +388,12 @@ mod tests {
         Config::load(&Source(move |k: &str| map.get(k).cloned()))
     }
 
+    /// An HS256 secret of the minimum length.
+    const LONG: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
     fn defaults() {
-        let c = load(&[("jwt_secret", "s")]).unwrap();
+        let c = load(&[("jwt_secret", LONG)]).unwrap();
         assert_eq!(c.redis.host, "127.0.0.1");
         assert_eq!(c.redis.port, 6379);
         assert_eq!(c.heartbeat_seconds, 15);
@@ -381,6 +401,40 @@ mod tests {
         assert_eq!(c.prefixes.exec_key, "exec:");
         assert_eq!(c.auth.user_claim, "sub");
         assert_eq!(c.auth.leeway_seconds, 30);
+        assert_eq!(c.limits.max_body_seconds, 10);
+    }
+
+    #[test]
+    fn short_hs256_secrets_are_refused() {
+        for short in ["s", "dev-secret-change-me", &LONG[1..]] {
+            let e = load(&[("jwt_secret", short)]).err().unwrap();
+            assert_eq!(e.variable, "jwt_secret", "{short}");
+            assert!(e.to_string().contains("256 bits"), "{e}");
+            assert!(
+                short.len() < 4 || !e.to_string().contains(short),
+                "secret echoed: {e}"
+            );
+        }
+        // Without HS256 the secret is not used, so its length is no matter.
+        let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let c = load(&[
+            ("jwt_algorithms", "EdDSA"),
+            ("jwt_jwks", jwks),
+            ("jwt_secret", "s"),
+        ]);
+        assert!(c.is_ok());
+    }
+
+    #[test]
+    fn max_body_seconds_is_bounded() {
+        let c = load(&[("jwt_secret", LONG), ("max_body_seconds", "2")]).unwrap();
+        assert_eq!(c.limits.max_body_seconds, 2);
+        for bad in ["0", "3601", "x"] {
+            let e = load(&[("jwt_secret", LONG), ("max_body_seconds", bad)])
+                .err()
+                .unwrap();
+            assert_eq!(e.variable, "max_body_seconds");
+        }
     }
 
     #[test]
@@ -408,7 +462,7 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.variable, "jwt_jwks", "{e}");
-        let e = load(&[("jwt_secret", "s"), ("jwt_algorithms", "HS256,none")])
+        let e = load(&[("jwt_secret", LONG), ("jwt_algorithms", "HS256,none")])
             .err()
             .unwrap();
         assert_eq!(e.variable, "jwt_algorithms", "{e}");
@@ -422,22 +476,22 @@ mod tests {
     #[test]
     fn invalid_numbers_are_refused() {
         for v in ["0", "-1", "abc", "99999"] {
-            let e = load(&[("jwt_secret", "s"), ("heartbeat_seconds", v)])
+            let e = load(&[("jwt_secret", LONG), ("heartbeat_seconds", v)])
                 .err()
                 .unwrap();
             assert_eq!(e.variable, "heartbeat_seconds", "{v}");
         }
-        let c = load(&[("jwt_secret", "s"), ("heartbeat_seconds", "1")]).unwrap();
+        let c = load(&[("jwt_secret", LONG), ("heartbeat_seconds", "1")]).unwrap();
         assert_eq!(c.heartbeat_seconds, 1);
     }
 
     #[test]
     fn cors_and_limits() {
-        let c = load(&[("jwt_secret", "s")]).unwrap();
+        let c = load(&[("jwt_secret", LONG)]).unwrap();
         assert_eq!(c.cors, CorsPolicy::default());
         assert_eq!(c.limits.max_streams_per_user, 10);
         assert_eq!(c.limits.max_stream_seconds, 3600);
-        let e = load(&[("jwt_secret", "s"), ("cors_allowed_origins", "*")])
+        let e = load(&[("jwt_secret", LONG), ("cors_allowed_origins", "*")])
             .err()
             .unwrap();
         assert_eq!(e.variable, "cors_allowed_origins");
@@ -478,7 +532,7 @@ mod tests {
         ] {
             assert!(parse_redis_url(u).is_err(), "{u}");
         }
-        let e = load(&[("jwt_secret", "s"), ("redis_url", "redis://h:99999")])
+        let e = load(&[("jwt_secret", LONG), ("redis_url", "redis://h:99999")])
             .err()
             .unwrap();
         assert_eq!(e.variable, "redis_url");

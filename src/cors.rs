@@ -68,11 +68,8 @@ impl CorsPolicy {
         let origin = origin
             .filter(|o| self.allows(o))
             .ok_or_else(ApiError::forbidden)?;
-        let method_ok = requested_method.is_some_and(|m| {
-            allow
-                .split(',')
-                .any(|a| a.trim().eq_ignore_ascii_case(m.trim()))
-        });
+        let method_ok =
+            requested_method.is_some_and(|m| allow.split(',').any(|a| a.trim() == m.trim()));
         if !method_ok {
             return Err(ApiError::method_not_allowed(allow));
         }
@@ -145,6 +142,13 @@ mod tests {
         assert_eq!(
             p.preflight(None, Some("GET"), "GET").unwrap_err().status,
             403
+        );
+        // Method names are case-sensitive: `get` is not `GET`.
+        assert_eq!(
+            p.preflight(Some("https://app.example"), Some("get"), "GET")
+                .unwrap_err()
+                .status,
+            405
         );
         assert_eq!(
             p.preflight(Some("https://app.example"), None, "GET")

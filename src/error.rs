@@ -85,6 +85,15 @@ impl ApiError {
         Self::new(400, "ValidationError", detail)
     }
 
+    /// 408: a request body did not arrive within `max_body_seconds`.
+    pub fn request_timeout(seconds: u64) -> Self {
+        Self::new(
+            408,
+            "RequestTimeoutError",
+            format!("Request body not received within {seconds} s"),
+        )
+    }
+
     /// 413: a published event over `max_event_bytes`.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

@@ -63,10 +63,18 @@ pub struct Accepted<'a> {
     pub terminal: bool,
 }
 
+/// The one field each kind's rule reads; every other field is skipped
+/// unread, whatever its type (found by the `publish_body` fuzz target: one
+/// probe for both fields skipped execution events with a numeric `status`
+/// and notifications with a numeric `event_type`).
 #[derive(Deserialize)]
-struct Probe<'a> {
+struct EventType<'a> {
     #[serde(borrow, default)]
     event_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Status<'a> {
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
 }
@@ -78,53 +86,71 @@ pub fn classify(kind: StreamKind, payload: &[u8]) -> Result<Accepted<'_>, Skip> 
     if !json.trim_start().starts_with('{') {
         return Err(Skip::NotJsonObject);
     }
-    let probe: Probe<'_> = serde_json::from_str(json).map_err(|_| Skip::NotJsonObject)?;
+    let bad = |_| Skip::NotJsonObject;
     let terminal = match kind {
         StreamKind::Execution => {
+            let probe: EventType<'_> = serde_json::from_str(json).map_err(bad)?;
             let t = probe.event_type.ok_or(Skip::MissingEventType)?;
             TERMINAL_EVENT_TYPES.contains(&t.as_ref())
         }
         StreamKind::Replay => {
+            let probe: Status<'_> = serde_json::from_str(json).map_err(bad)?;
             let s = probe.status.ok_or(Skip::MissingStatus)?;
             REPLAY_TERMINAL_STATUSES.contains(&s.as_ref())
         }
-        StreamKind::Notification => false,
+        StreamKind::Notification => {
+            serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(bad)?;
+            false
+        }
     };
     Ok(Accepted { json, terminal })
 }
 
-/// Checks a body posted to a publish route and returns the compact JSON to
-/// publish, or what is wrong with it (a 400 detail). An execution event
-/// needs a string `event_type`; its `execution_id` must match the path and
-/// is filled in when absent. Field order is kept.
+/// Checks a body posted to a publish route and returns the text to publish,
+/// or what is wrong with it (a 400 detail). The body must be one JSON object
+/// (UTF-8) with unique top-level keys; an execution event needs a string
+/// `event_type`, and its `execution_id` must match the path (when absent it
+/// is appended). What is published is the producer's bytes as sent, without
+/// the surrounding whitespace: never re-serialized, so big integers, `1.10`,
+/// key order and formatting reach subscribers unchanged.
 pub fn prepare_publish(
     kind: StreamKind,
     body: &[u8],
     execution_id: Option<&str>,
 ) -> Result<String, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
-    let serde_json::Value::Object(mut event) = value else {
-        return Err("body must be a JSON object".into());
-    };
-    if event.contains_key(crate::history::ID_FIELD) {
-        return Err(format!("field {} is reserved", crate::history::ID_FIELD));
+    use crate::json::{object_fields, ObjectError};
+    let text = std::str::from_utf8(body).map_err(|_| "body is not valid UTF-8".to_string())?;
+    let text = text.trim_matches(crate::json::WHITESPACE);
+    let reserved = crate::history::ID_FIELD;
+    let fields =
+        object_fields(text, &[reserved, "event_type", "execution_id"]).map_err(|e| match e {
+            ObjectError::NotJson(e) => format!("body is not valid JSON: {e}"),
+            ObjectError::NotObject => "body must be a JSON object".to_string(),
+            ObjectError::Duplicate(key) => format!("body repeats the top-level key {key:?}"),
+        })?;
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if field(reserved).is_some() {
+        return Err(format!("field {reserved} is reserved"));
     }
-    if kind == StreamKind::Execution {
-        match event.get("event_type") {
-            Some(serde_json::Value::String(t)) if !t.is_empty() => {}
-            _ => return Err("event_type must be a non-empty string".into()),
-        }
-        let id = execution_id.unwrap_or_default();
-        match event.get("execution_id") {
-            None => {
-                event.insert("execution_id".into(), id.into());
-            }
-            Some(serde_json::Value::String(given)) if given == id => {}
-            Some(_) => return Err(format!("execution_id must be \"{id}\", as in the path")),
-        }
+    if kind != StreamKind::Execution {
+        return Ok(text.to_string());
     }
-    serde_json::to_string(&event).map_err(|e| e.to_string())
+    match field("event_type") {
+        Some(serde_json::Value::String(t)) if !t.is_empty() => {}
+        _ => return Err("event_type must be a non-empty string".into()),
+    }
+    let id = execution_id.unwrap_or_default();
+    match field("execution_id") {
+        None => {
+            // A valid object ends with `}`; an execution event has at least
+            // `event_type`, so the new member follows a comma.
+            let open = &text[..text.len() - 1];
+            let id = serde_json::Value::from(id);
+            Ok(format!("{open},\"execution_id\":{id}}}"))
+        }
+        Some(serde_json::Value::String(given)) if given == id => Ok(text.to_string()),
+        Some(_) => Err(format!("execution_id must be \"{id}\", as in the path")),
+    }
 }
 
 /// The execution record (hash `exec:{id}`) as far as the gateway reads it.
@@ -263,6 +289,21 @@ mod tests {
     }
 
     #[test]
+    fn only_the_kinds_own_field_is_read() {
+        assert_eq!(
+            exec(r#"{"event_type":"pod_running","status":5}"#),
+            Ok(false)
+        );
+        let n = classify(StreamKind::Notification, br#"{"event_type":5,"status":[]}"#);
+        assert_eq!(n.map(|a| a.terminal), Ok(false));
+        let r = classify(
+            StreamKind::Replay,
+            br#"{"event_type":1,"status":"completed"}"#,
+        );
+        assert_eq!(r.map(|a| a.terminal), Ok(true));
+    }
+
+    #[test]
     fn replay_and_notification_rules() {
         let r = |p: &str| classify(StreamKind::Replay, p.as_bytes()).map(|a| a.terminal);
         assert_eq!(r(r#"{"session_id":"s","status":"running"}"#), Ok(false));
@@ -330,8 +371,6 @@ mod tests {
             Some("e1"),
         );
         assert_eq!(same.unwrap(), r#"{"execution_id":"e1","event_type":"a"}"#);
-        let pretty = prepare_publish(StreamKind::Notification, b"{\n \"t\": \"x\"\n}", None);
-        assert_eq!(pretty.unwrap(), r#"{"t":"x"}"#);
         for (body, why) in [
             (&b"nope"[..], "not valid JSON"),
             (b"[1]", "JSON object"),
@@ -340,11 +379,43 @@ mod tests {
             (br#"{"event_type":3}"#, "event_type"),
             (br#"{"event_type":"a","execution_id":"e2"}"#, "execution_id"),
             (br#"{"event_type":"a","_sse_id":"1-1"}"#, "reserved"),
+            (b"{\"event_type\":\"a\xff\"}", "UTF-8"),
         ] {
             let err = prepare_publish(StreamKind::Execution, body, Some("e1")).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
         assert!(prepare_publish(StreamKind::Notification, b"{}", None).is_ok());
+    }
+
+    #[test]
+    fn published_bytes_are_the_producers() {
+        let body = "\n {\n \"event_type\" : \"a\",\n \"n\": 123456789012345678901234567890, \"v\": 1.10, \"z\": 1e400\n}\n";
+        let out = prepare_publish(StreamKind::Execution, body.as_bytes(), Some("e1")).unwrap();
+        assert_eq!(
+            out,
+            "{\n \"event_type\" : \"a\",\n \"n\": 123456789012345678901234567890, \"v\": 1.10, \"z\": 1e400\n,\"execution_id\":\"e1\"}"
+        );
+        let notif = r#"{"b":1,"a":2.50}"#;
+        assert_eq!(
+            prepare_publish(StreamKind::Notification, notif.as_bytes(), None).unwrap(),
+            notif
+        );
+    }
+
+    #[test]
+    fn duplicate_top_level_keys_are_refused() {
+        for body in [
+            r#"{"event_type":"pod_running","event_type":"result_stored"}"#,
+            r#"{"event_type":"a","execution_id":"e1","execution_id":"e2"}"#,
+            r#"{"event_type":"a","x":1,"x":1}"#,
+            r#"{"event_type":"a","_sse_id":"1-1","_sse_id":"1-1"}"#,
+        ] {
+            let err =
+                prepare_publish(StreamKind::Execution, body.as_bytes(), Some("e1")).unwrap_err();
+            assert!(err.contains("repeats"), "{body}: {err}");
+        }
+        let err = prepare_publish(StreamKind::Notification, br#"{"t":1,"t":2}"#, None);
+        assert!(err.unwrap_err().contains("\"t\""));
     }
 
     #[test]

@@ -10,14 +10,18 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod history;
 pub mod hub;
+pub mod json;
 pub mod limits;
+pub mod log;
+pub mod machine;
+pub mod outbox;
 pub mod resp;
 pub mod routes;
 pub mod session;
 pub mod sse;
-pub mod stream;
 
 #[cfg(all(target_arch = "wasm32", not(feature = "p3")))]
 mod host;

@@ -349,6 +349,8 @@ pub enum RespError {
     Server(String),
     /// A well-formed reply of the wrong shape for the command that was sent.
     Unexpected(String),
+    /// Redis Cluster: the key's slot lives on another node (`-MOVED`).
+    Moved(crate::cluster::Moved),
 }
 
 impl fmt::Display for RespError {
@@ -360,6 +362,7 @@ impl fmt::Display for RespError {
             }
             RespError::Server(m) => write!(f, "Redis error: {m}"),
             RespError::Unexpected(m) => write!(f, "unexpected Redis reply: {m}"),
+            RespError::Moved(m) => write!(f, "Redis error: MOVED {} {}:{}", m.slot, m.host, m.port),
         }
     }
 }

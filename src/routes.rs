@@ -14,10 +14,14 @@ pub enum Route {
     ReplayStatus(String),
     /// `POST /api/v1/events/executions/{id}`: publish (service tokens).
     PublishExecution(String),
-    /// `POST /api/v1/events/notifications/{user_id}`: publish (service tokens).
+    /// `POST /api/v1/events/notifications/{user_id}`: publish (service
+    /// tokens), for any user id, `stream` included: the method tells it from
+    /// the notification stream.
     PublishNotification(String),
-    /// `GET /api/v1/events/health`: no auth.
+    /// `GET /api/v1/events/health`: liveness, no auth, no Redis I/O.
     Health,
+    /// `GET /api/v1/events/health/ready`: readiness (Redis answers `PING`), no auth.
+    Ready,
     /// `OPTIONS` on a known path: a CORS preflight; holds the path's methods.
     Preflight(&'static str),
     /// `GET /demo`: the demo page (only with `dev_mode`).
@@ -54,10 +58,22 @@ fn id(segment: &str, what: &str) -> Result<String, ApiError> {
     }
 }
 
+/// True for the paths that exist only with `dev_mode` (the demo page and
+/// the dev helpers): without it they are 404 for every method, preflights
+/// included. `path` excludes the query string.
+pub fn dev_only(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    matches!(
+        path,
+        "/demo" | "/api/v1/events/dev/token" | "/api/v1/events/dev/executions"
+    )
+}
+
 /// Maps a request to a route; unknown paths are 404, known paths with the
-/// wrong method 405 with `allow`. `path` excludes the query string.
+/// wrong method 405 with `allow`. `path` excludes the query string. Methods
+/// are case-sensitive (RFC 9110 §9.1): `get` is not `GET`.
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
-    let is = |m: &str| method.eq_ignore_ascii_case(m);
+    let is = |m: &str| method == m;
     if path == "/demo" || path == "/demo/" {
         return match () {
             _ if is("GET") => Ok(Route::DemoPage),
@@ -74,7 +90,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["dev", "token"] => ("POST", is("POST").then_some(Ok(Route::DevToken))),
         ["dev", "executions"] => ("POST", is("POST").then_some(Ok(Route::DevExecution))),
         ["health"] => ("GET", is("GET").then_some(Ok(Route::Health))),
-        ["notifications", "stream"] => ("GET", is("GET").then_some(Ok(Route::NotificationStream))),
+        ["health", "ready"] => ("GET", is("GET").then_some(Ok(Route::Ready))),
+        ["notifications", "stream"] if is("GET") => {
+            ("GET, POST", Some(Ok(Route::NotificationStream)))
+        }
         ["executions", x] => (
             "GET, POST",
             if is("GET") {
@@ -86,7 +105,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             },
         ),
         ["notifications", x] => (
-            "POST",
+            if *x == "stream" { "GET, POST" } else { "POST" },
             is("POST").then(|| id(x, "user id").map(Route::PublishNotification)),
         ),
         ["replay", x, "status"] => (
@@ -125,6 +144,10 @@ mod tests {
     fn other_routes() {
         assert_eq!(route("GET", "/api/v1/events/health"), Ok(Route::Health));
         assert_eq!(
+            route("GET", "/api/v1/events/health/ready"),
+            Ok(Route::Ready)
+        );
+        assert_eq!(
             route("GET", "/api/v1/events/notifications/stream"),
             Ok(Route::NotificationStream)
         );
@@ -154,6 +177,62 @@ mod tests {
             route("GET", "/api/v1/events/dev/token").unwrap_err().status,
             405
         );
+    }
+
+    #[test]
+    fn a_user_named_stream_can_be_published_to() {
+        assert_eq!(
+            route("POST", "/api/v1/events/notifications/stream"),
+            Ok(Route::PublishNotification("stream".into()))
+        );
+        assert_eq!(
+            route("GET", "/api/v1/events/notifications/stream"),
+            Ok(Route::NotificationStream)
+        );
+        let e = route("DELETE", "/api/v1/events/notifications/stream").unwrap_err();
+        assert_eq!(e.headers, vec![("allow", "GET, POST".to_string())]);
+        assert_eq!(
+            route("OPTIONS", "/api/v1/events/notifications/stream"),
+            Ok(Route::Preflight("GET, POST"))
+        );
+    }
+
+    #[test]
+    fn methods_are_case_sensitive() {
+        for (m, p) in [
+            ("get", "/api/v1/events/health"),
+            ("Get", "/api/v1/events/executions/x"),
+            ("post", "/api/v1/events/executions/x"),
+            ("get", "/demo"),
+        ] {
+            assert_eq!(route(m, p).unwrap_err().status, 405, "{m} {p}");
+        }
+        assert_eq!(
+            route("options", "/api/v1/events/health")
+                .unwrap_err()
+                .status,
+            405
+        );
+    }
+
+    #[test]
+    fn dev_paths_are_known() {
+        for p in [
+            "/demo",
+            "/demo/",
+            "/api/v1/events/dev/token",
+            "/api/v1/events/dev/executions/",
+        ] {
+            assert!(dev_only(p), "{p}");
+        }
+        for p in [
+            "/api/v1/events/health",
+            "/demo/x",
+            "/api/v1/events/dev",
+            "/",
+        ] {
+            assert!(!dev_only(p), "{p}");
+        }
     }
 
     #[test]
@@ -247,11 +326,9 @@ mod proptests {
             let end = if slash { "/" } else { "" };
             let p = |path: String| format!("/api/v1/events/{path}{end}");
             prop_assert_eq!(route("GET", &p(format!("executions/{id}"))), Ok(Route::ExecutionStream(id.clone())));
-            prop_assert_eq!(route("post", &p(format!("executions/{id}"))), Ok(Route::PublishExecution(id.clone())));
+            prop_assert_eq!(route("POST", &p(format!("executions/{id}"))), Ok(Route::PublishExecution(id.clone())));
             prop_assert_eq!(route("GET", &p(format!("replay/{id}/status"))), Ok(Route::ReplayStatus(id.clone())));
-            if id != "stream" {
-                prop_assert_eq!(route("POST", &p(format!("notifications/{id}"))), Ok(Route::PublishNotification(id.clone())));
-            }
+            prop_assert_eq!(route("POST", &p(format!("notifications/{id}"))), Ok(Route::PublishNotification(id.clone())));
         }
 
         #[test]

@@ -34,6 +34,8 @@ pub enum Tag {
     Renew,
     /// Giving a slot back.
     Release,
+    /// A one-shot command on its own connection.
+    Command,
 }
 
 /// What the connection produced.
@@ -144,30 +146,40 @@ impl Session {
                 // reply: it must not consume a pending command.
                 continue;
             }
-            let tag = self
-                .pending
-                .pop_front()
-                .ok_or_else(|| RespError::Unexpected("reply with no command pending".into()))?;
+            // A (S)SUBSCRIBE refused with `MOVED` has no pending tag.
+            let tag = self.pending.pop_front();
             match (tag, value) {
-                (_, Value::Error(e)) => return Err(RespError::Server(redact(tag, e))),
-                (Tag::Hello | Tag::Select, _) => {}
-                (tag, value) => out.push(Incoming::Reply(tag, value)),
+                (tag, Value::Error(e)) => return Err(server_error(tag, e)),
+                (None, _) => {
+                    return Err(RespError::Unexpected(
+                        "reply with no command pending".into(),
+                    ))
+                }
+                (Some(Tag::Hello | Tag::Select), _) => {}
+                (Some(tag), value) => out.push(Incoming::Reply(tag, value)),
             }
         }
         Ok(())
     }
 }
 
-/// Server errors are logged; keep a login failure's text generic so nothing
-/// credential-shaped reaches a log line.
-fn redact(tag: Tag, err: String) -> String {
-    match tag {
-        Tag::Hello => format!(
+/// A server error reply, typed: a Cluster `MOVED` redirect becomes
+/// [`RespError::Moved`] (`ASK`, a slot mid-migration, is not followed and
+/// stays a plain error). The text is logged, so a login failure's is kept
+/// generic: nothing credential-shaped reaches a log line.
+fn server_error(tag: Option<Tag>, err: String) -> RespError {
+    if err.starts_with("MOVED ") {
+        if let Some(moved) = crate::cluster::parse_moved(&err) {
+            return RespError::Moved(moved);
+        }
+    }
+    RespError::Server(match tag {
+        Some(Tag::Hello) => format!(
             "HELLO 3 refused ({}); Redis 6 or later and valid credentials are required",
             err.split_whitespace().next().unwrap_or("ERR")
         ),
         _ => err,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -280,6 +292,23 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn moved_is_a_typed_error() {
+        let mut s = Session::subscribe(&target(None, 0), "c", true);
+        let e = feed_all(&mut s, b"+OK\r\n-MOVED 3999 10.0.0.2:7001\r\n").unwrap_err();
+        assert_eq!(
+            e,
+            RespError::Moved(crate::cluster::Moved {
+                slot: 3999,
+                host: "10.0.0.2".into(),
+                port: 7001
+            })
+        );
+        let mut s = Session::subscribe(&target(None, 0), "c", true);
+        let e = feed_all(&mut s, b"+OK\r\n-ASK 3999 10.0.0.2:7001\r\n").unwrap_err();
+        assert!(matches!(e, RespError::Server(_)));
     }
 
     #[test]

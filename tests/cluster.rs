@@ -160,6 +160,11 @@ impl Cluster {
         for (k, v) in extra {
             b = b.env(k, v);
         }
+        // Under Spin the shipped allowlist names redis_host:redis_port only;
+        // an operator lists every node (README, "Running on Spin").
+        for port in &self.ports[1..] {
+            b = b.spin_allow_outbound(&format!("tcp://127.0.0.1:{port}"));
+        }
         b.start()
     }
 }

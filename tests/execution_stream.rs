@@ -802,8 +802,17 @@ fn fifty_concurrent_streams_each_get_their_own_events_in_order() {
 // configuration and Redis failures
 // ---------------------------------------------------------------------------
 
+/// wasmtime only: under Spin `jwt_secret` is a required variable, so `spin
+/// up` refuses to start without it (tests/spin_host.rs checks that).
 #[test]
 fn missing_jwt_secret_is_500_naming_it() {
+    if !runs_on(
+        Host::Wasmtime,
+        "missing_jwt_secret_is_500_naming_it",
+        "spin.toml requires jwt_secret",
+    ) {
+        return;
+    }
     let env = TestEnv::start_with(|b| b.without_env("JWT_SECRET"));
     let rec = new_exec(&env, "alice", "running");
     let resp = get_with_token(&env, &rec.id, &jwt::token("alice", "user"));

@@ -574,6 +574,13 @@ fn non_utf8_credentials_are_401() {
         ("Authorization", bad_token),
     ] {
         let resp = raw_get(addr, &path, name, &value).into_response(Duration::from_secs(5));
+        if host() == Host::Spin {
+            // Spin's HTTP trigger refuses a non-UTF-8 header value itself
+            // (500, empty body) before the component runs.
+            println!("[e2e] non_utf8_credentials_are_401: under spin, Spin answers 500 itself");
+            assert_eq!((resp.status, resp.body.len()), (500, 0), "{resp:?}");
+            continue;
+        }
         let v = expect_json_error_shape(&resp, 401);
         assert!(
             v["type"] == "AuthenticationRequiredError" || v["type"] == "InvalidCredentialsError",
@@ -633,7 +640,8 @@ fn hostile_ids_are_400_and_never_reach_redis() {
         let resp = post_json(addr, &notif_path(bad), Some(&service), &body);
         expect_json_error(&resp, 400, "ValidationError");
     }
-    // A token whose user id can't name a channel: no notification stream.
+    // A token whose user id can't name a channel is refused as a credential
+    // (issue 15: it would name `sse:streams:<id>` too): no notification stream.
     for sub in ["a*b", "u1\r\nPUBLISH x y", "u[1]", "a b", "é"] {
         let auth = bearer(&jwt::token(sub, "user"));
         let resp = get(
@@ -641,7 +649,7 @@ fn hostile_ids_are_400_and_never_reach_redis() {
             NOTIF_STREAM_PATH,
             &[("Authorization", &auth), ("Accept", "text/event-stream")],
         );
-        expect_json_error(&resp, 400, "ValidationError");
+        expect_json_error(&resp, 401, "InvalidCredentialsError");
     }
 
     let keys = all_keys(&env);

@@ -372,3 +372,28 @@ fn bad_key_config_is_a_500_naming_the_variable() {
         );
     }
 }
+
+/// A token without `kid` costs one signature check: it is meant for the
+/// key of its algorithm that has no `kid` (here the RS256 PEM key), and is
+/// not tried against every other RS256 key; with several candidates it must
+/// name one (issue 15).
+#[test]
+fn a_token_without_kid_is_not_tried_against_every_key() {
+    let env = gateway();
+    let no_kid = |key: &str| sign("RS256", key, &json!({"alg": "RS256"}), &claims("u-kid"));
+    assert_eq!(stream_status(&env, &no_kid("rsa.key.pem"), "u-kid"), 200);
+    // Signed by the JWKS key `rsa-2` but naming none: refused.
+    assert_eq!(stream_status(&env, &no_kid("rsa2.key.pem"), "u-kid"), 401);
+    // Two RS256 keys, neither with a kid: tokens must say which, and can't.
+    let two = format!("{}{}", read("rsa.pub.pem"), read("rsa2.pub.pem"));
+    let env = TestEnv::start_with(|b| {
+        b.env("JWT_ALGORITHMS", "RS256")
+            .env("JWT_PUBLIC_KEYS", &two)
+    });
+    assert_eq!(stream_status(&env, &no_kid("rsa.key.pem"), "u-kid"), 401);
+    assert!(
+        env.gw.log().contains("kid required"),
+        "no auth_failed line naming the rule:\n{}",
+        env.gw.log()
+    );
+}

@@ -23,7 +23,7 @@ mod stats;
 use report::{Fanout, Latency, OpenStats, Results, Run, Step};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -42,7 +42,8 @@ presets:
   --full             steps 100,1000,2500,5000,9500; 10 s phases (~10 minutes)
 options:
   --steps LIST       stream counts, e.g. 100,1000,5000
-  --targets LIST     wasmtime,native[,spin] (spin only when `spin` is on PATH)
+  --targets LIST     wasmtime,native[,spin] (spin when one is found: $SPIN,
+                     PATH, ../shared/spin/install.sh)
   --rate N           events/s published in the latency phase (1000)
   --phase-seconds S  latency phase length
   --idle-seconds S   idle CPU window
@@ -149,7 +150,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         wasmtime_args: Vec::new(),
         variants: Vec::new(),
     };
-    if procs::which("spin").is_some() {
+    if find_spin().is_some() {
         o.targets.push("spin".into());
     }
     let mut name = None;
@@ -361,7 +362,7 @@ fn wait_healthy(server: &mut Server, timeout: Duration) -> Result<(), String> {
     }
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        match procs::http_status(server.addr, "/api/v1/events/health", Duration::from_secs(5)) {
+        match procs::http_status(server.addr, "/api/v1/events/health/ready", Duration::from_secs(5)) {
             Ok(200) => return Ok(()),
             other if std::time::Instant::now() > deadline => {
                 return Err(format!("{} health check: {other:?}", server.name))
@@ -372,37 +373,48 @@ fn wait_healthy(server: &mut Server, timeout: Duration) -> Result<(), String> {
     }
 }
 
-fn build_component(target_dir: &Path, spin: bool) -> Result<PathBuf, String> {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(repo_root())
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    if !spin {
-        cmd.args(["--no-default-features", "--features", "portable"]);
-    }
+/// `scripts/build.sh VARIANT` (`portable` or `spin`): the one place that
+/// knows each build's cargo flags; it prints the component's path last.
+fn build_component(variant: &str) -> Result<PathBuf, String> {
     say(format!(
-        "building the {} component: CARGO_TARGET_DIR={} cargo build --release --target wasm32-wasip2{}",
-        if spin { "Spin" } else { "portable" },
-        target_dir.display(),
-        if spin {
-            ""
-        } else {
-            " --no-default-features --features portable"
-        }
+        "building the {variant} component: scripts/build.sh {variant}"
     ));
-    let status = cmd.status().map_err(|e| format!("cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("component build failed ({status})"));
+    let out = Command::new(repo_root().join("scripts/build.sh"))
+        .arg(variant)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("scripts/build.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("component build failed ({})", out.status));
     }
-    let wasm = target_dir.join("wasm32-wasip2/release/sse_gateway.wasm");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let wasm = PathBuf::from(printed.lines().last().unwrap_or_default().trim());
     if wasm.is_file() {
         Ok(wasm)
     } else {
-        Err(format!("{} missing after build", wasm.display()))
+        Err(format!(
+            "scripts/build.sh {variant} printed {printed:?}, not a file"
+        ))
     }
+}
+
+/// Spin as the tests find it: `$SPIN`, `spin` on PATH, or what
+/// `../shared/spin/install.sh` (beside the clone) unpacks and prints.
+fn find_spin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SPIN").map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    if let Some(p) = procs::which("spin") {
+        return Some(p);
+    }
+    let install = repo_root().join("../shared/spin/install.sh");
+    let out = Command::new(install).stdin(Stdio::null()).output().ok()?;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let p = PathBuf::from(printed.lines().last()?.trim());
+    (out.status.success() && p.is_file()).then_some(p)
 }
 
 fn find_wasmtime(opt: &Option<PathBuf>) -> Option<PathBuf> {
@@ -614,7 +626,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 let wasm = match (variant, &opts.wasm) {
                     (Some((_, path)), _) => path.clone(),
                     (None, Some(w)) => w.clone(),
-                    (None, None) => build_component(&root.join("target/bench"), false)?,
+                    (None, None) => build_component("portable")?,
                 };
                 if variant.is_none() {
                     meta.component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
@@ -661,29 +673,21 @@ fn run(opts: Opts) -> Result<(), String> {
                 }
             }
             "spin" => {
-                // Untested here: no `spin` binary can be installed on these machines.
-                let spin = procs::which("spin").ok_or("spin is not on PATH")?;
+                let spin = find_spin().ok_or("no Spin found ($SPIN, PATH, ../shared/spin)")?;
                 meta.spin = Some(procs::first_line(&spin, &["--version"]));
-                let wasm = build_component(&root.join("target/bench-spin"), true)?;
-                let original = std::fs::read_to_string(root.join("spin.toml"))
-                    .map_err(|e| format!("spin.toml: {e}"))?;
-                let source = "source = \"target/wasm32-wasip2/release/sse_gateway.wasm\"";
-                if !original.contains(source) {
-                    return Err(format!(
-                        "spin.toml has no `{source}` line to point at the build"
-                    ));
-                }
-                let manifest =
-                    original.replace(source, &format!("source = \"{}\"", wasm.display()));
-                let dir = work.join("spin");
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                let toml = dir.join("spin.toml");
-                std::fs::write(&toml, manifest).map_err(|e| e.to_string())?;
+                // The default build lands where the shipped spin.toml's
+                // `source` points, so the manifest is used as is.
+                build_component("spin")?;
+                let toml = root.join("spin.toml");
                 let mut cmd = Command::new(spin);
                 cmd.arg("up")
                     .arg("-f")
                     .arg(&toml)
                     .args(["--listen", &addr.to_string()])
+                    // Spin's default per-instance log files, in the run's
+                    // work directory rather than the repo's .spin/.
+                    .arg("--state-dir")
+                    .arg(work.join("spin-state"))
                     .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret)
                     .env("SPIN_VARIABLE_REDIS_HOST", redis_addr.ip().to_string())
                     .env("SPIN_VARIABLE_REDIS_PORT", redis_addr.port().to_string())

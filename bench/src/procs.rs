@@ -24,9 +24,17 @@ pub fn kill_all() {
         Err(p) => std::mem::take(&mut *p.into_inner()),
     };
     for pid in pids {
-        // SAFETY: plain syscall on a pid this process spawned.
+        kill_tree(pid);
+    }
+}
+
+/// SIGKILL `pid` and its descendants: `spin up` runs the component in a
+/// `spin trigger http` child that outlives a killed parent.
+fn kill_tree(pid: u32) {
+    for p in tree(pid) {
+        // SAFETY: plain syscall on a pid this process spawned or its child.
         unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
+            libc::kill(p as i32, libc::SIGKILL);
         }
     }
 }
@@ -97,6 +105,7 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        kill_tree(self.pid);
         let _ = self.child.kill();
         let _ = self.child.wait();
         unregister(self.pid);
@@ -383,11 +392,17 @@ pub fn pss_private_kib(pid: u32) -> (u64, u64) {
     (pss, private)
 }
 
-/// Open file descriptors of a process.
+/// Open file descriptors of a process and its descendants (under Spin the
+/// streams' sockets and log files are held by the `spin trigger` child).
 pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    tree(pid)
+        .into_iter()
+        .map(|p| {
+            std::fs::read_dir(format!("/proc/{p}/fd"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// The first line a command prints (versions).

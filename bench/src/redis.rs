@@ -1,15 +1,30 @@
 //! A blocking Redis client for setup (execution records) and the publisher
-//! thread. RESP encoding and decoding come from the gateway's own `resp`.
+//! thread. RESP2 framing comes from `redis-protocol` (the crate the
+//! gateway's own parser builds on); the load tool does not reach into the
+//! gateway's protocol modules, which only its machine drives.
 
 use crate::stats::now_ns;
-use sse_gateway::resp::{encode_command, Decoder, Value};
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::encode::encode_borrowed;
+use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 pub struct Redis {
     stream: TcpStream,
-    decoder: Decoder,
+    /// Bytes read and not yet decoded (`buf[start..]`).
+    buf: Vec<u8>,
+    start: usize,
+}
+
+/// Appends one command (an array of bulk strings).
+fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let parts: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+    let frame = BorrowedFrame::Array(&parts);
+    let at = out.len();
+    out.resize(at + frame.encode_len(false), 0);
+    encode_borrowed(&mut out[at..], &frame, false).expect("sized by encode_len");
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -23,12 +38,13 @@ impl Redis {
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(Redis {
             stream,
-            decoder: Decoder::new(64 * 1024 * 1024),
+            buf: Vec::new(),
+            start: 0,
         })
     }
 
     /// Sends every command as one pipeline and returns the replies in order.
-    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> io::Result<Vec<Value>> {
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> io::Result<Vec<OwnedFrame>> {
         let mut out = Vec::new();
         for cmd in cmds {
             let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
@@ -40,19 +56,22 @@ impl Redis {
         Ok(replies)
     }
 
-    fn read_replies(&mut self, n: usize, into: &mut Vec<Value>) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
+    fn read_replies(&mut self, n: usize, into: &mut Vec<OwnedFrame>) -> io::Result<()> {
+        let mut chunk = vec![0u8; 64 * 1024];
         let want = into.len() + n;
         while into.len() < want {
-            if let Some(v) = self.decoder.next().map_err(other)? {
-                into.push(v);
+            if let Some((frame, used)) = decode(&self.buf[self.start..]).map_err(other)? {
+                self.start += used;
+                into.push(frame);
                 continue;
             }
-            let got = self.stream.read(&mut buf)?;
+            self.buf.drain(..self.start);
+            self.start = 0;
+            let got = self.stream.read(&mut chunk)?;
             if got == 0 {
                 return Err(other("redis closed the connection"));
             }
-            self.decoder.feed(&buf[..got]);
+            self.buf.extend_from_slice(&chunk[..got]);
         }
         Ok(())
     }
@@ -81,7 +100,9 @@ pub fn create_records(addr: SocketAddr, records: &[(String, String)]) -> io::Res
             })
             .collect();
         for v in r.pipeline(&cmds)? {
-            v.into_result().map_err(other)?;
+            if let OwnedFrame::Error(e) = v {
+                return Err(other(e));
+            }
         }
     }
     Ok(())
@@ -143,7 +164,13 @@ pub fn publish(
             let n = left.min(1024);
             got.clear();
             reader.read_replies(n, &mut got)?;
-            sum += got.iter().filter_map(Value::as_int).sum::<i64>() as u64;
+            sum += got
+                .iter()
+                .map(|f| match f {
+                    OwnedFrame::Integer(n) => *n,
+                    _ => 0,
+                })
+                .sum::<i64>() as u64;
             left -= n;
         }
         Ok(sum)

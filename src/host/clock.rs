@@ -9,11 +9,6 @@ pub fn now() -> u64 {
     monotonic_clock::now()
 }
 
-/// Monotonic deadline `ms` milliseconds from now.
-pub fn after_ms(ms: u64) -> u64 {
-    now().saturating_add(ms.saturating_mul(1_000_000))
-}
-
 /// A pollable that becomes ready at the monotonic instant `deadline`.
 pub fn timer_at(deadline: u64) -> Pollable {
     monotonic_clock::subscribe_instant(deadline)

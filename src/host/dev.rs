@@ -13,14 +13,12 @@
 //!   events through the publish API.
 
 use super::body::Responder;
-use super::redis::command;
-use super::{log, unavailable};
+use super::{clock, log, redis};
 use crate::auth::{Alg, Identity};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::resp::Value;
+use crate::machine::Command;
 use crate::routes::valid_id;
-use crate::session::Tag;
 use chrono::{DateTime, SecondsFormat, Utc};
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{AlgorithmExt as _, Claims, Header};
@@ -83,7 +81,11 @@ pub fn token(cfg: &Config, req: IncomingRequest, out: Responder) {
                 "dev tokens are HS256: set jwt_secret and allow HS256",
             ));
         }
-        let (sub, role) = token_request(&super::publish::read_body(req, MAX_TOKEN_REQUEST_BYTES)?)?;
+        let (sub, role) = token_request(&super::publish::read_body(
+            req,
+            MAX_TOKEN_REQUEST_BYTES,
+            cfg.limits.max_body_seconds,
+        )?)?;
         let now = super::clock::unix_seconds();
         let token = mint(cfg, &sub, &role, now)?;
         log("dev_token_minted", &[("user_id", &sub), ("role", &role)]);
@@ -134,12 +136,9 @@ pub fn create_execution(cfg: &Config, who: &Identity, out: Responder) {
         id.as_bytes().to_vec(),
     ];
     // The record first: the producer looks it up as soon as it takes the job.
-    let result = command(cfg, Tag::Record, &record).and_then(|reply| match reply {
-        Value::Int(_) => command(cfg, Tag::Record, &job),
-        other => Err(unavailable(&format!("create script replied {other:?}"))),
-    });
-    match result {
-        Ok(Value::Int(queued)) => {
+    let run = |args| redis::ran(Command::new(cfg, args, clock::now())).int();
+    match run(record).and_then(|_| run(job)) {
+        Ok(queued) => {
             log(
                 "dev_execution_created",
                 &[("execution_id", &id), ("user_id", &who.user_id)],
@@ -147,7 +146,6 @@ pub fn create_execution(cfg: &Config, who: &Identity, out: Responder) {
             let body = serde_json::json!({ "execution_id": id, "queued_jobs": queued });
             out.json(201, body.to_string().as_bytes())
         }
-        Ok(other) => out.error(&unavailable(&format!("LPUSH replied {other:?}"))),
         Err(e) => out.error(&e),
     }
 }

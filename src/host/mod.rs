@@ -1,9 +1,10 @@
-//! The WASI shell: the HTTP entry point, authentication glue and logging.
+//! The WASI shell: the HTTP entry point and logging.
 //!
-//! Everything here moves bytes between the host and the core modules
-//! (`routes`, `auth`, `session`, `stream`, `history`); decisions are made
-//! there. One request = one component instance, so a stream may block in
-//! `wasi:io/poll` without starving anything else.
+//! Everything here moves bytes between the host and the core: the request
+//! gate (`gate::admit`) decides what to answer, the stream machine
+//! (`machine::StreamMachine`) what to send. One request = one component
+//! instance, so a stream may block in `wasi:io/poll` without starving
+//! anything else.
 
 mod body;
 mod clock;
@@ -11,83 +12,63 @@ mod config_source;
 mod dev;
 mod net;
 mod publish;
+mod pump;
 mod redis;
-mod streams;
 
-use crate::auth::{token_from_headers, AuthError, Identity, Verifier};
-use crate::config::Config;
 use crate::error::ApiError;
-use crate::limits;
-use crate::routes::{self, Route};
+use crate::gate::{self, Verdict};
+use crate::machine::Topic;
+use crate::routes::Route;
 use body::Responder;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
-
-/// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_SECONDS: u32 = 2;
 
 #[spin_sdk::http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let mut out = Responder::new(out);
     let path_and_query = req.path_with_query().unwrap_or_default();
     let path = path_and_query.split('?').next().unwrap_or("");
-    let route = match routes::route(method_name(&req.method()), path) {
-        Ok(r) => r,
-        Err(e) => return out.error(&e),
-    };
-    let cfg = match config_source::load() {
-        Ok(c) => c,
-        Err(e) => {
-            log("config_error", &[("detail", &e.to_string())]);
-            return out.error(&ApiError::configuration(e.to_string()));
-        }
-    };
-    let origin = header_values(&req, "origin").into_iter().next();
-    if let Route::Preflight(allow) = route {
-        let requested = header_values(&req, "access-control-request-method");
-        return match cfg.cors.preflight(
-            origin.as_deref(),
-            requested.first().map(String::as_str),
-            allow,
-        ) {
-            Ok(headers) => {
-                out.add_headers(headers);
-                out.send(204, &[], b"")
-            }
-            Err(e) => out.error(&e),
-        };
-    }
-    out.add_headers(cfg.cors.response_headers(origin.as_deref()));
     let entries = req.headers().entries();
-    let size = limits::header_bytes(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-    if size > cfg.limits.max_header_bytes {
-        return out.error(&ApiError::headers_too_large(cfg.limits.max_header_bytes));
-    }
-    match route {
-        Route::Health => return publish::health(&cfg, out),
-        Route::DemoPage | Route::DevToken | Route::DevExecution if !cfg.dev_mode => {
-            return out.error(&ApiError::not_found())
-        }
-        Route::DemoPage => return dev::demo_page(out),
-        Route::DevToken => return dev::token(&cfg, req, out),
-        _ => {}
-    }
-    let who = match authenticate(&req, &cfg) {
-        Ok(who) => who,
-        Err(e) => return out.error(&e),
+    let headers: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let method = req.method();
+    let request = gate::Request {
+        method: method_name(&method),
+        path,
+        headers: &headers,
+        unix_now: clock::unix_seconds(),
     };
-    let last_event_id = header_values(&req, "last-event-id").into_iter().next();
-    let last_event_id = last_event_id.as_deref();
+    let decision = gate::admit(&request, config_source::load);
+    print(decision.logs.into_iter());
+    out.add_headers(decision.headers);
+    let (route, cfg, who, last_event_id) = match decision.verdict {
+        Verdict::Refuse(e) => return out.error(&e),
+        Verdict::Preflight => return out.send(204, &[], b""),
+        Verdict::Serve {
+            route,
+            cfg,
+            who,
+            last_event_id,
+        } => (route, cfg, who, last_event_id),
+    };
+    let Some(who) = who else {
+        return match route {
+            Route::DemoPage => dev::demo_page(out),
+            Route::DevToken => dev::token(&cfg, req, out),
+            Route::Ready => publish::ready(&cfg, out),
+            _ => publish::health(out),
+        };
+    };
+    if let Some(topic) = Topic::of(&route) {
+        return pump::serve(&cfg, &who, topic, last_event_id.as_deref(), out);
+    }
     match route {
-        Route::ExecutionStream(id) => streams::execution(&cfg, &who, &id, last_event_id, out),
-        Route::NotificationStream => streams::notifications(&cfg, &who, last_event_id, out),
-        Route::ReplayStatus(id) => streams::replay_status(&cfg, &who, &id, last_event_id, out),
-        Route::PublishExecution(id) => publish::execution(&cfg, &who, &id, req, out),
-        Route::PublishNotification(user) => publish::notification(&cfg, &who, &user, req, out),
-        Route::DevExecution if cfg.dev_mode => dev::create_execution(&cfg, &who, out),
-        Route::DevExecution | Route::DemoPage | Route::DevToken => {
-            out.error(&ApiError::not_found())
+        Route::DevExecution => dev::create_execution(&cfg, &who, out),
+        Route::PublishExecution(_) | Route::PublishNotification(_) => {
+            publish::publish(&cfg, &who, &route, req, out)
         }
-        Route::Health | Route::Preflight(_) => publish::health(&cfg, out),
+        _ => out.error(&ApiError::not_found()),
     }
 }
 
@@ -106,47 +87,31 @@ fn method_name(m: &Method) -> &str {
     }
 }
 
-/// Header values as text; a value that is not UTF-8 is ignored.
-fn header_values(req: &IncomingRequest, name: &str) -> Vec<String> {
-    req.headers()
-        .get(name)
-        .into_iter()
-        .filter_map(|v| String::from_utf8(v).ok())
-        .collect()
-}
-
-/// Verifies the caller's JWT before anything touches Redis.
-fn authenticate(req: &IncomingRequest, cfg: &Config) -> Result<Identity, ApiError> {
-    let authorization = header_values(req, "authorization");
-    let cookies = header_values(req, "cookie");
-    let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
-    let token = token_from_headers(authorization.first().map(String::as_str), &cookie_refs)
-        .ok_or_else(ApiError::authentication_required)?;
-    Verifier::new(cfg.auth.clone())
-        .verify(token, clock::unix_seconds())
-        .map_err(|e| match e {
-            AuthError::Missing => ApiError::authentication_required(),
-            AuthError::Invalid(reason) => {
-                log("auth_failed", &[("reason", &reason)]);
-                ApiError::invalid_credentials()
-            }
-        })
-}
-
-/// Logs a Redis failure and gives the 503 the client sees.
-fn unavailable(detail: &str) -> ApiError {
-    log("redis_unavailable", &[("detail", &detail)]);
-    ApiError::service_unavailable(RETRY_AFTER_SECONDS)
+/// Prints the core's log lines on stderr.
+fn print(lines: impl Iterator<Item = String>) {
+    for line in lines {
+        write_line(line);
+    }
 }
 
 /// One JSON log line on stderr. Callers pass no tokens or secrets.
 fn log(event: &str, fields: &[(&str, &dyn LogValue)]) {
-    let mut line = serde_json::Map::new();
-    line.insert("event".into(), event.into());
-    for (k, v) in fields {
-        line.insert((*k).into(), v.to_json());
+    let fields: Vec<(&str, serde_json::Value)> =
+        fields.iter().map(|(k, v)| (*k, v.to_json())).collect();
+    write_line(crate::log::line(event, &fields));
+}
+
+/// Writes a line in one `write` (`eprintln!` writes the line and its
+/// newline separately, and lines of concurrent instances then interleave).
+/// A write takes at most 4096 bytes; log lines are far shorter.
+fn write_line(mut line: String) {
+    line.push('\n');
+    let stderr = wasi::cli::stderr::get_stderr();
+    for chunk in line.as_bytes().chunks(4096) {
+        if stderr.blocking_write_and_flush(chunk).is_err() {
+            break;
+        }
     }
-    eprintln!("{}", serde_json::Value::Object(line));
 }
 
 /// Values a log line can carry.

@@ -1,11 +1,10 @@
 //! TCP to Redis over `wasi:sockets`, with deadlines from `wasi:clocks`.
 //!
 //! Owns the socket and its streams and nothing else: what to send and what
-//! the bytes mean is [`crate::session::Session`]'s job.
+//! the bytes mean is the core machines' job.
 
 use super::clock;
 use crate::config::RedisTarget;
-use crate::session::{Incoming, Session};
 use std::net::IpAddr;
 use wasi::io::poll::{poll, Pollable};
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
@@ -31,10 +30,8 @@ fn fail(what: impl Into<String>) -> NetError {
     NetError(what.into())
 }
 
-/// Bytes read from Redis per `read` call. Small on purpose: wasmtime-wasi
-/// allocates and zeroes the full length on every read, and a typical event
-/// is a few hundred bytes (64 KiB cost ~7 % CPU per event, docs/PERFORMANCE.md).
-const READ_CHUNK: u64 = 8 * 1024;
+/// Bytes read from Redis per `read` call (why so few: the constant's doc).
+const READ_CHUNK: u64 = crate::machine::READ_CHUNK as u64;
 
 /// An open connection. Field order is drop order: the streams are children
 /// of the socket and must go first. Dropping it closes the TCP connection,
@@ -43,14 +40,11 @@ pub struct Conn {
     input: InputStream,
     output: OutputStream,
     _socket: TcpSocket,
-    /// The protocol state of this connection.
-    pub session: Session,
 }
 
 impl Conn {
-    /// Connects within `deadline` (monotonic ns) and sends the session's
-    /// queued handshake.
-    pub fn open(target: &RedisTarget, session: Session, deadline: u64) -> Result<Conn, NetError> {
+    /// Connects within `deadline` (monotonic ns).
+    pub fn open(target: &RedisTarget, deadline: u64) -> Result<Conn, NetError> {
         let network = instance_network();
         let ip = resolve(&network, &target.host, deadline)?;
         let (family, address) = match ip {
@@ -95,19 +89,15 @@ impl Conn {
             }
         };
         drop(ready);
-        let mut conn = Conn {
+        Ok(Conn {
             input,
             output,
             _socket: socket,
-            session,
-        };
-        conn.flush()?;
-        Ok(conn)
+        })
     }
 
-    /// Writes whatever the session has queued (commands are small).
-    pub fn flush(&mut self) -> Result<(), NetError> {
-        let bytes = self.session.take_outgoing();
+    /// Writes `bytes` (commands are small).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         for chunk in bytes.chunks(4096) {
             self.output
                 .blocking_write_and_flush(chunk)
@@ -121,27 +111,25 @@ impl Conn {
         self.input.subscribe()
     }
 
-    /// Reads what is available without blocking and decodes it into `out`.
-    pub fn read_available(&mut self, out: &mut Vec<Incoming>) -> Result<(), NetError> {
-        let bytes = self
-            .input
+    /// Reads what is available without blocking (maybe nothing).
+    pub fn read_available(&mut self) -> Result<Vec<u8>, NetError> {
+        self.input
             .read(READ_CHUNK)
-            .map_err(|e| fail(format!("read from redis: {}", stream_error(e))))?;
-        self.session
-            .receive(&bytes, out)
-            .map_err(|e| fail(format!("redis protocol: {e}")))
+            .map_err(|e| fail(format!("read from redis: {}", stream_error(e))))
     }
 
-    /// Blocks until at least one item arrives or `deadline` passes.
-    pub fn next_batch(&mut self, out: &mut Vec<Incoming>, deadline: u64) -> Result<(), NetError> {
-        while out.is_empty() {
+    /// Blocks until bytes arrive or `deadline` passes.
+    pub fn read_until(&mut self, deadline: u64) -> Result<Vec<u8>, NetError> {
+        loop {
             let readable = self.readable();
             if !wait_until(&readable, deadline) {
                 return Err(fail("redis did not answer in time"));
             }
-            self.read_available(out)?;
+            let bytes = self.read_available()?;
+            if !bytes.is_empty() {
+                return Ok(bytes);
+            }
         }
-        Ok(())
     }
 }
 

@@ -1,36 +1,13 @@
 //! The WASIp3 build for e2e tests: built once per test binary by
-//! `scripts/build-p3.sh` (or taken from `SSE_GATEWAY_P3_WASM`).
+//! `scripts/build.sh p3` (or taken from `SSE_GATEWAY_P3_WASM`).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// Path of the p3 component.
 pub fn p3_component() -> PathBuf {
     static WASM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let result = WASM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("SSE_GATEWAY_P3_WASM") {
-            return Ok(PathBuf::from(path));
-        }
-        let out = Command::new(super::crate_dir().join("scripts/build-p3.sh"))
-            .env_remove("CARGO_BUILD_TARGET")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("could not run scripts/build-p3.sh: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        match stdout.lines().last() {
-            Some(last) if out.status.success() => Ok(PathBuf::from(last)),
-            _ => Err(format!(
-                "scripts/build-p3.sh failed ({}):\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )),
-        }
-    });
-    match result {
-        Ok(path) => path.clone(),
-        Err(message) => panic!("{message}"),
-    }
+    super::gateway::built(&WASM, "SSE_GATEWAY_P3_WASM", "p3")
 }
 
 /// Makes [`super::GatewayBuilder`] serve the p3 component in this test

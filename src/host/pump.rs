@@ -1,0 +1,141 @@
+//! Pumps one [`StreamMachine`] over WASI: its Redis connection, one timer
+//! and, only while bytes are pending, the response body. Every decision is
+//! the machine's; this file moves bytes and reads the clock.
+
+use super::body::{Responder, SseBody};
+use super::net::Conn;
+use super::{clock, print, redis};
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::machine::{Event, Opening, StreamMachine, Topic};
+use wasi::io::poll::{poll, Pollable};
+
+/// Serves a stream route until the stream ends.
+pub fn serve(
+    cfg: &Config,
+    who: &Identity,
+    topic: Topic,
+    last_event_id: Option<&str>,
+    out: Responder,
+) {
+    let req = Opening {
+        topic,
+        last_event_id,
+        member: format!("{:016x}", wasi::random::random::get_random_u64()),
+        now: clock::now(),
+        unix_now: clock::unix_seconds(),
+    };
+    let mut m = StreamMachine::open(cfg, who, req);
+    let mut link = Link::default();
+    let mut out = Some(out);
+    let mut body: Option<SseBody> = None;
+    loop {
+        // Commands after the answer: a refusal is not held up by the
+        // slot given back on a fresh connection.
+        link.connect_and_transmit(&mut m);
+        print(m.logs());
+        let event = m.poll();
+        if !matches!(event, Some(Event::Refuse(_))) {
+            link.run_commands(&mut m);
+        }
+        match event.or_else(|| m.poll()) {
+            Some(Event::Refuse(e)) => {
+                if let Some(out) = out.take() {
+                    out.error(&e);
+                }
+                break;
+            }
+            Some(Event::Start) => match out.take().map(Responder::sse) {
+                Some(Ok(b)) => body = Some(b),
+                _ => m.body_gone(clock::now()),
+            },
+            Some(Event::Finished(_)) => break,
+            None => {}
+        }
+        if let Some(b) = body.as_mut() {
+            write(&mut m, b);
+        }
+        link.wait(&mut m, body.as_ref());
+    }
+    // The machine's last words: the slot given back.
+    link.connect_and_transmit(&mut m);
+    link.run_commands(&mut m);
+    print(m.logs());
+}
+
+/// Writes what the body takes now.
+fn write(m: &mut StreamMachine, body: &mut SseBody) {
+    if m.pending().is_empty() {
+        return;
+    }
+    match body.write_some(m.pending()) {
+        Ok(n) => m.body_took(n, clock::now()),
+        Err(_) => m.body_gone(clock::now()),
+    }
+}
+
+/// The stream's Redis connection and its readiness pollable (subscribed
+/// once per connection: re-subscribing every turn costs two host calls per
+/// event).
+#[derive(Default)]
+struct Link {
+    // Field order is drop order: the pollable is a child of the stream.
+    ready: Option<Pollable>,
+    conn: Option<Conn>,
+}
+
+impl Link {
+    /// (Re)connects where the machine asks and writes what it queued.
+    fn connect_and_transmit(&mut self, m: &mut StreamMachine) {
+        while let Some(target) = m.connect_to() {
+            self.ready = None;
+            self.conn = None;
+            let deadline = m.deadline().unwrap_or_else(clock::now);
+            match Conn::open(&target, deadline) {
+                Ok(c) => {
+                    self.ready = Some(c.readable());
+                    self.conn = Some(c);
+                }
+                Err(e) => m.redis_failed(&e.0, clock::now()),
+            }
+        }
+        let bytes = m.transmit();
+        if !bytes.is_empty() {
+            if let Some(Err(e)) = self.conn.as_mut().map(|c| c.write(&bytes)) {
+                m.redis_failed(&e.0, clock::now());
+            }
+        }
+    }
+
+    /// Runs the machine's side commands (Redis Cluster) to their end.
+    fn run_commands(&mut self, m: &mut StreamMachine) {
+        for cmd in m.take_commands() {
+            m.command_done(redis::ran(cmd), clock::now());
+        }
+    }
+
+    /// Blocks in `poll` on Redis (while the machine reads it), the body
+    /// (only with bytes pending: it is ready whenever writable) and the
+    /// machine's next deadline; feeds what happened.
+    fn wait(&mut self, m: &mut StreamMachine, body: Option<&SseBody>) {
+        let Some(deadline) = m.deadline() else { return };
+        let timer = clock::timer_at(deadline);
+        let writable = body
+            .filter(|_| !m.pending().is_empty())
+            .and_then(SseBody::writable);
+        let mut set = vec![&timer];
+        let redis = self.ready.as_ref().filter(|_| m.wants_redis());
+        set.extend(redis);
+        set.extend(writable.as_ref());
+        let ready = poll(&set);
+        if redis.is_some() && ready.contains(&1) {
+            if let Some(conn) = self.conn.as_mut() {
+                match conn.read_available() {
+                    Ok(bytes) => m.receive(&bytes, clock::now()),
+                    Err(e) => m.redis_failed(&e.0, clock::now()),
+                }
+            }
+        }
+        m.handle_timeout(clock::now());
+    }
+}

@@ -1,0 +1,248 @@
+//! One command on a fresh Redis connection, sans-I/O: the handshake and the
+//! command in one pipeline, the reply, and on Redis Cluster the `MOVED`
+//! redirects to the key's owner.
+//!
+//! A shell pumps it like the stream machine: connect to
+//! [`Command::connect_to`], write [`Command::transmit`], feed what it reads
+//! to [`Command::receive`] (or [`Command::failed`]) until [`Command::done`].
+
+use crate::config::{Config, RedisTarget};
+use crate::error::ApiError;
+use crate::log;
+use crate::resp::{RespError, Value};
+use crate::session::{Incoming, Session, Tag};
+
+/// Redirects followed before giving up (a stable cluster needs one).
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
+/// Logs a Redis failure and gives the 503 the client sees.
+pub(crate) fn unavailable(logs: &mut Vec<String>, detail: &str) -> ApiError {
+    logs.push(log::line("redis_unavailable", &[("detail", detail.into())]));
+    ApiError::service_unavailable(RETRY_AFTER_SECONDS)
+}
+
+/// One command and, once it is over, its outcome.
+pub struct Command {
+    pub(crate) tag: Tag,
+    args: Vec<Vec<u8>>,
+    base: RedisTarget,
+    target: RedisTarget,
+    cluster: bool,
+    session: Session,
+    redirects: usize,
+    needs_connect: bool,
+    deadline: u64,
+    outcome: Option<Result<Value, ApiError>>,
+    logs: Vec<String>,
+}
+
+impl Command {
+    /// `args` for `cfg`'s Redis, answered within `redis_timeout_ms` of `now`
+    /// (monotonic ns).
+    pub fn new(cfg: &Config, args: Vec<Vec<u8>>, now: u64) -> Command {
+        Command::tagged(cfg, Tag::Command, args, now)
+    }
+
+    pub(crate) fn tagged(cfg: &Config, tag: Tag, args: Vec<Vec<u8>>, now: u64) -> Command {
+        let (redis, cluster) = (&cfg.redis, cfg.redis_cluster);
+        Command::to(redis, cluster, cfg.redis_timeout_ms, tag, args, now)
+    }
+
+    /// [`Command::new`] from the parts of the config it needs.
+    pub(crate) fn to(
+        redis: &RedisTarget,
+        cluster: bool,
+        timeout_ms: u64,
+        tag: Tag,
+        args: Vec<Vec<u8>>,
+        now: u64,
+    ) -> Command {
+        let mut session = Session::handshake(redis);
+        session.command_owned(tag, &args);
+        Command {
+            tag,
+            args,
+            base: redis.clone(),
+            target: redis.clone(),
+            cluster,
+            session,
+            redirects: 0,
+            needs_connect: true,
+            deadline: now.saturating_add(timeout_ms.saturating_mul(1_000_000)),
+            outcome: None,
+            logs: Vec::new(),
+        }
+    }
+
+    /// `PING` (health).
+    pub fn ping(cfg: &Config, now: u64) -> Command {
+        Command::tagged(cfg, Tag::Ping, vec![b"PING".to_vec()], now)
+    }
+
+    /// Where to open a connection, once per needed connection (the first,
+    /// and after each redirect). The shell drops any previous one.
+    pub fn connect_to(&mut self) -> Option<RedisTarget> {
+        std::mem::take(&mut self.needs_connect).then(|| self.target.clone())
+    }
+
+    /// Bytes to write to the connection now.
+    pub fn transmit(&mut self) -> Vec<u8> {
+        self.session.take_outgoing()
+    }
+
+    /// When the shell gives up waiting (monotonic ns): it then calls
+    /// [`Command::failed`].
+    pub fn deadline(&self) -> u64 {
+        self.deadline
+    }
+
+    /// True once the outcome is known.
+    pub fn done(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// Bytes read from the connection.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if self.done() {
+            return;
+        }
+        let mut items = Vec::new();
+        match self.session.receive(bytes, &mut items) {
+            Ok(()) => {
+                for item in items {
+                    if let Incoming::Reply(tag, value) = item {
+                        if tag == self.tag {
+                            self.outcome = Some(Ok(value));
+                        }
+                    }
+                }
+            }
+            Err(RespError::Moved(moved)) if self.cluster && self.redirects < MAX_REDIRECTS => {
+                self.redirects += 1;
+                self.target.host = moved.host;
+                self.target.port = moved.port;
+                self.session = Session::handshake(&self.base);
+                self.session.command_owned(self.tag, &self.args);
+                self.needs_connect = true;
+            }
+            Err(RespError::Moved(_)) if self.cluster => self.failed("too many cluster redirects"),
+            Err(e) => self.failed(&format!("redis protocol: {e}")),
+        }
+    }
+
+    /// The connection failed (connect, write, read, or the deadline passed).
+    pub fn failed(&mut self, detail: &str) {
+        if !self.done() {
+            self.outcome = Some(Err(unavailable(&mut self.logs, detail)));
+        }
+    }
+
+    /// The reply, or the 503 to answer (logged).
+    pub fn outcome(&mut self) -> Result<Value, ApiError> {
+        self.outcome
+            .take()
+            .unwrap_or_else(|| Err(unavailable(&mut self.logs, "command not run")))
+    }
+
+    /// The reply as an integer; anything else is a logged 503.
+    pub fn int(&mut self) -> Result<i64, ApiError> {
+        match self.outcome()? {
+            Value::Int(n) => Ok(n),
+            other => Err(unavailable(
+                &mut self.logs,
+                &format!("{:?} replied {other:?}", self.tag),
+            )),
+        }
+    }
+
+    /// The reply as text (a publish id, `PONG`); anything else is a logged 503.
+    pub fn text(&mut self) -> Result<String, ApiError> {
+        let reply = self.outcome()?;
+        match reply.as_str() {
+            Some(s) => Ok(s.to_string()),
+            None => Err(unavailable(
+                &mut self.logs,
+                &format!("{:?} replied {reply:?}", self.tag),
+            )),
+        }
+    }
+
+    /// Log lines to print.
+    pub fn logs(&mut self) -> std::vec::Drain<'_, String> {
+        self.logs.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+
+    fn cfg(cluster: bool) -> Config {
+        let cluster = if cluster { "true" } else { "false" };
+        Config::load(&Source(|name: &str| match name {
+            "jwt_secret" => Some("s".repeat(32)),
+            "redis_cluster" => Some(cluster.into()),
+            _ => None,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn one_round_trip() {
+        let mut c = Command::ping(&cfg(false), 0);
+        assert_eq!(c.connect_to().map(|t| t.port), Some(6379));
+        assert_eq!(c.connect_to(), None);
+        let wire = c.transmit();
+        assert!(wire.ends_with(b"*1\r\n$4\r\nPING\r\n"));
+        c.receive(b"%1\r\n+server\r\n+redis\r\n+PO");
+        assert!(!c.done());
+        c.receive(b"NG\r\n");
+        assert_eq!(c.text().unwrap(), "PONG");
+    }
+
+    #[test]
+    fn cluster_follows_moved_a_bounded_number_of_times() {
+        let mut c = Command::ping(&cfg(true), 0);
+        c.connect_to();
+        for n in 0..MAX_REDIRECTS {
+            c.transmit();
+            c.receive(format!("+OK\r\n-MOVED 1 10.0.0.{n}:7000\r\n").as_bytes());
+            let to = c.connect_to().expect("reconnect");
+            assert_eq!(
+                (to.host.as_str(), to.port),
+                (format!("10.0.0.{n}").as_str(), 7000)
+            );
+            assert!(
+                c.transmit().ends_with(b"$4\r\nPING\r\n"),
+                "same command again"
+            );
+        }
+        c.receive(b"+OK\r\n-MOVED 1 10.0.0.9:7000\r\n");
+        assert!(c.done());
+        assert_eq!(c.outcome().unwrap_err().status, 503);
+        assert!(c
+            .logs()
+            .next()
+            .unwrap()
+            .contains("too many cluster redirects"));
+    }
+
+    #[test]
+    fn moved_off_cluster_and_failures_are_503() {
+        let mut c = Command::ping(&cfg(false), 0);
+        c.receive(b"+OK\r\n-MOVED 1 10.0.0.1:7000\r\n");
+        assert_eq!(
+            c.connect_to().map(|t| t.port),
+            Some(6379),
+            "first connect only"
+        );
+        assert_eq!(c.outcome().unwrap_err().status, 503);
+        let mut c = Command::ping(&cfg(false), 0);
+        c.failed("connect refused");
+        assert_eq!(c.int().unwrap_err().status, 503);
+    }
+}

@@ -1,0 +1,639 @@
+//! One SSE stream from open to close, sans-I/O (in the style of
+//! `quinn-proto`'s `Connection`): the machine is fed what Redis sent, how
+//! many bytes the browser's body took and the current time, and answers
+//! with bytes for Redis, bytes for the body, the next deadline and how the
+//! stream ends. A shell only moves those bytes and keeps the clock.
+//!
+//! Pumping it:
+//! 1. [`StreamMachine::connect_to`]: (re)connect to Redis there (dropping
+//!    any previous connection); failures go to [`StreamMachine::redis_failed`].
+//! 2. Write [`StreamMachine::transmit`] to Redis; run each of
+//!    [`StreamMachine::take_commands`] (Redis Cluster side commands) with
+//!    the same pump and hand it back to [`StreamMachine::command_done`].
+//! 3. [`StreamMachine::poll`]: [`Event::Start`] sends the `200` SSE head,
+//!    [`Event::Refuse`] the error answer, [`Event::Finished`] ends the pump
+//!    (after one more step 2, which gives the slot back).
+//! 4. Write [`StreamMachine::pending`] to the body if not empty, report
+//!    [`StreamMachine::body_took`] or [`StreamMachine::body_gone`].
+//! 5. Wait for Redis bytes ([`StreamMachine::wants_redis`]), the body
+//!    (only with bytes pending) or [`StreamMachine::deadline`]; feed
+//!    [`StreamMachine::receive`] and [`StreamMachine::handle_timeout`].
+//!
+//! The phases: *opening* (the pipeline of `HELLO 3`, `SUBSCRIBE`,
+//! `XRANGE`, the slot `EVAL` and `HGETALL`; replies decided in
+//! [`opening::decide`]), *live* (messages, heartbeat with a Redis `PING`
+//! liveness check and slot renewal, stall, token, lifetime) and *closing*
+//! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). A paged history
+//! read fits in the live phase: a `Tag::History` reply appends a page, and
+//! `body_took` asks for the next one when the outbox has drained.
+
+pub mod command;
+pub mod opening;
+pub mod publish;
+pub mod timers;
+
+use crate::auth::Identity;
+use crate::config::{Config, RedisTarget};
+use crate::error::ApiError;
+use crate::limits::Slot;
+use crate::log;
+use crate::outbox::{Close, Outbox};
+use crate::resp::RespError;
+use crate::routes::Route;
+use crate::session::{Incoming, Session, Tag};
+pub use command::Command;
+use command::{unavailable, MAX_REDIRECTS};
+use opening::{Plan, Replies};
+use timers::{Due, Timers};
+
+/// Bytes a shell reads from Redis per call. Small on purpose: wasmtime-wasi
+/// allocates and zeroes the full length on every read, and a typical event
+/// is a few hundred bytes (64 KiB cost ~7 % CPU per event,
+/// docs/PERFORMANCE.md). Both shells use it, so the native baseline reads
+/// as the component does.
+pub const READ_CHUNK: usize = 8 * 1024;
+
+/// Which stream a request opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    /// `/api/v1/events/executions/{id}`.
+    Execution(String),
+    /// `/api/v1/events/notifications/stream`.
+    Notifications,
+    /// `/api/v1/events/replay/{session_id}/status`.
+    ReplayStatus(String),
+}
+
+impl Topic {
+    /// The stream a route opens, if it is a stream route.
+    pub fn of(route: &Route) -> Option<Topic> {
+        match route {
+            Route::ExecutionStream(id) => Some(Topic::Execution(id.clone())),
+            Route::NotificationStream => Some(Topic::Notifications),
+            Route::ReplayStatus(id) => Some(Topic::ReplayStatus(id.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// What the shell must do next.
+#[derive(Debug)]
+pub enum Event {
+    /// Send this error answer; the stream is over.
+    Refuse(ApiError),
+    /// Send the `200` head with the SSE headers; then write [`StreamMachine::pending`].
+    Start,
+    /// The stream is over (why, for tests); drop the Redis connection
+    /// after writing [`StreamMachine::transmit`] once more.
+    Finished(Close),
+}
+
+enum Phase {
+    /// The pipeline is out; collecting replies until `deadline`.
+    Opening {
+        plan: Plan,
+        deadline: u64,
+        subscribed: bool,
+        early: Vec<Vec<u8>>,
+        replies: Replies,
+        /// Cluster side commands handed to the shell and not back yet.
+        outstanding: usize,
+    },
+    Live {
+        outbox: Outbox,
+        started: u64,
+        ping_outstanding: bool,
+    },
+    Over,
+}
+
+/// One stream's state (see the module doc for how to pump it).
+pub struct StreamMachine {
+    phase: Phase,
+    channel: String,
+    session: Session,
+    /// The configured Redis; the pipeline is rebuilt for a redirect.
+    base: RedisTarget,
+    target: RedisTarget,
+    cluster: bool,
+    redirects: usize,
+    needs_connect: bool,
+    slot: Option<Slot>,
+    slot_taken: bool,
+    /// Commands whose keys live outside the channel's slot.
+    side: Vec<(Tag, Vec<Vec<u8>>)>,
+    history: Option<Vec<Vec<u8>>>,
+    commands: Vec<Command>,
+    events: Vec<Event>,
+    logs: Vec<String>,
+    timers: Timers,
+    rules: opening::Rules,
+    /// Side commands are built from a copy of what they need of the config.
+    command_cfg: CommandConfig,
+}
+
+/// What a side command needs (the machine borrows no config).
+struct CommandConfig {
+    redis: RedisTarget,
+    cluster: bool,
+    timeout_ms: u64,
+}
+
+/// What opening a stream needs besides the config.
+pub struct Opening<'a> {
+    pub topic: Topic,
+    /// The browser's `Last-Event-ID` header, as sent.
+    pub last_event_id: Option<&'a str>,
+    /// A name unique to this stream for its slot (slot sets are shared).
+    pub member: String,
+    /// Monotonic ns.
+    pub now: u64,
+    /// Wall-clock unix seconds (token expiry, `Last-Event-ID` sanity).
+    pub unix_now: i64,
+}
+
+impl StreamMachine {
+    /// A stream about to open: the pipeline is queued for
+    /// [`StreamMachine::transmit`] (or a refusal that needs no Redis).
+    pub fn open(cfg: &Config, who: &Identity, req: Opening<'_>) -> StreamMachine {
+        let mut logs = Vec::new();
+        let resume = opening::resume_point(req.last_event_id, req.unix_now, &mut logs);
+        let max = cfg.limits.max_streams_per_user;
+        let slot = (max > 0).then(|| {
+            let key = format!("{}{}", cfg.prefixes.slots_key, who.user_id);
+            Slot::new(key, req.member, cfg.heartbeat_seconds)
+        });
+        let mut m = StreamMachine {
+            phase: Phase::Over,
+            channel: String::new(),
+            session: Session::handshake(&cfg.redis),
+            base: cfg.redis.clone(),
+            target: cfg.redis.clone(),
+            cluster: cfg.redis_cluster,
+            redirects: 0,
+            needs_connect: false,
+            slot,
+            slot_taken: false,
+            side: Vec::new(),
+            history: None,
+            commands: Vec::new(),
+            events: Vec::new(),
+            logs,
+            timers: Timers::new(cfg, who.expires_at, req.unix_now, req.now),
+            rules: opening::Rules {
+                who: who.clone(),
+                max_streams: max,
+                retry_ms: cfg.retry_ms,
+            },
+            command_cfg: CommandConfig {
+                redis: cfg.redis.clone(),
+                cluster: cfg.redis_cluster,
+                timeout_ms: cfg.redis_timeout_ms,
+            },
+        };
+        match Plan::new(cfg, who, &req.topic, resume) {
+            Err(e) => m.events.push(Event::Refuse(e)),
+            Ok(plan) => {
+                m.channel = plan.channel.clone();
+                m.side = plan.side_commands(m.slot.as_ref(), max);
+                m.history = plan.history_command(cfg);
+                m.needs_connect = true;
+                m.session = m.pipeline();
+                m.phase = Phase::Opening {
+                    plan,
+                    deadline: req
+                        .now
+                        .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000)),
+                    subscribed: false,
+                    early: Vec::new(),
+                    replies: Replies::default(),
+                    outstanding: 0,
+                };
+            }
+        }
+        m
+    }
+
+    /// The opening pipeline: handshake, `(S)SUBSCRIBE`, the history read
+    /// (same slot as the channel) and, off Cluster, the side commands.
+    fn pipeline(&self) -> Session {
+        let mut session = Session::subscribe(&self.base, &self.channel, self.cluster);
+        if let Some(args) = &self.history {
+            session.command_owned(Tag::History, args);
+        }
+        if !self.cluster {
+            for (tag, args) in &self.side {
+                session.command_owned(*tag, args);
+            }
+        }
+        session
+    }
+
+    /// Where to (re)connect, once per needed connection: the first, and
+    /// after a Cluster `MOVED` while opening.
+    pub fn connect_to(&mut self) -> Option<RedisTarget> {
+        std::mem::take(&mut self.needs_connect).then(|| self.target.clone())
+    }
+
+    /// Bytes to write to Redis now.
+    pub fn transmit(&mut self) -> Vec<u8> {
+        self.session.take_outgoing()
+    }
+
+    /// Cluster side commands to run, each on its own connection.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// The next thing the shell must do, if any.
+    pub fn poll(&mut self) -> Option<Event> {
+        (!self.events.is_empty()).then(|| self.events.remove(0))
+    }
+
+    /// Log lines to print.
+    pub fn logs(&mut self) -> std::vec::Drain<'_, String> {
+        self.logs.drain(..)
+    }
+
+    /// True while Redis bytes are wanted (opening, or live and not closed).
+    pub fn wants_redis(&self) -> bool {
+        match &self.phase {
+            Phase::Opening { .. } => true,
+            Phase::Live { outbox, .. } => outbox.closed().is_none(),
+            Phase::Over => false,
+        }
+    }
+
+    /// Bytes waiting for the body (empty before [`Event::Start`]).
+    pub fn pending(&self) -> &[u8] {
+        match &self.phase {
+            Phase::Live { outbox, .. } => outbox.pending(),
+            _ => &[],
+        }
+    }
+
+    /// The next deadline (monotonic ns), `None` once over.
+    pub fn deadline(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Opening { deadline, .. } => Some(*deadline),
+            Phase::Live { outbox, .. } => Some(self.timers.next(!outbox.pending().is_empty())),
+            Phase::Over => None,
+        }
+    }
+
+    /// Bytes read from Redis.
+    pub fn receive(&mut self, bytes: &[u8], now: u64) {
+        let mut items = Vec::new();
+        match self.session.receive(bytes, &mut items) {
+            Ok(()) => {}
+            Err(RespError::Moved(moved))
+                if self.cluster && matches!(self.phase, Phase::Opening { .. }) =>
+            {
+                if self.redirects < MAX_REDIRECTS {
+                    self.redirects += 1;
+                    self.target.host = moved.host;
+                    self.target.port = moved.port;
+                    self.session = self.pipeline();
+                    self.needs_connect = true;
+                    if let Phase::Opening {
+                        subscribed,
+                        early,
+                        replies,
+                        ..
+                    } = &mut self.phase
+                    {
+                        (*subscribed, *replies) = (false, Replies::default());
+                        early.clear();
+                    }
+                } else {
+                    self.redis_failed("too many cluster redirects", now);
+                }
+                return;
+            }
+            Err(e) => return self.redis_failed(&format!("redis protocol: {e}"), now),
+        }
+        for item in items {
+            self.incoming(item, now);
+        }
+        self.opened_if_complete(now);
+    }
+
+    fn incoming(&mut self, item: Incoming, now: u64) {
+        match &mut self.phase {
+            Phase::Opening {
+                subscribed,
+                early,
+                replies,
+                ..
+            } => match item {
+                Incoming::Subscribed => *subscribed = true,
+                Incoming::Message(p) => early.push(p),
+                Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
+            },
+            Phase::Live {
+                outbox,
+                ping_outstanding,
+                ..
+            } => match item {
+                Incoming::Message(payload) => {
+                    if let Err(skip) = outbox.message(&payload) {
+                        let line = opening::skipped(&self.channel, skip.reason(), payload.len());
+                        self.logs.push(line);
+                    }
+                    self.closed_if(now);
+                }
+                Incoming::Reply(Tag::Ping, _) => *ping_outstanding = false,
+                _ => {}
+            },
+            Phase::Over => {}
+        }
+    }
+
+    /// The Redis connection failed (connect, write, read, closed).
+    pub fn redis_failed(&mut self, detail: &str, now: u64) {
+        match &mut self.phase {
+            Phase::Opening { .. } => self.opening_failed(detail, now, false),
+            Phase::Live { outbox, .. } => {
+                if outbox.closed().is_none() {
+                    self.logs.push(log::line(
+                        "redis_lost",
+                        &[
+                            ("channel", self.channel.as_str().into()),
+                            ("detail", detail.into()),
+                        ],
+                    ));
+                    outbox.end(Close::RedisLost, self.rules.retry_ms);
+                    self.closed_if(now);
+                }
+            }
+            Phase::Over => {}
+        }
+    }
+
+    /// Opening failed: 503, and a slot that may be held is given back, on
+    /// the stream's connection if it still works, else on a fresh one.
+    fn opening_failed(&mut self, detail: &str, now: u64, conn_works: bool) {
+        let Phase::Opening { replies, .. } = &self.phase else {
+            return;
+        };
+        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(!self.cluster);
+        let e = unavailable(&mut self.logs, detail);
+        self.phase = Phase::Over;
+        self.release_slot(now, conn_works && !self.cluster);
+        self.events.push(Event::Refuse(e));
+    }
+
+    /// A side command handed out by [`StreamMachine::take_commands`] ran.
+    pub fn command_done(&mut self, mut cmd: Command, now: u64) {
+        self.logs.extend(cmd.logs());
+        let tag = cmd.tag;
+        let outcome = cmd.outcome();
+        match (&mut self.phase, tag) {
+            (
+                Phase::Opening {
+                    replies,
+                    outstanding,
+                    ..
+                },
+                _,
+            ) => {
+                replies.list.push((tag, outcome));
+                *outstanding = outstanding.saturating_sub(1);
+                if *outstanding == 0 {
+                    self.decide(now);
+                }
+            }
+            (_, Tag::Renew) => {
+                if let Err(e) = outcome {
+                    self.logs.push(log::line(
+                        "slot_renew_failed",
+                        &[("detail", e.detail.into())],
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The pipeline is answered: on Cluster the side commands go out now
+    /// (the subscription is live, so nothing published is missed).
+    fn opened_if_complete(&mut self, now: u64) {
+        let Phase::Opening {
+            subscribed: true,
+            outstanding,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if self.session.awaiting_replies() > 0 || *outstanding > 0 {
+            return;
+        }
+        if self.cluster && !self.side.is_empty() {
+            *outstanding = self.side.len();
+            for (tag, args) in std::mem::take(&mut self.side) {
+                let cmd = self.command(tag, args, now);
+                self.commands.push(cmd);
+            }
+            return;
+        }
+        self.decide(now);
+    }
+
+    fn command(&self, tag: Tag, args: Vec<Vec<u8>>, now: u64) -> Command {
+        let c = &self.command_cfg;
+        Command::to(&c.redis, c.cluster, c.timeout_ms, tag, args, now)
+    }
+
+    /// Every reply is in: answer, or start the live phase.
+    fn decide(&mut self, now: u64) {
+        let Phase::Opening {
+            plan,
+            early,
+            replies,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Over)
+        else {
+            return;
+        };
+        let d = opening::decide(
+            &self.rules,
+            &plan,
+            self.slot.is_some(),
+            replies,
+            &mut self.logs,
+        );
+        self.slot_taken = d.slot_taken;
+        let mut outbox = match d.answer {
+            Ok(outbox) => outbox,
+            Err(e) => return self.refuse(e, now),
+        };
+        for payload in &early {
+            if let Err(skip) = outbox.message(payload) {
+                self.logs.push(opening::skipped(
+                    &self.channel,
+                    skip.reason(),
+                    payload.len(),
+                ));
+            }
+        }
+        self.logs.push(log::line(
+            "stream_opened",
+            &[
+                ("channel", self.channel.as_str().into()),
+                ("queued_events", outbox.events_sent().into()),
+            ],
+        ));
+        self.timers.wrote(now);
+        self.phase = Phase::Live {
+            outbox,
+            started: now,
+            ping_outstanding: false,
+        };
+        self.events.push(Event::Start);
+        self.closed_if(now);
+    }
+
+    /// Answers with `err` and gives a taken slot back.
+    fn refuse(&mut self, err: ApiError, now: u64) {
+        self.phase = Phase::Over;
+        self.release_slot(now, !self.cluster);
+        self.events.push(Event::Refuse(err));
+    }
+
+    /// Gives the slot back (best effort: the lease expires anyway): on the
+    /// stream's connection (`on_stream`), else on its own (on Cluster
+    /// through the slot key's owner).
+    fn release_slot(&mut self, now: u64, on_stream: bool) {
+        if !std::mem::take(&mut self.slot_taken) {
+            return;
+        }
+        let Some(slot) = &self.slot else { return };
+        let args = slot.release();
+        if on_stream {
+            self.session.command_owned(Tag::Release, &args);
+        } else {
+            let cmd = self.command(Tag::Release, args, now);
+            self.commands.push(cmd);
+        }
+    }
+
+    /// The body took `n` bytes of [`StreamMachine::pending`].
+    pub fn body_took(&mut self, n: usize, now: u64) {
+        if let Phase::Live { outbox, .. } = &mut self.phase {
+            outbox.consume(n);
+            if n > 0 {
+                self.timers.wrote(now);
+            }
+            self.closed_if(now);
+        }
+    }
+
+    /// The body can no longer be written (the browser left).
+    pub fn body_gone(&mut self, now: u64) {
+        if let Phase::Live { outbox, .. } = &mut self.phase {
+            outbox.close(Close::ClientGone);
+            self.closed_if(now);
+        }
+    }
+
+    /// The clock reached (or passed) [`StreamMachine::deadline`].
+    pub fn handle_timeout(&mut self, now: u64) {
+        let (outbox, ping_outstanding) = match &mut self.phase {
+            Phase::Opening { deadline, .. } => {
+                if now >= *deadline {
+                    self.opening_failed("redis did not answer in time", now, true);
+                }
+                return;
+            }
+            Phase::Live {
+                outbox,
+                ping_outstanding,
+                ..
+            } => (outbox, ping_outstanding),
+            Phase::Over => return,
+        };
+        match self.timers.due(now, !outbox.pending().is_empty()) {
+            Due::Nothing => {}
+            Due::FlushOver => {
+                let why = outbox.closed().unwrap_or(Close::ClientGone);
+                return self.finish(why, now);
+            }
+            Due::Heartbeat => {
+                outbox.heartbeat();
+                if *ping_outstanding {
+                    self.logs.push(log::line(
+                        "redis_lost",
+                        &[
+                            ("channel", self.channel.as_str().into()),
+                            ("detail", "no PONG".into()),
+                        ],
+                    ));
+                    outbox.end(Close::RedisLost, self.rules.retry_ms);
+                } else {
+                    *ping_outstanding = true;
+                    self.session.command(Tag::Ping, &[b"PING"]);
+                    self.renew_slot(now);
+                }
+            }
+            due @ (Due::Stalled | Due::TokenExpired | Due::Lifetime) => {
+                if let Some(why) = due.close() {
+                    outbox.end(why, self.rules.retry_ms);
+                }
+            }
+        }
+        self.closed_if(now);
+    }
+
+    /// Renews the slot's lease with every heartbeat.
+    fn renew_slot(&mut self, now: u64) {
+        let Some(slot) = self.slot.as_ref().filter(|_| self.slot_taken) else {
+            return;
+        };
+        let args = slot.renew();
+        if self.cluster {
+            let cmd = self.command(Tag::Renew, args, now);
+            self.commands.push(cmd);
+        } else {
+            self.session.command_owned(Tag::Renew, &args);
+        }
+    }
+
+    /// Once the outbox is closed: the flush deadline starts, and the
+    /// stream is over when everything is written, or at once when the
+    /// browser is gone or not reading.
+    fn closed_if(&mut self, now: u64) {
+        let Phase::Live { outbox, .. } = &self.phase else {
+            return;
+        };
+        let Some(why) = outbox.closed() else { return };
+        self.timers.closed(now);
+        if matches!(why, Close::ClientGone | Close::SlowClient) || outbox.finished() {
+            self.finish(why, now);
+        }
+    }
+
+    fn finish(&mut self, why: Close, now: u64) {
+        let Phase::Live {
+            outbox, started, ..
+        } = std::mem::replace(&mut self.phase, Phase::Over)
+        else {
+            return;
+        };
+        self.release_slot(now, !self.cluster);
+        let millis = now.saturating_sub(started) / 1_000_000;
+        self.logs.push(log::line(
+            "stream_closed",
+            &[
+                ("channel", self.channel.as_str().into()),
+                ("reason", why.reason().into()),
+                ("events", outbox.events_sent().into()),
+                ("duration_ms", millis.into()),
+            ],
+        ));
+        self.events.push(Event::Finished(why));
+    }
+}
+
+#[cfg(test)]
+mod tests;

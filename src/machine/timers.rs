@@ -1,0 +1,123 @@
+//! The deadlines one live stream lives by (monotonic ns) and their order.
+
+use crate::config::Config;
+use crate::outbox::Close;
+
+/// How long a closed stream may take to flush its last bytes.
+pub const CLOSE_FLUSH_NS: u64 = 5_000_000_000;
+
+const SECOND: u64 = 1_000_000_000;
+
+/// What a passed deadline asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing yet.
+    Nothing,
+    /// Bytes pending and the browser took none for `write_stall_seconds`.
+    Stalled,
+    /// The token ran out (`exp` + leeway).
+    TokenExpired,
+    /// `max_stream_seconds` passed.
+    Lifetime,
+    /// Idle for a heartbeat: `: ping`, Redis `PING` and the slot renewal.
+    Heartbeat,
+    /// Closed, and the last bytes took longer than [`CLOSE_FLUSH_NS`].
+    FlushOver,
+}
+
+impl Due {
+    /// The close a due deadline means, if any.
+    pub fn close(self) -> Option<Close> {
+        match self {
+            Due::Stalled => Some(Close::SlowClient),
+            Due::TokenExpired => Some(Close::TokenExpired),
+            Due::Lifetime => Some(Close::Lifetime),
+            Due::Nothing | Due::Heartbeat | Due::FlushOver => None,
+        }
+    }
+}
+
+/// Heartbeat, token, lifetime, write stall and, once closed, the flush.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    heartbeat: u64,
+    stall: u64,
+    /// Next heartbeat (pushed back by every write).
+    idle: u64,
+    lifetime: u64,
+    token: u64,
+    /// The last time the browser took bytes (or the stream started).
+    progress: u64,
+    /// Set once closed: the last bytes must be out by then.
+    flush: Option<u64>,
+}
+
+impl Timers {
+    /// For a stream that starts at `now`, whose token is valid until
+    /// `expires_at` (unix seconds) and the wall clock reads `unix_now`.
+    pub fn new(cfg: &Config, expires_at: i64, unix_now: i64, now: u64) -> Timers {
+        let secs = |s: u64| s.saturating_mul(SECOND);
+        let token_left = expires_at
+            .saturating_add(cfg.auth.leeway_seconds)
+            .saturating_sub(unix_now)
+            .max(0) as u64;
+        Timers {
+            heartbeat: secs(cfg.heartbeat_seconds),
+            stall: secs(cfg.limits.write_stall_seconds),
+            idle: now.saturating_add(secs(cfg.heartbeat_seconds)),
+            lifetime: now.saturating_add(secs(cfg.limits.max_stream_seconds)),
+            token: now.saturating_add(secs(token_left)),
+            progress: now,
+            flush: None,
+        }
+    }
+
+    /// The browser took bytes: the heartbeat and the stall clock restart.
+    pub fn wrote(&mut self, now: u64) {
+        self.idle = now.saturating_add(self.heartbeat);
+        self.progress = now;
+    }
+
+    /// The stream closed at `now` with bytes possibly pending.
+    pub fn closed(&mut self, now: u64) {
+        self.flush.get_or_insert(now.saturating_add(CLOSE_FLUSH_NS));
+    }
+
+    /// The next instant something is due. Once closed only the flush
+    /// deadline counts: the others are over, and a passed one must not
+    /// wake the shell again and again.
+    pub fn next(&self, pending: bool) -> u64 {
+        if let Some(flush) = self.flush {
+            return flush;
+        }
+        let mut next = self.idle.min(self.lifetime).min(self.token);
+        if pending {
+            next = next.min(self.progress.saturating_add(self.stall));
+        }
+        next
+    }
+
+    /// What is due at `now`, most final first: a stalled browser, the
+    /// token, the lifetime, then the heartbeat (which is re-armed).
+    pub fn due(&mut self, now: u64, pending: bool) -> Due {
+        if let Some(flush) = self.flush {
+            return if now >= flush {
+                Due::FlushOver
+            } else {
+                Due::Nothing
+            };
+        }
+        if pending && now >= self.progress.saturating_add(self.stall) {
+            Due::Stalled
+        } else if now >= self.token {
+            Due::TokenExpired
+        } else if now >= self.lifetime {
+            Due::Lifetime
+        } else if now >= self.idle {
+            self.idle = now.saturating_add(self.heartbeat);
+            Due::Heartbeat
+        } else {
+            Due::Nothing
+        }
+    }
+}

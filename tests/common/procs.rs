@@ -1,0 +1,142 @@
+//! Paths, log files, loopback ports and child processes shared by every
+//! helper that starts a server.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn e2e_dir() -> PathBuf {
+    crate_dir().join("target").join("e2e")
+}
+
+pub fn log_dir() -> PathBuf {
+    let dir = e2e_dir().join("logs");
+    fs::create_dir_all(&dir).expect("create target/e2e/logs");
+    dir
+}
+
+/// A process-unique tag: used for log file names.
+pub fn unique_tag() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Kill the child when the thread that spawned it dies (a test thread that is
+/// killed or a test binary that is interrupted leaves no orphans behind).
+pub fn die_with_parent(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+/// A loopback port nobody listens on right now, unique within this process.
+/// Taken below the Linux ephemeral range so outgoing connections don't race
+/// for it.
+pub fn free_port() -> u16 {
+    const LOW: u32 = 15_000;
+    const SPAN: u32 = 17_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new((std::process::id() * 211) % SPAN));
+    for _ in 0..SPAN {
+        let port = (LOW + next.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+pub fn wait_for_port(port: u16, deadline: Instant, child: &mut Child) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited early with {status}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err("timed out waiting for the port to accept connections".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The direct children of `pid` (from `/proc/PID/task/*/children`).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let text = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+/// Like [`kill_child`], and every descendant too: `spin up` runs the
+/// component in a `spin trigger http` child that would outlive a SIGKILL of
+/// its parent.
+pub fn kill_tree(child: &mut Option<Child>) {
+    let Some(c) = child.as_ref() else { return };
+    let mut pending = vec![c.id()];
+    let mut descendants = Vec::new();
+    while let Some(pid) = pending.pop() {
+        for kid in children(pid) {
+            descendants.push(kid);
+            pending.push(kid);
+        }
+    }
+    kill_child(child);
+    for pid in descendants {
+        // SAFETY: plain kill(2) of a process id we just read from /proc.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
