@@ -26,6 +26,12 @@
 //! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). A paged history
 //! read fits in the live phase: a `Tag::History` reply appends a page, and
 //! `body_took` asks for the next one when the outbox has drained.
+//!
+//! Where its Redis lives is the [`Wiring`]: its own connection (the p2
+//! shells, one instance per stream), or the instance's shared subscription
+//! (`hub::Hub`) and shared command connection (`pipeline::Pipeline`) of
+//! the p3 shell, which pumps many machines in one instance. The rules are
+//! the same; only where bytes go differs (see [`Wiring::Shared`]).
 
 pub mod command;
 pub mod opening;
@@ -38,7 +44,7 @@ use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
-use crate::resp::RespError;
+use crate::resp::{RespError, Value};
 use crate::routes::Route;
 use crate::session::{Incoming, Session, Tag};
 pub use command::Command;
@@ -74,6 +80,32 @@ impl Topic {
             _ => None,
         }
     }
+}
+
+/// Where a stream's Redis lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wiring {
+    /// One connection of its own for the subscription and every command
+    /// (the p2 shells): [`StreamMachine::connect_to`], `transmit`, `receive`.
+    Own,
+    /// The instance's shared connections (the p3 shell): the shell joins
+    /// [`StreamMachine::join_channel`] on its subscription hub and reports
+    /// [`StreamMachine::subscribed`] and each [`StreamMachine::message`];
+    /// [`StreamMachine::take_requests`] go out on the shared command
+    /// connection, their answers come back through
+    /// [`StreamMachine::reply`]. The commands go out only once the
+    /// subscription is confirmed, as on Cluster, so nothing published in
+    /// between is missed. Liveness of the subscription is the hub's (its
+    /// `PING`s); a lost hub or command connection is
+    /// [`StreamMachine::redis_failed`].
+    Shared,
+}
+
+/// A command for the shared command connection ([`Wiring::Shared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub tag: Tag,
+    pub args: Vec<Vec<u8>>,
 }
 
 /// What the shell must do next.
@@ -130,6 +162,10 @@ pub struct StreamMachine {
     rules: opening::Rules,
     /// Side commands are built from a copy of what they need of the config.
     command_cfg: CommandConfig,
+    wiring: Wiring,
+    /// [`Wiring::Shared`]: the channel to join, until the shell took it.
+    join: Option<String>,
+    requests: Vec<Request>,
 }
 
 /// What a side command needs (the machine borrows no config).
@@ -156,6 +192,16 @@ impl StreamMachine {
     /// A stream about to open: the pipeline is queued for
     /// [`StreamMachine::transmit`] (or a refusal that needs no Redis).
     pub fn open(cfg: &Config, who: &Identity, req: Opening<'_>) -> StreamMachine {
+        StreamMachine::open_wired(Wiring::Own, cfg, who, req)
+    }
+
+    /// [`StreamMachine::open`] with its Redis where `wiring` says.
+    pub fn open_wired(
+        wiring: Wiring,
+        cfg: &Config,
+        who: &Identity,
+        req: Opening<'_>,
+    ) -> StreamMachine {
         let mut logs = Vec::new();
         let resume = opening::resume_point(req.last_event_id, req.unix_now, &mut logs);
         let max = cfg.limits.max_streams_per_user;
@@ -190,6 +236,9 @@ impl StreamMachine {
                 cluster: cfg.redis_cluster,
                 timeout_ms: cfg.redis_timeout_ms,
             },
+            wiring,
+            join: None,
+            requests: Vec::new(),
         };
         match Plan::new(cfg, who, &req.topic, resume) {
             Err(e) => m.events.push(Event::Refuse(e)),
@@ -197,8 +246,14 @@ impl StreamMachine {
                 m.channel = plan.channel.clone();
                 m.side = plan.side_commands(m.slot.as_ref(), max);
                 m.history = plan.history_command(cfg);
-                m.needs_connect = true;
-                m.session = m.pipeline();
+                if wiring == Wiring::Shared {
+                    // Nothing rides on a subscription connection of its own.
+                    m.side.extend(m.history.take().map(|h| (Tag::History, h)));
+                    m.join = Some(m.channel.clone());
+                } else {
+                    m.needs_connect = true;
+                    m.session = m.pipeline();
+                }
                 m.phase = Phase::Opening {
                     plan,
                     deadline: req
@@ -237,7 +292,41 @@ impl StreamMachine {
 
     /// Bytes to write to Redis now.
     pub fn transmit(&mut self) -> Vec<u8> {
+        if self.wiring == Wiring::Shared {
+            return Vec::new();
+        }
         self.session.take_outgoing()
+    }
+
+    /// [`Wiring::Shared`]: the channel to join on the instance's hub, once.
+    pub fn join_channel(&mut self) -> Option<String> {
+        self.join.take()
+    }
+
+    /// [`Wiring::Shared`]: the hub confirmed the channel's subscription.
+    pub fn subscribed(&mut self, now: u64) {
+        self.incoming(Incoming::Subscribed, now);
+        self.opened_if_complete(now);
+    }
+
+    /// [`Wiring::Shared`]: a message the hub received on the channel.
+    pub fn message(&mut self, payload: &[u8], now: u64) {
+        match &mut self.phase {
+            Phase::Opening { early, .. } => early.push(payload.to_vec()),
+            Phase::Live { .. } => self.live_message(payload, now),
+            Phase::Over => {}
+        }
+    }
+
+    /// [`Wiring::Shared`]: commands for the shared command connection.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Whether a command rides on the stream's own connection (p2 off
+    /// Cluster), rather than its own one-shot connection or the shared one.
+    fn on_stream(&self) -> bool {
+        self.wiring == Wiring::Own && !self.cluster
     }
 
     /// Cluster side commands to run, each on its own connection.
@@ -331,22 +420,25 @@ impl StreamMachine {
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
             Phase::Live {
-                outbox,
-                ping_outstanding,
-                ..
+                ping_outstanding, ..
             } => match item {
-                Incoming::Message(payload) => {
-                    if let Err(skip) = outbox.message(&payload) {
-                        let line = opening::skipped(&self.channel, skip.reason(), payload.len());
-                        self.logs.push(line);
-                    }
-                    self.closed_if(now);
-                }
+                Incoming::Message(payload) => self.live_message(&payload, now),
                 Incoming::Reply(Tag::Ping, _) => *ping_outstanding = false,
                 _ => {}
             },
             Phase::Over => {}
         }
+    }
+
+    fn live_message(&mut self, payload: &[u8], now: u64) {
+        let Phase::Live { outbox, .. } = &mut self.phase else {
+            return;
+        };
+        if let Err(skip) = outbox.message(payload) {
+            let line = opening::skipped(&self.channel, skip.reason(), payload.len());
+            self.logs.push(line);
+        }
+        self.closed_if(now);
     }
 
     /// The Redis connection failed (connect, write, read, closed).
@@ -376,10 +468,16 @@ impl StreamMachine {
         let Phase::Opening { replies, .. } = &self.phase else {
             return;
         };
-        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(!self.cluster);
+        // Shared: the acquire went out with the other commands once the
+        // subscription was confirmed (and `side` was emptied then).
+        let sent = match self.wiring {
+            Wiring::Own => !self.cluster,
+            Wiring::Shared => self.side.is_empty(),
+        };
+        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(sent);
         let e = unavailable(&mut self.logs, detail);
         self.phase = Phase::Over;
-        self.release_slot(now, conn_works && !self.cluster);
+        self.release_slot(now, conn_works && self.on_stream());
         self.events.push(Event::Refuse(e));
     }
 
@@ -388,6 +486,12 @@ impl StreamMachine {
         self.logs.extend(cmd.logs());
         let tag = cmd.tag;
         let outcome = cmd.outcome();
+        self.reply(tag, outcome, now);
+    }
+
+    /// A command's answer: a side command's ([`StreamMachine::command_done`])
+    /// or a [`Request`]'s on the shared command connection.
+    pub fn reply(&mut self, tag: Tag, outcome: Result<Value, ApiError>, now: u64) {
         match (&mut self.phase, tag) {
             (
                 Phase::Opening {
@@ -415,9 +519,11 @@ impl StreamMachine {
         }
     }
 
-    /// The pipeline is answered: on Cluster the side commands go out now
-    /// (the subscription is live, so nothing published is missed).
+    /// The pipeline is answered: on Cluster (and [`Wiring::Shared`]) the
+    /// side commands go out now (the subscription is live, so nothing
+    /// published is missed).
     fn opened_if_complete(&mut self, now: u64) {
+        let (own, on_stream) = (self.wiring == Wiring::Own, self.on_stream());
         let Phase::Opening {
             subscribed: true,
             outstanding,
@@ -426,23 +532,28 @@ impl StreamMachine {
         else {
             return;
         };
-        if self.session.awaiting_replies() > 0 || *outstanding > 0 {
+        if (own && self.session.awaiting_replies() > 0) || *outstanding > 0 {
             return;
         }
-        if self.cluster && !self.side.is_empty() {
+        if !on_stream && !self.side.is_empty() {
             *outstanding = self.side.len();
             for (tag, args) in std::mem::take(&mut self.side) {
-                let cmd = self.command(tag, args, now);
-                self.commands.push(cmd);
+                self.side_command(tag, args, now);
             }
             return;
         }
         self.decide(now);
     }
 
-    fn command(&self, tag: Tag, args: Vec<Vec<u8>>, now: u64) -> Command {
+    /// A command off the stream's connection: a one-shot [`Command`] (p2
+    /// on Cluster) or a [`Request`] on the shared command connection.
+    fn side_command(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.wiring == Wiring::Shared {
+            return self.requests.push(Request { tag, args });
+        }
         let c = &self.command_cfg;
-        Command::to(&c.redis, c.cluster, c.timeout_ms, tag, args, now)
+        let cmd = Command::to(&c.redis, c.cluster, c.timeout_ms, tag, args, now);
+        self.commands.push(cmd);
     }
 
     /// Every reply is in: answer, or start the live phase.
@@ -497,7 +608,7 @@ impl StreamMachine {
     /// Answers with `err` and gives a taken slot back.
     fn refuse(&mut self, err: ApiError, now: u64) {
         self.phase = Phase::Over;
-        self.release_slot(now, !self.cluster);
+        self.release_slot(now, self.on_stream());
         self.events.push(Event::Refuse(err));
     }
 
@@ -513,8 +624,7 @@ impl StreamMachine {
         if on_stream {
             self.session.command_owned(Tag::Release, &args);
         } else {
-            let cmd = self.command(Tag::Release, args, now);
-            self.commands.push(cmd);
+            self.side_command(Tag::Release, args, now);
         }
     }
 
@@ -571,8 +681,10 @@ impl StreamMachine {
                     ));
                     outbox.end(Close::RedisLost, self.rules.retry_ms);
                 } else {
-                    *ping_outstanding = true;
-                    self.session.command(Tag::Ping, &[b"PING"]);
+                    if self.wiring == Wiring::Own {
+                        *ping_outstanding = true;
+                        self.session.command(Tag::Ping, &[b"PING"]);
+                    }
                     self.renew_slot(now);
                 }
             }
@@ -591,11 +703,10 @@ impl StreamMachine {
             return;
         };
         let args = slot.renew();
-        if self.cluster {
-            let cmd = self.command(Tag::Renew, args, now);
-            self.commands.push(cmd);
-        } else {
+        if self.on_stream() {
             self.session.command_owned(Tag::Renew, &args);
+        } else {
+            self.side_command(Tag::Renew, args, now);
         }
     }
 
@@ -620,7 +731,7 @@ impl StreamMachine {
         else {
             return;
         };
-        self.release_slot(now, !self.cluster);
+        self.release_slot(now, self.on_stream());
         let millis = now.saturating_sub(started) / 1_000_000;
         self.logs.push(log::line(
             "stream_closed",
@@ -637,3 +748,6 @@ impl StreamMachine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod shared_tests;
