@@ -18,6 +18,7 @@ pub mod limits;
 pub mod log;
 pub mod machine;
 pub mod outbox;
+pub mod pipeline;
 pub mod resp;
 pub mod routes;
 pub mod session;
