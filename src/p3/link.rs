@@ -12,7 +12,7 @@
 //! Streams run in other component-model tasks than the connection, so
 //! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
 
-use super::{clock, log};
+use super::{clock, log, net};
 use crate::config::RedisTarget;
 use crate::hub::{Hub, Notice, Payload, SubId};
 use futures::future::{self, Either};
@@ -20,18 +20,12 @@ use spin_sdk7::wasip3;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use wasip3::sockets::types::{
-    IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, TcpSocket,
-};
 use wasip3::wit_bindgen::StreamResult;
-use wasip3::wit_stream;
 
-/// Bytes read from Redis per read.
-const READ_CHUNK: usize = 8 * 1024;
+use crate::machine::READ_CHUNK;
 
 /// Messages queued for one stream before it counts as too slow and is
 /// dropped (its browser stopped reading; the hub and the other streams go on).
@@ -219,10 +213,12 @@ async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64) {
 }
 
 async fn run(link: &Link, target: &RedisTarget, ping_ns: u64) -> Result<(), String> {
-    let socket = connect(target).await?;
-    let (mut rx, _rx_done) = socket.receive();
-    let (mut tx, tx_reader) = wit_stream::new::<u8>();
-    let _tx_done = socket.send(tx_reader);
+    let net::Conn {
+        mut rx,
+        mut tx,
+        socket: _socket,
+        done: _done,
+    } = net::Conn::open(target).await?;
 
     let reader = pin!(async {
         loop {
@@ -279,58 +275,6 @@ async fn run(link: &Link, target: &RedisTarget, ping_ns: u64) -> Result<(), Stri
         Either::Left((Either::Left((r, _)) | Either::Right((r, _)), _)) => r,
         Either::Right((r, _)) => r,
     }
-}
-
-async fn connect(target: &RedisTarget) -> Result<TcpSocket, String> {
-    let ip = resolve(&target.host).await?;
-    let (family, address) = match ip {
-        IpAddr::V4(v4) => (
-            IpAddressFamily::Ipv4,
-            IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                port: target.port,
-                address: v4.octets().into(),
-            }),
-        ),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            (
-                IpAddressFamily::Ipv6,
-                IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                    port: target.port,
-                    flow_info: 0,
-                    address: (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
-                    scope_id: 0,
-                }),
-            )
-        }
-    };
-    let socket = TcpSocket::create(family).map_err(|e| format!("socket: {e:?}"))?;
-    socket
-        .connect(address)
-        .await
-        .map_err(|e| format!("connect to {ip}:{}: {e:?}", target.port))?;
-    Ok(socket)
-}
-
-async fn resolve(host: &str) -> Result<IpAddr, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    let found = wasip3::sockets::ip_name_lookup::resolve_addresses(host.to_string())
-        .await
-        .map_err(|e| format!("resolve {host}: {e:?}"))?;
-    let ip = |a: &wasip3::sockets::types::IpAddress| match *a {
-        wasip3::sockets::types::IpAddress::Ipv4((a, b, c, d)) => IpAddr::from([a, b, c, d]),
-        wasip3::sockets::types::IpAddress::Ipv6(s) => {
-            IpAddr::from([s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7])
-        }
-    };
-    found
-        .iter()
-        .map(ip)
-        .find(IpAddr::is_ipv4)
-        .or_else(|| found.first().map(ip))
-        .ok_or_else(|| format!("resolve {host}: no address"))
 }
 
 /// Races `fut` against a monotonic deadline; `None` when the deadline won.

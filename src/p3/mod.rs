@@ -7,17 +7,23 @@
 //! are in the core modules.
 
 mod clock;
+mod commands;
 mod link;
-mod notify;
+mod net;
+mod pump;
 
-use crate::auth::{token_from_headers, AuthError, Identity, Verifier};
 use crate::config::{Config, Source};
 use crate::error::ApiError;
-use crate::limits;
-use crate::routes::{self, Route};
+use crate::gate::{self, Verdict};
+use crate::limits::BodyBudget;
+use crate::machine::command::RETRY_AFTER_SECONDS;
+use crate::machine::publish::Publish;
+use crate::machine::{Command, Topic};
+use crate::routes::Route;
 use spin_sdk7::wasip3;
 use std::cell::Cell;
 use wasip3::http::types::{ErrorCode, Fields, Method, Request, Response};
+use wasip3::wit_bindgen::StreamResult;
 use wasip3::{wit_future, wit_stream};
 
 wasip3::http::service::export!(Gateway);
@@ -30,63 +36,164 @@ thread_local! {
     static REQUESTS: Cell<u64> = const { Cell::new(0) };
 }
 
+type Headers = Vec<(&'static str, String)>;
+
 impl wasip3::exports::http::handler::Guest for Gateway {
     async fn handle(req: Request) -> Result<Response, ErrorCode> {
         REQUESTS.set(REQUESTS.get() + 1);
-        Ok(respond(req).await.unwrap_or_else(|e| error_response(&e)))
+        Ok(respond(req).await)
     }
 }
 
-async fn respond(req: Request) -> Result<Response, ApiError> {
+/// The request into `gate::admit`, its verdict to the route.
+async fn respond(req: Request) -> Response {
     let path_and_query = req.get_path_with_query().unwrap_or_default();
     let path = path_and_query.split('?').next().unwrap_or("");
-    let route = routes::route(method_name(&req.get_method()), path)?;
-    let cfg = load_config().await.map_err(|e| {
-        log("config_error", &[("detail", e.to_string().into())]);
-        ApiError::configuration(e.to_string())
-    })?;
-    let headers = req.get_headers().copy_all();
-    let size = limits::header_bytes(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-    if size > cfg.limits.max_header_bytes {
-        return Err(ApiError::headers_too_large(cfg.limits.max_header_bytes));
+    let entries = req.get_headers().copy_all();
+    let headers: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let method = req.get_method();
+    let request = gate::Request {
+        method: method_name(&method),
+        path,
+        headers: &headers,
+        unix_now: clock::unix_seconds(),
+    };
+    let loaded = load_config().await;
+    let decision = gate::admit(&request, move || loaded);
+    print(decision.logs.into_iter());
+    let cors = decision.headers;
+    let (route, cfg, who, last_event_id) = match decision.verdict {
+        Verdict::Refuse(e) => return error_response(&e, &cors),
+        Verdict::Preflight => return full_response(204, &[], &cors, Vec::new()),
+        Verdict::Serve {
+            route,
+            cfg,
+            who,
+            last_event_id,
+        } => (route, cfg, who, last_event_id),
+    };
+    let Some(who) = who else {
+        return match route {
+            Route::Ready => ready(&cfg, &cors).await,
+            Route::Health => health(&cfg, &cors),
+            // The dev_mode demo page and tokens are the p2 builds' only.
+            _ => error_response(&ApiError::not_found(), &cors),
+        };
+    };
+    if let Some(topic) = Topic::of(&route) {
+        return pump::serve(cfg, who, topic, last_event_id, cors).await;
     }
     match route {
-        Route::Health => Ok(health(&cfg)),
-        Route::NotificationStream => {
-            let who = authenticate(&headers, &cfg)?;
-            notify::stream(cfg, who).await
+        Route::PublishExecution(_) | Route::PublishNotification(_) => {
+            let declared = header(&entries, "content-length");
+            match publish(&cfg, &who, &route, req, declared).await {
+                Ok(reply) => json_response(202, &cors, reply),
+                Err(e) => error_response(&e, &cors),
+            }
         }
-        // The other routes come with the stream machine (issue 12).
-        _ => Err(ApiError::not_found()),
+        _ => error_response(&ApiError::not_found(), &cors),
+    }
+}
+
+/// `POST` publish: the body read against its budget, then the publish
+/// command on a connection of its own.
+async fn publish(
+    cfg: &Config,
+    who: &crate::auth::Identity,
+    route: &Route,
+    req: Request,
+    declared: Option<u64>,
+) -> Result<Vec<u8>, ApiError> {
+    let publish = Publish::new(cfg, who, route).ok_or_else(ApiError::not_found)??;
+    let raw = read_body(req, declared, publish.max_body, cfg.limits.max_body_seconds).await?;
+    let mut cmd = commands::ran(publish.command(cfg, &raw, clock::now())?).await;
+    publish.answer(&mut cmd)
+}
+
+/// Reads the request body within `limits::BodyBudget`: 413 over `limit`
+/// bytes, 408 when it has not all arrived after `max_seconds`.
+async fn read_body(
+    req: Request,
+    declared: Option<u64>,
+    limit: usize,
+    max_seconds: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let mut budget = BodyBudget::new(declared, limit, max_seconds, clock::now())?;
+    let (res_tx, res) = wit_future::new(|| Ok(()));
+    drop(res_tx);
+    let (mut body, _trailers) = Request::consume_body(req, res);
+    loop {
+        let read = body.read(Vec::with_capacity(16 * 1024));
+        match link::before(budget.deadline(), read).await {
+            None => {
+                budget.check_time(clock::now())?;
+            }
+            Some((StreamResult::Complete(_), chunk)) => budget.push(&chunk, clock::now())?,
+            Some(_) => return Ok(budget.finish()),
+        }
     }
 }
 
 /// `GET /api/v1/events/health`: from the instance alone. With `dev_mode` it
 /// also shows this instance's counters (how many requests share it), which
 /// production leaves out.
-fn health(cfg: &Config) -> Response {
+fn health(cfg: &Config, cors: &Headers) -> Response {
     let mut reply = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "build": "p3",
     });
     if cfg.dev_mode {
         reply["instance"] = instance_stats();
     }
-    full_response(
-        200,
-        &[("content-type", "application/json")],
-        reply.to_string().into_bytes(),
-    )
+    json_response(200, cors, reply.to_string().into_bytes())
 }
 
-/// This instance's counters (for logs and dev-mode health).
+/// `GET /api/v1/events/health/ready`: 200 when Redis answers `PING`.
+async fn ready(cfg: &Config, cors: &Headers) -> Response {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut ping = commands::ran(Command::ping(cfg, clock::now())).await;
+    match ping.text() {
+        Ok(pong) if pong == "PONG" => {
+            let reply = serde_json::json!({"status": "ok", "version": version, "redis": "ok"});
+            json_response(200, cors, reply.to_string().into_bytes())
+        }
+        other => {
+            if let Ok(reply) = other {
+                log("health_unexpected_reply", &[("reply", reply.into())]);
+            }
+            let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
+            let reply = serde_json::json!({
+                "status": "unavailable",
+                "version": version,
+                "redis": "unreachable",
+                "detail": "Redis did not answer PING",
+                "type": e.kind,
+            });
+            let retry = RETRY_AFTER_SECONDS.to_string();
+            full_response(
+                503,
+                &[
+                    ("content-type", "application/json"),
+                    ("retry-after", &retry),
+                ],
+                cors,
+                reply.to_string().into_bytes(),
+            )
+        }
+    }
+}
+
+/// This instance's counters (for dev-mode health).
 fn instance_stats() -> serde_json::Value {
     let (streams, connections) = link::stats();
     serde_json::json!({
         "requests": REQUESTS.get(),
         "streams": streams,
         "redis_subscription_connections": connections,
+        "redis_command_connections": commands::open_connections(),
     })
 }
 
@@ -115,29 +222,11 @@ async fn load_config() -> Result<Config, crate::config::ConfigError> {
     Config::load(&Source(move |name: &str| values.get(name).cloned()))
 }
 
-fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Vec<&'a str> {
+fn header(headers: &[(String, Vec<u8>)], name: &str) -> Option<u64> {
     headers
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .collect()
-}
-
-/// Verifies the caller's JWT before anything touches Redis.
-fn authenticate(headers: &[(String, Vec<u8>)], cfg: &Config) -> Result<Identity, ApiError> {
-    let authorization = header(headers, "authorization");
-    let cookies = header(headers, "cookie");
-    let token = token_from_headers(authorization.first().copied(), &cookies)
-        .ok_or_else(ApiError::authentication_required)?;
-    Verifier::new(cfg.auth.clone())
-        .verify(token, clock::unix_seconds())
-        .map_err(|e| match e {
-            AuthError::Missing => ApiError::authentication_required(),
-            AuthError::Invalid(reason) => {
-                log("auth_failed", &[("reason", reason.into())]);
-                ApiError::invalid_credentials()
-            }
-        })
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok())
 }
 
 fn method_name(m: &Method) -> &str {
@@ -164,11 +253,13 @@ fn fields(headers: &[(&str, &str)]) -> Fields {
 }
 
 /// A response whose whole body is known now.
-fn full_response(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+fn full_response(status: u16, extra: &[(&str, &str)], cors: &Headers, body: Vec<u8>) -> Response {
+    let mut headers = extra.to_vec();
+    headers.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
     let (mut tx, rx) = wit_stream::new();
     let (trailers_tx, trailers) = wit_future::new(|| Ok(None));
     drop(trailers_tx);
-    let (response, _) = Response::new(fields(headers), Some(rx), trailers);
+    let (response, _) = Response::new(fields(&headers), Some(rx), trailers);
     let _ = response.set_status_code(status);
     wit_bindgen_spawn(async move {
         tx.write_all(body).await;
@@ -176,10 +267,14 @@ fn full_response(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> Respon
     response
 }
 
-fn error_response(e: &ApiError) -> Response {
+fn json_response(status: u16, cors: &Headers, body: Vec<u8>) -> Response {
+    full_response(status, &[("content-type", "application/json")], cors, body)
+}
+
+fn error_response(e: &ApiError, cors: &Headers) -> Response {
     let mut headers = vec![("content-type", "application/json")];
     headers.extend(e.headers.iter().map(|(k, v)| (*k, v.as_str())));
-    full_response(e.status, &headers, e.body())
+    full_response(e.status, &headers, cors, e.body())
 }
 
 /// Runs `fut` in this request's task after the handler has returned (the
@@ -188,12 +283,14 @@ fn wit_bindgen_spawn(fut: impl std::future::Future<Output = ()> + 'static) {
     wasip3::wit_bindgen::spawn(fut);
 }
 
+/// Prints the core's log lines on stderr.
+fn print(lines: impl Iterator<Item = String>) {
+    for line in lines {
+        eprintln!("{line}");
+    }
+}
+
 /// One JSON log line on stderr. Callers pass no tokens or secrets.
 fn log(event: &str, fields: &[(&str, serde_json::Value)]) {
-    let mut line = serde_json::Map::new();
-    line.insert("event".into(), event.into());
-    for (k, v) in fields {
-        line.insert((*k).into(), v.clone());
-    }
-    eprintln!("{}", serde_json::Value::Object(line));
+    eprintln!("{}", crate::log::line(event, fields));
 }

@@ -23,8 +23,8 @@
 
 mod api;
 mod gateway;
-mod http;
 pub mod hostile;
+mod http;
 pub mod jwt;
 pub mod p3;
 mod procs;

@@ -1,5 +1,11 @@
 //! The WASIp3 build for e2e tests: built once per test binary by
 //! `scripts/build.sh p3` (or taken from `SSE_GATEWAY_P3_WASM`).
+//!
+//! `SSE_GATEWAY_HOST=p3-wasmtime` or `p3-spin` runs every e2e file against
+//! it: the same hosts as `wasmtime` and `spin` (so host-specific checks
+//! apply unchanged), serving the p3 component (`p3-spin`: the variant that
+//! reads Spin variables, under the shipped `spin.toml` with its `source`
+//! pointed at it), with the flags the README gives for p3.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -8,6 +14,33 @@ use std::sync::OnceLock;
 pub fn p3_component() -> PathBuf {
     static WASM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     super::gateway::built(&WASM, "SSE_GATEWAY_P3_WASM", "p3")
+}
+
+/// True when this run serves the p3 build (`SSE_GATEWAY_HOST=p3-*`).
+pub fn p3_build() -> bool {
+    std::env::var("SSE_GATEWAY_HOST").is_ok_and(|h| h.starts_with("p3-"))
+}
+
+/// Path of the p3 component that reads Spin variables (`p3-spin`).
+pub fn p3_spin_component() -> PathBuf {
+    static WASM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    super::gateway::built(&WASM, "SSE_GATEWAY_P3_SPIN_WASM", "p3-spin")
+}
+
+/// The host flags the README gives for the p3 build: an instance takes
+/// new streams for as long as it lives (the default reuse count, 128,
+/// would start a new instance every 128 requests) and up to 256 requests
+/// being handled at once.
+pub fn host_args() -> Vec<&'static str> {
+    if !p3_build() {
+        return Vec::new();
+    }
+    vec![
+        "--max-instance-reuse-count",
+        "100000",
+        "--max-instance-concurrent-reuse-count",
+        "256",
+    ]
 }
 
 /// Makes [`super::GatewayBuilder`] serve the p3 component in this test

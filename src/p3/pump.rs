@@ -1,0 +1,244 @@
+//! Pumps one [`StreamMachine`] ([`Wiring::Shared`]) per stream request:
+//! its subscription on the instance's hub ([`super::link`]), its commands
+//! on the instance's command connection ([`super::commands`]), one timer
+//! and the response body. Every decision is the machine's; this file moves
+//! bytes and reads the clock.
+//!
+//! The handler awaits the machine until it answers: a refusal is the
+//! response; on [`Event::Start`] the `200` is returned and the rest runs
+//! in the request's background task, so the host counts the stream as
+//! handled and sends the instance more requests.
+
+use super::commands::Client;
+use super::link::{self, End, Subscription};
+use super::{clock, error_response, fields, print, wit_bindgen_spawn};
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::hub::Payload;
+use crate::machine::command::RETRY_AFTER_SECONDS;
+use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
+use crate::outbox::Close;
+use crate::resp::Value;
+use crate::session::Tag;
+use futures::future;
+use spin_sdk7::wasip3;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use wasip3::http::types::{ErrorCode, Response};
+use wasip3::wit_bindgen::{StreamResult, StreamWriter};
+use wasip3::{wit_future, wit_stream};
+
+type Headers = Vec<(&'static str, String)>;
+
+/// Serves a stream route: the refusal, or the `200` with the body pumped
+/// from the request's background task.
+pub async fn serve(
+    cfg: Box<Config>,
+    who: Identity,
+    topic: Topic,
+    last_event_id: Option<String>,
+    cors: Headers,
+) -> Response {
+    let req = Opening {
+        topic,
+        last_event_id: last_event_id.as_deref(),
+        member: format!("{:016x}", wasip3::random::random::get_random_u64()),
+        now: clock::now(),
+        unix_now: clock::unix_seconds(),
+    };
+    let m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who, req);
+    let mut s = Pump {
+        m,
+        client: Client::new(&cfg.redis, cfg.redis_timeout_ms),
+        sub: None,
+        live: false,
+        cfg,
+    };
+    loop {
+        s.step();
+        match s.m.poll() {
+            Some(Event::Refuse(e)) => {
+                s.finish();
+                return error_response(&e, &cors);
+            }
+            Some(Event::Start) => break,
+            Some(Event::Finished(_)) => {
+                s.finish();
+                return error_response(&ApiError::service_unavailable(RETRY_AFTER_SECONDS), &cors);
+            }
+            None => {}
+        }
+        let mut no_write = None;
+        s.wait(&mut no_write).await;
+    }
+    let (body, body_rx) = wit_stream::new();
+    let (trailers_tx, trailers) = wit_future::new(|| Ok(None));
+    let mut head = vec![
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),
+    ];
+    head.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
+    let (response, _) = Response::new(fields(&head), Some(body_rx), trailers);
+    wit_bindgen_spawn(async move {
+        let close = s.stream(body).await;
+        s.finish();
+        // Only a terminal event ends cleanly; anything else aborts the body
+        // so fetch-based clients reconnect (DESIGN.md, "How a stream ends").
+        let end = match close {
+            Close::Terminal => Ok(None),
+            other => Err(ErrorCode::InternalError(Some(other.reason().into()))),
+        };
+        let _ = trailers_tx.write(end).await;
+    });
+    response
+}
+
+type Write = Pin<Box<dyn Future<Output = (StreamWriter<u8>, StreamResult)>>>;
+
+struct Pump {
+    m: StreamMachine,
+    client: Client,
+    sub: Option<Subscription>,
+    live: bool,
+    cfg: Box<Config>,
+}
+
+/// What woke the pump.
+enum Woke {
+    Live(Result<(), End>),
+    Messages(Result<Vec<Payload>, End>),
+    Answers(Vec<(Tag, Result<Value, ApiError>)>),
+    Wrote(StreamWriter<u8>, StreamResult),
+    Timer,
+}
+
+impl Pump {
+    /// Moves what the machine asked for: the channel to join, its commands,
+    /// its log lines.
+    fn step(&mut self) {
+        if let Some(channel) = self.m.join_channel() {
+            let ping_ns = clock::secs(self.cfg.heartbeat_seconds.max(1));
+            let (redis, sharded) = (&self.cfg.redis, self.cfg.redis_cluster);
+            self.sub = Some(link::subscribe(redis, sharded, ping_ns, channel.as_bytes()));
+        }
+        self.client.send(self.m.take_requests());
+        print(self.m.logs());
+    }
+
+    /// The live stream until the machine says it is over.
+    async fn stream(&mut self, body: StreamWriter<u8>) -> Close {
+        let mut body = Some(body);
+        let mut write: Option<Write> = None;
+        loop {
+            self.step();
+            if let Some(Event::Finished(close)) = self.m.poll() {
+                return close;
+            }
+            if write.is_none() && !self.m.pending().is_empty() {
+                if let Some(mut b) = body.take() {
+                    let bytes = self.m.pending().to_vec();
+                    write = Some(Box::pin(async move {
+                        let (result, _) = b.write(bytes).await;
+                        (b, result)
+                    }));
+                }
+            }
+            if let Some((b, result)) = self.wait(&mut write).await {
+                let now = clock::now();
+                match result {
+                    StreamResult::Complete(n) => {
+                        body = Some(b);
+                        self.m.body_took(n, now);
+                    }
+                    StreamResult::Dropped | StreamResult::Cancelled => self.m.body_gone(now),
+                }
+            }
+        }
+    }
+
+    /// Waits for the hub, the command answers, the body write in flight
+    /// or the machine's deadline, and feeds what happened. Returns the
+    /// body writer when its write finished.
+    async fn wait(
+        &mut self,
+        write: &mut Option<Write>,
+    ) -> Option<(StreamWriter<u8>, StreamResult)> {
+        let deadline = self.m.deadline()?;
+        let wants = self.m.wants_redis();
+        let live = self.live;
+        let sub = self.sub.as_ref().filter(|_| wants);
+        let woke = {
+            let hub = pin!(async {
+                match sub {
+                    Some(s) if live => Woke::Messages(s.next().await),
+                    Some(s) => Woke::Live(s.live().await),
+                    None => future::pending().await,
+                }
+            });
+            let answers = pin!(async { Woke::Answers(self.client.answers().await) });
+            let timer = pin!(async {
+                clock::until(deadline).await;
+                Woke::Timer
+            });
+            let mut hub = hub;
+            let mut answers = answers;
+            let mut timer = timer;
+            future::poll_fn(|cx| {
+                if let Some(w) = write.as_mut() {
+                    if let Poll::Ready((b, r)) = w.as_mut().poll(cx) {
+                        *write = None;
+                        return Poll::Ready(Woke::Wrote(b, r));
+                    }
+                }
+                if let Poll::Ready(w) = hub.as_mut().poll(cx) {
+                    return Poll::Ready(w);
+                }
+                if let Poll::Ready(w) = answers.as_mut().poll(cx) {
+                    return Poll::Ready(w);
+                }
+                timer.as_mut().poll(cx)
+            })
+            .await
+        };
+        let now = clock::now();
+        let mut wrote = None;
+        match woke {
+            Woke::Live(Ok(())) => {
+                self.live = true;
+                self.m.subscribed(now);
+            }
+            Woke::Messages(Ok(messages)) => {
+                for p in messages {
+                    self.m.message(&p, now);
+                }
+            }
+            Woke::Live(Err(end)) | Woke::Messages(Err(end)) => {
+                self.sub = None;
+                let why = match end {
+                    End::Lost => "subscription lost",
+                    End::Overflow => "subscription queue overflowed",
+                };
+                self.m.redis_failed(why, now);
+            }
+            Woke::Answers(list) => {
+                for (tag, outcome) in list {
+                    self.m.reply(tag, outcome, now);
+                }
+            }
+            Woke::Wrote(b, r) => wrote = Some((b, r)),
+            Woke::Timer => {}
+        }
+        self.m.handle_timeout(now);
+        wrote
+    }
+
+    /// Leaves the hub and sends the machine's last commands (the slot
+    /// given back).
+    fn finish(&mut self) {
+        self.sub = None;
+        self.step();
+    }
+}
