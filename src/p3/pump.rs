@@ -26,7 +26,7 @@ use spin_sdk7::wasip3;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::Poll;
-use wasip3::http::types::{ErrorCode, Response};
+use wasip3::http::types::Response;
 use wasip3::wit_bindgen::{StreamResult, StreamWriter};
 use wasip3::{wit_future, wit_stream};
 
@@ -83,15 +83,12 @@ pub async fn serve(
     head.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
     let (response, _) = Response::new(fields(&head), Some(body_rx), trailers);
     wit_bindgen_spawn(async move {
-        let close = s.stream(body).await;
+        s.stream(body).await;
         s.finish();
-        // Only a terminal event ends cleanly; anything else aborts the body
-        // so fetch-based clients reconnect (DESIGN.md, "How a stream ends").
-        let end = match close {
-            Close::Terminal => Ok(None),
-            other => Err(ErrorCode::InternalError(Some(other.reason().into()))),
-        };
-        let _ = trailers_tx.write(end).await;
+        // The body ends cleanly whatever the close, as the p2 shell's does:
+        // an abort (an error in the trailers) lets the host drop the last
+        // bytes (the close reason's `retry:` and comment) unsent.
+        let _ = trailers_tx.write(Ok(None)).await;
     });
     response
 }
