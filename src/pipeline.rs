@@ -12,7 +12,7 @@
 
 use crate::config::RedisTarget;
 use crate::error::ApiError;
-use crate::machine::command::RETRY_AFTER_SECONDS;
+use crate::machine::command::unavailable;
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
 use std::collections::VecDeque;
@@ -26,6 +26,7 @@ pub struct Pipeline<K> {
     /// Who asked, in the order the commands went out, with their deadline.
     waiting: VecDeque<(K, Tag, u64)>,
     timeout_ns: u64,
+    logs: Vec<String>,
 }
 
 impl<K: Clone> Pipeline<K> {
@@ -36,6 +37,7 @@ impl<K: Clone> Pipeline<K> {
             session: Session::handshake(target),
             waiting: VecDeque::new(),
             timeout_ns: timeout_ms.saturating_mul(1_000_000),
+            logs: Vec::new(),
         }
     }
 
@@ -83,32 +85,39 @@ impl<K: Clone> Pipeline<K> {
                 // An error reply to one of ours (not to the login: then
                 // more replies than commands would still be pending); the
                 // decoder keeps the bytes after it, so go on.
-                Err(RespError::Server(_) | RespError::Moved(_))
+                Err(e @ (RespError::Server(_) | RespError::Moved(_)))
                     if self.session.awaiting_replies() < self.waiting.len() =>
                 {
                     if let Some((key, tag, _)) = self.waiting.pop_front() {
-                        answers.push((key, tag, Err(unavailable())));
+                        let detail = format!("{tag:?} refused: {e}");
+                        answers.push((key, tag, Err(unavailable(&mut self.logs, &detail))));
                     }
                 }
                 Err(e) => {
-                    answers.extend(self.failed());
+                    answers.extend(self.failed(&format!("redis protocol: {e}")));
                     return Err(e);
                 }
             }
         }
     }
 
-    /// The connection is gone: every waiting command fails (503).
-    pub fn failed(&mut self) -> Vec<Answer<K>> {
+    /// The connection is gone (`detail` says why, logged once): every
+    /// waiting command fails (503).
+    pub fn failed(&mut self, detail: &str) -> Vec<Answer<K>> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let e = unavailable(&mut self.logs, detail);
         self.waiting
             .drain(..)
-            .map(|(key, tag, _)| (key, tag, Err(unavailable())))
+            .map(|(key, tag, _)| (key, tag, Err(e.clone())))
             .collect()
     }
-}
 
-fn unavailable() -> ApiError {
-    ApiError::service_unavailable(RETRY_AFTER_SECONDS)
+    /// Log lines to print.
+    pub fn logs(&mut self) -> std::vec::Drain<'_, String> {
+        self.logs.drain(..)
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +178,10 @@ mod tests {
         assert!(p.receive(b"-WRONGPASS nope\r\n", &mut got).is_err());
         assert_eq!(got.len(), 1);
         assert_eq!(status(&got[0].2), Err(503));
+        assert!(
+            p.logs().any(|l| !l.contains("pw")),
+            "no credential in the log"
+        );
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), 1000);
         p.send(1, Tag::Record, &args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
@@ -183,9 +196,10 @@ mod tests {
         p.send(1, Tag::Renew, &args(&["EVAL"]), 5);
         p.send(2, Tag::Release, &args(&["EVAL"]), 9);
         assert_eq!(p.deadline(), Some(5 + 1_000_000_000));
-        let failed = p.failed();
+        let failed = p.failed("gone");
         let keys: Vec<u32> = failed.iter().map(|(k, _, _)| *k).collect();
         assert_eq!(keys, vec![1, 2]);
         assert_eq!(p.waiting(), 0);
+        assert_eq!(p.logs().count(), 1, "one line for the lost connection");
     }
 }

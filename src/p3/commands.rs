@@ -10,7 +10,7 @@
 //! and the next request opens a fresh connection; it closes when nothing
 //! is waiting and no stream is registered.
 
-use super::{clock, log, net};
+use super::{clock, log, net, print};
 use crate::config::RedisTarget;
 use crate::error::ApiError;
 use crate::machine::{Command, Request, READ_CHUNK};
@@ -153,13 +153,18 @@ async fn drive(shared: Rc<Shared>, target: RedisTarget) {
         }
     });
     OPEN.set(OPEN.get().saturating_sub(1));
-    if let Err(detail) = outcome {
-        log(
-            "redis_command_connection_lost",
-            &[("detail", detail.into())],
-        );
-    }
-    let failed = shared.pipeline.borrow_mut().failed();
+    let detail = match outcome {
+        Ok(()) => "closed".to_string(),
+        Err(detail) => {
+            log(
+                "redis_command_connection_lost",
+                &[("detail", detail.as_str().into())],
+            );
+            detail
+        }
+    };
+    let failed = shared.pipeline.borrow_mut().failed(&detail);
+    print(shared.pipeline.borrow_mut().logs());
     deliver(failed);
 }
 
@@ -177,6 +182,7 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
                 StreamResult::Complete(_) => {
                     let mut answers = Vec::new();
                     let fed = shared.pipeline.borrow_mut().receive(&bytes, &mut answers);
+                    print(shared.pipeline.borrow_mut().logs());
                     deliver(answers);
                     fed.map_err(|e| format!("redis protocol: {e}"))?;
                 }
