@@ -37,12 +37,17 @@ struct Mailbox {
 
 struct Shared {
     pipeline: RefCell<Pipeline<StreamId>>,
+    /// Its node (on Cluster one pipeline per node), `cluster`, the timeout.
+    target: RedisTarget,
+    cluster: bool,
+    timeout_ms: u64,
     writer: RefCell<Option<Waker>>,
     dead: Cell<bool>,
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<Shared>>> = const { RefCell::new(None) };
+    /// The open command connection per node (one off Cluster).
+    static CURRENT: RefCell<HashMap<(String, u16), Rc<Shared>>> = RefCell::new(HashMap::new());
     static MAILBOXES: RefCell<HashMap<StreamId, Mailbox>> = RefCell::new(HashMap::new());
     static NEXT_ID: Cell<StreamId> = const { Cell::new(1) };
     /// Shared command connections open (0 or 1).
@@ -59,17 +64,19 @@ pub fn open_connections() -> usize {
 pub struct Client {
     id: StreamId,
     target: RedisTarget,
+    cluster: bool,
     timeout_ms: u64,
 }
 
 impl Client {
-    pub fn new(target: &RedisTarget, timeout_ms: u64) -> Client {
+    pub fn new(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Client {
         let id = NEXT_ID.get();
         NEXT_ID.set(id + 1);
         MAILBOXES.with_borrow_mut(|m| m.insert(id, Mailbox::default()));
         Client {
             id,
             target: target.clone(),
+            cluster,
             timeout_ms,
         }
     }
@@ -79,31 +86,15 @@ impl Client {
         if requests.is_empty() {
             return;
         }
-        let shared = CURRENT.with_borrow_mut(|current| match current {
-            Some(s) if !s.dead.get() => s.clone(),
-            _ => {
-                let s = Rc::new(Shared {
-                    pipeline: RefCell::new(Pipeline::new(&self.target, self.timeout_ms)),
-                    writer: RefCell::new(None),
-                    dead: Cell::new(false),
-                });
-                *current = Some(s.clone());
-                OPEN.set(OPEN.get() + 1);
-                super::wit_bindgen_spawn(drive(s.clone(), self.target.clone()));
-                s
-            }
-        });
+        let shared = connection(&self.target, self.cluster, self.timeout_ms);
         let now = clock::now();
         for r in requests {
             shared
                 .pipeline
                 .borrow_mut()
-                .send(self.id, r.tag, &r.args, now);
+                .send(self.id, r.tag, r.args, now);
         }
-        let writer = shared.writer.borrow_mut().take();
-        if let Some(w) = writer {
-            w.wake();
-        }
+        shared.wake_writer();
     }
 
     /// Resolves with the answers that arrived (at least one).
@@ -129,6 +120,48 @@ impl Drop for Client {
     }
 }
 
+/// The open command connection to `target`'s node, opened if there is none.
+fn connection(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Rc<Shared> {
+    let node = (target.host.clone(), target.port);
+    CURRENT.with_borrow_mut(|current| match current.get(&node) {
+        Some(s) if !s.dead.get() => s.clone(),
+        _ => {
+            let s = Rc::new(Shared {
+                pipeline: RefCell::new(Pipeline::new(target, cluster, timeout_ms)),
+                target: target.clone(),
+                cluster,
+                timeout_ms,
+                writer: RefCell::new(None),
+                dead: Cell::new(false),
+            });
+            current.insert(node, s.clone());
+            OPEN.set(OPEN.get() + 1);
+            super::wit_bindgen_spawn(drive(s.clone()));
+            s
+        }
+    })
+}
+
+impl Shared {
+    fn wake_writer(&self) {
+        let writer = self.writer.borrow_mut().take();
+        if let Some(w) = writer {
+            w.wake();
+        }
+    }
+
+    /// Cluster: commands `MOVED` elsewhere go out on their owner's connection.
+    fn redirect(&self) {
+        for r in self.pipeline.borrow_mut().take_redirects() {
+            let mut node = self.target.clone();
+            (node.host, node.port) = (r.to.host.clone(), r.to.port);
+            let owner = connection(&node, self.cluster, self.timeout_ms);
+            owner.pipeline.borrow_mut().resend(r);
+            owner.wake_writer();
+        }
+    }
+}
+
 fn deliver(answers: Vec<Answer<StreamId>>) {
     MAILBOXES.with_borrow_mut(|boxes| {
         for (id, tag, outcome) in answers {
@@ -143,14 +176,12 @@ fn deliver(answers: Vec<Answer<StreamId>>) {
     });
 }
 
-async fn drive(shared: Rc<Shared>, target: RedisTarget) {
-    let outcome = run(&shared, &target).await;
+async fn drive(shared: Rc<Shared>) {
+    let outcome = run(&shared, &shared.target).await;
     shared.dead.set(true);
     shared.writer.borrow_mut().take();
     CURRENT.with_borrow_mut(|current| {
-        if current.as_ref().is_some_and(|c| Rc::ptr_eq(c, &shared)) {
-            *current = None;
-        }
+        current.retain(|_, c| !Rc::ptr_eq(c, &shared));
     });
     OPEN.set(OPEN.get().saturating_sub(1));
     let detail = match outcome {
@@ -183,6 +214,7 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
                     let mut answers = Vec::new();
                     let fed = shared.pipeline.borrow_mut().receive(&bytes, &mut answers);
                     print(shared.pipeline.borrow_mut().logs());
+                    shared.redirect();
                     deliver(answers);
                     fed.map_err(|e| format!("redis protocol: {e}"))?;
                 }

@@ -13,6 +13,7 @@
 //! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
 
 use super::{clock, log, net};
+use crate::cluster::Moved;
 use crate::config::RedisTarget;
 use crate::hub::{Hub, Notice, Payload, SubId};
 use futures::future::{self, Either};
@@ -32,12 +33,14 @@ use crate::machine::READ_CHUNK;
 const MAX_QUEUE: usize = 1024;
 
 /// How a subscription ended without the stream asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
     /// The connection broke or Redis ended the subscription: reconnectable.
     Lost,
     /// The stream fell too far behind.
     Overflow,
+    /// Cluster: the channel lives on this node; subscribe there.
+    Moved(Moved),
 }
 
 #[derive(Default)]
@@ -57,7 +60,9 @@ struct Link {
 
 thread_local! {
     /// The connection new streams join (replaced once it has died).
-    static CURRENT: RefCell<Option<Rc<Link>>> = const { RefCell::new(None) };
+    /// The connection new streams join, per node (one off Cluster; replaced
+    /// once it has died).
+    static CURRENT: RefCell<HashMap<(String, u16), Rc<Link>>> = RefCell::new(HashMap::new());
     /// Connections opened by this instance that are still open.
     static OPEN: Cell<usize> = const { Cell::new(0) };
     /// Streams subscribed in this instance.
@@ -83,7 +88,8 @@ pub fn subscribe(
     ping_ns: u64,
     channel: &[u8],
 ) -> Subscription {
-    let link = CURRENT.with_borrow_mut(|current| match current {
+    let node = (target.host.clone(), target.port);
+    let link = CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(link) if !link.dead.get() => link.clone(),
         _ => {
             let link = Rc::new(Link {
@@ -92,7 +98,7 @@ pub fn subscribe(
                 writer: RefCell::new(None),
                 dead: Cell::new(false),
             });
-            *current = Some(link.clone());
+            current.insert(node, link.clone());
             OPEN.set(OPEN.get() + 1);
             super::wit_bindgen_spawn(drive(link.clone(), target.clone(), ping_ns));
             link
@@ -110,8 +116,8 @@ impl Subscription {
     /// record and history may be read), or with how it ended before that.
     pub async fn live(&self) -> Result<(), End> {
         future::poll_fn(|cx| {
-            self.link.with_mailbox(self.id, cx, |m| match m.ended {
-                Some(end) => Poll::Ready(Err(end)),
+            self.link.with_mailbox(self.id, cx, |m| match &m.ended {
+                Some(end) => Poll::Ready(Err(end.clone())),
                 None if m.live => Poll::Ready(Ok(())),
                 None => Poll::Pending,
             })
@@ -122,8 +128,8 @@ impl Subscription {
     /// The next messages, oldest first, or how the subscription ended.
     pub async fn next(&self) -> Result<Vec<Payload>, End> {
         future::poll_fn(|cx| {
-            let ready = self.link.with_mailbox(self.id, cx, |m| match m.ended {
-                Some(end) => Poll::Ready(Err(end)),
+            let ready = self.link.with_mailbox(self.id, cx, |m| match &m.ended {
+                Some(end) => Poll::Ready(Err(end.clone())),
                 None if m.ready => {
                     m.ready = false;
                     Poll::Ready(Ok(()))
@@ -171,16 +177,22 @@ impl Link {
         let notices = self.hub.borrow_mut().take_notices();
         let mut boxes = self.mailboxes.borrow_mut();
         for notice in notices {
-            let (id, apply): (SubId, fn(&mut Mailbox)) = match notice {
-                Notice::Live(id) => (id, |m| m.live = true),
-                Notice::Ready(id) => (id, |m| m.ready = true),
-                Notice::Overflow(id) => (id, |m| m.ended = Some(End::Overflow)),
-                // Cluster routing comes with the stream machine; a moved
-                // channel ends reconnectably for now.
-                Notice::Lost(id) | Notice::Moved(id, _) => (id, |m| m.ended = Some(End::Lost)),
+            let id = match &notice {
+                Notice::Live(id)
+                | Notice::Ready(id)
+                | Notice::Overflow(id)
+                | Notice::Lost(id)
+                | Notice::Moved(id, _) => *id,
             };
             if let Some(m) = boxes.get_mut(&id) {
-                apply(m);
+                match notice {
+                    Notice::Live(_) => m.live = true,
+                    Notice::Ready(_) => m.ready = true,
+                    Notice::Overflow(_) => m.ended = Some(End::Overflow),
+                    Notice::Lost(_) => m.ended = Some(End::Lost),
+                    // The pump subscribes on the owner's connection instead.
+                    Notice::Moved(_, to) => m.ended = Some(End::Moved(to)),
+                }
                 if let Some(w) = m.waker.take() {
                     w.wake();
                 }
@@ -200,9 +212,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64) {
     link.dead.set(true);
     link.writer.borrow_mut().take(); // its task part is over: nothing to wake
     CURRENT.with_borrow_mut(|current| {
-        if current.as_ref().is_some_and(|c| Rc::ptr_eq(c, &link)) {
-            *current = None;
-        }
+        current.retain(|_, c| !Rc::ptr_eq(c, &link));
     });
     OPEN.set(OPEN.get().saturating_sub(1));
     if let Err(detail) = outcome {

@@ -13,10 +13,10 @@ use super::commands::Client;
 use super::link::{self, End, Subscription};
 use super::{clock, error_response, fields, print, wit_bindgen_spawn};
 use crate::auth::Identity;
-use crate::config::Config;
+use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::Payload;
-use crate::machine::command::RETRY_AFTER_SECONDS;
+use crate::machine::command::{MAX_REDIRECTS, RETRY_AFTER_SECONDS};
 use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
@@ -51,9 +51,11 @@ pub async fn serve(
     let m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who, req);
     let mut s = Pump {
         m,
-        client: Client::new(&cfg.redis, cfg.redis_timeout_ms),
+        client: Client::new(&cfg.redis, cfg.redis_cluster, cfg.redis_timeout_ms),
         sub: None,
         live: false,
+        channel: String::new(),
+        redirects: 0,
         cfg,
     };
     loop {
@@ -100,6 +102,8 @@ struct Pump {
     client: Client,
     sub: Option<Subscription>,
     live: bool,
+    channel: String,
+    redirects: usize,
     cfg: Box<Config>,
 }
 
@@ -117,12 +121,22 @@ impl Pump {
     /// its log lines.
     fn step(&mut self) {
         if let Some(channel) = self.m.join_channel() {
-            let ping_ns = clock::secs(self.cfg.heartbeat_seconds.max(1));
-            let (redis, sharded) = (&self.cfg.redis, self.cfg.redis_cluster);
-            self.sub = Some(link::subscribe(redis, sharded, ping_ns, channel.as_bytes()));
+            self.channel = channel;
+            let node = self.cfg.redis.clone();
+            self.subscribe(&node);
         }
         self.client.send(self.m.take_requests());
         print(self.m.logs());
+    }
+
+    /// Joins the hub of `node` (the configured Redis, or on Cluster the
+    /// channel's shard).
+    fn subscribe(&mut self, node: &RedisTarget) {
+        self.sub = None;
+        let ping_ns = clock::secs(self.cfg.heartbeat_seconds.max(1));
+        let sharded = self.cfg.redis_cluster;
+        let channel = self.channel.as_bytes();
+        self.sub = Some(link::subscribe(node, sharded, ping_ns, channel));
     }
 
     /// The live stream until the machine says it is over.
@@ -212,11 +226,19 @@ impl Pump {
                     self.m.message(&p, now);
                 }
             }
+            Woke::Live(Err(End::Moved(to))) if self.redirects < MAX_REDIRECTS => {
+                // Cluster: the channel's shard is elsewhere; join its hub.
+                self.redirects += 1;
+                let mut node = self.cfg.redis.clone();
+                (node.host, node.port) = (to.host, to.port);
+                self.subscribe(&node);
+            }
             Woke::Live(Err(end)) | Woke::Messages(Err(end)) => {
                 self.sub = None;
                 let why = match end {
                     End::Lost => "subscription lost",
                     End::Overflow => "subscription queue overflowed",
+                    End::Moved(_) => "too many cluster redirects",
                 };
                 self.m.redis_failed(why, now);
             }
