@@ -13,6 +13,8 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features portable -- -D warnings
+cargo clippy --target wasm32-wasip2 --no-default-features --features p3 -- -D warnings
+cargo clippy --target wasm32-wasip2 --no-default-features --features p3-spin-variables -- -D warnings
 
 SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
 SSE_GATEWAY_SPIN_WASM=$(scripts/build.sh spin | tail -n 1)

@@ -6,7 +6,7 @@
 mod common;
 
 use common::p3::{subscription_connections, use_p3};
-use common::{bearer, get, jwt, open_stream, Next, SseItem, SseStream, TestEnv};
+use common::{bearer, get, jwt, open_stream, Host, Next, SseItem, SseStream, TestEnv};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,11 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn p3_env() -> TestEnv {
     use_p3();
+    // wasmtime whatever SSE_GATEWAY_HOST says: the instance numbers this
+    // file reads are in wasmtime's log prefixes.
     TestEnv::start_with(|b| {
-        b.env("HEARTBEAT_SECONDS", "1")
+        b.on(Host::Wasmtime)
+            .env("HEARTBEAT_SECONDS", "1")
             .env("DEV_MODE", "true")
             .arg("--max-instance-reuse-count")
             .arg("1000")
