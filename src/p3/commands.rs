@@ -42,6 +42,9 @@ struct Shared {
     cluster: bool,
     timeout_ms: u64,
     writer: RefCell<Option<Waker>>,
+    /// The watchdog, idle while nothing is waiting (so an idle instance
+    /// uses no CPU).
+    watchdog: RefCell<Option<Waker>>,
     dead: Cell<bool>,
 }
 
@@ -132,6 +135,7 @@ fn connection(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Rc<Shared
                 cluster,
                 timeout_ms,
                 writer: RefCell::new(None),
+                watchdog: RefCell::new(None),
                 dead: Cell::new(false),
             });
             current.insert(node, s.clone());
@@ -143,9 +147,11 @@ fn connection(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Rc<Shared
 }
 
 impl Shared {
+    /// Something was queued: the writer sends it, the watchdog times it.
     fn wake_writer(&self) {
         let writer = self.writer.borrow_mut().take();
-        if let Some(w) = writer {
+        let watchdog = self.watchdog.borrow_mut().take();
+        for w in writer.into_iter().chain(watchdog) {
             w.wake();
         }
     }
@@ -180,6 +186,7 @@ async fn drive(shared: Rc<Shared>) {
     let outcome = run(&shared, &shared.target).await;
     shared.dead.set(true);
     shared.writer.borrow_mut().take();
+    shared.watchdog.borrow_mut().take();
     CURRENT.with_borrow_mut(|current| {
         current.retain(|_, c| !Rc::ptr_eq(c, &shared));
     });
@@ -256,7 +263,16 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
                     return Err::<(), String>("redis did not answer in time".into())
                 }
                 Some(d) => clock::until(d).await,
-                None => clock::until(clock::now().saturating_add(clock::secs(1))).await,
+                None => {
+                    future::poll_fn(|cx| {
+                        if shared.pipeline.borrow().deadline().is_some() {
+                            return Poll::Ready(());
+                        }
+                        *shared.watchdog.borrow_mut() = Some(cx.waker().clone());
+                        Poll::Pending
+                    })
+                    .await
+                }
             }
         }
     });
