@@ -8,6 +8,8 @@
 #   portable  config from environment variables, for `wasmtime serve` or any
 #             WASI-HTTP host, into target/portable (so it never overwrites
 #             the Spin build)
+#   otel      the Spin build that also records metrics and spans through
+#             wasi:otel (`spin up --experimental-wasi-otel`), into target/otel
 #   p3        the WASIp3 build (`--features p3`: wasi:http@0.3.0 via
 #             spin-sdk 7, many streams per instance, config from the
 #             environment), into target/p3, for `wasmtime serve` and Spin
@@ -30,15 +32,17 @@ variant=${1:-}
 case "$variant" in
     spin) dir=target features=() ;;
     portable) dir=target/portable features=(--no-default-features --features portable) ;;
+    otel) dir=target/otel features=(--features otel) ;;
     p3) dir=target/p3 features=(--no-default-features --features p3) ;;
     p3-spin) dir=target/p3-spin features=(--no-default-features --features p3-spin-variables) ;;
     *)
-        echo "usage: scripts/build.sh spin|portable|p3|p3-spin" >&2
+        echo "usage: scripts/build.sh spin|portable|otel|p3|p3-spin" >&2
         exit 2
         ;;
 esac
 
 ensure_wasm_target
+ensure_clang
 manifest=()
 case "$variant" in
     p3*)

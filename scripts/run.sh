@@ -95,7 +95,7 @@ if [ "$HOST" = spin ]; then
         SPIN_VARIABLE_HEARTBEAT_SECONDS="$HEARTBEAT_SECONDS" SPIN_VARIABLE_DEV_MODE="$DEV_MODE" \
         "$SPIN" up -f spin.toml --listen "127.0.0.1:$PORT" &
 else
-    "$WASMTIME" serve -S cli -S inherit-network \
+    "$WASMTIME" serve -S cli -S inherit-network -S allow-ip-name-lookup \
         --env REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
         --env JWT_SECRET="$JWT_SECRET" \
         --env HEARTBEAT_SECONDS="$HEARTBEAT_SECONDS" \

@@ -9,17 +9,20 @@ cd "$(dirname "$0")/.."
 ensure_tools
 find_spin
 
+echo "== lints $(date +%T)"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features portable -- -D warnings
+cargo clippy --target wasm32-wasip2 --features otel -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features p3 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features p3-spin-variables -- -D warnings
 
 SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
 SSE_GATEWAY_SPIN_WASM=$(scripts/build.sh spin | tail -n 1)
-export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM
-echo "portable component: $(stat -c %s "$SSE_GATEWAY_WASM") bytes; spin component: $(stat -c %s "$SSE_GATEWAY_SPIN_WASM") bytes"
+SSE_GATEWAY_OTEL_WASM=$(scripts/build.sh otel | tail -n 1)
+export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM SSE_GATEWAY_OTEL_WASM
+echo "portable component: $(stat -c %s "$SSE_GATEWAY_WASM") bytes; spin component: $(stat -c %s "$SSE_GATEWAY_SPIN_WASM") bytes; otel component: $(stat -c %s "$SSE_GATEWAY_OTEL_WASM") bytes"
 
 # The e2e files are those built on the harness (tests/common); spin_host is
 # about Spin only and runs in the Spin pass. Everything else runs once.
@@ -42,13 +45,18 @@ slog=$(mktemp)
 blog=$(mktemp)
 trap 'rm -f "$log" "$slog" "$blog"' EXIT
 set +e
-echo "== e2e under wasmtime serve (portable build)"
-SSE_GATEWAY_HOST=wasmtime cargo test "${once[@]}" "${e2e[@]}" "$@" 2>&1 | tee "$log"
+# Each pass has a hard bound, so a hung test fails the run with a line
+# saying which pass, instead of eating CI's whole budget.
+pass_timeout=${SSE_GATEWAY_PASS_TIMEOUT:-1800}
+echo "== e2e under wasmtime serve (portable build) $(date +%T)"
+SSE_GATEWAY_HOST=wasmtime timeout -k 30 "$pass_timeout" cargo test "${once[@]}" "${e2e[@]}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+[ "$status" -ne 124 ] || echo "tests: the wasmtime pass did not finish within ${pass_timeout}s"
 if [ -n "$SPIN" ]; then
-    echo "== e2e under spin up (default build, $("$SPIN" --version))"
-    SSE_GATEWAY_HOST=spin cargo test --test spin_host "${e2e[@]}" "$@" 2>&1 | tee "$slog"
+    echo "== e2e under spin up (default build, $("$SPIN" --version)) $(date +%T)"
+    SSE_GATEWAY_HOST=spin timeout -k 30 "$pass_timeout" cargo test --test spin_host "${e2e[@]}" "$@" 2>&1 | tee "$slog"
     sstatus=${PIPESTATUS[0]}
+    [ "$sstatus" -ne 124 ] || echo "tests: the Spin pass did not finish within ${pass_timeout}s"
     [ "$sstatus" -eq 0 ] || status=$sstatus
 else
     echo "tests: the Spin half did NOT run: no Spin found (\$SPIN, spin on PATH, ../shared/spin/install.sh)"
@@ -56,6 +64,7 @@ else
 fi
 set -e
 
+echo "== browser $(date +%T)"
 # The demo page in a real browser: Debian's headless Chromium driven by
 # playwright-core from npm (no browser is ever downloaded).
 if [ ! -x /usr/bin/chromium ]; then
@@ -66,10 +75,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd browser && npm ci --no-audit --no-fund --silent)
 set +e
-node --test --test-reporter=tap --test-concurrency=1 browser/ 2>&1 | tee "$blog"
+timeout -k 10 900 node --test --test-reporter=tap --test-concurrency=1 browser/ 2>&1 | tee "$blog"
 bstatus=${PIPESTATUS[0]}
 set -e
 
+echo "== bench and fuzz $(date +%T)"
 # --- bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
 # Both build against the crate as a library, so an API change that breaks
 # them fails here. The native baseline pumps the same stream machine as the
@@ -83,7 +93,7 @@ set +e
     (cd fuzz && cargo check --bins)
     bench_out=$(mktemp -d)
     trap 'rm -rf "$bench_out"' EXIT
-    bench/target/release/sse-bench --steps 300 --phase-seconds 3 --idle-seconds 2 \
+    timeout -k 10 600 bench/target/release/sse-bench --steps 300 --phase-seconds 3 --idle-seconds 2 \
         --fanout-rates 10000 --fanout-seconds 2 --rate 500 \
         --wasm "$SSE_GATEWAY_WASM" --wasmtime "$WASMTIME" --out "$bench_out" --name smoke
     # Every stream of both servers opened and none was dropped.

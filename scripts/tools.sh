@@ -1,6 +1,7 @@
 # Sourced by the other scripts: finds or installs what the gateway needs on a
-# fresh machine (wasm target, redis-server, wasmtime) and exports WASMTIME;
-# find_spin exports SPIN. Components are built by scripts/build.sh.
+# fresh machine (wasm target, clang and llvm for ring's C code, redis-server,
+# dnsmasq for the name tests, wasmtime) and exports WASMTIME; find_spin
+# exports SPIN. Components are built by scripts/build.sh.
 # wasmtime is compiled from crates.io once (15-20 min on 2 cores) and cached
 # under $SSE_GATEWAY_CACHE (default ~/.cache/sse-gateway).
 
@@ -13,13 +14,34 @@ ensure_wasm_target() {
     fi
 }
 
-ensure_redis() {
-    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+# Installs Debian packages that are missing ($1: a command that proves it).
+apt_install() {
+    local probe=$1
+    shift
+    if ! command -v "$probe" >/dev/null; then
         local sudo=""
         [ "$(id -u)" = 0 ] || sudo=sudo
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
     fi
+}
+
+ensure_redis() {
+    apt_install redis-cli redis-tools
+    apt_install redis-server redis-server
+}
+
+# ring (rustls' crypto provider) compiles C and assembly for wasm32-wasip2:
+# it needs clang (Debian's clang 14 works) and llvm-ar.
+ensure_clang() {
+    apt_install clang clang
+    apt_install llvm-ar llvm
+}
+
+# tests/redis_tls.rs resolves names through a real DNS server on loopback.
+# dnsmasq-base is the binary alone, without a system service.
+ensure_dnsmasq() {
+    PATH="$PATH:/usr/sbin" apt_install dnsmasq dnsmasq-base
 }
 
 ensure_wasmtime() {
@@ -41,7 +63,9 @@ ensure_wasmtime() {
 
 ensure_tools() {
     ensure_wasm_target
+    ensure_clang
     ensure_redis
+    ensure_dnsmasq
     ensure_wasmtime
 }
 

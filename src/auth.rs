@@ -2,7 +2,9 @@
 //! [`Identity`], or an [`AuthError`] the shell maps to a 401.
 //!
 //! Pure and host-testable: no clock access (the caller passes `now` as unix
-//! seconds), no I/O. Signatures are checked with `jwt-compact`.
+//! seconds), no I/O. Tokens are parsed and checked with `jwt-compact`; the
+//! public-key signatures are verified with `ring` (the TLS stack's crypto,
+//! linked anyway) through a verification-only [`jwt_compact::Algorithm`].
 //!
 //! Accepted algorithms: HS256 with a shared secret, and RS256, ES256 (P-256)
 //! and EdDSA (Ed25519) with public keys from configuration (PEM or a JWKS
@@ -15,17 +17,17 @@
 //! a token carrying any of those parameters (even as `null`) is refused.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use ed25519_compact::PublicKey as Ed25519Key;
 use jwt_compact::{
-    alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey},
+    alg::{Hs256, Hs256Key},
     jwk::JsonWebKey,
-    AlgorithmExt as _, Claims, TimeOptions, UntrustedToken, ValidationError,
+    Algorithm, AlgorithmExt as _, AlgorithmSignature, Claims, TimeOptions, UntrustedToken,
+    ValidationError,
 };
-use p256::ecdsa::VerifyingKey as P256Key;
-use rsa::pkcs1::DecodeRsaPublicKey as _;
+use pkcs1::der::Decode as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
+use std::borrow::Cow;
 use std::fmt;
 
 /// What the caller may do, from the role claim. `Admin` skips ownership
@@ -185,18 +187,22 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// Parsed public key material; each kind verifies exactly one algorithm.
+/// Parsed public key material, in the forms `ring` verifies; each kind
+/// verifies exactly one algorithm.
 #[derive(Clone)]
 enum Material {
-    Rsa(RsaPublicKey),
-    P256(P256Key),
-    Ed25519(Ed25519Key),
+    /// Modulus and public exponent, big-endian without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Uncompressed SEC1 point, `0x04 || x || y`.
+    P256(Box<[u8; 65]>),
+    /// The 32-byte encoded point, checked canonical and of large order.
+    Ed25519([u8; 32]),
 }
 
 impl Material {
     fn alg(&self) -> Alg {
         match self {
-            Material::Rsa(_) => Alg::Rs256,
+            Material::Rsa { .. } => Alg::Rs256,
             Material::P256(_) => Alg::Es256,
             Material::Ed25519(_) => Alg::EdDsa,
         }
@@ -205,10 +211,69 @@ impl Material {
     /// Key type for error messages ("an RSA key").
     fn kind(&self) -> &'static str {
         match self {
-            Material::Rsa(_) => "an RSA",
+            Material::Rsa { .. } => "an RSA",
             Material::P256(_) => "an EC P-256",
             Material::Ed25519(_) => "an Ed25519",
         }
+    }
+
+    /// Whether `signature` is this key's signature of `message` under its
+    /// one algorithm. ring re-checks the key itself on every call (RSA
+    /// 2048-8192 bits, the EC point on the curve).
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+        match self {
+            Material::Rsa { n, e } => RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, signature)
+                .is_ok(),
+            Material::P256(point) => {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point[..])
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            Material::Ed25519(key) => UnparsedPublicKey::new(&signature::ED25519, key)
+                .verify(message, signature)
+                .is_ok(),
+        }
+    }
+}
+
+/// RS256, ES256 or EdDSA as a verification-only jwt-compact algorithm, so
+/// jwt-compact's validator (the token's `alg` must be this name, then the
+/// claims) applies to ring-verified signatures as to HS256.
+struct PublicKeyAlg(Alg);
+
+/// No signing key exists: the gateway only verifies.
+enum NoSigningKey {}
+
+/// A signature as the token carries it; its length is checked by ring.
+struct RawSignature(Vec<u8>);
+
+impl AlgorithmSignature for RawSignature {
+    fn try_from_slice(slice: &[u8]) -> anyhow::Result<Self> {
+        Ok(RawSignature(slice.to_vec()))
+    }
+
+    fn as_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0)
+    }
+}
+
+impl Algorithm for PublicKeyAlg {
+    type SigningKey = NoSigningKey;
+    type VerifyingKey = Material;
+    type Signature = RawSignature;
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(self.0.name())
+    }
+
+    fn sign(&self, signing_key: &NoSigningKey, _message: &[u8]) -> RawSignature {
+        match *signing_key {}
+    }
+
+    fn verify_signature(&self, signature: &RawSignature, key: &Material, message: &[u8]) -> bool {
+        key.alg() == self.0 && key.verifies(message, &signature.0)
     }
 }
 
@@ -393,22 +458,70 @@ const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
-/// RFC 7518 §3.3: RS256 keys must have at least 2048 bits (the `rsa` crate
-/// refuses more than 4096 and out-of-range exponents itself).
+/// RFC 7518 §3.3: RS256 keys must have at least 2048 bits.
 const MIN_RSA_BITS: usize = 2048;
+/// Larger moduli are refused: each costs more per verification, and no
+/// issuer needs them (the limit the gateway has always had).
+const MAX_RSA_BITS: usize = 4096;
 
-fn rsa_checked(key: RsaPublicKey) -> Result<Material, &'static str> {
-    use rsa::traits::PublicKeyParts as _;
-    if key.n().bits() < MIN_RSA_BITS {
-        return Err("RSA key shorter than 2048 bits");
-    }
-    Ok(Material::Rsa(key))
+/// Bit length of a big-endian number without leading zeros.
+fn bits(be: &[u8]) -> usize {
+    be.first()
+        .map_or(0, |top| be.len() * 8 - top.leading_zeros() as usize)
 }
 
-fn ed25519_checked(key: Ed25519Key) -> Result<Material, &'static str> {
-    // Refuse non-canonical encodings and small-order points up front; such a
-    // key could never verify anyway.
-    key.validate()
+/// An RSA key from its numbers (leading zero bytes allowed). `malformed` is
+/// the caller's message for numbers no RSA key can have: ring's own rules
+/// (odd modulus, odd exponent from 3 to 2^33 - 1) and at most 4096 bits,
+/// checked here so a bad key is refused at startup, not at every token.
+fn rsa_checked(n: &[u8], e: &[u8], malformed: &'static str) -> Result<Material, &'static str> {
+    let strip = |x: &[u8]| -> Vec<u8> { x[x.iter().take_while(|b| **b == 0).count()..].to_vec() };
+    let (n, e) = (strip(n), strip(e));
+    let odd = |x: &[u8]| x.last().is_some_and(|b| b & 1 == 1);
+    let e_too_small = e.len() == 1 && e[0] < 3;
+    if !odd(&n) || !odd(&e) || e_too_small || bits(&e) > 33 || bits(&e) >= bits(&n) {
+        return Err(malformed);
+    }
+    if bits(&n) > MAX_RSA_BITS {
+        return Err(malformed);
+    }
+    if bits(&n) < MIN_RSA_BITS {
+        return Err("RSA key shorter than 2048 bits");
+    }
+    Ok(Material::Rsa { n, e })
+}
+
+/// An RSA key from DER `RSAPublicKey` (PKCS#1), as SPKI wraps it too.
+fn rsa_from_pkcs1(der: &[u8], malformed: &'static str) -> Result<Material, &'static str> {
+    let key = pkcs1::RsaPublicKey::from_der(der).map_err(|_| malformed)?;
+    rsa_checked(
+        key.modulus.as_bytes(),
+        key.public_exponent.as_bytes(),
+        malformed,
+    )
+}
+
+/// A P-256 point from its 32-byte coordinates. That it lies on the curve
+/// is checked by ring at each verification: an off-curve key verifies no
+/// token.
+fn p256_from_xy(x: &[u8], y: &[u8]) -> Option<Material> {
+    if x.len() != 32 || y.len() != 32 {
+        return None;
+    }
+    let mut point = Box::new([0x04; 65]);
+    point[1..33].copy_from_slice(x);
+    point[33..].copy_from_slice(y);
+    Some(Material::P256(point))
+}
+
+/// An Ed25519 key from its encoding; `wrong_length` is the caller's message
+/// for anything but 32 bytes.
+fn ed25519_checked(raw: &[u8], wrong_length: &'static str) -> Result<Material, &'static str> {
+    let key: [u8; 32] = raw.try_into().map_err(|_| wrong_length)?;
+    // Refuse non-canonical encodings and small-order points up front (ring
+    // does not): a small-order key would accept forged signatures.
+    ed25519_compact::PublicKey::new(key)
+        .validate()
         .map_err(|_| "invalid Ed25519 public key (not a canonical point of large order)")?;
     Ok(Material::Ed25519(key))
 }
@@ -417,29 +530,33 @@ fn ed25519_checked(key: Ed25519Key) -> Result<Material, &'static str> {
 fn material_from_spki(der: &[u8]) -> Result<Material, &'static str> {
     let spki = SubjectPublicKeyInfoRef::try_from(der)
         .map_err(|_| "malformed public key (not DER SubjectPublicKeyInfo)")?;
+    let key = spki.subject_public_key.as_bytes();
     match spki.algorithm.oid {
-        OID_RSA_ENCRYPTION => RsaPublicKey::try_from(spki)
-            .map_err(|_| "malformed or out-of-range RSA public key")
-            .and_then(rsa_checked),
+        OID_RSA_ENCRYPTION => {
+            const MALFORMED: &str = "malformed or out-of-range RSA public key";
+            // RFC 3279 §2.3.1: the parameters are NULL.
+            let null = spki::der::asn1::AnyRef::from(spki::der::asn1::Null);
+            if spki.algorithm.parameters_any().ok() != Some(null) {
+                return Err(MALFORMED);
+            }
+            rsa_from_pkcs1(key.ok_or(MALFORMED)?, MALFORMED)
+        }
         OID_EC_PUBLIC_KEY => {
             if spki.algorithm.parameters_oid().ok() != Some(OID_P256) {
                 return Err("EC key on an unsupported curve (only P-256, for ES256)");
             }
-            P256Key::try_from(spki)
-                .map(Material::P256)
-                .map_err(|_| "malformed EC P-256 public key")
+            match key {
+                Some([0x04, xy @ ..]) if xy.len() == 64 => p256_from_xy(&xy[..32], &xy[32..]),
+                _ => None,
+            }
+            .ok_or("malformed EC P-256 public key (expected an uncompressed point)")
         }
         OID_ED25519 => {
             if spki.algorithm.parameters.is_some() {
                 return Err("malformed Ed25519 public key (unexpected parameters)");
             }
-            let raw = spki
-                .subject_public_key
-                .as_bytes()
-                .ok_or("malformed Ed25519 public key")?;
-            Ed25519Key::from_slice(raw)
-                .map_err(|_| "malformed Ed25519 public key (not 32 bytes)")
-                .and_then(ed25519_checked)
+            let raw = key.ok_or("malformed Ed25519 public key")?;
+            ed25519_checked(raw, "malformed Ed25519 public key (not 32 bytes)")
         }
         _ => Err("unsupported public key type (expected RSA, EC P-256 or Ed25519)"),
     }
@@ -458,9 +575,10 @@ fn parse_pem_keys(text: &str, algorithms: &[Alg]) -> Result<Vec<PublicKey>, Stri
         let n = i + 1;
         let material = match block.tag() {
             "PUBLIC KEY" => material_from_spki(block.contents()),
-            "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(block.contents())
-                .map_err(|_| "malformed or out-of-range PKCS#1 RSA public key")
-                .and_then(rsa_checked),
+            "RSA PUBLIC KEY" => rsa_from_pkcs1(
+                block.contents(),
+                "malformed or out-of-range PKCS#1 RSA public key",
+            ),
             tag if tag.ends_with("PRIVATE KEY") => Err(
                 "a private key, not a public key: configure only the public half \
                  (openssl pkey -in KEY -pubout)",
@@ -568,17 +686,25 @@ fn parse_jwks(text: &str, algorithms: &[Alg]) -> Result<Vec<PublicKey>, String> 
         }
         let jwk: JsonWebKey<'_> = serde_json::from_value(entry.clone())
             .map_err(|_| format!("{label}: malformed key (check its base64url fields)"))?;
-        let material = match alg {
-            Alg::Rs256 => RsaPublicKey::try_from(&jwk)
-                .map_err(|_| "malformed or out-of-range RSA key")
-                .and_then(rsa_checked),
-            Alg::Es256 => P256Key::try_from(&jwk).map(Material::P256).map_err(|_| {
-                "malformed EC P-256 key (x and y must be 32-byte coordinates of a curve point)"
-            }),
-            Alg::EdDsa => Ed25519Key::try_from(&jwk)
-                .map_err(|_| "malformed Ed25519 key (x must be 32 bytes)")
-                .and_then(ed25519_checked),
-            Alg::Hs256 => unreachable!("oct keys are refused above"),
+        let material = match (alg, &jwk) {
+            (
+                Alg::Rs256,
+                JsonWebKey::Rsa {
+                    modulus,
+                    public_exponent,
+                    ..
+                },
+            ) => rsa_checked(
+                modulus,
+                public_exponent,
+                "malformed or out-of-range RSA key",
+            ),
+            (Alg::Es256, JsonWebKey::EllipticCurve { x, y, .. }) => p256_from_xy(x, y)
+                .ok_or("malformed EC P-256 key (x and y must be 32-byte coordinates)"),
+            (Alg::EdDsa, JsonWebKey::KeyPair { x, .. }) => {
+                ed25519_checked(x, "malformed Ed25519 key (x must be 32 bytes)")
+            }
+            _ => Err("malformed key"),
         }
         .map_err(|why| format!("{label}: {why}"))?;
         keys.push(PublicKey { kid, material });
@@ -693,11 +819,9 @@ impl VerifyKey {
     fn verify(&self, token: &UntrustedToken<'_>) -> Result<Claims<OtherClaims>, ValidationError> {
         let claims = match self {
             VerifyKey::Hs256(key) => Hs256.validator::<OtherClaims>(key).validate(token),
-            VerifyKey::Public(key) => match &key.material {
-                Material::Rsa(key) => Rsa::rs256().validator(key).validate(token),
-                Material::P256(key) => Es256.validator(key).validate(token),
-                Material::Ed25519(key) => Ed25519.validator(key).validate(token),
-            },
+            VerifyKey::Public(key) => PublicKeyAlg(key.material.alg())
+                .validator(&key.material)
+                .validate(token),
         };
         claims.map(|t| t.into_parts().1)
     }
@@ -1654,7 +1778,7 @@ mod tests {
 mod key_tests {
     use super::*;
     use ed25519_compact::{KeyPair, SecretKey, Seed};
-    use jwt_compact::{Algorithm, AlgorithmSignature};
+    use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
     use p256::ecdsa::SigningKey as P256Signer;
     use p256::pkcs8::DecodePrivateKey as _;
     use rsa::traits::PublicKeyParts as _;
@@ -1843,19 +1967,18 @@ mod key_tests {
     }
 
     fn ec_jwk(public_pem: &str, kid: &str) -> Value {
-        let Material::P256(key) = material_from_spki(&der(public_pem)).expect("EC key") else {
+        let Material::P256(point) = material_from_spki(&der(public_pem)).expect("EC key") else {
             panic!("not EC")
         };
-        let point = key.to_encoded_point(false);
         json!({"kty": "EC", "crv": "P-256", "kid": kid,
-               "x": b64url(point.x().expect("x")), "y": b64url(point.y().expect("y"))})
+               "x": b64url(&point[1..33]), "y": b64url(&point[33..])})
     }
 
     fn ed_jwk(public_pem: &str, kid: &str) -> Value {
         let Material::Ed25519(key) = material_from_spki(&der(public_pem)).expect("Ed key") else {
             panic!("not Ed25519")
         };
-        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(key.as_ref())})
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(&key)})
     }
 
     trait FromPem {
@@ -2008,6 +2131,7 @@ mod key_tests {
         let Material::Ed25519(ed) = material_from_spki(&der(ED_PUB)).unwrap() else {
             panic!()
         };
+        let ed = ed25519_compact::PublicKey::new(ed);
         let mut jwk = serde_json::to_value(JsonWebKey::from(&ed)).unwrap();
         jwk["kid"] = json!("ed");
         let rsa = RsaPublicKey::from_public_key_der_for_test(RSA_PUB);

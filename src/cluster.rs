@@ -19,10 +19,26 @@ pub use redis_protocol::redis_keyslot as key_slot;
 pub struct Moved {
     /// The slot that moved.
     pub slot: u16,
-    /// The owner's host (IPv6 without brackets).
+    /// The owner's host: an IP (IPv6 without brackets) or, with
+    /// `cluster-preferred-endpoint-type hostname`, a name, resolved and
+    /// verified (TLS) like the configured host. Empty: the same host as
+    /// the node that answered (Redis 7 sends `:port` when it knows no
+    /// endpoint to give).
     pub host: String,
     /// The owner's port.
     pub port: u16,
+}
+
+impl Moved {
+    /// Points `target` at the slot's owner, keeping its TLS settings and
+    /// resolver (every node is reached and verified like the first); an
+    /// empty host keeps the host that answered.
+    pub fn redirect(&self, target: &mut crate::config::RedisTarget) {
+        if !self.host.is_empty() {
+            target.host.clone_from(&self.host);
+        }
+        target.port = self.port;
+    }
 }
 
 /// Finds a `MOVED` redirect in an error text. `ASK` (a slot mid-migration)
@@ -34,7 +50,8 @@ pub fn parse_moved(error: &str) -> Option<Moved> {
     let endpoint = parts.next()?;
     let (host, port) = endpoint.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || slot >= SLOTS {
+    // `?`: the node knows no endpoint for the owner (unknown-endpoint).
+    if host == "?" || slot >= SLOTS {
         return None;
     }
     Some(Moved {
@@ -81,14 +98,38 @@ mod tests {
             parse_moved("MOVED 1 [::1]:7000").map(|m| m.host),
             Some("::1".to_string())
         );
+        assert_eq!(
+            parse_moved("MOVED 5 redis-2.redis.svc.cluster.local:6380").map(|m| (m.host, m.port)),
+            Some(("redis-2.redis.svc.cluster.local".to_string(), 6380))
+        );
+        assert_eq!(
+            parse_moved("MOVED 1 :7001").map(|m| m.host),
+            Some(String::new())
+        );
         for bad in [
             "ASK 3999 127.0.0.1:6381",
             "MOVED x h:1",
             "MOVED 99999 h:1",
             "MOVED 1 h",
-            "MOVED 1 :1",
+            "MOVED 1 ?:7000",
         ] {
             assert_eq!(parse_moved(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_redirect_keeps_tls_and_the_resolver() {
+        let mut t = crate::config::parse_redis_url("rediss://:pw@redis.svc:6380").unwrap();
+        t.dns_server = Some("10.96.0.10:53".parse().unwrap());
+        let before = t.clone();
+        parse_moved("MOVED 1 redis-2.svc:7001")
+            .unwrap()
+            .redirect(&mut t);
+        assert_eq!((t.host.as_str(), t.port), ("redis-2.svc", 7001));
+        assert_eq!((&t.tls, t.dns_server), (&before.tls, before.dns_server));
+        assert_eq!(t.password, before.password);
+        // `:port`: the node that answered, on another port.
+        parse_moved("MOVED 1 :7002").unwrap().redirect(&mut t);
+        assert_eq!((t.host.as_str(), t.port), ("redis-2.svc", 7002));
     }
 }

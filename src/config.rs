@@ -7,7 +7,10 @@
 
 use crate::auth::AuthConfig;
 use crate::cors::CorsPolicy;
+use crate::dns;
+use crate::tls::TlsClient;
 use std::fmt;
+use std::net::SocketAddr;
 
 /// Where Redis lives and how to log in, parsed from `redis_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,11 @@ pub struct RedisTarget {
     pub password: Option<String>,
     /// Database number for `SELECT`.
     pub db: u32,
+    /// `rediss://`: TLS settings, the same for every cluster node.
+    pub tls: Option<TlsClient>,
+    /// `dns_server`: the resolver asked for host names (DNS over TCP);
+    /// unset, the host's own lookup is used.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Channel and key names, configurable so several deployments can share Redis.
@@ -39,6 +47,11 @@ pub struct Prefixes {
     pub history_key: String,
     /// `sse:streams:` + user id: the sorted set of a user's open streams.
     pub slots_key: String,
+    /// `replay:` + session id: the replay session record hash.
+    pub replay_key: String,
+    /// Unset by default. When set, `prefix` + the token's `sub` is the user
+    /// record hash (`user_id`, `role`, `is_active`) that identity comes from.
+    pub identity_key: Option<String>,
 }
 
 /// The capped per-channel history that makes resume gapless.
@@ -67,7 +80,9 @@ pub struct Limits {
     pub max_body_seconds: u64,
 }
 
-/// Everything a request needs, validated once per request.
+/// Everything a request needs, validated once per request. (`Clone`: a
+/// stream that must read the user record before it can plan keeps a copy.)
+#[derive(Clone)]
 pub struct Config {
     /// Redis connection target.
     pub redis: RedisTarget,
@@ -94,6 +109,8 @@ pub struct Config {
     /// Local development helpers (demo page, token minting). Off by default
     /// and in `spin.toml`: it lets anyone mint tokens.
     pub dev_mode: bool,
+    /// Lines below this level are not printed (`log_level`).
+    pub log_level: crate::log::Level,
 }
 
 /// A variable that is missing or malformed; its message names the variable
@@ -160,6 +177,13 @@ pub const VARIABLES: &[&str] = &[
     "slots_key_prefix",
     "dev_mode",
     "redis_cluster",
+    "dns_server",
+    "redis_tls_ca_pem",
+    "redis_tls_cert_pem",
+    "redis_tls_key_pem",
+    "replay_key_prefix",
+    "identity_key_prefix",
+    "log_level",
 ];
 
 /// Reads variables by their lowercase name; empty values count as unset.
@@ -206,8 +230,7 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
 impl Config {
     /// Loads and validates every variable.
     pub fn load<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Config, ConfigError> {
-        let redis = parse_redis_url(&src.text("redis_url", "redis://127.0.0.1:6379"))
-            .map_err(|p| err("redis_url", p))?;
+        let redis = load_redis(src)?;
         let algorithms = src.text("jwt_algorithms", "HS256");
         let secret = src.get("jwt_secret").unwrap_or_default();
         let mut auth = load_keys(src, &algorithms, secret)?;
@@ -229,6 +252,8 @@ impl Config {
                 exec_key: src.text("exec_key_prefix", "exec:"),
                 history_key: src.text("history_key_prefix", "history:"),
                 slots_key: src.text("slots_key_prefix", "sse:streams:"),
+                replay_key: src.text("replay_key_prefix", "replay:"),
+                identity_key: src.get("identity_key_prefix"),
             },
             history: HistoryLimits {
                 max_len: src.number("history_max_len", 1000, 1, 1_000_000)?,
@@ -248,8 +273,38 @@ impl Config {
                 max_body_seconds: src.number("max_body_seconds", 10, 1, 3600)?,
             },
             dev_mode: src.flag("dev_mode")?,
+            log_level: crate::log::Level::parse(&src.text("log_level", "info"))
+                .ok_or_else(|| err("log_level", "must be error, warn, info or debug"))?,
         })
     }
+}
+
+/// The Redis target with its TLS settings and resolver.
+fn load_redis<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<RedisTarget, ConfigError> {
+    let mut redis = parse_redis_url(&src.text("redis_url", "redis://127.0.0.1:6379"))
+        .map_err(|p| err("redis_url", p))?;
+    let ca = src.get("redis_tls_ca_pem");
+    let cert = src.get("redis_tls_cert_pem");
+    let key = src.get("redis_tls_key_pem");
+    if redis.tls.is_some() {
+        let tls = TlsClient::new(ca.as_deref(), cert.as_deref(), key.as_deref())
+            .map_err(|e| err(e.variable, e.problem))?;
+        redis.tls = Some(tls);
+    } else if let Some(variable) = [
+        ("redis_tls_ca_pem", &ca),
+        ("redis_tls_cert_pem", &cert),
+        ("redis_tls_key_pem", &key),
+    ]
+    .into_iter()
+    .find_map(|(name, value)| value.is_some().then_some(name))
+    {
+        return Err(err(variable, "is set but redis_url is not rediss:// (TLS)"));
+    }
+    redis.dns_server = src
+        .get("dns_server")
+        .map(|s| dns::parse_server(&s).map_err(|p| err("dns_server", p)))
+        .transpose()?;
+    Ok(redis)
 }
 
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash (256 bits).
@@ -297,14 +352,16 @@ fn load_keys<F: Fn(&str) -> Option<String>>(
         })
 }
 
-/// Parses `redis://[[user]:password@]host[:port][/db]`. TLS (`rediss://`)
-/// is refused: `wasi:sockets` gives plain TCP and the component carries no
-/// TLS stack.
+/// Parses `redis[s]://[[user]:password@]host[:port][/db]`. `rediss://` is
+/// TLS, verified against the bundled web PKI roots until
+/// [`Config::load`] applies `redis_tls_*`.
 pub fn parse_redis_url(url: &str) -> Result<RedisTarget, String> {
-    let rest = url
-        .trim()
-        .strip_prefix("redis://")
-        .ok_or("must start with redis:// (rediss:// is not supported)")?;
+    let url = url.trim();
+    let (rest, tls) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+        (Some(rest), _) => (rest, None),
+        (_, Some(rest)) => (rest, Some(TlsClient::web_pki())),
+        _ => return Err("must start with redis:// or rediss:// (TLS)".into()),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, ""),
@@ -352,6 +409,8 @@ pub fn parse_redis_url(url: &str) -> Result<RedisTarget, String> {
         username,
         password,
         db,
+        tls,
+        dns_server: None,
     })
 }
 
@@ -438,6 +497,23 @@ mod tests {
     }
 
     #[test]
+    fn replay_and_identity_prefixes() {
+        let c = load(&[("jwt_secret", LONG)]).unwrap();
+        assert_eq!(c.prefixes.replay_key, "replay:");
+        assert_eq!(c.prefixes.identity_key, None);
+        let c = load(&[
+            ("jwt_secret", LONG),
+            ("replay_key_prefix", "rs:"),
+            ("identity_key_prefix", "user:"),
+        ])
+        .unwrap();
+        assert_eq!(c.prefixes.replay_key, "rs:");
+        assert_eq!(c.prefixes.identity_key.as_deref(), Some("user:"));
+        let c = load(&[("jwt_secret", LONG), ("identity_key_prefix", " ")]).unwrap();
+        assert_eq!(c.prefixes.identity_key, None);
+    }
+
+    #[test]
     fn missing_secret_names_the_variable_in_both_spellings() {
         let e = load(&[]).err().unwrap();
         assert_eq!(e.variable, "jwt_secret");
@@ -507,7 +583,9 @@ mod tests {
                 port: 6380,
                 username: None,
                 password: Some("p@ss".into()),
-                db: 2
+                db: 2,
+                tls: None,
+                dns_server: None,
             }
         );
         let t = parse_redis_url("redis://alice:pw@10.0.0.1").unwrap();
@@ -522,7 +600,7 @@ mod tests {
     #[test]
     fn bad_redis_urls() {
         for u in [
-            "rediss://h",
+            "redis:/h",
             "http://h",
             "redis://",
             "redis://h:port",
@@ -536,5 +614,49 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.variable, "redis_url");
+    }
+
+    #[test]
+    fn tls_and_resolver() {
+        let c = load(&[
+            ("jwt_secret", LONG),
+            ("redis_url", "rediss://:pw@cache.example:6380"),
+        ])
+        .unwrap();
+        assert!(c.redis.tls.is_some());
+        assert_eq!(
+            (c.redis.host.as_str(), c.redis.port),
+            ("cache.example", 6380)
+        );
+        assert_eq!(c.redis.dns_server, None);
+        let c = load(&[("jwt_secret", LONG), ("dns_server", "tcp://10.96.0.10:53")]).unwrap();
+        assert_eq!(c.redis.dns_server, Some("10.96.0.10:53".parse().unwrap()));
+        assert!(c.redis.tls.is_none());
+        let e = load(&[("jwt_secret", LONG), ("dns_server", "kube-dns")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "dns_server");
+        // TLS settings without TLS would be a false sense of security.
+        let e = load(&[("jwt_secret", LONG), ("redis_tls_ca_pem", "x")])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "redis_tls_ca_pem");
+        let e = load(&[
+            ("jwt_secret", LONG),
+            ("redis_url", "rediss://h"),
+            ("redis_tls_ca_pem", "not pem"),
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(e.variable, "redis_tls_ca_pem");
+        let e = load(&[
+            ("jwt_secret", LONG),
+            ("redis_url", "rediss://h"),
+            ("redis_tls_key_pem", "-----BEGIN PRIVATE KEY-----"),
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(e.variable, "redis_tls_cert_pem");
+        assert!(!e.to_string().contains("BEGIN"), "{e}");
     }
 }

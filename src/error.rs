@@ -22,7 +22,9 @@ pub struct ApiError {
 #[derive(Serialize)]
 struct Body<'a> {
     detail: &'a str,
-    #[serde(rename = "type")]
+    /// Left out when empty: FastAPI's own `HTTPException` answers (the
+    /// replay route's 404) carry no `type`, and the gateway answers alike.
+    #[serde(rename = "type", skip_serializing_if = "str::is_empty")]
     kind: &'a str,
 }
 
@@ -38,20 +40,14 @@ impl ApiError {
 
     /// 401: the request carried no token at all.
     pub fn authentication_required() -> Self {
-        Self::new(
-            401,
-            "AuthenticationRequiredError",
-            "Authentication required",
-        )
+        Self::new(401, "AuthenticationRequiredError", "Not authenticated")
     }
 
-    /// 401: a token was sent but did not verify (the reason stays in logs).
+    /// 401: a token was sent but did not verify, has expired, or names a
+    /// user the user store does not know or has deactivated (the reason
+    /// stays in logs).
     pub fn invalid_credentials() -> Self {
-        Self::new(
-            401,
-            "InvalidCredentialsError",
-            "Invalid or expired credentials",
-        )
+        Self::new(401, "InvalidCredentialsError", "Invalid credentials")
     }
 
     /// 403: authenticated, but the stream belongs to someone else.
@@ -59,13 +55,30 @@ impl ApiError {
         Self::new(403, "ForbiddenError", "Access denied")
     }
 
+    /// 403: an admin route and a caller who is not an admin. Like the
+    /// Python service, the detail names the caller when it is known
+    /// (`Admin access required for user 'alice'`).
+    pub fn admin_access_required(username: Option<&str>) -> Self {
+        let detail = match username {
+            Some(name) => format!("Admin access required for user '{name}'"),
+            None => "Admin access required".to_string(),
+        };
+        Self::new(403, "AdminAccessRequiredError", detail)
+    }
+
     /// 404: no execution record under that id.
     pub fn execution_not_found(id: &str) -> Self {
         Self::new(
             404,
             "ExecutionNotFoundError",
-            format!("Execution {id} not found"),
+            format!("Execution '{id}' not found"),
         )
+    }
+
+    /// 404: no replay session record under that id. The Python service
+    /// raises a bare `HTTPException` here, so the body has no `type`.
+    pub fn replay_session_not_found() -> Self {
+        Self::new(404, "", "Replay session not found")
     }
 
     /// 404: no route at that path.
@@ -161,6 +174,59 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"detail": "Access denied", "type": "ForbiddenError"})
+        );
+    }
+
+    /// The exact bytes the Python service sends, so its browser client and
+    /// anything matching on them keep working.
+    #[test]
+    fn texts_are_the_python_services() {
+        let body = |e: ApiError| (e.status, String::from_utf8(e.body()).unwrap());
+        assert_eq!(
+            body(ApiError::authentication_required()),
+            (
+                401,
+                r#"{"detail":"Not authenticated","type":"AuthenticationRequiredError"}"#.into()
+            )
+        );
+        assert_eq!(
+            body(ApiError::invalid_credentials()),
+            (
+                401,
+                r#"{"detail":"Invalid credentials","type":"InvalidCredentialsError"}"#.into()
+            )
+        );
+        assert_eq!(
+            body(ApiError::execution_not_found("e-1")),
+            (
+                404,
+                r#"{"detail":"Execution 'e-1' not found","type":"ExecutionNotFoundError"}"#.into()
+            )
+        );
+        assert_eq!(
+            body(ApiError::replay_session_not_found()),
+            (404, r#"{"detail":"Replay session not found"}"#.into())
+        );
+        assert_eq!(
+            body(ApiError::admin_access_required(None)),
+            (
+                403,
+                r#"{"detail":"Admin access required","type":"AdminAccessRequiredError"}"#.into()
+            )
+        );
+        assert_eq!(
+            body(ApiError::admin_access_required(Some("al\"ice"))),
+            (
+                403,
+                r#"{"detail":"Admin access required for user 'al\"ice'","type":"AdminAccessRequiredError"}"#.into()
+            )
+        );
+        assert_eq!(
+            body(ApiError::forbidden()),
+            (
+                403,
+                r#"{"detail":"Access denied","type":"ForbiddenError"}"#.into()
+            )
         );
     }
 

@@ -32,6 +32,17 @@ pub enum StreamKind {
     Replay,
 }
 
+impl StreamKind {
+    /// The kind's name in log lines and metric attributes.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Execution => "execution",
+            StreamKind::Notification => "notification",
+            StreamKind::Replay => "replay",
+        }
+    }
+}
+
 /// Why a message was skipped (for the log line; never fatal to the stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -191,57 +202,58 @@ impl ExecutionRecord {
     }
 }
 
+/// An execution event as the Python service serializes it: these six keys
+/// in this order, `null` where a field does not apply (its browser client
+/// and any typed client generated from its schema read them by name).
 #[derive(Serialize)]
-struct StatusEvent<'a> {
+struct SnapshotEvent<'a> {
     event_type: &'static str,
     execution_id: &'a str,
-    status: &'a str,
-    timestamp: &'a str,
+    timestamp: Option<&'a str>,
+    event_id: Option<&'a str>,
+    status: Option<&'a str>,
+    result: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct ResultEvent<'a> {
-    event_type: &'static str,
-    execution_id: &'a str,
-    status: &'a str,
-    result: serde_json::Value,
-    timestamp: &'a str,
+impl<'a> SnapshotEvent<'a> {
+    fn new(event_type: &'static str, execution_id: &'a str, rec: &'a ExecutionRecord) -> Self {
+        let present = |s: &'a str| (!s.is_empty()).then_some(s);
+        SnapshotEvent {
+            event_type,
+            execution_id,
+            timestamp: present(&rec.updated_at),
+            event_id: None,
+            status: present(&rec.status),
+            result: None,
+        }
+    }
 }
 
-/// The `status` control event every execution stream starts with.
+/// The `status` control event every execution stream starts with:
+/// `{"event_type":"status","execution_id":…,"timestamp":<updated_at>,
+/// "event_id":null,"status":…,"result":null}`.
 pub fn status_event(execution_id: &str, rec: &ExecutionRecord) -> String {
-    serde_json::to_string(&StatusEvent {
-        event_type: "status",
-        execution_id,
-        status: &rec.status,
-        timestamp: &rec.updated_at,
-    })
-    .unwrap_or_default()
+    serde_json::to_string(&SnapshotEvent::new("status", execution_id, rec)).unwrap_or_default()
 }
 
 /// For a finished execution with a stored result: the `result_stored` event a
-/// late subscriber would otherwise have missed. A result that is not JSON is
-/// sent as a JSON string rather than dropped.
+/// late subscriber would otherwise have missed, in the same six-key shape. A
+/// result that is not JSON is sent as a JSON string rather than dropped.
 pub fn stored_result_event(execution_id: &str, rec: &ExecutionRecord) -> Option<String> {
     if !rec.is_finished() {
         return None;
     }
     let raw = rec.result.as_deref()?;
     let result = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::from(raw));
-    serde_json::to_string(&ResultEvent {
-        event_type: "result_stored",
-        execution_id,
-        status: &rec.status,
-        result,
-        timestamp: &rec.updated_at,
-    })
-    .ok()
+    let mut event = SnapshotEvent::new("result_stored", execution_id, rec);
+    event.result = Some(result);
+    serde_json::to_string(&event).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::Value;
 
     fn exec(payload: &str) -> Result<bool, Skip> {
         classify(StreamKind::Execution, payload.as_bytes()).map(|a| a.terminal)
@@ -329,11 +341,15 @@ mod tests {
     }
 
     #[test]
-    fn status_event_from_record() {
-        let v: Value = serde_json::from_str(&status_event("e1", &record("running", None))).unwrap();
+    fn status_event_has_the_python_services_keys_in_its_order() {
         assert_eq!(
-            v,
-            json!({"event_type":"status","execution_id":"e1","status":"running","timestamp":"2026-01-01T00:00:00Z"})
+            status_event("e1", &record("running", Some("{}"))),
+            r#"{"event_type":"status","execution_id":"e1","timestamp":"2026-01-01T00:00:00Z","event_id":null,"status":"running","result":null}"#
+        );
+        let bare = ExecutionRecord::from_pairs(vec![("user_id".into(), "u1".into())]).unwrap();
+        assert_eq!(
+            status_event("e\"2", &bare),
+            r#"{"event_type":"status","execution_id":"e\"2","timestamp":null,"event_id":null,"status":null,"result":null}"#
         );
     }
 
@@ -346,9 +362,10 @@ mod tests {
         assert_eq!(stored_result_event("e1", &record("completed", None)), None);
         let ev =
             stored_result_event("e1", &record("completed", Some(r#"{"exit_code":0}"#))).unwrap();
-        let v: Value = serde_json::from_str(&ev).unwrap();
-        assert_eq!(v["event_type"], "result_stored");
-        assert_eq!(v["result"], json!({"exit_code": 0}));
+        assert_eq!(
+            ev,
+            r#"{"event_type":"result_stored","execution_id":"e1","timestamp":"2026-01-01T00:00:00Z","event_id":null,"status":"completed","result":{"exit_code":0}}"#
+        );
         let ev = stored_result_event("e1", &record("failed", Some("not json"))).unwrap();
         let v: Value = serde_json::from_str(&ev).unwrap();
         assert_eq!(v["result"], "not json");

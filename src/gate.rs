@@ -45,6 +45,8 @@ pub struct Decision {
     /// CORS headers for whatever answer is sent.
     pub headers: Vec<(&'static str, String)>,
     pub logs: Vec<String>,
+    /// The configured `log_level` (`info` until the config is loaded).
+    pub log_level: log::Level,
 }
 
 /// Runs the gate.
@@ -53,6 +55,7 @@ pub fn admit(req: &Request<'_>, load: impl FnOnce() -> Result<Config, ConfigErro
         verdict: Verdict::Preflight,
         headers: Vec::new(),
         logs: Vec::new(),
+        log_level: log::Level::Info,
     };
     d.verdict = match gate(req, load, &mut d) {
         Ok(v) => v,
@@ -74,6 +77,7 @@ fn gate(
         ));
         ApiError::configuration(e.to_string())
     })?;
+    d.log_level = cfg.log_level;
     if routes::dev_only(req.path) && !cfg.dev_mode {
         return Err(ApiError::not_found());
     }

@@ -8,21 +8,28 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod dev_token;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod gate;
 pub mod history;
 pub mod hub;
+pub mod identity;
 pub mod json;
 pub mod limits;
 pub mod log;
 pub mod machine;
 pub mod outbox;
 pub mod pipeline;
+pub mod replay;
 pub mod resp;
+pub mod result_fill;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod telemetry;
+pub mod tls;
 
 #[cfg(all(target_arch = "wasm32", not(feature = "p3")))]
 mod host;

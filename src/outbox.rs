@@ -24,6 +24,9 @@ pub enum Close {
     TokenExpired,
     /// `max_stream_seconds` passed; the browser reconnects and resumes.
     Lifetime,
+    /// The user store no longer has the caller as an active user
+    /// (`identity_key_prefix`): reconnecting would be refused.
+    Revoked,
 }
 
 impl Close {
@@ -36,7 +39,18 @@ impl Close {
             Close::RedisLost => "redis connection lost",
             Close::TokenExpired => "token expired",
             Close::Lifetime => "max stream duration",
+            Close::Revoked => "user inactive",
         }
+    }
+
+    /// Whether the response body is finished (HTTP/1.1: its last chunk)
+    /// rather than aborted. A fetch-based client (the Python service's)
+    /// reads a clean end as "done" and reconnects only after a failed read,
+    /// so only the ends after which coming back is pointless are clean: a
+    /// terminal event, and a user the store deactivated. The machine reports
+    /// these only once every queued byte was written.
+    pub fn ends_cleanly(self) -> bool {
+        matches!(self, Close::Terminal | Close::Revoked)
     }
 }
 
@@ -167,6 +181,14 @@ impl Outbox {
                     event: Some("token_expired"),
                     id: None,
                     data: r#"{"detail":"token expired"}"#,
+                };
+                sse::encode_event(&mut self.outbox, &ev);
+            }
+            Close::Revoked => {
+                let ev = Event {
+                    event: Some("access_revoked"),
+                    id: None,
+                    data: r#"{"detail":"Invalid credentials"}"#,
                 };
                 sse::encode_event(&mut self.outbox, &ev);
             }

@@ -189,6 +189,8 @@ mod tests {
             username: None,
             password: password.map(Into::into),
             db: 0,
+            tls: None,
+            dns_server: None,
         }
     }
 

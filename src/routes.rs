@@ -10,7 +10,9 @@ pub enum Route {
     ExecutionStream(String),
     /// `GET /api/v1/events/notifications/stream`: the caller's notifications.
     NotificationStream,
-    /// `GET /api/v1/events/replay/{session_id}/status`: admins only.
+    /// `GET /api/v1/admin/events/replay/{session_id}/status` (the Python
+    /// service's path) or its alias `/api/v1/events/replay/{session_id}/status`:
+    /// admins only.
     ReplayStatus(String),
     /// `POST /api/v1/events/executions/{id}`: publish (service tokens).
     PublishExecution(String),
@@ -81,6 +83,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             _ => Err(ApiError::method_not_allowed("GET")),
         };
     }
+    if let Some(rest) = path.strip_prefix("/api/v1/admin/events/") {
+        return admin_route(method, rest);
+    }
     let rest = path
         .strip_prefix("/api/v1/events/")
         .ok_or_else(ApiError::not_found)?;
@@ -118,6 +123,21 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         return Ok(Route::Preflight(allow));
     }
     matched.unwrap_or_else(|| Err(ApiError::method_not_allowed(allow)))
+}
+
+/// Under `/api/v1/admin/events/`: only the replay status stream (the
+/// Python service's admin path; its other admin routes are not the gateway's).
+fn admin_route(method: &str, rest: &str) -> Result<Route, ApiError> {
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<&str> = rest.split('/').collect();
+    let ["replay", x, "status"] = segments.as_slice() else {
+        return Err(ApiError::not_found());
+    };
+    match method.to_ascii_uppercase().as_str() {
+        "GET" => id(x, "session id").map(Route::ReplayStatus),
+        "OPTIONS" => Ok(Route::Preflight("GET")),
+        _ => Err(ApiError::method_not_allowed("GET")),
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +179,40 @@ mod tests {
             route("GET", "/api/v1/events/replay/s-1/status"),
             Ok(Route::ReplayStatus("s-1".into()))
         );
+    }
+
+    #[test]
+    fn replay_status_at_the_python_services_admin_path_and_its_alias() {
+        for p in [
+            "/api/v1/admin/events/replay/s-1/status",
+            "/api/v1/admin/events/replay/s-1/status/",
+            "/api/v1/events/replay/s-1/status",
+        ] {
+            assert_eq!(
+                route("GET", p),
+                Ok(Route::ReplayStatus("s-1".into())),
+                "{p}"
+            );
+            assert_eq!(route("OPTIONS", p), Ok(Route::Preflight("GET")), "{p}");
+        }
+        let e = route("POST", "/api/v1/admin/events/replay/s-1/status").unwrap_err();
+        assert_eq!(
+            (e.status, e.headers),
+            (405, vec![("allow", "GET".to_string())])
+        );
+        for p in [
+            "/api/v1/admin/events/replay/s-1",
+            "/api/v1/admin/events/browse",
+            "/api/v1/admin/events/replay//status/x",
+            "/api/v1/admin/events/",
+            "/api/v1/admin/replay/s-1/status",
+        ] {
+            assert_eq!(route("GET", p).unwrap_err().status, 404, "{p}");
+        }
+        for bad in ["a*b", "..", "a%20b"] {
+            let p = format!("/api/v1/admin/events/replay/{bad}/status");
+            assert_eq!(route("GET", &p).unwrap_err().status, 400, "{bad}");
+        }
     }
 
     #[test]
@@ -328,6 +382,7 @@ mod proptests {
             prop_assert_eq!(route("GET", &p(format!("executions/{id}"))), Ok(Route::ExecutionStream(id.clone())));
             prop_assert_eq!(route("POST", &p(format!("executions/{id}"))), Ok(Route::PublishExecution(id.clone())));
             prop_assert_eq!(route("GET", &p(format!("replay/{id}/status"))), Ok(Route::ReplayStatus(id.clone())));
+            prop_assert_eq!(route("GET", &format!("/api/v1/admin/events/replay/{id}/status{end}")), Ok(Route::ReplayStatus(id.clone())));
             prop_assert_eq!(route("POST", &p(format!("notifications/{id}"))), Ok(Route::PublishNotification(id.clone())));
         }
 
@@ -338,7 +393,7 @@ mod proptests {
         }
 
         #[test]
-        fn any_request_is_answered_and_ids_are_safe(method in "\\PC{0,8}|GET|POST|OPTIONS", path in "(/api/v1/events/)?(executions/|replay/|notifications/)?\\PC{0,40}") {
+        fn any_request_is_answered_and_ids_are_safe(method in "\\PC{0,8}|GET|POST|OPTIONS", path in "(/api/v1/events/|/api/v1/admin/events/)?(executions/|replay/|notifications/)?\\PC{0,40}") {
             match route(&method, &path) {
                 Ok(r) => {
                     if let Some(id) = carried_id(&r) {

@@ -36,6 +36,10 @@ pub enum Tag {
     Release,
     /// A one-shot command on its own connection.
     Command,
+    /// `HGETALL` of the caller's user record (`identity_key_prefix`).
+    User,
+    /// `HGET` of the execution record's `result` (a `result_stored` to fill).
+    Result,
 }
 
 /// What the connection produced.
@@ -71,6 +75,14 @@ impl Session {
         resp::encode_command(&mut s.outgoing, &[verb, channel.as_bytes()]);
         s.channel = channel.as_bytes().to_vec();
         s
+    }
+
+    /// Subscribes a connection that is already logged in (a stream that
+    /// had to read something first to know its channel).
+    pub fn subscribe_now(&mut self, channel: &str, sharded: bool) {
+        let verb: &[u8] = if sharded { b"SSUBSCRIBE" } else { b"SUBSCRIBE" };
+        resp::encode_command(&mut self.outgoing, &[verb, channel.as_bytes()]);
+        self.channel = channel.as_bytes().to_vec();
     }
 
     /// Queues the login and database selection only (for plain commands).
@@ -193,6 +205,8 @@ mod tests {
             username: None,
             password: password.map(Into::into),
             db,
+            tls: None,
+            dns_server: None,
         }
     }
 

@@ -187,7 +187,7 @@ fn assert_all_unavailable(addr: SocketAddr, what: &str) {
         });
         let notif = scope.spawn(|| timed(&|| get(addr, NOTIF_STREAM_PATH, &[("Cookie", &cookie)])));
         let publish = scope.spawn(|| timed(&|| post_json(addr, &exec, Some(&service), &body)));
-        let health = scope.spawn(|| timed(&|| get(addr, common::hostile::READY_PATH, &[])));
+        let health = scope.spawn(|| timed(&|| get(addr, common::READY_PATH, &[])));
         (
             stream.join().expect("stream request"),
             notif.join().expect("notification request"),
@@ -644,7 +644,7 @@ fn max_stream_lifetime_ends_with_retry_and_resume_has_no_gap() {
     let e1 = publish_exec(&env, &rec.id, &exec_ev(&rec, "pod_running", 1));
     expect_event(&mut s, None, &exec_ev(&rec, "pod_running", 1), &e1);
 
-    let comments = s.expect_end(Duration::from_secs(15));
+    let comments = s.expect_aborted(Duration::from_secs(15));
     let lived = opened.elapsed();
     assert!(
         lived >= Duration::from_secs(9) && lived <= Duration::from_secs(14),
@@ -690,7 +690,9 @@ fn invalid_config_values_are_500_naming_the_variable() {
             vec![("MAX_STREAM_SECONDS", "5")],
             Some("max_stream_seconds"),
         ),
-        (vec![("REDIS_URL", "rediss://x")], Some("redis_url")),
+        (vec![("REDIS_URL", "redis:/x")], Some("redis_url")),
+        (vec![("DNS_SERVER", "kube-dns")], Some("dns_server")),
+        (vec![("REDIS_TLS_CA_PEM", "x")], Some("redis_tls_ca_pem")),
         (vec![("REDIS_URL", "http://x")], Some("redis_url")),
         (
             vec![("HEARTBEAT_SECONDS", "1"), ("MAX_STREAM_SECONDS", "10")],

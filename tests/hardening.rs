@@ -855,7 +855,8 @@ fn crashed_instance_leaks_no_stream_slots() {
 // token expiry
 // ---------------------------------------------------------------------------
 
-/// The stream's last event is `event: token_expired`, then the body ends.
+/// The stream's last event is `event: token_expired`, then the body is
+/// aborted (no last chunk: a fetch-based client reconnects).
 fn expect_token_expired(s: &mut SseStream, minted: Instant, what: &str) {
     let ev = s.next_event(Duration::from_secs(8));
     let at = minted.elapsed();
@@ -870,7 +871,7 @@ fn expect_token_expired(s: &mut SseStream, minted: Instant, what: &str) {
         at >= Duration::from_millis(1_900) && at <= Duration::from_secs(7),
         "{what}: token_expired {at:?} after minting a token valid for 3 s"
     );
-    s.expect_end(Duration::from_secs(3));
+    s.expect_aborted(Duration::from_secs(3));
 }
 
 #[test]

@@ -259,10 +259,18 @@ fn credential_precedence_is_bearer_then_one_access_token_cookie() {
     let mut cookie = b"theme=\xff\xfe; access_token=".to_vec();
     cookie.extend_from_slice(alice.as_bytes());
     let resp = raw_get(addr, &path, "Cookie", &cookie);
-    assert_eq!(resp.status, 200, "foreign non-UTF-8 cookie: {resp:?}");
-    let mut s = SseStream::new(resp, &path);
-    expect_status_event(&mut s, &rec);
-    s.disconnect();
+    if host() == Host::Spin {
+        // Spin's HTTP trigger refuses any non-UTF-8 header value itself
+        // (500, empty body) before the component runs: the component's
+        // rule can only be seen under wasmtime.
+        println!("[e2e] credential_precedence: under spin, Spin answers a non-UTF-8 cookie with 500 itself");
+        assert_eq!(resp.status, 500, "foreign non-UTF-8 cookie: {resp:?}");
+    } else {
+        assert_eq!(resp.status, 200, "foreign non-UTF-8 cookie: {resp:?}");
+        let mut s = SseStream::new(resp, &path);
+        expect_status_event(&mut s, &rec);
+        s.disconnect();
+    }
 
     // Two different access_token cookies: refused, not guessed between.
     let both = format!("access_token={mallory}; access_token={alice}");
@@ -299,6 +307,15 @@ fn credential_precedence_is_bearer_then_one_access_token_cookie() {
 #[test]
 fn every_log_line_is_whole_json_when_300_streams_close_at_once() {
     const STREAMS: usize = 300;
+    // The flags below are wasmtime's; Spin writes each component line to
+    // its own log file and terminal, and its instance limit is 1,000.
+    if !runs_on(
+        Host::Wasmtime,
+        "every_log_line_is_whole_json",
+        "wasmtime serve flags and prefix",
+    ) {
+        return;
+    }
     let env = TestEnv::start_with(|mut b| {
         b = b.env("MAX_STREAMS_PER_USER", "0");
         // wasmtime's own `stderr [N] :: ` prefix is a write of its own;

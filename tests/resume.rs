@@ -193,6 +193,7 @@ fn every_stream_starts_with_the_configured_retry() {
     assert_starts_with_retry(&s, 1500);
 
     let session = format!("replay-{}", new_execution_id());
+    env.redis.put_replay_session(&session, "running");
     let auth = bearer(&jwt::token("root", "admin"));
     let mut s = open_stream(
         addr,
@@ -200,6 +201,11 @@ fn every_stream_starts_with_the_configured_retry() {
         &[("Authorization", &auth)],
     );
     wait_subscribers(&env, &replay_channel(&session), 1, &s);
+    assert_eq!(
+        s.next_json(EVENT)["status"],
+        "running",
+        "the session's status first"
+    );
     let r = json!({"session_id": session, "status": "running"});
     env.redis.publish(&replay_channel(&session), &r.to_string());
     assert_eq!(s.next_json(EVENT), r);

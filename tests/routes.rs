@@ -47,10 +47,12 @@ fn open_notifications(env: &TestEnv, user: &str) -> SseStream {
     s
 }
 
-/// A replay session's status stream opened by an admin, once subscribed.
+/// A replay session's status stream opened by an admin, once subscribed
+/// and past its first event (the session record's status, `scheduled`).
 fn open_replay(env: &TestEnv, session: &str) -> SseStream {
+    env.redis.put_replay_session(session, "scheduled");
     let auth = bearer(&jwt::token("root", "admin"));
-    let s = open_stream(
+    let mut s = open_stream(
         env.gw.addr(),
         &replay_status_path(session),
         &[("Authorization", &auth)],
@@ -58,6 +60,7 @@ fn open_replay(env: &TestEnv, session: &str) -> SseStream {
     let ct = s.resp.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("text/event-stream"), "content-type {ct:?}");
     wait_subscribed(env, &replay_channel(session), 1, &s);
+    assert_eq!(s.next_json(EVENT)["status"], "scheduled");
     s
 }
 
@@ -229,10 +232,10 @@ fn replay_status_is_for_admins_only() {
             &path,
             &[("Authorization", &auth), ("Accept", "text/event-stream")],
         );
-        let v = expect_json_error(&resp, 403, "ForbiddenError");
+        let v = expect_json_error(&resp, 403, "AdminAccessRequiredError");
         assert_eq!(
             v,
-            json!({"detail": "Access denied", "type": "ForbiddenError"}),
+            json!({"detail": "Admin access required for user 'someone'", "type": "AdminAccessRequiredError"}),
             "[{role}]"
         );
     }
@@ -584,7 +587,7 @@ fn readiness_reports_redis_and_recovers() {
     let mut env = TestEnv::start();
     let addr = env.gw.addr();
 
-    let resp = get(addr, common::hostile::READY_PATH, &[]);
+    let resp = get(addr, common::READY_PATH, &[]);
     assert_eq!(
         resp.status,
         200,
@@ -604,7 +607,7 @@ fn readiness_reports_redis_and_recovers() {
 
     env.redis.stop();
     let started = Instant::now();
-    let resp = get(addr, common::hostile::READY_PATH, &[]);
+    let resp = get(addr, common::READY_PATH, &[]);
     let took = started.elapsed();
     let v = expect_json_error(&resp, 503, "ServiceUnavailableError");
     assert!(
@@ -614,7 +617,7 @@ fn readiness_reports_redis_and_recovers() {
     assert!(took < Duration::from_secs(10), "503 took {took:?}");
 
     env.redis.restart();
-    let resp = get(addr, common::hostile::READY_PATH, &[]);
+    let resp = get(addr, common::READY_PATH, &[]);
     assert_eq!(
         resp.status,
         200,

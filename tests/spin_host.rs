@@ -66,8 +66,8 @@ fn spin_allowed_outbound_hosts_gates_the_redis_connect() {
         expect_json_error(&resp, 503, "ServiceUnavailableError");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
-    let health = get(gw.addr(), HEALTH_PATH, &[]);
-    assert_eq!(health.status, 503, "health: {}", health.text());
+    let ready = get(gw.addr(), READY_PATH, &[]);
+    assert_eq!(ready.status, 503, "readiness: {}", ready.text());
     assert_eq!(redis.numsub("sse:exec:x"), 0);
     let log = gw.log();
     assert!(
@@ -159,10 +159,17 @@ fn spin_readme_commands_work_word_for_word() {
         commands.iter().any(|c| c.contains("spin up")),
         "no `spin up` in {commands:?}"
     );
+    // Only the last command may start the server (it is run in the
+    // background); a `spin up` before it would never return.
+    let last = commands.len() - 1;
+    assert!(
+        commands[last].contains("spin up")
+            && !commands[..last].iter().any(|c| c.contains("spin up")),
+        "the README's first Spin block must end with its one `spin up`: {commands:?}"
+    );
     let spin = spin_bin().unwrap_or_else(|e| panic!("{e}"));
     // The README's fixed ports (Redis 6379, Spin 3000) in a private network
     // namespace, so nothing else on the machine is in the way.
-    let last = commands.len() - 1;
     let mut script = String::from(
         "set -eu\nip link set lo up\n\
          redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes >/dev/null\n",
@@ -176,7 +183,7 @@ fn spin_readme_commands_work_word_for_word() {
     }
     script.push_str(
         "for _ in $(seq 600); do\n\
-           if out=$(curl -sf -m 2 http://127.0.0.1:3000/api/v1/events/health); then break; fi\n\
+           if out=$(curl -sf -m 2 http://127.0.0.1:3000/api/v1/events/health/ready); then break; fi\n\
            sleep 0.1\n\
          done\n\
          echo \"HEALTH $out\"\n\
@@ -191,7 +198,8 @@ fn spin_readme_commands_work_word_for_word() {
     let run = |args: &[&str]| {
         Command::new("unshare")
             .args(args)
-            .args(["bash", "-c", &script])
+            // A hard bound: whatever the README says, this never hangs CI.
+            .args(["timeout", "-k", "5", "300", "bash", "-c", &script])
             .current_dir(crate_dir())
             .env("PATH", &path)
             .env_remove("CARGO_TARGET_DIR")

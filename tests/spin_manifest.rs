@@ -74,7 +74,7 @@ fn templates_resolve_and_defaults_are_valid() {
 fn secrets_are_secret_and_redis_is_allowed() {
     let m = manifest();
     let app_vars = m["variables"].as_table().unwrap();
-    for secret in ["jwt_secret", "redis_password"] {
+    for secret in ["jwt_secret", "redis_password", "redis_tls_key_pem"] {
         assert_eq!(
             app_vars[secret].get("secret").and_then(|s| s.as_bool()),
             Some(true),
@@ -84,11 +84,23 @@ fn secrets_are_secret_and_redis_is_allowed() {
     let hosts = component(&m)["allowed_outbound_hosts"]
         .as_array()
         .expect("allowlist");
+    // Spin skips entries that render empty (unset redis_allowed_hosts,
+    // dns_server), so the defaults allow exactly the default Redis.
     let rendered: Vec<String> = hosts
         .iter()
         .map(|h| render(h.as_str().unwrap(), app_vars))
+        .filter(|h| !h.is_empty())
         .collect();
     assert_eq!(rendered, vec!["tcp://127.0.0.1:6379".to_string()]);
+    // dns_server is allowed verbatim: its documented tcp:// form must be
+    // one the gateway parses too.
+    let dns = hosts
+        .iter()
+        .filter_map(|h| h.as_str())
+        .find(|h| h.contains("dns_server"))
+        .expect("the resolver is allowed");
+    assert_eq!(dns.trim(), "{{ dns_server }}");
+    assert!(sse_gateway::dns::parse_server("tcp://10.96.0.10:53").is_ok());
     let build = component(&m)["build"]["command"].as_str().unwrap();
     assert!(
         build.contains("--target wasm32-wasip2") && !build.contains("portable"),

@@ -62,9 +62,11 @@ fn build(env_var: &str, features: &[&str]) -> PathBuf {
         return PathBuf::from(path);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = dir
-        .join("target")
-        .join(if features.is_empty() { "spin" } else { "e2e" });
+    let target_dir = dir.join("target").join(match features {
+        [] => "spin",
+        ["otel"] => "otel",
+        _ => "e2e",
+    });
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(dir)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
@@ -77,7 +79,7 @@ fn build(env_var: &str, features: &[&str]) -> PathBuf {
     target_dir.join("wasm32-wasip2/release/sse_gateway.wasm")
 }
 
-fn check(world: &str, env_var: &str, features: &[&str]) {
+fn check(world: &str, env_var: &str, features: &[&str]) -> BTreeSet<String> {
     let allowed = world_imports(world);
     let imports = component_imports(&build(env_var, features));
     assert!(
@@ -89,18 +91,41 @@ fn check(world: &str, env_var: &str, features: &[&str]) {
         outside.is_empty(),
         "{world} build imports outside wit/ world `{world}`: {outside:?}"
     );
+    imports
 }
 
 #[test]
 fn portable_build_stays_in_the_portable_world() {
-    check("portable", "SSE_GATEWAY_WASM", &["portable"]);
+    let _ = check("portable", "SSE_GATEWAY_WASM", &["portable"]);
     assert!(!world_imports("portable")
         .iter()
         .any(|i| i.starts_with("fermyon:")));
 }
 
+/// `wasi:otel` is linked by Spin only with `--experimental-wasi-otel`, so
+/// only the `otel` build may import it; plain `spin up` must instantiate
+/// the default build.
 #[test]
 fn spin_build_stays_in_the_spin_world() {
-    check("spin", "SSE_GATEWAY_SPIN_WASM", &[]);
+    let _ = check("spin", "SSE_GATEWAY_SPIN_WASM", &[]);
     assert!(world_imports("spin").contains("fermyon:spin/variables@2.0"));
+    assert!(!world_imports("spin")
+        .iter()
+        .any(|i| i.starts_with("wasi:otel/")));
+}
+
+#[test]
+fn otel_build_stays_in_the_spin_otel_world() {
+    let imports = check("spin-otel", "SSE_GATEWAY_OTEL_WASM", &["otel"]);
+    assert!(imports.contains("wasi:otel/metrics@0.2"), "{imports:?}");
+    assert!(imports.contains("wasi:otel/tracing@0.2"), "{imports:?}");
+}
+
+/// `wasi:otel` is in the Spin worlds only.
+#[test]
+fn only_spin_worlds_allow_wasi_otel() {
+    assert!(!world_imports("portable")
+        .iter()
+        .any(|i| i.starts_with("wasi:otel/")));
+    assert!(world_imports("spin-otel").contains("wasi:otel/metrics@0.2"));
 }

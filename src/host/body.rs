@@ -6,10 +6,22 @@
 //! stream's pollable is ready whenever it has room, so waiting on it while
 //! idle would spin).
 
+use super::clock;
 use crate::error::ApiError;
 use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;
 use wasi::io::streams::OutputStream;
+
+thread_local! {
+    /// The status this request was answered with (one instance = one
+    /// request), for the `request` log line and span.
+    static STATUS: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
+/// The status sent, 0 if none was.
+pub fn status() -> u16 {
+    STATUS.with(|s| s.get())
+}
 
 fn headers(list: &[(&str, &str)]) -> Headers {
     let entries: Vec<(String, Vec<u8>)> = list
@@ -45,6 +57,7 @@ impl Responder {
         let all: Vec<(&str, &str)> = extra.iter().copied().chain(common).collect();
         let response = OutgoingResponse::new(headers(&all));
         let _ = response.set_status_code(status);
+        STATUS.with(|s| s.set(status));
         response
     }
 
@@ -94,15 +107,28 @@ impl Responder {
         Ok(SseBody {
             stream: Some(stream),
             body: Some(body),
+            last_write: None,
         })
     }
 }
 
-/// An open `text/event-stream` response body.
+/// An open `text/event-stream` response body. [`SseBody::finish`] ends it
+/// cleanly (HTTP/1.1: the last chunk); dropping it aborts it: WASI HTTP 0.2
+/// treats an `outgoing-body` dropped unfinished as incomplete, so the host
+/// ends the response without its last chunk. Which end applies is the
+/// machine's call (`Close::ends_cleanly`).
 pub struct SseBody {
     stream: Option<OutputStream>,
     body: Option<OutgoingBody>,
+    /// Monotonic time of the last write that took bytes; `None` before the
+    /// first and once a write failed (the clock may start at 0).
+    last_write: Option<u64>,
 }
+
+/// How long an aborted body stays open after its last write: `wasmtime
+/// serve`'s hyper drops bytes it buffered when the body fails in the same
+/// turn, which would lose the `retry:` / `token_expired` just flushed.
+const ABORT_GRACE_MS: u64 = 200;
 
 /// The browser can no longer be written to.
 #[derive(Debug)]
@@ -111,6 +137,16 @@ pub struct Gone;
 impl SseBody {
     /// Writes as much of `bytes` as the host takes now; returns how much.
     pub fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Gone> {
+        let written = self.try_write(bytes);
+        self.last_write = match written {
+            Ok(0) => self.last_write,
+            Ok(_) => Some(clock::now()),
+            Err(Gone) => None,
+        };
+        written
+    }
+
+    fn try_write(&self, bytes: &[u8]) -> Result<usize, Gone> {
         let stream = self.stream.as_ref().ok_or(Gone)?;
         let mut written = 0;
         while written < bytes.len() {
@@ -134,14 +170,26 @@ impl SseBody {
     pub fn writable(&self) -> Option<Pollable> {
         self.stream.as_ref().map(|s| s.subscribe())
     }
-}
 
-impl Drop for SseBody {
-    /// Ends the response cleanly (terminal chunk) when the stream is over.
-    fn drop(&mut self) {
+    /// Ends the response cleanly (the browser reads "complete").
+    pub fn finish(mut self) {
         drop(self.stream.take());
         if let Some(body) = self.body.take() {
             let _ = OutgoingBody::finish(body, None);
         }
+    }
+}
+
+impl Drop for SseBody {
+    /// Aborts the response unless it was finished (after the grace).
+    fn drop(&mut self) {
+        if let (Some(_), Some(last)) = (&self.body, self.last_write) {
+            let until = last.saturating_add(ABORT_GRACE_MS * 1_000_000);
+            if clock::now() < until {
+                clock::timer_at(until).block();
+            }
+        }
+        drop(self.stream.take());
+        drop(self.body.take());
     }
 }

@@ -16,13 +16,10 @@ use super::body::Responder;
 use super::{clock, log, redis};
 use crate::auth::{Alg, Identity};
 use crate::config::Config;
+use crate::dev_token::{mint, token_request, TOKEN_TTL_SECONDS};
 use crate::error::ApiError;
 use crate::machine::Command;
-use crate::routes::valid_id;
 use chrono::{DateTime, SecondsFormat, Utc};
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt as _, Claims, Header};
-use serde_json::{Map, Value as Json};
 use spin_sdk::http::IncomingRequest;
 
 /// The demo page, compiled into the component.
@@ -30,12 +27,6 @@ const DEMO_HTML: &str = include_str!("../../static/demo.html");
 
 /// Redis list the demo producer takes execution ids from (`BRPOP`).
 pub const JOB_QUEUE: &str = "demo:jobs";
-
-/// How long a development token is valid.
-const TOKEN_TTL_SECONDS: i64 = 3600;
-
-/// The user a token is minted for when the request names none.
-const DEFAULT_SUB: &str = "demo-user";
 
 /// Largest accepted body of a token request.
 const MAX_TOKEN_REQUEST_BYTES: usize = 4096;
@@ -148,58 +139,6 @@ pub fn create_execution(cfg: &Config, who: &Identity, out: Responder) {
         }
         Err(e) => out.error(&e),
     }
-}
-
-/// Parses the token request: `(sub, role)`.
-fn token_request(body: &[u8]) -> Result<(String, String), ApiError> {
-    let fields: Map<String, Json> = if body.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|_| ApiError::bad_request("body must be a JSON object"))?
-    };
-    let text = |name: &str, default: &str| match fields.get(name) {
-        None | Some(Json::Null) => Ok(default.to_string()),
-        Some(Json::String(s)) => Ok(s.clone()),
-        Some(_) => Err(ApiError::bad_request(format!("{name} must be a string"))),
-    };
-    let sub = text("sub", DEFAULT_SUB)?;
-    if !valid_id(&sub) || sub.len() > 64 {
-        return Err(ApiError::bad_request(
-            "sub: use 1 to 64 characters from A-Z a-z 0-9 - _ . :",
-        ));
-    }
-    let role = text("role", "user")?;
-    if role != "user" {
-        return Err(ApiError::bad_request(
-            "role: dev tokens are minted for role \"user\" only",
-        ));
-    }
-    Ok((sub, role))
-}
-
-/// Signs the token with the configured claim names, `iss` and `aud`.
-fn mint(cfg: &Config, sub: &str, role: &str, now: i64) -> Result<String, ApiError> {
-    let mut custom = Map::new();
-    custom.insert(cfg.auth.user_claim.clone(), sub.into());
-    custom.insert(cfg.auth.role_claim.clone(), role.into());
-    if let Some(iss) = &cfg.auth.issuer {
-        custom.insert("iss".into(), iss.as_str().into());
-    }
-    if let Some(aud) = &cfg.auth.audience {
-        custom.insert("aud".into(), aud.as_str().into());
-    }
-    let at = |secs: i64| DateTime::<Utc>::from_timestamp(secs, 0);
-    let mut claims = Claims::new(custom);
-    claims.issued_at = at(now);
-    claims.expiration = at(now + TOKEN_TTL_SECONDS);
-    if claims.expiration.is_none() {
-        return Err(ApiError::configuration("wall clock out of range"));
-    }
-    let key = Hs256Key::new(&cfg.auth.hs256_secret);
-    Hs256
-        .token(&Header::empty().with_token_type("JWT"), &claims, &key)
-        .map_err(|e| ApiError::configuration(format!("could not sign a dev token: {e}")))
 }
 
 /// The wall clock as ISO 8601 UTC with milliseconds (`2024-05-01T12:00:00.123Z`).

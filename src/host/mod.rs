@@ -11,19 +11,63 @@ mod clock;
 mod config_source;
 mod dev;
 mod net;
+#[cfg(feature = "otel")]
+mod otel;
 mod publish;
 mod pump;
 mod redis;
 
 use crate::error::ApiError;
 use crate::gate::{self, Verdict};
+use crate::log::Level;
 use crate::machine::Topic;
-use crate::routes::Route;
+use crate::routes::{self, Route};
+use crate::telemetry;
 use body::Responder;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use std::cell::Cell;
 
+thread_local! {
+    /// This request's `log_level` (one instance = one request).
+    static LEVEL: Cell<Level> = const { Cell::new(Level::Info) };
+    /// What this request recorded for `wasi:otel`.
+    #[cfg(feature = "otel")]
+    static RECORDER: std::cell::RefCell<telemetry::Recorder> = Default::default();
+}
+
+/// Answers the request, then logs it (`request`, debug) and, with the
+/// `otel` feature, exports its metrics and span.
 #[spin_sdk::http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let started = clock::now();
+    #[cfg(feature = "otel")]
+    let wall = otel::now();
+    let method = method_name(&req.method()).to_string();
+    let path = req.path_with_query().unwrap_or_default();
+    let route = routes::route(&method, path.split('?').next().unwrap_or("")).ok();
+    let route = telemetry::route_name(route.as_ref());
+    respond(req, out).await;
+    let status = body::status();
+    let millis = clock::now().saturating_sub(started) / 1_000_000;
+    emit(crate::log::line(
+        "request",
+        &[
+            ("method", method.as_str().into()),
+            ("route", route.into()),
+            ("status", status.into()),
+            ("duration_ms", millis.into()),
+        ],
+    ));
+    #[cfg(feature = "otel")]
+    RECORDER.with_borrow_mut(|r| {
+        r.answered(route, status);
+        otel::export_metrics(r, wall);
+        let attrs = r.span_attributes(&method, route, status);
+        otel::span(&format!("{method} {route}"), &attrs, status >= 500, wall);
+    });
+}
+
+async fn respond(req: IncomingRequest, out: ResponseOutparam) {
     let mut out = Responder::new(out);
     let path_and_query = req.path_with_query().unwrap_or_default();
     let path = path_and_query.split('?').next().unwrap_or("");
@@ -40,6 +84,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         unix_now: clock::unix_seconds(),
     };
     let decision = gate::admit(&request, config_source::load);
+    LEVEL.with(|l| l.set(decision.log_level));
     print(decision.logs.into_iter());
     out.add_headers(decision.headers);
     let (route, cfg, who, last_event_id) = match decision.verdict {
@@ -90,6 +135,16 @@ fn method_name(m: &Method) -> &str {
 /// Prints the core's log lines on stderr.
 fn print(lines: impl Iterator<Item = String>) {
     for line in lines {
+        emit(line);
+    }
+}
+
+/// One log line: recorded (feature `otel`, whatever the level) and printed
+/// if its level is at or above `log_level`.
+fn emit(line: String) {
+    #[cfg(feature = "otel")]
+    RECORDER.with_borrow_mut(|r| r.observe(&line));
+    if crate::log::enabled(&line, LEVEL.with(Cell::get)) {
         write_line(line);
     }
 }
@@ -98,7 +153,7 @@ fn print(lines: impl Iterator<Item = String>) {
 fn log(event: &str, fields: &[(&str, &dyn LogValue)]) {
     let fields: Vec<(&str, serde_json::Value)> =
         fields.iter().map(|(k, v)| (*k, v.to_json())).collect();
-    write_line(crate::log::line(event, &fields));
+    emit(crate::log::line(event, &fields));
 }
 
 /// Writes a line in one `write` (`eprintln!` writes the line and its

@@ -49,7 +49,13 @@ pub fn serve(
                 Some(Ok(b)) => body = Some(b),
                 _ => m.body_gone(clock::now()),
             },
-            Some(Event::Finished(_)) => break,
+            Some(Event::Finished(why)) => {
+                // Clean or aborted (dropped) is the machine's call.
+                if let Some(b) = body.take().filter(|_| why.ends_cleanly()) {
+                    b.finish();
+                }
+                break;
+            }
             None => {}
         }
         if let Some(b) = body.as_mut() {

@@ -122,8 +122,7 @@ impl Command {
             }
             Err(RespError::Moved(moved)) if self.cluster && self.redirects < MAX_REDIRECTS => {
                 self.redirects += 1;
-                self.target.host = moved.host;
-                self.target.port = moved.port;
+                moved.redirect(&mut self.target);
                 self.session = Session::handshake(&self.base);
                 self.session.command_owned(self.tag, &self.args);
                 self.needs_connect = true;

@@ -34,6 +34,7 @@
 //! the same; only where bytes go differs (see [`Wiring::Shared`]).
 
 pub mod command;
+pub mod held;
 pub mod opening;
 pub mod publish;
 pub mod timers;
@@ -41,6 +42,8 @@ pub mod timers;
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
+use crate::events::StreamKind;
+use crate::history::EntryId;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
@@ -49,6 +52,7 @@ use crate::routes::Route;
 use crate::session::{Incoming, Session, Tag};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
+use held::{Held, Offer};
 use opening::{Plan, Replies};
 use timers::{Due, Timers};
 
@@ -95,9 +99,10 @@ pub enum Wiring {
     /// connection, their answers come back through
     /// [`StreamMachine::reply`]. The commands go out only once the
     /// subscription is confirmed, as on Cluster, so nothing published in
-    /// between is missed. Liveness of the subscription is the hub's (its
-    /// `PING`s); a lost hub or command connection is
-    /// [`StreamMachine::redis_failed`].
+    /// between is missed (the user record a notification stream reads
+    /// first goes out before: its channel is named by it). Liveness of the
+    /// subscription is the hub's (its `PING`s); a lost hub or command
+    /// connection is [`StreamMachine::redis_failed`].
     Shared,
 }
 
@@ -121,6 +126,15 @@ pub enum Event {
 }
 
 enum Phase {
+    /// A notification stream with identity from the user store: its
+    /// channel is named by the store's user id, so the user record is read
+    /// first (on the stream's connection) and the stream opens after.
+    Identifying {
+        cfg: Box<Config>,
+        topic: Topic,
+        resume: Option<EntryId>,
+        deadline: u64,
+    },
     /// The pipeline is out; collecting replies until `deadline`.
     Opening {
         plan: Plan,
@@ -135,6 +149,11 @@ enum Phase {
         outbox: Outbox,
         started: u64,
         ping_outstanding: bool,
+        /// Messages behind a `result_stored` waiting for the record's result.
+        held: Held,
+        kind: StreamKind,
+        /// When the first event was queued (time to first event).
+        first_event: Option<u64>,
     },
     Over,
 }
@@ -162,6 +181,15 @@ pub struct StreamMachine {
     rules: opening::Rules,
     /// Side commands are built from a copy of what they need of the config.
     command_cfg: CommandConfig,
+    /// Execution streams: the execution id and its record's key, whose
+    /// `result` fills a `result_stored` that came without one.
+    result_of: Option<(String, Vec<u8>)>,
+    /// The user record's `HGETALL` (identity from the user store).
+    user_lookup: Option<Vec<Vec<u8>>>,
+    /// The caller as the store knew them at open; re-read every heartbeat.
+    stored: Option<Identity>,
+    /// Monotonic ns when the stream was asked for (time to first event).
+    opened_at: u64,
     wiring: Wiring,
     /// [`Wiring::Shared`]: the channel to join, until the shell took it.
     join: Option<String>,
@@ -236,52 +264,131 @@ impl StreamMachine {
                 cluster: cfg.redis_cluster,
                 timeout_ms: cfg.redis_timeout_ms,
             },
+            result_of: None,
+            user_lookup: None,
+            stored: None,
+            opened_at: req.now,
             wiring,
             join: None,
             requests: Vec::new(),
         };
-        match Plan::new(cfg, who, &req.topic, resume) {
-            Err(e) => m.events.push(Event::Refuse(e)),
-            Ok(plan) => {
-                m.channel = plan.channel.clone();
-                m.side = plan.side_commands(m.slot.as_ref(), max);
-                m.history = plan.history_command(cfg);
-                if wiring == Wiring::Shared {
-                    // Nothing rides on a subscription connection of its own.
-                    m.side.extend(m.history.take().map(|h| (Tag::History, h)));
-                    m.join = Some(m.channel.clone());
-                } else {
-                    m.needs_connect = true;
-                    m.session = m.pipeline();
-                }
-                m.phase = Phase::Opening {
-                    plan,
-                    deadline: req
-                        .now
-                        .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000)),
-                    subscribed: false,
-                    early: Vec::new(),
-                    replies: Replies::default(),
-                    outstanding: 0,
-                };
+        let deadline = req
+            .now
+            .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000));
+        let lookup = opening::user_lookup(cfg, who);
+        if let (Topic::Notifications, Some(args)) = (&req.topic, &lookup) {
+            if wiring == Wiring::Shared {
+                m.side_command(Tag::User, args.clone(), req.now);
+            } else {
+                m.session.command_owned(Tag::User, args);
+                m.needs_connect = true;
+            }
+            m.user_lookup = lookup;
+            m.phase = Phase::Identifying {
+                cfg: Box::new(cfg.clone()),
+                topic: req.topic,
+                resume,
+                deadline,
+            };
+            return m;
+        }
+        m.plan(cfg, who, &req.topic, resume, deadline, false);
+        m
+    }
+
+    /// Plans the stream and queues its pipeline: on a fresh session, or
+    /// (`identified`: the user record was read first) on the one that read it.
+    fn plan(
+        &mut self,
+        cfg: &Config,
+        who: &Identity,
+        topic: &Topic,
+        resume: Option<EntryId>,
+        deadline: u64,
+        identified: bool,
+    ) {
+        let mut plan = match Plan::new(cfg, who, topic, resume) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.phase = Phase::Over;
+                return self.events.push(Event::Refuse(e));
+            }
+        };
+        if identified {
+            plan.user_lookup = None;
+        } else {
+            self.user_lookup = plan.user_lookup.clone();
+        }
+        self.channel = plan.channel.clone();
+        self.side = plan.side_commands(self.slot.as_ref(), cfg.limits.max_streams_per_user);
+        self.history = plan.history_command(cfg);
+        self.result_of = plan
+            .execution_id
+            .clone()
+            .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
+        if self.wiring == Wiring::Shared {
+            // Nothing rides on a subscription connection of its own.
+            self.side
+                .extend(self.history.take().map(|h| (Tag::History, h)));
+            self.join = Some(self.channel.clone());
+        } else if identified {
+            self.session.subscribe_now(&self.channel, self.cluster);
+            self.queue_reads();
+        } else {
+            self.needs_connect = true;
+            self.session = self.pipeline();
+        }
+        self.phase = Phase::Opening {
+            plan,
+            deadline,
+            subscribed: false,
+            early: Vec::new(),
+            replies: Replies::default(),
+            outstanding: 0,
+        };
+    }
+
+    /// The user record read first came back: refuse, or open the stream
+    /// as the user the store knows.
+    fn identified(&mut self, reply: Value, now: u64) {
+        let Phase::Identifying {
+            cfg,
+            topic,
+            resume,
+            deadline,
+        } = std::mem::replace(&mut self.phase, Phase::Over)
+        else {
+            return;
+        };
+        match opening::store_identity(&self.rules.who, reply, &mut self.logs) {
+            Err(e) => self.events.push(Event::Refuse(e)),
+            Ok(who) => {
+                self.stored = Some(who.clone());
+                self.plan(&cfg, &who, &topic, resume, deadline, true);
+                self.opened_if_complete(now);
             }
         }
-        m
     }
 
     /// The opening pipeline: handshake, `(S)SUBSCRIBE`, the history read
     /// (same slot as the channel) and, off Cluster, the side commands.
-    fn pipeline(&self) -> Session {
-        let mut session = Session::subscribe(&self.base, &self.channel, self.cluster);
+    fn pipeline(&mut self) -> Session {
+        let session = Session::subscribe(&self.base, &self.channel, self.cluster);
+        let previous = std::mem::replace(&mut self.session, session);
+        self.queue_reads();
+        std::mem::replace(&mut self.session, previous)
+    }
+
+    /// The history read and, off Cluster, the side commands.
+    fn queue_reads(&mut self) {
         if let Some(args) = &self.history {
-            session.command_owned(Tag::History, args);
+            self.session.command_owned(Tag::History, args);
         }
         if !self.cluster {
             for (tag, args) in &self.side {
-                session.command_owned(*tag, args);
+                self.session.command_owned(*tag, args);
             }
         }
-        session
     }
 
     /// Where to (re)connect, once per needed connection: the first, and
@@ -313,8 +420,8 @@ impl StreamMachine {
     pub fn message(&mut self, payload: &[u8], now: u64) {
         match &mut self.phase {
             Phase::Opening { early, .. } => early.push(payload.to_vec()),
-            Phase::Live { .. } => self.live_message(payload, now),
-            Phase::Over => {}
+            Phase::Live { .. } => self.live_message(payload.to_vec(), now),
+            Phase::Identifying { .. } | Phase::Over => {}
         }
     }
 
@@ -347,7 +454,7 @@ impl StreamMachine {
     /// True while Redis bytes are wanted (opening, or live and not closed).
     pub fn wants_redis(&self) -> bool {
         match &self.phase {
-            Phase::Opening { .. } => true,
+            Phase::Opening { .. } | Phase::Identifying { .. } => true,
             Phase::Live { outbox, .. } => outbox.closed().is_none(),
             Phase::Over => false,
         }
@@ -364,7 +471,9 @@ impl StreamMachine {
     /// The next deadline (monotonic ns), `None` once over.
     pub fn deadline(&self) -> Option<u64> {
         match &self.phase {
-            Phase::Opening { deadline, .. } => Some(*deadline),
+            Phase::Opening { deadline, .. } | Phase::Identifying { deadline, .. } => {
+                Some(*deadline)
+            }
             Phase::Live { outbox, .. } => Some(self.timers.next(!outbox.pending().is_empty())),
             Phase::Over => None,
         }
@@ -376,12 +485,29 @@ impl StreamMachine {
         match self.session.receive(bytes, &mut items) {
             Ok(()) => {}
             Err(RespError::Moved(moved))
+                if self.cluster && matches!(self.phase, Phase::Identifying { .. }) =>
+            {
+                // The user record lives elsewhere: read it there first.
+                self.target.host = moved.host;
+                self.target.port = moved.port;
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return self.redis_failed("too many cluster redirects", now);
+                }
+                let mut session = Session::handshake(&self.base);
+                if let Some(args) = &self.user_lookup {
+                    session.command_owned(Tag::User, args);
+                }
+                self.session = session;
+                self.needs_connect = true;
+                return;
+            }
+            Err(RespError::Moved(moved))
                 if self.cluster && matches!(self.phase, Phase::Opening { .. }) =>
             {
                 if self.redirects < MAX_REDIRECTS {
                     self.redirects += 1;
-                    self.target.host = moved.host;
-                    self.target.port = moved.port;
+                    moved.redirect(&mut self.target);
                     self.session = self.pipeline();
                     self.needs_connect = true;
                     if let Phase::Opening {
@@ -408,43 +534,148 @@ impl StreamMachine {
     }
 
     fn incoming(&mut self, item: Incoming, now: u64) {
-        match &mut self.phase {
-            Phase::Opening {
-                subscribed,
-                early,
-                replies,
-                ..
-            } => match item {
+        match (&mut self.phase, item) {
+            (
+                Phase::Opening {
+                    subscribed,
+                    early,
+                    replies,
+                    ..
+                },
+                item,
+            ) => match item {
                 Incoming::Subscribed => *subscribed = true,
                 Incoming::Message(p) => early.push(p),
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
-            Phase::Live {
-                ping_outstanding, ..
-            } => match item {
-                Incoming::Message(payload) => self.live_message(&payload, now),
-                Incoming::Reply(Tag::Ping, _) => *ping_outstanding = false,
-                _ => {}
-            },
-            Phase::Over => {}
+            (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
+            (Phase::Live { .. }, Incoming::Message(payload)) => self.live_message(payload, now),
+            (
+                Phase::Live {
+                    ping_outstanding, ..
+                },
+                Incoming::Reply(Tag::Ping, _),
+            ) => *ping_outstanding = false,
+            (Phase::Live { .. }, Incoming::Reply(Tag::Result, v)) => self.result_read(Some(v), now),
+            (Phase::Live { .. }, Incoming::Reply(Tag::User, v)) => self.user_read(Ok(v), now),
+            _ => {}
         }
     }
 
-    fn live_message(&mut self, payload: &[u8], now: u64) {
+    /// A live message: sent, or held behind (or as) a `result_stored`
+    /// waiting for the record's result.
+    fn live_message(&mut self, payload: Vec<u8>, now: u64) {
+        let fill = self.result_of.is_some();
+        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+            return;
+        };
+        if outbox.closed().is_some() {
+            return;
+        }
+        match held.offer(payload, fill) {
+            Offer::Send(p) => send(outbox, &p, &self.channel, &mut self.logs),
+            Offer::Held if held.bytes() > opening::MAX_OUTBOX => outbox.close(Close::SlowClient),
+            Offer::Held => {}
+            Offer::Ask => {
+                if let Some((_, key)) = &self.result_of {
+                    let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
+                    self.read_aside(Tag::Result, args, now);
+                }
+            }
+        }
+        self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// Records when the first event was queued (time to first event).
+    fn first_event_at(&mut self, now: u64) {
+        if let Phase::Live {
+            outbox,
+            first_event,
+            ..
+        } = &mut self.phase
+        {
+            if first_event.is_none() && outbox.events_sent() > 0 {
+                *first_event = Some(now);
+            }
+        }
+    }
+
+    /// The record's `result` came back (`None`: it could not be read): the
+    /// held `result_stored` goes out filled, then what waited behind it.
+    fn result_read(&mut self, value: Option<Value>, now: u64) {
+        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+            return;
+        };
+        let Some((first, rest)) = held.answered() else {
+            return;
+        };
+        let id = self.result_of.as_ref().map_or("", |(id, _)| id.as_str());
+        let result = value.as_ref().and_then(Value::as_str);
+        let event = opening::filled(&first, result, id, &mut self.logs);
+        send(outbox, &event, &self.channel, &mut self.logs);
+        for payload in rest {
+            self.live_message(payload, now);
+        }
+        self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// The heartbeat's read of the user record: a user the store no longer
+    /// knows as the one who opened the stream (inactive, gone, another id
+    /// or role) is cut. A read that failed is not a verdict: the next
+    /// heartbeat reads again.
+    fn user_read(&mut self, reply: Result<Value, ApiError>, now: u64) {
+        let (Some(opened), Ok(reply)) = (&self.stored, reply) else {
+            return;
+        };
         let Phase::Live { outbox, .. } = &mut self.phase else {
             return;
         };
-        if let Err(skip) = outbox.message(payload) {
-            let line = opening::skipped(&self.channel, skip.reason(), payload.len());
-            self.logs.push(line);
+        let now_known = opening::store_identity(&self.rules.who, reply, &mut self.logs);
+        if now_known.as_ref().ok() != Some(opened) {
+            self.logs.push(log::line(
+                "user_revoked",
+                &[("channel", self.channel.as_str().into())],
+            ));
+            outbox.end(Close::Revoked, self.rules.retry_ms);
         }
         self.closed_if(now);
+    }
+
+    /// A read whose key may live outside the channel's slot: on the
+    /// stream's connection, on its own on Redis Cluster, or on the shared
+    /// command connection ([`Wiring::Shared`]).
+    fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.on_stream() {
+            self.session.command_owned(tag, &args);
+        } else {
+            self.side_command(tag, args, now);
+        }
+    }
+
+    /// A read in the channel's own slot (a later history page): on the
+    /// stream's connection, or on the shared command connection
+    /// ([`Wiring::Shared`]), whose answer comes back through
+    /// [`StreamMachine::reply`] as [`StreamMachine::receive`]'s would.
+    #[allow(dead_code)] // the seam for paged history reads
+    fn read_in_slot(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.wiring == Wiring::Shared {
+            self.side_command(tag, args, now);
+        } else {
+            self.session.command_owned(tag, &args);
+        }
     }
 
     /// The Redis connection failed (connect, write, read, closed).
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
             Phase::Opening { .. } => self.opening_failed(detail, now, false),
+            Phase::Identifying { .. } => {
+                let e = unavailable(&mut self.logs, detail);
+                self.phase = Phase::Over;
+                self.events.push(Event::Refuse(e));
+            }
             Phase::Live { outbox, .. } => {
                 if outbox.closed().is_none() {
                     self.logs.push(log::line(
@@ -507,6 +738,12 @@ impl StreamMachine {
                     self.decide(now);
                 }
             }
+            (Phase::Identifying { .. }, Tag::User) => match outcome {
+                Ok(v) => self.identified(v, now),
+                Err(e) => self.redis_failed(&e.detail, now),
+            },
+            (_, Tag::Result) => self.result_read(outcome.ok(), now),
+            (_, Tag::User) => self.user_read(outcome, now),
             (_, Tag::Renew) => {
                 if let Err(e) = outcome {
                     self.logs.push(log::line(
@@ -575,32 +812,36 @@ impl StreamMachine {
             &mut self.logs,
         );
         self.slot_taken = d.slot_taken;
-        let mut outbox = match d.answer {
+        self.stored = d.stored.or(self.stored.take());
+        let outbox = match d.answer {
             Ok(outbox) => outbox,
             Err(e) => return self.refuse(e, now),
         };
-        for payload in &early {
-            if let Err(skip) = outbox.message(payload) {
-                self.logs.push(opening::skipped(
-                    &self.channel,
-                    skip.reason(),
-                    payload.len(),
-                ));
-            }
-        }
-        self.logs.push(log::line(
-            "stream_opened",
-            &[
-                ("channel", self.channel.as_str().into()),
-                ("queued_events", outbox.events_sent().into()),
-            ],
-        ));
         self.timers.wrote(now);
+        if self.stored.is_some() {
+            self.timers.check_user(now);
+        }
         self.phase = Phase::Live {
+            first_event: (outbox.events_sent() > 0).then_some(now),
             outbox,
             started: now,
             ping_outstanding: false,
+            held: Held::default(),
+            kind: plan.kind,
         };
+        for payload in early {
+            self.live_message(payload, now);
+        }
+        if let Phase::Live { outbox, .. } = &self.phase {
+            self.logs.push(log::line(
+                "stream_opened",
+                &[
+                    ("channel", self.channel.as_str().into()),
+                    ("kind", plan.kind.name().into()),
+                    ("queued_events", outbox.events_sent().into()),
+                ],
+            ));
+        }
         self.events.push(Event::Start);
         self.closed_if(now);
     }
@@ -656,6 +897,12 @@ impl StreamMachine {
                 }
                 return;
             }
+            Phase::Identifying { deadline, .. } => {
+                if now >= *deadline {
+                    self.redis_failed("redis did not answer in time", now);
+                }
+                return;
+            }
             Phase::Live {
                 outbox,
                 ping_outstanding,
@@ -666,7 +913,11 @@ impl StreamMachine {
         match self.timers.due(now, !outbox.pending().is_empty()) {
             Due::Nothing => {}
             Due::FlushOver => {
-                let why = outbox.closed().unwrap_or(Close::ClientGone);
+                // Bytes still pending: not a clean end whatever closed it.
+                let why = match outbox.closed() {
+                    Some(why) if !why.ends_cleanly() => why,
+                    _ => Close::SlowClient,
+                };
                 return self.finish(why, now);
             }
             Due::Heartbeat => {
@@ -686,6 +937,11 @@ impl StreamMachine {
                         self.session.command(Tag::Ping, &[b"PING"]);
                     }
                     self.renew_slot(now);
+                }
+            }
+            Due::UserCheck => {
+                if let Some(args) = self.user_lookup.clone() {
+                    self.read_aside(Tag::User, args, now);
                 }
             }
             due @ (Due::Stalled | Due::TokenExpired | Due::Lifetime) => {
@@ -726,23 +982,37 @@ impl StreamMachine {
 
     fn finish(&mut self, why: Close, now: u64) {
         let Phase::Live {
-            outbox, started, ..
+            outbox,
+            started,
+            kind,
+            first_event,
+            ..
         } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
             return;
         };
         self.release_slot(now, self.on_stream());
         let millis = now.saturating_sub(started) / 1_000_000;
+        let first = first_event.map(|t| t.saturating_sub(self.opened_at) / 1_000_000);
         self.logs.push(log::line(
             "stream_closed",
             &[
                 ("channel", self.channel.as_str().into()),
+                ("kind", kind.name().into()),
                 ("reason", why.reason().into()),
                 ("events", outbox.events_sent().into()),
                 ("duration_ms", millis.into()),
+                ("first_event_ms", first.into()),
             ],
         ));
         self.events.push(Event::Finished(why));
+    }
+}
+
+/// Queues a live message, or logs why it was skipped.
+fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<String>) {
+    if let Err(skip) = outbox.message(payload) {
+        logs.push(opening::skipped(channel, skip.reason(), payload.len()));
     }
 }
 

@@ -7,15 +7,18 @@
 
 use super::command::{unavailable, RETRY_AFTER_SECONDS};
 use super::Topic;
-use crate::auth::{Identity, Role};
+use crate::auth::{AuthError, Identity, Role};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::events::{self, ExecutionRecord, StreamKind};
 use crate::history::{self, EntryId};
+use crate::identity;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
+use crate::replay;
 use crate::resp::Value;
+use crate::result_fill::{self, Fill};
 use crate::routes::valid_id;
 use crate::session::Tag;
 
@@ -41,6 +44,18 @@ pub struct Plan {
     pub kind: StreamKind,
     /// The execution id (execution streams: the status snapshot names it).
     pub execution_id: Option<String>,
+    /// The replay session id (replay streams: `record_key` is its record).
+    pub session_id: Option<String>,
+    /// The user record's `HGETALL` when identity comes from the user store.
+    pub user_lookup: Option<Vec<Vec<u8>>>,
+}
+
+/// The user record to read for `who`, if identity comes from the user
+/// store: `identity_key_prefix` set and a token that is not a service's
+/// (publishers are not users, and the store can never grant `service`).
+pub fn user_lookup(cfg: &Config, who: &Identity) -> Option<Vec<Vec<u8>>> {
+    let prefix = cfg.prefixes.identity_key.as_deref()?;
+    (who.role != Role::Service).then(|| identity::lookup_command(prefix, &who.user_id))
 }
 
 impl Plan {
@@ -53,6 +68,7 @@ impl Plan {
         resume: Option<EntryId>,
     ) -> Result<Plan, ApiError> {
         let p = &cfg.prefixes;
+        let user_lookup = user_lookup(cfg, who);
         Ok(match topic {
             Topic::Execution(id) => Plan {
                 channel: format!("{}{id}", p.exec_channel),
@@ -60,6 +76,8 @@ impl Plan {
                 history: Some(resume),
                 kind: StreamKind::Execution,
                 execution_id: Some(id.clone()),
+                session_id: None,
+                user_lookup,
             },
             Topic::Notifications => {
                 if !valid_id(&who.user_id) {
@@ -73,18 +91,23 @@ impl Plan {
                     history: resume.map(Some),
                     kind: StreamKind::Notification,
                     execution_id: None,
+                    session_id: None,
+                    user_lookup,
                 }
             }
             Topic::ReplayStatus(id) => {
-                if who.role != Role::Admin {
-                    return Err(ApiError::forbidden());
+                // With the user store the role is known only from its reply.
+                if user_lookup.is_none() {
+                    admin_only(who)?;
                 }
                 Plan {
                     channel: format!("{}{id}", p.replay_channel),
-                    record_key: None,
+                    record_key: Some(format!("{}{id}", p.replay_key)),
                     history: resume.map(Some),
                     kind: StreamKind::Replay,
                     execution_id: None,
+                    session_id: Some(id.clone()),
+                    user_lookup,
                 }
             }
         })
@@ -106,6 +129,9 @@ impl Plan {
     /// stream's connection normally, on their own on Redis Cluster.
     pub fn side_commands(&self, slot: Option<&Slot>, max: u64) -> Vec<(Tag, Vec<Vec<u8>>)> {
         let mut side = Vec::new();
+        if let Some(lookup) = &self.user_lookup {
+            side.push((Tag::User, lookup.clone()));
+        }
         if let Some(slot) = slot {
             side.push((Tag::Acquire, slot.acquire(max)));
         }
@@ -176,12 +202,17 @@ pub struct Decision {
     /// The slot was taken and must be given back (on refusal now, else at
     /// the stream's end).
     pub slot_taken: bool,
+    /// The caller as the user store knew them at open (store on only): a
+    /// later read that differs cuts the stream.
+    pub stored: Option<Identity>,
 }
 
-/// Maps the opening replies to the answer: 503 for any Redis trouble, 429
-/// without a slot, 404 without a record, 403 for another user's execution;
-/// otherwise the outbox with `retry:`, the status snapshot, the history and
-/// (for a finished execution) the stored result.
+/// Maps the opening replies to the answer: 503 for any Redis trouble, 401
+/// for a user the store does not know as active, 429 without a slot, 404
+/// without a record, 403 for another user's execution or a non-admin's
+/// replay; otherwise the outbox with `retry:`, the first event (the
+/// execution's status snapshot or the replay session's status), the
+/// history and (for a finished execution) the stored result.
 pub fn decide(
     rules: &Rules,
     plan: &Plan,
@@ -190,15 +221,32 @@ pub fn decide(
     logs: &mut Vec<String>,
 ) -> Decision {
     let mut slot_taken = false;
+    let mut stored = None;
     let answer = (|| {
-        if slot_wanted {
-            let acquired = replies.take(Tag::Acquire).unwrap_or(Ok(Value::Nil))?;
-            if acquired.as_int() != Some(1) {
-                let max = rules.max_streams;
-                logs.push(log::line("stream_limit", &[("limit", max.into())]));
-                return Err(ApiError::too_many_streams(max, RETRY_AFTER_SECONDS));
+        let acquired = match slot_wanted {
+            true => {
+                let v = replies.take(Tag::Acquire).unwrap_or(Ok(Value::Nil))?;
+                slot_taken = v.as_int() == Some(1);
+                slot_taken
             }
-            slot_taken = true;
+            false => true,
+        };
+        // Who the caller is comes before what they may do.
+        let who = match replies.take(Tag::User) {
+            Some(reply) => {
+                let who = store_identity(&rules.who, reply?, logs)?;
+                stored = Some(who.clone());
+                who
+            }
+            None => rules.who.clone(),
+        };
+        if !acquired {
+            let max = rules.max_streams;
+            logs.push(log::line("stream_limit", &[("limit", max.into())]));
+            return Err(ApiError::too_many_streams(max, RETRY_AFTER_SECONDS));
+        }
+        if plan.kind == StreamKind::Replay {
+            admin_only_as(&who, &rules.who.user_id)?;
         }
         let record = replies.take(Tag::Record).transpose()?;
         let history = match replies.take(Tag::History).transpose()? {
@@ -207,36 +255,132 @@ pub fn decide(
         };
         let mut outbox = Outbox::new(plan.kind, event_name(plan.kind), MAX_OUTBOX);
         outbox.retry(rules.retry_ms);
-        let finished = match &plan.execution_id {
-            Some(id) => Some(check_record(&rules.who, id, record, &mut outbox, logs)?),
-            None => None,
-        };
+        let mut exec = None;
+        if let Some(id) = &plan.execution_id {
+            exec = Some((id, check_record(&who, id, record, &mut outbox, logs)?));
+        } else if let Some(id) = &plan.session_id {
+            replay_start(id, record, &mut outbox, logs)?;
+        }
         for (entry, event) in &history {
-            if let Err(skip) = outbox.event(Some(*entry), event) {
+            let event = match &exec {
+                Some((id, rec)) => filled(event, rec.result.as_deref(), id, logs),
+                None => event.as_slice().into(),
+            };
+            if let Err(skip) = outbox.event(Some(*entry), &event) {
                 logs.push(skipped(&plan.channel, skip.reason(), event.len()));
             }
         }
-        if let (Some(Some(result)), None) = (finished, outbox.closed()) {
-            match result {
-                Some(result) => outbox.control(&result, true),
-                None => outbox.close(Close::Terminal),
+        if let (Some((id, rec)), None) = (&exec, outbox.closed()) {
+            if rec.is_finished() {
+                match events::stored_result_event(id, rec) {
+                    Some(result) => outbox.control(&result, true),
+                    None => outbox.close(Close::Terminal),
+                }
             }
         }
         Ok(outbox)
     })();
-    Decision { answer, slot_taken }
+    Decision {
+        answer,
+        slot_taken,
+        stored,
+    }
+}
+
+/// A replay status stream is for admins only (403 naming the caller, as
+/// the Python service does).
+fn admin_only(who: &Identity) -> Result<(), ApiError> {
+    admin_only_as(who, &who.user_id)
+}
+
+fn admin_only_as(who: &Identity, username: &str) -> Result<(), ApiError> {
+    match who.role {
+        Role::Admin => Ok(()),
+        _ => Err(ApiError::admin_access_required(Some(username))),
+    }
+}
+
+/// The caller from their user record: 503 if unreadable, 401 (logged with
+/// the reason) for an unknown or inactive user.
+pub fn store_identity(
+    token: &Identity,
+    reply: Value,
+    logs: &mut Vec<String>,
+) -> Result<Identity, ApiError> {
+    let pairs = reply
+        .into_pairs()
+        .map_err(|e| unavailable(logs, &format!("user record: {e}")))?;
+    identity::from_store(token, &pairs).map_err(|e| {
+        let reason = match e {
+            AuthError::Invalid(reason) => reason,
+            AuthError::Missing => "no user",
+        };
+        logs.push(log::line("auth_failed", &[("reason", reason.into())]));
+        ApiError::invalid_credentials()
+    })
+}
+
+/// The replay session's current status as the first event: 404 without a
+/// record, 503 if unreadable; a terminal status ends the stream there.
+fn replay_start(
+    id: &str,
+    record: Option<Value>,
+    outbox: &mut Outbox,
+    logs: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let pairs = record
+        .map(Value::into_pairs)
+        .transpose()
+        .map_err(|e| unavailable(logs, &format!("replay record: {e}")))?
+        .unwrap_or_default();
+    match replay::first_event(id, &pairs) {
+        Ok(Some(start)) => {
+            outbox.control(&start.json, start.terminal);
+            Ok(())
+        }
+        Ok(None) => Err(ApiError::replay_session_not_found()),
+        Err(detail) => Err(unavailable(logs, &detail)),
+    }
+}
+
+/// `event` with a missing or null `result` of a `result_stored` filled from
+/// the record's `result` (`record_result`); as it is otherwise, logged when
+/// the record has no result or an unreadable one.
+pub fn filled<'a>(
+    event: &'a [u8],
+    record_result: Option<&str>,
+    execution_id: &str,
+    logs: &mut Vec<String>,
+) -> std::borrow::Cow<'a, [u8]> {
+    let missing = |logs: &mut Vec<String>, what: &str| {
+        logs.push(log::line(
+            "result_not_filled",
+            &[("execution_id", execution_id.into()), ("why", what.into())],
+        ));
+    };
+    match result_fill::fill_result(event, record_result) {
+        Fill::Filled(bytes) => bytes.into(),
+        Fill::Unchanged => event.into(),
+        Fill::NoResult => {
+            missing(logs, "the record has no result");
+            event.into()
+        }
+        Fill::BadRecord => {
+            missing(logs, "the record's result is not JSON");
+            event.into()
+        }
+    }
 }
 
 /// The record of execution `id`: 503 if unreadable, 404 if absent, 403 if
-/// another user's. Queues the status snapshot; returns `Some(result)` when
-/// the execution is finished (its stored result event, if any).
+/// another user's. Queues the status snapshot and returns the record.
 fn check_record(
     who: &Identity,
     id: &str,
     record: Option<Value>,
     outbox: &mut Outbox,
     logs: &mut Vec<String>,
-) -> Result<Option<Option<String>>, ApiError> {
+) -> Result<ExecutionRecord, ApiError> {
     let record = match record.map(Value::into_pairs) {
         Some(Ok(pairs)) => ExecutionRecord::from_pairs(pairs),
         _ => {
@@ -254,9 +398,7 @@ fn check_record(
         return Err(ApiError::forbidden());
     }
     outbox.control(&events::status_event(id, &record), false);
-    Ok(record
-        .is_finished()
-        .then(|| events::stored_result_event(id, &record)))
+    Ok(record)
 }
 
 /// The SSE `event:` name of every message of a kind (`None`: `message`).

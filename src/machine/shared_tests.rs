@@ -113,7 +113,7 @@ fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
     assert_eq!(
         pending(&m),
         "retry: 3000\n\n\
-         data: {\"event_type\":\"status\",\"execution_id\":\"e1\",\"status\":\"running\",\"timestamp\":\"\"}\n\n\
+         data: {\"event_type\":\"status\",\"execution_id\":\"e1\",\"timestamp\":null,\"event_id\":null,\"status\":\"running\",\"result\":null}\n\n\
          id: 5-1\ndata: {\"event_type\":\"a\"}\n\n\
          id: 5-2\ndata: {\"event_type\":\"b\"}\n\n"
     );

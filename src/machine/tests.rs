@@ -142,7 +142,7 @@ fn an_open_stream_sends_retry_status_history_then_early_messages() {
     assert_eq!(
         pending(&m),
         "retry: 3000\n\n\
-         data: {\"event_type\":\"status\",\"execution_id\":\"e1\",\"status\":\"running\",\"timestamp\":\"\"}\n\n\
+         data: {\"event_type\":\"status\",\"execution_id\":\"e1\",\"timestamp\":null,\"event_id\":null,\"status\":\"running\",\"result\":null}\n\n\
          id: 5-1\ndata: {\"event_type\":\"a\"}\n\n\
          id: 5-2\ndata: {\"event_type\":\"b\"}\n\n"
     );
@@ -391,7 +391,7 @@ fn deadline_order_token_lifetime_stall() {
 fn a_closed_stream_with_bytes_pending_waits_for_the_flush_deadline_only() {
     let mut m = live();
     m.receive(
-        message("sse:exec:e1", r#"{"event_type":"result_stored"}"#).as_bytes(),
+        message("sse:exec:e1", r#"{"event_type":"execution_failed"}"#).as_bytes(),
         20 * S,
     );
     assert!(!m.wants_redis(), "terminal: Redis no longer read");
@@ -400,7 +400,8 @@ fn a_closed_stream_with_bytes_pending_waits_for_the_flush_deadline_only() {
     m.handle_timeout(21 * S);
     assert!(m.poll().is_none());
     m.handle_timeout(25 * S);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    // The terminal event never left: not a clean end (the body is aborted).
+    assert!(matches!(m.poll(), Some(Event::Finished(Close::SlowClient))));
     assert!(m.deadline().is_none());
 }
 
@@ -408,7 +409,7 @@ fn a_closed_stream_with_bytes_pending_waits_for_the_flush_deadline_only() {
 fn a_terminal_event_ends_the_stream_once_written() {
     let mut m = live();
     m.receive(
-        message("sse:exec:e1", r#"{"event_type":"result_stored"}"#).as_bytes(),
+        message("sse:exec:e1", r#"{"event_type":"execution_failed"}"#).as_bytes(),
         20,
     );
     let n = m.pending().len();
@@ -470,3 +471,5 @@ fn cluster_renewals_and_release_go_through_their_own_commands() {
     assert!(matches!(m.poll(), Some(Event::Finished(Close::ClientGone))));
     assert_eq!(m.take_commands()[0].tag, Tag::Release);
 }
+
+mod drop_in;

@@ -21,6 +21,9 @@ pub enum Due {
     Lifetime,
     /// Idle for a heartbeat: `: ping`, Redis `PING` and the slot renewal.
     Heartbeat,
+    /// A heartbeat since the user record was last read (user store on):
+    /// read it again, however busy the stream is.
+    UserCheck,
     /// Closed, and the last bytes took longer than [`CLOSE_FLUSH_NS`].
     FlushOver,
 }
@@ -32,7 +35,7 @@ impl Due {
             Due::Stalled => Some(Close::SlowClient),
             Due::TokenExpired => Some(Close::TokenExpired),
             Due::Lifetime => Some(Close::Lifetime),
-            Due::Nothing | Due::Heartbeat | Due::FlushOver => None,
+            Due::Nothing | Due::Heartbeat | Due::UserCheck | Due::FlushOver => None,
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct Timers {
     progress: u64,
     /// Set once closed: the last bytes must be out by then.
     flush: Option<u64>,
+    /// Next read of the user record, when identity comes from the store.
+    user_check: Option<u64>,
 }
 
 impl Timers {
@@ -69,7 +74,14 @@ impl Timers {
             token: now.saturating_add(secs(token_left)),
             progress: now,
             flush: None,
+            user_check: None,
         }
+    }
+
+    /// Re-read the user record every heartbeat from `now` on (not pushed
+    /// back by writes, unlike the heartbeat itself).
+    pub fn check_user(&mut self, now: u64) {
+        self.user_check = Some(now.saturating_add(self.heartbeat));
     }
 
     /// The browser took bytes: the heartbeat and the stall clock restart.
@@ -91,6 +103,7 @@ impl Timers {
             return flush;
         }
         let mut next = self.idle.min(self.lifetime).min(self.token);
+        next = next.min(self.user_check.unwrap_or(u64::MAX));
         if pending {
             next = next.min(self.progress.saturating_add(self.stall));
         }
@@ -113,6 +126,9 @@ impl Timers {
             Due::TokenExpired
         } else if now >= self.lifetime {
             Due::Lifetime
+        } else if self.user_check.is_some_and(|at| now >= at) {
+            self.check_user(now);
+            Due::UserCheck
         } else if now >= self.idle {
             self.idle = now.saturating_add(self.heartbeat);
             Due::Heartbeat

@@ -127,3 +127,6 @@ pub fn replay_status_path(session_id: &str) -> String {
 }
 
 pub const HEALTH_PATH: &str = "/api/v1/events/health";
+
+/// Readiness: answers `PING` through Redis (503 when it does not).
+pub const READY_PATH: &str = "/api/v1/events/health/ready";

@@ -84,6 +84,13 @@ pub fn spin_component_wasm() -> PathBuf {
     built(&WASM, "SSE_GATEWAY_SPIN_WASM", "spin")
 }
 
+/// Path of the Spin build with `wasi:otel` (`scripts/build.sh otel`);
+/// `SSE_GATEWAY_OTEL_WASM` wins.
+pub fn otel_component_wasm() -> PathBuf {
+    static WASM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&WASM, "SSE_GATEWAY_OTEL_WASM", "otel")
+}
+
 pub(super) fn built(cell: &OnceLock<Result<PathBuf, String>>, var: &str, variant: &str) -> PathBuf {
     let result = cell.get_or_init(|| {
         if let Some(path) = std::env::var_os(var) {
@@ -187,6 +194,10 @@ pub struct GatewayBuilder {
     extra_args: Vec<String>,
     host: Option<Host>,
     spin_outbound: SpinOutbound,
+    /// Environment of the host process itself (not a setting).
+    host_env: Vec<(String, String)>,
+    /// Under Spin, this component instead of the default build.
+    spin_wasm: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -200,6 +211,8 @@ impl GatewayBuilder {
             extra_args: Vec::new(),
             host: None,
             spin_outbound: SpinOutbound::default(),
+            host_env: Vec::new(),
+            spin_wasm: None,
         }
     }
 
@@ -233,6 +246,20 @@ impl GatewayBuilder {
     /// check that the allowlist really gates the connect).
     pub fn spin_only_outbound(mut self, entries: &[&str]) -> Self {
         self.spin_outbound.only = Some(entries.iter().map(|e| e.to_string()).collect());
+        self
+    }
+
+    /// An environment variable of the host process (`OTEL_*` for Spin's
+    /// exporter), not a gateway setting.
+    pub fn host_env(mut self, key: &str, value: &str) -> Self {
+        self.host_env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Under Spin, serve `wasm` (another build variant) instead of the
+    /// default build.
+    pub fn spin_wasm(mut self, wasm: PathBuf) -> Self {
+        self.spin_wasm = Some(wasm);
         self
     }
 
@@ -290,12 +317,15 @@ impl GatewayBuilder {
         let wasmtime = wasmtime_bin();
         let wasm = component_wasm();
         let mut cmd = Command::new(&wasmtime);
+        // `allow-ip-name-lookup`: Redis by name through the host's lookup.
         cmd.args(["serve", "-S", "cli", "-S", "inherit-network"]);
+        cmd.args(["-S", "allow-ip-name-lookup"]);
         for (k, v) in &self.env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
         cmd.args(&self.extra_args);
         cmd.args(super::p3::host_args());
+        cmd.envs(self.host_env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg(&wasm);
@@ -309,7 +339,7 @@ impl GatewayBuilder {
 
     fn spawn_spin(&self, port: u16, log_path: &Path, dir: &Path) -> Result<Child, (String, bool)> {
         let spin = spin_bin().unwrap_or_else(|e| panic!("{e}"));
-        let wasm = spin_component_wasm();
+        let wasm = self.spin_wasm.clone().unwrap_or_else(spin_component_wasm);
         let variables = spin_variables(&self.env).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(dir).map_err(|e| (format!("create {}: {e}", dir.display()), false))?;
         let manifest = spin_manifest(&wasm, &self.spin_outbound, dir).map_err(|e| (e, false))?;
@@ -332,6 +362,7 @@ impl GatewayBuilder {
             }
         }
         cmd.envs(variables);
+        cmd.envs(self.host_env.iter().map(|(k, v)| (k, v)));
         let line = format!(
             "{} up -f {} --listen 127.0.0.1:{port}",
             spin.display(),

@@ -1,13 +1,10 @@
-//! Helpers for `tests/hostile.rs`: the readiness path, Redis connection
+//! Helpers for `tests/hostile.rs`: Redis connection
 //! counters, tokens built from raw JSON text (to repeat keys, which a
 //! `serde_json::Value` cannot hold) and raw requests.
 
 use super::{jwt, send_raw_on, HttpResponse, RedisServer, SECRET};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-
-/// `GET` readiness: Redis answers `PING`.
-pub const READY_PATH: &str = "/api/v1/events/health/ready";
 
 /// A field of `INFO stats` (e.g. `total_connections_received`), read on
 /// `con` so the reading itself opens no connection.

@@ -16,21 +16,29 @@
 //!   settings to `SPIN_VARIABLE_*` (the host is chosen by `SSE_GATEWAY_HOST`).
 //! - `api`: route paths and wire-contract assertions (JSON errors, publish).
 //! - `procs`: paths, log files, free ports, child processes.
+//! - [`tls`]: a CA and certificates made in the test, TLS `redis-server`s
+//!   and a `dnsmasq` resolver, for `rediss://` and host names.
+//! - `otlp`: [`OtlpReceiver`], an OTLP/HTTP receiver for Spin's `wasi:otel` export.
 //!
 //! Everything has timeouts: no helper here can hang a test forever.
 
 #![allow(dead_code)]
 
 mod api;
+pub mod fetch_client;
 mod gateway;
 pub mod hostile;
 mod http;
 pub mod jwt;
+pub mod otlp;
 pub mod p3;
 mod procs;
 mod redis_server;
+pub mod replay_record;
 mod spin;
 mod sse;
+pub mod stream_end;
+pub mod tls;
 
 pub use api::*;
 pub use gateway::*;

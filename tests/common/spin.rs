@@ -62,9 +62,9 @@ fn find_spin() -> Result<PathBuf, String> {
 /// The `SPIN_VARIABLE_*` environment for a gateway configured with
 /// `env` (the portable build's names). Each setting becomes the application
 /// variable of the same name; `REDIS_URL` becomes the shipped manifest's
-/// `redis_host`, `redis_port`, `redis_password` and `redis_db`, from which
-/// `spin.toml` assembles `redis_url` and its outbound allowlist. Err for a
-/// URL those four cannot express.
+/// `redis_scheme`, `redis_username`, `redis_password`, `redis_host`,
+/// `redis_port` and `redis_db`, from which `spin.toml` assembles
+/// `redis_url` and its outbound allowlist. Err for a URL they cannot express.
 pub fn spin_variables(env: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for (key, value) in env {
@@ -79,23 +79,26 @@ pub fn spin_variables(env: &BTreeMap<String, String>) -> Result<Vec<(String, Str
     Ok(out)
 }
 
-/// `redis://[:password@]host[:port][/db]` as the manifest's four variables.
+/// `redis[s]://[[user]:password@]host[:port][/db]` as the manifest's
+/// variables (`redis_scheme`, `redis_username`, `redis_password`,
+/// `redis_host`, `redis_port`, `redis_db`).
 fn redis_url_parts(url: &str) -> Result<Vec<(&'static str, String)>, String> {
     let unsupported = || {
         format!(
-            "REDIS_URL={url:?} has no equivalent in spin.toml (redis_host, redis_port, \
-             redis_password, redis_db build `redis://:PASSWORD@HOST:PORT/DB`)"
+            "REDIS_URL={url:?} has no equivalent in spin.toml (redis_scheme, redis_username, \
+             redis_password, redis_host, redis_port, redis_db build \
+             `SCHEME://USER:PASSWORD@HOST:PORT/DB`)"
         )
     };
-    let rest = url.strip_prefix("redis://").ok_or_else(unsupported)?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
+    if scheme != "redis" && scheme != "rediss" {
+        return Err(unsupported());
+    }
     let (auth, rest) = match rest.rsplit_once('@') {
-        Some((auth, rest)) => (Some(auth), rest),
-        None => (None, rest),
+        Some((auth, rest)) => (auth, rest),
+        None => ("", rest),
     };
-    let password = match auth {
-        None => "",
-        Some(auth) => auth.strip_prefix(':').ok_or_else(unsupported)?,
-    };
+    let (username, password) = auth.split_once(':').unwrap_or(("", auth));
     let (hostport, db) = match rest.split_once('/') {
         Some((hp, db)) => (hp, if db.is_empty() { "0" } else { db }),
         None => (rest, "0"),
@@ -108,6 +111,8 @@ fn redis_url_parts(url: &str) -> Result<Vec<(&'static str, String)>, String> {
         return Err(unsupported());
     }
     Ok(vec![
+        ("REDIS_SCHEME", scheme.to_string()),
+        ("REDIS_USERNAME", username.to_string()),
         ("REDIS_HOST", host.to_string()),
         ("REDIS_PORT", port.to_string()),
         ("REDIS_PASSWORD", password.to_string()),
@@ -193,7 +198,16 @@ mod tests {
         assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_HOST"), "localhost");
         assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_PASSWORD"), "p%40ss");
         assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_DB"), "3");
-        let env = BTreeMap::from([("REDIS_URL".to_string(), "rediss://x".to_string())]);
-        assert!(spin_variables(&env).is_err());
+        assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_SCHEME"), "redis");
+        assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_USERNAME"), "");
+        let v = vars("rediss://app:pw@localhost:6390");
+        assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_SCHEME"), "rediss");
+        assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_USERNAME"), "app");
+        assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_PASSWORD"), "pw");
+        assert_eq!(get(&v, "SPIN_VARIABLE_REDIS_DB"), "0");
+        for bad in ["http://x", "rediss://", "redis://h:port"] {
+            let env = BTreeMap::from([("REDIS_URL".to_string(), bad.to_string())]);
+            assert!(spin_variables(&env).is_err(), "{bad}");
+        }
     }
 }
