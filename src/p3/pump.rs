@@ -26,7 +26,7 @@ use spin_sdk7::wasip3;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::Poll;
-use wasip3::http::types::Response;
+use wasip3::http::types::{ErrorCode, Response};
 use wasip3::wit_bindgen::{StreamResult, StreamWriter};
 use wasip3::{wit_future, wit_stream};
 
@@ -57,6 +57,7 @@ pub async fn serve(
         channel: String::new(),
         redirects: 0,
         cfg,
+        last_write: None,
     };
     loop {
         s.step();
@@ -85,17 +86,31 @@ pub async fn serve(
     head.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
     let (response, _) = Response::new(fields(&head), Some(body_rx), trailers);
     wit_bindgen_spawn(async move {
-        s.stream(body).await;
+        let close = s.stream(body).await;
         s.finish();
-        // The body ends cleanly whatever the close, as the p2 shell's does:
-        // an abort (an error in the trailers) lets the host drop the last
-        // bytes (the close reason's `retry:` and comment) unsent.
-        let _ = trailers_tx.write(Ok(None)).await;
+        // Clean (the last chunk) or aborted (an error in the trailers: the
+        // host ends the response without it) is the machine's call, as in
+        // the p2 shell. An abort waits out the grace after the last write,
+        // which the host would otherwise drop unsent with the connection.
+        if close.ends_cleanly() {
+            let _ = trailers_tx.write(Ok(None)).await;
+        } else {
+            if let Some(last) = s.last_write {
+                clock::until(last.saturating_add(ABORT_GRACE_NS)).await;
+            }
+            let aborted = ErrorCode::InternalError(Some(close.reason().into()));
+            let _ = trailers_tx.write(Err(aborted)).await;
+        }
     });
     response
 }
 
 type Write = Pin<Box<dyn Future<Output = (StreamWriter<u8>, StreamResult)>>>;
+
+/// How long an aborted body stays open after its last write (the p2
+/// shell's `ABORT_GRACE_MS`): the host drops bytes it has not sent yet
+/// when the response fails.
+const ABORT_GRACE_NS: u64 = 200_000_000;
 
 struct Pump {
     m: StreamMachine,
@@ -105,6 +120,8 @@ struct Pump {
     channel: String,
     redirects: usize,
     cfg: Box<Config>,
+    /// Monotonic time of the last body write that took bytes.
+    last_write: Option<u64>,
 }
 
 /// What woke the pump.
@@ -162,6 +179,9 @@ impl Pump {
                 match result {
                     StreamResult::Complete(n) => {
                         body = Some(b);
+                        if n > 0 {
+                            self.last_write = Some(now);
+                        }
                         self.m.body_took(n, now);
                     }
                     StreamResult::Dropped | StreamResult::Cancelled => self.m.body_gone(now),

@@ -324,7 +324,7 @@ impl GatewayBuilder {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
         cmd.args(&self.extra_args);
-        cmd.args(super::p3::host_args());
+        cmd.args(super::p3::host_args(&self.extra_args));
         cmd.envs(self.host_env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
@@ -354,7 +354,7 @@ impl GatewayBuilder {
             .arg("--state-dir")
             .arg(dir.join("state"))
             .args(&self.extra_args)
-            .args(super::p3::host_args());
+            .args(super::p3::host_args(&self.extra_args));
         // Only the variables this test sets: none leak in from the caller.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("SPIN_VARIABLE_") {

@@ -30,17 +30,19 @@ pub fn p3_spin_component() -> PathBuf {
 /// The host flags the README gives for the p3 build: an instance takes
 /// new streams for as long as it lives (the default reuse count, 128,
 /// would start a new instance every 128 requests) and up to 256 requests
-/// being handled at once.
-pub fn host_args() -> Vec<&'static str> {
+/// being handled at once. A flag the test already passes (`given`) wins.
+pub fn host_args(given: &[String]) -> Vec<&'static str> {
     if !p3_build() {
         return Vec::new();
     }
-    vec![
-        "--max-instance-reuse-count",
-        "100000",
-        "--max-instance-concurrent-reuse-count",
-        "256",
+    [
+        ("--max-instance-reuse-count", "100000"),
+        ("--max-instance-concurrent-reuse-count", "256"),
     ]
+    .into_iter()
+    .filter(|(flag, _)| !given.iter().any(|g| g == flag))
+    .flat_map(|(flag, value)| [flag, value])
+    .collect()
 }
 
 /// Whether `PUBSUB NUMSUB` = `n` means `want` streams are subscribed. In
