@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::p3::{subscription_connections, use_p3};
+use common::p3::{redis_clients, subscription_connections, use_p3};
 use common::{bearer, get, jwt, open_stream, Host, Next, SseItem, SseStream, TestEnv};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -137,6 +137,51 @@ fn many_streams_share_one_instance_and_one_subscription() {
     assert_eq!(wait_numsub(&env, "sse:notif:bob", |n| n == 0), 0);
     assert!(env.redis.numsub("sse:notif:alice") >= 1);
     // Everyone leaves: nothing stays subscribed.
+    for s in streams {
+        s.disconnect();
+    }
+    wait_connections(&env, &[]);
+}
+
+/// What a p3 instance costs Redis whatever its streams: one subscription
+/// connection (every channel) and one command connection (slots, records,
+/// history). 40 streams of 8 users, each taking a slot, counted with
+/// `CLIENT LIST`.
+#[test]
+fn the_streams_of_an_instance_share_two_redis_connections() {
+    let env = p3_env();
+    let streams: Vec<SseStream> = (0..40)
+        .map(|i| open(&env, &format!("u{}", i % 8)))
+        .collect();
+    let instances = stream_instances(&env, streams.len()).len();
+    let deadline = Instant::now() + WAIT;
+    let mut clients = redis_clients(&env.redis);
+    while clients != 2 * instances && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        clients = redis_clients(&env.redis);
+    }
+    assert_eq!(
+        clients,
+        2 * instances,
+        "{} streams in {instances} instances: Redis connections",
+        streams.len()
+    );
+    // Each subscription connection holds each of its users' channels once.
+    let subscribed: i64 = (0..8)
+        .map(|u| env.redis.numsub(&format!("sse:notif:u{u}")))
+        .sum();
+    assert_eq!(
+        subscription_connections(&env.redis).iter().sum::<u64>() as i64,
+        subscribed
+    );
+    assert!(
+        subscribed <= 8 * instances as i64,
+        "{subscribed} subscriptions"
+    );
+    println!(
+        "[e2e] 40 streams, {instances} instances, {clients} Redis connections (streams / {})",
+        40 / clients.max(1)
+    );
     for s in streams {
         s.disconnect();
     }
