@@ -58,7 +58,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--redis-url" => redis = Some(loopback(&value)?),
             "--streams" => a.streams = value.parse().map_err(|_| bad.clone())?,
             "--events" => a.events = value.parse().map_err(|_| bad.clone())?,
-            "--wait-seconds" => a.wait = Duration::from_secs_f64(value.parse().map_err(|_| bad.clone())?),
+            "--wait-seconds" => {
+                a.wait = Duration::from_secs_f64(value.parse().map_err(|_| bad.clone())?)
+            }
             "--concurrency" => a.concurrency = value.parse().map_err(|_| bad.clone())?,
             "--jwt-secret" => a.secret = value,
             "--server-pid" => a.server_pid = Some(value.parse().map_err(|_| bad.clone())?),
@@ -136,7 +138,10 @@ async fn run(a: Args) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let got = shared.received.load(Ordering::Relaxed) - r0;
-        let cpu_us = a.server_pid.map_or(0, procs::cpu_us_fine).saturating_sub(cpu0);
+        let cpu_us = a
+            .server_pid
+            .map_or(0, procs::cpu_us_fine)
+            .saturating_sub(cpu0);
         let samples = shared.take_samples();
         all.extend_from_slice(&samples);
         let s = stats::summarize(samples);

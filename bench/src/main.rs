@@ -370,7 +370,11 @@ fn wait_healthy(server: &mut Server, timeout: Duration) -> Result<(), String> {
     }
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        match procs::http_status(server.addr, "/api/v1/events/health/ready", Duration::from_secs(5)) {
+        match procs::http_status(
+            server.addr,
+            "/api/v1/events/health/ready",
+            Duration::from_secs(5),
+        ) {
             Ok(200) => return Ok(()),
             other if std::time::Instant::now() > deadline => {
                 return Err(format!("{} health check: {other:?}", server.name))
