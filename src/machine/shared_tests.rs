@@ -199,3 +199,97 @@ fn failures_while_opening_are_503_and_release_only_what_may_be_held() {
     m.handle_timeout(deadline);
     assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
 }
+
+fn store_cfg() -> Config {
+    Config::load(&Source(|name: &str| match name {
+        "jwt_secret" => Some("s".repeat(32)),
+        "identity_key_prefix" => Some("user:".into()),
+        "heartbeat_seconds" => Some("1".into()),
+        _ => None,
+    }))
+    .unwrap()
+}
+
+fn user_record(id: &str, active: &str) -> Value {
+    let pair = |k: &str, v: &str| (Value::Bulk(k.into()), Value::Bulk(v.into()));
+    Value::Map(vec![pair("user_id", id), pair("is_active", active)])
+}
+
+/// A notification stream's channel is named by the store's user id: the
+/// user record is read on the shared command connection before the join.
+#[test]
+fn the_user_record_is_read_before_the_notification_channel_is_joined() {
+    let req = Opening {
+        topic: Topic::Notifications,
+        last_event_id: None,
+        member: "m1".into(),
+        now: 0,
+        unix_now: UNIX,
+    };
+    let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
+    assert_eq!(m.connect_to(), None);
+    assert_eq!(m.join_channel(), None, "no channel before the user record");
+    let first = m.take_requests();
+    assert_eq!(tags(&first), vec![Tag::User]);
+    assert_eq!(
+        first[0].args,
+        vec![b"HGETALL".to_vec(), b"user:u1".to_vec()]
+    );
+    m.reply(Tag::User, Ok(user_record("store-7", "true")), 1);
+    assert_eq!(m.join_channel().as_deref(), Some("sse:notif:store-7"));
+    assert!(m.take_requests().is_empty(), "the rest waits for the join");
+    m.subscribed(2);
+    let rest = m.take_requests();
+    assert!(!tags(&rest).contains(&Tag::User), "read once: {rest:?}");
+    for r in rest {
+        m.reply(r.tag, ok(r.tag), 3);
+    }
+    assert!(matches!(m.poll(), Some(Event::Start)));
+}
+
+#[test]
+fn a_lost_command_connection_while_identifying_is_a_503() {
+    let req = Opening {
+        topic: Topic::Notifications,
+        last_event_id: None,
+        member: "m1".into(),
+        now: 0,
+        unix_now: UNIX,
+    };
+    let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
+    m.take_requests();
+    m.reply(Tag::User, Err(ApiError::service_unavailable(1)), 1);
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert_eq!(m.join_channel(), None);
+}
+
+/// The heartbeat's re-read of the user record goes out as a request too;
+/// a deactivated user is cut with `access_revoked`.
+#[test]
+fn the_heartbeat_re_read_of_the_user_is_a_request() {
+    let mut m = {
+        let mut m = open(&store_cfg());
+        assert!(m.join_channel().is_some());
+        m.subscribed(5);
+        for r in m.take_requests() {
+            let answer = match r.tag {
+                Tag::User => Ok(user_record("u1", "true")),
+                tag => ok(tag),
+            };
+            m.reply(r.tag, answer, 6);
+        }
+        m
+    };
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    let n = m.pending().len();
+    m.body_took(n, 7);
+    m.handle_timeout(7 + S);
+    let reread = m.take_requests();
+    assert!(tags(&reread).contains(&Tag::User), "{reread:?}");
+    assert!(
+        m.transmit().is_empty(),
+        "nothing on a connection of its own"
+    );
+    m.reply(Tag::User, Ok(user_record("u1", "false")), 8 + S);
+    assert!(pending(&m).contains("access_revoked"), "{}", pending(&m));
+}

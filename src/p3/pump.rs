@@ -58,6 +58,7 @@ pub async fn serve(
         redirects: 0,
         cfg,
         last_write: None,
+        timer: None,
     };
     loop {
         s.step();
@@ -107,6 +108,9 @@ pub async fn serve(
 
 type Write = Pin<Box<dyn Future<Output = (StreamWriter<u8>, StreamResult)>>>;
 
+/// An armed `wait-until` and the instant it fires.
+type Timer = (u64, Pin<Box<dyn Future<Output = ()>>>);
+
 /// How long an aborted body stays open after its last write (the p2
 /// shell's `ABORT_GRACE_MS`): the host drops bytes it has not sent yet
 /// when the response fails.
@@ -122,6 +126,8 @@ struct Pump {
     cfg: Box<Config>,
     /// Monotonic time of the last body write that took bytes.
     last_write: Option<u64>,
+    /// The armed timer, kept across wake-ups (see [`Pump::wait`]).
+    timer: Option<Timer>,
 }
 
 /// What woke the pump.
@@ -193,11 +199,22 @@ impl Pump {
     /// Waits for the hub, the command answers, the body write in flight
     /// or the machine's deadline, and feeds what happened. Returns the
     /// body writer when its write finished.
+    ///
+    /// The timer outlives a wake-up: it is re-armed only when the deadline
+    /// moved earlier. A later deadline (every write pushes the heartbeat
+    /// back) keeps the armed one, which fires early once and is re-armed
+    /// then (`handle_timeout` before the deadline does nothing). Arming a
+    /// host timer and cancelling it on every delivery cost two of the
+    /// host's task operations per stream per event (docs/PERFORMANCE.md,
+    /// "Fan-out in one instance").
     async fn wait(
         &mut self,
         write: &mut Option<Write>,
     ) -> Option<(StreamWriter<u8>, StreamResult)> {
         let deadline = self.m.deadline()?;
+        if self.timer.as_ref().is_none_or(|(at, _)| *at > deadline) {
+            self.timer = Some((deadline, Box::pin(clock::until(deadline))));
+        }
         let wants = self.m.wants_redis();
         let live = self.live;
         let sub = self.sub.as_ref().filter(|_| wants);
@@ -210,13 +227,9 @@ impl Pump {
                 }
             });
             let answers = pin!(async { Woke::Answers(self.client.answers().await) });
-            let timer = pin!(async {
-                clock::until(deadline).await;
-                Woke::Timer
-            });
+            let timer = &mut self.timer;
             let mut hub = hub;
             let mut answers = answers;
-            let mut timer = timer;
             future::poll_fn(|cx| {
                 if let Some(w) = write.as_mut() {
                     if let Poll::Ready((b, r)) = w.as_mut().poll(cx) {
@@ -230,7 +243,14 @@ impl Pump {
                 if let Poll::Ready(w) = answers.as_mut().poll(cx) {
                     return Poll::Ready(w);
                 }
-                timer.as_mut().poll(cx)
+                let fired = timer
+                    .as_mut()
+                    .is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready());
+                if fired {
+                    *timer = None;
+                    return Poll::Ready(Woke::Timer);
+                }
+                Poll::Pending
             })
             .await
         };
