@@ -101,12 +101,6 @@ fn wait_for_line(gw: &Gateway, name: &str) {
 
 #[test]
 fn log_lines_parse_and_carry_the_documented_fields() {
-    if common::p3::lacks(
-        "log_lines_parse_and_carry_the_documented_fields",
-        "the p3 shell logs no `request` line",
-    ) {
-        return;
-    }
     if !runs_on(
         Host::Wasmtime,
         "log schema",
@@ -156,12 +150,6 @@ fn log_lines_parse_and_carry_the_documented_fields() {
 
 #[test]
 fn log_level_warn_drops_per_stream_lines() {
-    if common::p3::lacks(
-        "log_level_warn_drops_per_stream_lines",
-        "the p3 shell does not filter by log_level",
-    ) {
-        return;
-    }
     if !runs_on(
         Host::Wasmtime,
         "log_level",

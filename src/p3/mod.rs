@@ -9,6 +9,7 @@
 mod clock;
 mod commands;
 mod link;
+mod logs;
 mod net;
 mod pump;
 
@@ -41,14 +42,23 @@ type Headers = Vec<(&'static str, String)>;
 impl wasip3::exports::http::handler::Guest for Gateway {
     async fn handle(req: Request) -> Result<Response, ErrorCode> {
         REQUESTS.set(REQUESTS.get() + 1);
-        Ok(respond(req).await)
+        let mut line = None;
+        let response = respond(req, &mut line).await;
+        // A stream took its line along: it is logged when the stream ends.
+        if let Some(line) = line {
+            line.answered(response.get_status_code());
+        }
+        Ok(response)
     }
 }
 
-/// The request into `gate::admit`, its verdict to the route.
-async fn respond(req: Request) -> Response {
+/// The request into `gate::admit`, its verdict to the route. `line` is
+/// the request's `request` log line, left for the caller or taken by a
+/// stream.
+async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
     let path_and_query = req.get_path_with_query().unwrap_or_default();
     let path = path_and_query.split('?').next().unwrap_or("");
+    *line = Some(RequestLine::new(method_name(&req.get_method()), path));
     let entries = req.get_headers().copy_all();
     let headers: Vec<(&str, &[u8])> = entries
         .iter()
@@ -63,6 +73,7 @@ async fn respond(req: Request) -> Response {
     };
     let loaded = load_config().await;
     let decision = gate::admit(&request, move || loaded);
+    logs::set_level(decision.log_level);
     print(decision.logs.into_iter());
     let cors = decision.headers;
     let (route, cfg, who, last_event_id) = match decision.verdict {
@@ -84,7 +95,7 @@ async fn respond(req: Request) -> Response {
         };
     };
     if let Some(topic) = Topic::of(&route) {
-        return pump::serve(cfg, who, topic, last_event_id, cors).await;
+        return pump::serve(cfg, who, topic, last_event_id, cors, line.take()).await;
     }
     match route {
         Route::PublishExecution(_) | Route::PublishNotification(_) => {
@@ -283,14 +294,4 @@ fn wit_bindgen_spawn(fut: impl std::future::Future<Output = ()> + 'static) {
     wasip3::wit_bindgen::spawn(fut);
 }
 
-/// Prints the core's log lines on stderr.
-fn print(lines: impl Iterator<Item = String>) {
-    for line in lines {
-        eprintln!("{line}");
-    }
-}
-
-/// One JSON log line on stderr. Callers pass no tokens or secrets.
-fn log(event: &str, fields: &[(&str, serde_json::Value)]) {
-    eprintln!("{}", crate::log::line(event, fields));
-}
+use logs::{log, print, RequestLine};

@@ -11,7 +11,7 @@
 
 use super::commands::Client;
 use super::link::{self, End, Subscription};
-use super::{clock, error_response, fields, print, wit_bindgen_spawn};
+use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
@@ -40,7 +40,13 @@ pub async fn serve(
     topic: Topic,
     last_event_id: Option<String>,
     cors: Headers,
+    line: Option<RequestLine>,
 ) -> Response {
+    let answered = |status: u16| {
+        if let Some(l) = line {
+            l.answered(status);
+        }
+    };
     let req = Opening {
         topic,
         last_event_id: last_event_id.as_deref(),
@@ -65,12 +71,15 @@ pub async fn serve(
         match s.m.poll() {
             Some(Event::Refuse(e)) => {
                 s.finish();
+                answered(e.status);
                 return error_response(&e, &cors);
             }
             Some(Event::Start) => break,
             Some(Event::Finished(_)) => {
                 s.finish();
-                return error_response(&ApiError::service_unavailable(RETRY_AFTER_SECONDS), &cors);
+                let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
+                answered(e.status);
+                return error_response(&e, &cors);
             }
             None => {}
         }
@@ -89,6 +98,7 @@ pub async fn serve(
     wit_bindgen_spawn(async move {
         let close = s.stream(body).await;
         s.finish();
+        answered(200);
         // Clean (the last chunk) or aborted (an error in the trailers: the
         // host ends the response without it) is the machine's call, as in
         // the p2 shell. An abort waits out the grace after the last write,
