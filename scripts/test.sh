@@ -87,7 +87,7 @@ p3_spin_files=(--test routes --test drop_in)
 p3_timeout=${SSE_GATEWAY_P3_PASS_TIMEOUT:-900}
 echo "== e2e under wasmtime serve (p3 build, subset) $(date +%T)"
 started=$(date +%s)
-SSE_GATEWAY_HOST=p3-wasmtime timeout -k 30 "$p3_timeout" cargo test "${p3_files[@]}" "$@" 2>&1 | tee "$plog"
+SSE_GATEWAY_HOST=p3-wasmtime timeout -k 30 "$p3_timeout" cargo test --no-fail-fast "${p3_files[@]}" "$@" 2>&1 | tee "$plog"
 pstatus=${PIPESTATUS[0]}
 [ "$pstatus" -ne 124 ] || echo "tests: the p3 wasmtime pass did not finish within ${p3_timeout}s"
 echo "p3 wasmtime pass: $(($(date +%s) - started)) s"
@@ -97,7 +97,7 @@ if [ -n "$SPIN" ]; then
     export SSE_GATEWAY_P3_SPIN_WASM
     echo "== e2e under spin up (p3 build reading Spin variables, subset) $(date +%T)"
     started=$(date +%s)
-    SSE_GATEWAY_HOST=p3-spin timeout -k 30 "$p3_timeout" cargo test "${p3_spin_files[@]}" "$@" 2>&1 | tee -a "$plog"
+    SSE_GATEWAY_HOST=p3-spin timeout -k 30 "$p3_timeout" cargo test --no-fail-fast "${p3_spin_files[@]}" "$@" 2>&1 | tee -a "$plog"
     pstatus=${PIPESTATUS[0]}
     [ "$pstatus" -ne 124 ] || echo "tests: the p3 Spin pass did not finish within ${p3_timeout}s"
     echo "p3 Spin pass: $(($(date +%s) - started)) s"
