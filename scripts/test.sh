@@ -53,12 +53,12 @@ set +e
 # saying which pass, instead of eating CI's whole budget.
 pass_timeout=${SSE_GATEWAY_PASS_TIMEOUT:-1800}
 echo "== e2e under wasmtime serve (portable build) $(date +%T)"
-SSE_GATEWAY_HOST=wasmtime timeout -k 30 "$pass_timeout" cargo test "${once[@]}" "${e2e[@]}" "$@" 2>&1 | tee "$log"
+SSE_GATEWAY_HOST=wasmtime timeout -k 30 "$pass_timeout" cargo test --no-fail-fast "${once[@]}" "${e2e[@]}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 [ "$status" -ne 124 ] || echo "tests: the wasmtime pass did not finish within ${pass_timeout}s"
 if [ -n "$SPIN" ]; then
     echo "== e2e under spin up (default build, $("$SPIN" --version)) $(date +%T)"
-    SSE_GATEWAY_HOST=spin timeout -k 30 "$pass_timeout" cargo test --test spin_host "${e2e[@]}" "$@" 2>&1 | tee "$slog"
+    SSE_GATEWAY_HOST=spin timeout -k 30 "$pass_timeout" cargo test --no-fail-fast --test spin_host "${e2e[@]}" "$@" 2>&1 | tee "$slog"
     sstatus=${PIPESTATUS[0]}
     [ "$sstatus" -ne 124 ] || echo "tests: the Spin pass did not finish within ${pass_timeout}s"
     [ "$sstatus" -eq 0 ] || status=$sstatus

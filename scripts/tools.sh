@@ -61,7 +61,16 @@ ensure_wasmtime() {
     export WASMTIME
 }
 
+# The README's Spin commands (run word for word by tests/spin_host.rs) use
+# openssl, curl and ip; the base image has them, this says so if not.
+ensure_base() {
+    apt_install openssl openssl
+    apt_install curl curl
+    PATH="$PATH:/usr/sbin" apt_install ip iproute2
+}
+
 ensure_tools() {
+    ensure_base
     ensure_wasm_target
     ensure_clang
     ensure_redis

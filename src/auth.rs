@@ -355,42 +355,50 @@ impl AuthConfig {
         algorithms: &str,
         pem: Option<&str>,
         jwks: Option<&str>,
-    ) -> Result<AuthConfig, String> {
-        let algorithms = parse_algorithms(algorithms)?;
+    ) -> Result<AuthConfig, KeyError> {
+        let algorithms = parse_algorithms(algorithms).map_err(KeyPart::Algorithms.with())?;
         let mut public_keys = std::mem::take(&mut self.keys.public_keys);
         if let Some(key) = public_keys
             .iter()
             .find(|key| !algorithms.contains(&key.material.alg()))
         {
-            return Err(format!(
+            return Err(KeyPart::Algorithms.error(format!(
                 "a configured {} public key needs {} in the allowed JWT algorithms",
                 key.material.alg(),
                 key.material.alg()
-            ));
+            )));
         }
+        let earlier = public_keys.len();
         if let Some(text) = pem.filter(|t| !t.trim().is_empty()) {
-            public_keys.extend(parse_pem_keys(text, &algorithms)?);
+            public_keys.extend(parse_pem_keys(text, &algorithms).map_err(KeyPart::Pem.with())?);
         }
+        let from_pem = public_keys.len();
         if let Some(text) = jwks.filter(|t| !t.trim().is_empty()) {
-            public_keys.extend(parse_jwks(text, &algorithms)?);
+            public_keys.extend(parse_jwks(text, &algorithms).map_err(KeyPart::Jwks.with())?);
         }
-        for (i, key) in public_keys.iter().enumerate() {
+        // Keys of earlier calls were checked then, so a repeated kid belongs
+        // to the text the later key came from.
+        for (i, key) in public_keys.iter().enumerate().skip(earlier) {
             if let Some(kid) = &key.kid {
                 if public_keys[..i].iter().any(|k| k.kid.as_ref() == Some(kid)) {
-                    return Err(format!(
+                    let part = if i < from_pem {
+                        KeyPart::Pem
+                    } else {
+                        KeyPart::Jwks
+                    };
+                    return Err(part.error(format!(
                         "JWT key id {} is used by more than one key",
                         shown(kid)
-                    ));
+                    )));
                 }
             }
         }
         let hs256_usable = algorithms.contains(&Alg::Hs256) && !self.hs256_secret.is_empty();
         if !hs256_usable && public_keys.is_empty() {
-            return Err(
+            return Err(KeyPart::Missing.error(
                 "no usable JWT verification key: HS256 needs a non-empty secret, \
-                 RS256/ES256/EdDSA need public keys (PEM or JWKS)"
-                    .to_owned(),
-            );
+                 RS256/ES256/EdDSA need public keys (PEM or JWKS)",
+            ));
         }
         self.keys = KeySet {
             algorithms,
@@ -399,6 +407,51 @@ impl AuthConfig {
         Ok(self)
     }
 }
+
+/// Which input of [`AuthConfig::with_keys`] an error is about, so the
+/// caller can name the variable that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The algorithm allow-list.
+    Algorithms,
+    /// The PEM text of public keys.
+    Pem,
+    /// The JWKS document.
+    Jwks,
+    /// No input can verify a token: neither a usable secret nor a public key.
+    Missing,
+}
+
+impl KeyPart {
+    fn error(self, problem: impl Into<String>) -> KeyError {
+        KeyError {
+            part: self,
+            problem: problem.into(),
+        }
+    }
+
+    fn with(self) -> impl FnOnce(String) -> KeyError {
+        move |problem| self.error(problem)
+    }
+}
+
+/// A refused key configuration: the input at fault and a message for the
+/// operator that never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// The input at fault.
+    pub part: KeyPart,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem)
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 /// Redacts the secret so configuration can be logged.
 impl fmt::Debug for AuthConfig {
@@ -1927,7 +1980,8 @@ mod key_tests {
     ) -> String {
         let err = AuthConfig::hs256(secret)
             .with_keys(algorithms, pem, jwks)
-            .expect_err("configuration should be refused");
+            .expect_err("configuration should be refused")
+            .problem;
         // No key material in the message: no base64 line of any PEM given,
         // no long base64url run from a JWKS.
         for text in [pem.unwrap_or(""), jwks.unwrap_or("")] {
@@ -2469,7 +2523,11 @@ mod key_tests {
             .unwrap()
             .with_keys("HS256", None, None)
             .unwrap_err();
-        assert!(err.contains("RS256 public key needs RS256"), "{err}");
+        assert_eq!(err.part, KeyPart::Algorithms);
+        assert!(
+            err.problem.contains("RS256 public key needs RS256"),
+            "{err}"
+        );
         // A kid shared between a PEM key and a JWKS key.
         let pem_kid = RSA_PUB.replace(
             "-----BEGIN PUBLIC KEY-----\n",
@@ -2488,6 +2546,29 @@ mod key_tests {
         // A long unknown algorithm name is cut short in the message.
         let err = config_error(SECRET, &"A".repeat(500), None, None);
         assert!(err.len() < 200, "{err}");
+    }
+
+    #[test]
+    fn key_errors_name_the_input_at_fault() {
+        let part = |secret: &[u8], algorithms: &str, pem: Option<&str>, jwks: Option<&str>| {
+            AuthConfig::hs256(secret)
+                .with_keys(algorithms, pem, jwks)
+                .expect_err("configuration should be refused")
+                .part
+        };
+        assert_eq!(part(SECRET, "HS256,none", None, None), KeyPart::Algorithms);
+        assert_eq!(part(SECRET, "RS256", Some("nope"), None), KeyPart::Pem);
+        assert_eq!(part(SECRET, "RS256", None, Some("{")), KeyPart::Jwks);
+        assert_eq!(part(b"", "HS256", None, None), KeyPart::Missing);
+        // A kid repeated across the two texts is blamed on the later one.
+        let pem_kid = RSA_PUB.replace(
+            "-----BEGIN PUBLIC KEY-----\n",
+            "-----BEGIN PUBLIC KEY-----\nkid: rsa-1\n\n",
+        );
+        let twice = format!("{pem_kid}{pem_kid}");
+        assert_eq!(part(SECRET, "RS256", Some(&twice), None), KeyPart::Pem);
+        let both = part(SECRET, ASYMMETRIC, Some(&pem_kid), Some(&all_jwks()));
+        assert_eq!(both, KeyPart::Jwks);
     }
 
     #[test]

@@ -9,10 +9,28 @@
 /// Number of hash slots in a Redis Cluster.
 pub const SLOTS: u16 = 16384;
 
-/// The hash slot of a key or shard channel (CRC16/XMODEM of the hash tag
-/// `{...}` when there is a non-empty one, else of the whole name): the
-/// well-kept implementation from `redis-protocol`.
-pub use redis_protocol::redis_keyslot as key_slot;
+/// CRC16/XMODEM (polynomial 0x1021, initial value 0): the checksum Redis
+/// Cluster hashes keys with.
+const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+
+/// The hash slot of a key or shard channel: CRC16 of its hash tag when it
+/// has a non-empty one, else of the whole name.
+pub fn key_slot(key: &[u8]) -> u16 {
+    CRC16.checksum(hash_tag(key)) % SLOTS
+}
+
+/// What Redis hashes: the bytes between the first `{` and the first `}`
+/// after it when there are any, else the whole key.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    let Some(open) = key.iter().position(|&b| b == b'{') else {
+        return key;
+    };
+    let inner = &key[open + 1..];
+    match inner.iter().position(|&b| b == b'}') {
+        Some(len) if len > 0 => &inner[..len],
+        _ => key,
+    }
+}
 
 /// Where a `MOVED <slot> <host>:<port>` error sends the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +59,21 @@ impl Moved {
     }
 }
 
-/// Finds a `MOVED` redirect in an error text. `ASK` (a slot mid-migration)
-/// is not followed: the request fails with 503 and the client retries.
+/// Finds a `MOVED` redirect in an error text.
 pub fn parse_moved(error: &str) -> Option<Moved> {
-    let at = error.find("MOVED ")?;
-    let mut parts = error[at + 6..].split_whitespace();
+    parse_redirect(error, "MOVED ")
+}
+
+/// Finds an `ASK` redirect (a slot mid-migration) in an error text. It is
+/// not followed: the request fails with 503 and the client retries.
+pub fn parse_ask(error: &str) -> Option<Moved> {
+    parse_redirect(error, "ASK ")
+}
+
+/// `<word><slot> <host>:<port>`, the shape both redirects share.
+fn parse_redirect(error: &str, word: &str) -> Option<Moved> {
+    let at = error.find(word)?;
+    let mut parts = error[at + word.len()..].split_whitespace();
     let slot = parts.next()?.parse().ok()?;
     let endpoint = parts.next()?;
     let (host, port) = endpoint.rsplit_once(':')?;
@@ -64,6 +92,13 @@ pub fn parse_moved(error: &str) -> Option<Moved> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc16_is_xmodem() {
+        // The check value Redis documents (cluster spec, appendix A).
+        assert_eq!(CRC16.checksum(b"123456789"), 0x31C3);
+        assert_eq!(CRC16.checksum(b""), 0);
+    }
 
     #[test]
     fn slots_match_redis() {
@@ -106,6 +141,15 @@ mod tests {
             parse_moved("MOVED 1 :7001").map(|m| m.host),
             Some(String::new())
         );
+        assert_eq!(
+            parse_ask("ASK 3999 127.0.0.1:6381"),
+            Some(Moved {
+                slot: 3999,
+                host: "127.0.0.1".into(),
+                port: 6381
+            })
+        );
+        assert_eq!(parse_ask("MOVED 3999 127.0.0.1:6381"), None);
         for bad in [
             "ASK 3999 127.0.0.1:6381",
             "MOVED x h:1",

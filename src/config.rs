@@ -5,7 +5,7 @@
 //! Every variable has one lowercase name (the Spin variable); the portable
 //! build reads the same name upper-cased from the environment.
 
-use crate::auth::AuthConfig;
+use crate::auth::{AuthConfig, KeyPart};
 use crate::cors::CorsPolicy;
 use crate::dns;
 use crate::tls::TlsClient;
@@ -63,6 +63,91 @@ pub struct HistoryLimits {
     pub ttl_seconds: u64,
 }
 
+/// The most bytes a Redis reply may take (the decoder's cap): one history
+/// page, one live message and the execution record must each fit.
+pub use crate::session::MAX_REPLY_BYTES;
+
+/// The largest `max_event_bytes` accepted: half the reply cap, so one
+/// history entry (the event, its `execution_id` fill-in and RESP framing)
+/// always fits in a reply with room to spare, whatever else is set.
+pub const MAX_EVENT_BYTES_LIMIT: usize = MAX_REPLY_BYTES / 2;
+
+/// Bytes one history entry may add to its event in an `XRANGE` reply:
+/// RESP framing, the entry id, the `data` field name and the
+/// `execution_id` the publish route fills in.
+pub const ENTRY_OVERHEAD: usize = 512;
+
+/// Bytes SSE framing may add to one event (`id:`, `event:`, `data: `, the
+/// blank line); more only for events with many raw line breaks.
+pub const FRAME_OVERHEAD: usize = 128;
+
+/// What one history page may hold: its entry count is chosen so that a
+/// page of the largest events fits in this many bytes (at least one entry).
+pub const REPLAY_PAGE_BYTES: usize = 512 * 1024;
+
+/// The most entries one history page asks for (small events).
+pub const MAX_PAGE_ENTRIES: u64 = 100;
+
+/// The next history page is asked once the browser's outbox holds at most
+/// this many unsent bytes.
+pub const REPLAY_LOW_WATER: usize = 64 * 1024;
+
+/// The least outbox bound: bytes queued for a browser that is not reading
+/// before its stream is dropped as a slow client.
+pub const MIN_OUTBOX_BYTES: usize = 1024 * 1024;
+
+/// The least budget for plain-`PUBLISH` messages held back while the
+/// history is replayed.
+pub const MIN_HOLD_BYTES: usize = 64 * 1024;
+
+/// Per-stream memory bounds, derived from `max_event_bytes` at load time
+/// so they agree with each other and with the reply cap (docs/LIMITS.md):
+/// none depends on `history_max_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamBudget {
+    /// Entries per history page (`XRANGE ... COUNT k`):
+    /// `k × (max_event_bytes + ENTRY_OVERHEAD) ≤ max(REPLAY_PAGE_BYTES, one entry)`.
+    pub page_entries: u64,
+    /// The next page is asked when the browser's unsent bytes are at most this.
+    pub low_water: usize,
+    /// Unsent bytes of live events beyond which a browser counts as not
+    /// reading (at least two of the largest events, framed).
+    pub outbox_bytes: usize,
+    /// Bytes of plain-`PUBLISH` messages held while the history is
+    /// replayed (at least one of the largest events).
+    pub hold_bytes: usize,
+}
+
+impl StreamBudget {
+    /// The budget for events of at most `max_event` bytes.
+    pub fn for_event(max_event: usize) -> StreamBudget {
+        let entry = max_event + ENTRY_OVERHEAD;
+        let page_entries = ((REPLAY_PAGE_BYTES / entry) as u64).clamp(1, MAX_PAGE_ENTRIES);
+        StreamBudget {
+            page_entries,
+            low_water: REPLAY_LOW_WATER,
+            outbox_bytes: MIN_OUTBOX_BYTES.max(2 * (max_event + FRAME_OVERHEAD)),
+            hold_bytes: MIN_HOLD_BYTES.max(max_event + FRAME_OVERHEAD),
+        }
+    }
+
+    /// The most bytes one page's reply can take.
+    pub fn page_reply_bytes(&self, max_event: usize) -> usize {
+        self.page_entries as usize * (max_event + ENTRY_OVERHEAD)
+    }
+
+    /// The most bytes one stream holds for its browser and Redis at once:
+    /// a reply being decoded, the page parsed from it, the outbox (during
+    /// replay at most the low water plus one framed page, live at most
+    /// the outbox bound plus one event) and the held plain messages.
+    pub fn stream_bytes(&self, max_event: usize) -> usize {
+        let page = self.page_reply_bytes(max_event);
+        let replay = self.low_water + page + self.page_entries as usize * FRAME_OVERHEAD;
+        let live = self.outbox_bytes + max_event + FRAME_OVERHEAD;
+        2 * page + replay.max(live) + self.hold_bytes
+    }
+}
+
 /// Bounds that keep one client from holding more than its share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -100,6 +185,8 @@ pub struct Config {
     pub history: HistoryLimits,
     /// Largest event body the publish routes accept.
     pub max_event_bytes: usize,
+    /// Per-stream memory bounds derived from `max_event_bytes`.
+    pub stream: StreamBudget,
     /// The `retry:` hint sent at the start of every stream.
     pub retry_ms: u64,
     /// Cross-origin browsers allowed to connect.
@@ -239,6 +326,21 @@ impl Config {
         auth.leeway_seconds = src.number("jwt_leeway_seconds", 30, 0, 3600)? as i64;
         auth.user_claim = src.text("jwt_user_claim", "sub");
         auth.role_claim = src.text("jwt_role_claim", "role");
+        let max_event_bytes = src.number(
+            "max_event_bytes",
+            64 * 1024,
+            64,
+            MAX_EVENT_BYTES_LIMIT as u64,
+        )? as usize;
+        let stream = StreamBudget::for_event(max_event_bytes);
+        if stream.page_reply_bytes(max_event_bytes) > MAX_REPLY_BYTES {
+            // Unreachable with the bounds above; kept so a change to them
+            // can never make a stream unopenable unnoticed.
+            return Err(err(
+                "max_event_bytes",
+                "makes a history page larger than a Redis reply may be",
+            ));
+        }
         Ok(Config {
             redis,
             auth,
@@ -259,8 +361,8 @@ impl Config {
                 max_len: src.number("history_max_len", 1000, 1, 1_000_000)?,
                 ttl_seconds: src.number("history_ttl_seconds", 86_400, 1, 30 * 86_400)?,
             },
-            max_event_bytes: src.number("max_event_bytes", 64 * 1024, 64, 16 * 1024 * 1024)?
-                as usize,
+            max_event_bytes,
+            stream,
             retry_ms: src.number("retry_ms", 3000, 0, 600_000)?,
             cors: CorsPolicy::parse(&src.text("cors_allowed_origins", ""))
                 .map_err(|p| err("cors_allowed_origins", p))?,
@@ -338,17 +440,13 @@ fn load_keys<F: Fn(&str) -> Option<String>>(
     let jwks = src.get("jwt_jwks");
     AuthConfig::hs256(secret.into_bytes())
         .with_keys(algorithms, pem.as_deref(), jwks.as_deref())
-        .map_err(|problem| {
-            let variable = if problem.contains("PEM") {
-                "jwt_public_keys"
-            } else if problem.contains("JWKS") {
-                "jwt_jwks"
-            } else if problem.contains("no usable JWT verification key") {
-                "jwt_public_keys"
-            } else {
-                "jwt_algorithms"
+        .map_err(|e| {
+            let variable = match e.part {
+                KeyPart::Algorithms => "jwt_algorithms",
+                KeyPart::Pem | KeyPart::Missing => "jwt_public_keys",
+                KeyPart::Jwks => "jwt_jwks",
             };
-            err(variable, problem)
+            err(variable, e.problem)
         })
 }
 
@@ -571,6 +669,54 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.variable, "cors_allowed_origins");
+    }
+
+    #[test]
+    fn stream_budget_agrees_with_the_reply_cap_for_every_event_size() {
+        let c = load(&[("jwt_secret", LONG)]).unwrap();
+        assert_eq!(c.stream, StreamBudget::for_event(65536));
+        assert_eq!(c.stream.page_entries, 7);
+        assert_eq!(c.stream.outbox_bytes, MIN_OUTBOX_BYTES);
+        // Every accepted size: a page of its largest events fits a reply,
+        // the outbox bound takes two of them, a held message fits, and
+        // the total is bounded whatever history_max_len is.
+        let mut sizes: Vec<usize> = (6..=22).map(|b| 1usize << b).collect();
+        sizes.extend([64, 2048, 60_000, 65_536, 100_000, MAX_EVENT_BYTES_LIMIT]);
+        for e in sizes
+            .into_iter()
+            .filter(|e| (64..=MAX_EVENT_BYTES_LIMIT).contains(e))
+        {
+            let b = StreamBudget::for_event(e);
+            assert!(
+                b.page_entries >= 1 && b.page_entries <= MAX_PAGE_ENTRIES,
+                "{e}"
+            );
+            assert!(b.page_reply_bytes(e) <= MAX_REPLY_BYTES, "{e}");
+            assert!(
+                b.page_reply_bytes(e) <= REPLAY_PAGE_BYTES.max(e + ENTRY_OVERHEAD),
+                "{e}"
+            );
+            assert!(b.outbox_bytes >= 2 * (e + FRAME_OVERHEAD), "{e}");
+            assert!(
+                b.outbox_bytes > b.low_water + b.page_reply_bytes(e).min(REPLAY_PAGE_BYTES),
+                "{e}"
+            );
+            assert!(b.hold_bytes > e, "{e}");
+            assert!(
+                b.stream_bytes(e) <= 4 * MAX_REPLY_BYTES,
+                "{e}: {}",
+                b.stream_bytes(e)
+            );
+            let c = load(&[("jwt_secret", LONG), ("max_event_bytes", &e.to_string())]).unwrap();
+            assert_eq!(c.stream, b);
+        }
+        assert!(StreamBudget::for_event(65536).stream_bytes(65536) < 3 * 1024 * 1024);
+        for bad in ["63", &(MAX_EVENT_BYTES_LIMIT + 1).to_string(), "16777216"] {
+            let e = load(&[("jwt_secret", LONG), ("max_event_bytes", bad)])
+                .err()
+                .unwrap();
+            assert_eq!(e.variable, "max_event_bytes", "{bad}");
+        }
     }
 
     #[test]

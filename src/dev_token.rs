@@ -1,6 +1,5 @@
 //! Development tokens (`dev_mode` only): what a token request may ask for
-//! and the token minted for it. The shell (`host/dev.rs`) reads the body
-//! and the clock and sends the answer.
+//! and the token minted for it; `dev::token` builds the answer around it.
 
 use crate::config::Config;
 use crate::error::ApiError;

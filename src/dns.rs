@@ -214,7 +214,7 @@ impl Lookup {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use simple_dns::rdata::{A, AAAA, CNAME};
     use simple_dns::ResourceRecord;
@@ -233,7 +233,7 @@ mod tests {
     }
 
     /// A framed reply to query `id` with `answers` and `rcode`.
-    fn reply(id: u16, rcode: RCODE, answers: Vec<ResourceRecord<'static>>) -> Vec<u8> {
+    pub(crate) fn reply(id: u16, rcode: RCODE, answers: Vec<ResourceRecord<'static>>) -> Vec<u8> {
         let mut p = Packet::new_reply(id);
         *p.rcode_mut() = rcode;
         p.answers = answers;
@@ -247,7 +247,7 @@ mod tests {
         ResourceRecord::new(Name::new_unchecked(name), CLASS::IN, 60, rdata)
     }
 
-    fn a(name: &'static str, ip: [u8; 4]) -> ResourceRecord<'static> {
+    pub(crate) fn a(name: &'static str, ip: [u8; 4]) -> ResourceRecord<'static> {
         rr(
             name,
             RData::A(A {

@@ -4,11 +4,14 @@
 //! host) and a thin WASI shell (`host`, compiled only for `wasm32`).
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod answer;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod dev;
 pub mod dev_token;
+pub mod dial;
 pub mod dns;
 pub mod error;
 pub mod events;

@@ -87,6 +87,13 @@ pub fn header_bytes<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) 
     headers.into_iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
+/// The length a request declares (its first `content-length` value), if
+/// it is a number; the budget still counts the bytes that arrive.
+pub fn content_length(values: &[Vec<u8>]) -> Option<u64> {
+    let first = values.first()?;
+    std::str::from_utf8(first).ok()?.trim().parse().ok()
+}
+
 /// A request body being read: at most `max_bytes` (413), and complete
 /// before `deadline` (408), so neither a huge nor a never-ending body can
 /// hold an instance. Times are the shell's monotonic nanoseconds.
@@ -151,6 +158,21 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn declared_length_is_the_first_number() {
+        let v = |items: &[&str]| {
+            items
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(content_length(&v(&[" 42 "])), Some(42));
+        assert_eq!(content_length(&v(&["7", "9"])), Some(7));
+        assert_eq!(content_length(&v(&[])), None);
+        assert_eq!(content_length(&v(&["-1"])), None);
+        assert_eq!(content_length(&v(&["12abc"])), None);
+    }
 
     #[test]
     fn body_budget_bounds_size_and_time() {

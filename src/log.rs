@@ -83,9 +83,32 @@ pub fn line(event: &str, fields: &[(&str, Value)]) -> String {
     Value::Object(obj).to_string()
 }
 
+/// The `request` line (debug): method, route template, status, duration.
+pub fn request(method: &str, route: &str, status: u16, duration_ms: u64) -> String {
+    line(
+        "request",
+        &[
+            ("method", method.into()),
+            ("route", route.into()),
+            ("status", status.into()),
+            ("duration_ms", duration_ms.into()),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_lines_are_debug() {
+        let l = request("GET", "/demo", 200, 3);
+        assert_eq!(
+            l,
+            r#"{"event":"request","method":"GET","route":"/demo","status":200,"duration_ms":3}"#
+        );
+        assert!(!enabled(&l, Level::Info));
+    }
 
     #[test]
     fn event_first_then_fields() {

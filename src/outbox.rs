@@ -92,9 +92,10 @@ impl Outbox {
         sse::encode_retry(&mut self.outbox, millis);
     }
 
-    /// Sends an event the gateway built itself (status snapshot, stored result).
+    /// Sends an event the gateway built itself (status snapshot, stored
+    /// result): not counted against the slow-client bound.
     pub fn control(&mut self, json: &str, terminal: bool) {
-        self.push(None, json);
+        self.push(None, json, false);
         if terminal {
             self.close(Close::Terminal);
         }
@@ -112,6 +113,26 @@ impl Outbox {
     /// it; ids at or before the last one sent are dropped as duplicates.
     /// Skipped messages leave the stream as it was; the caller logs the reason.
     pub fn event(&mut self, id: Option<EntryId>, payload: &[u8]) -> Result<(), Skip> {
+        self.queue(id, payload, true)
+    }
+
+    /// A history entry the gateway replays (or a plain message it held
+    /// back during the replay). Like [`Outbox::event`], but
+    /// not counted against the slow-client bound: the replay asks for its
+    /// pages only as the browser drains them, so this backlog is the
+    /// gateway's own, bounded by the page size, not a sign of a browser
+    /// that stopped reading.
+    pub fn replayed(&mut self, id: Option<EntryId>, payload: &[u8]) -> Result<(), Skip> {
+        self.queue(id, payload, false)
+    }
+
+    /// History up to `id` has been read (sent or skipped): live messages
+    /// at or before it are duplicates.
+    pub fn seen(&mut self, id: EntryId) {
+        self.last_id = self.last_id.max(Some(id));
+    }
+
+    fn queue(&mut self, id: Option<EntryId>, payload: &[u8], check: bool) -> Result<(), Skip> {
         if self.closed.is_some() {
             return Ok(());
         }
@@ -124,7 +145,7 @@ impl Outbox {
         if id.is_some() {
             self.last_id = id;
         }
-        self.push(id, accepted.json);
+        self.push(id, accepted.json, check);
         if accepted.terminal {
             self.close(Close::Terminal);
         }
@@ -140,7 +161,7 @@ impl Outbox {
         }
     }
 
-    fn push(&mut self, id: Option<EntryId>, json: &str) {
+    fn push(&mut self, id: Option<EntryId>, json: &str, check: bool) {
         if self.closed.is_some() {
             return;
         }
@@ -152,7 +173,9 @@ impl Outbox {
         };
         sse::encode_event(&mut self.outbox, &ev);
         self.events += 1;
-        self.check_outbox();
+        if check {
+            self.check_outbox();
+        }
     }
 
     fn check_outbox(&mut self) {
@@ -372,6 +395,22 @@ mod tests {
         }
         assert_eq!(s.closed(), None);
         assert!(text(&s).ends_with("}\n\n"));
+    }
+
+    #[test]
+    fn replayed_history_is_not_a_slow_client_and_seen_ids_are_duplicates() {
+        let mut s = Outbox::new(StreamKind::Execution, None, 64);
+        let big = format!(r#"{{"event_type":"a","pad":"{}"}}"#, "x".repeat(100));
+        s.replayed(Some(EntryId { ms: 1, seq: 0 }), big.as_bytes())
+            .unwrap();
+        assert_eq!(s.closed(), None, "the gateway's own backlog");
+        s.seen(EntryId { ms: 5, seq: 0 });
+        s.seen(EntryId { ms: 2, seq: 0 });
+        s.message(br#"{"_sse_id":"5-0","event_type":"dup"}"#)
+            .unwrap();
+        assert_eq!(s.events_sent(), 1, "5-0 was read from history");
+        s.message(br#"{"_sse_id":"5-1","event_type":"b"}"#).unwrap();
+        assert_eq!(s.closed(), Some(Close::SlowClient), "live events count");
     }
 
     #[test]

@@ -11,29 +11,17 @@
 //! arrays, HGETALL as a flat array) are accepted too, because some servers and
 //! proxies answer that way.
 //!
-//! Value parsing and command encoding are done by the `redis-protocol` crate;
-//! its types stay private to this module. On top of it the [`Decoder`] runs a
-//! small resumable framing scanner, so that the crate (which can only parse a
-//! buffer from the start) is called once per complete frame instead of once per
-//! socket read: a large frame arriving in many small reads costs linear, not
-//! quadratic, time. The scanner also enforces the size and nesting limits before
-//! the crate ever sees (and allocates for) a frame.
+//! The parser is our own ([`Decoder`], in `resp/decode.rs`): one resumable
+//! walk frames and builds each value, so a large frame arriving in many
+//! small reads costs linear, not quadratic, time, and size and nesting limits
+//! hold before anything is allocated for a frame. Encoding is only commands
+//! (arrays of bulk strings), a few lines here.
 
 use std::fmt;
 
-use redis_protocol::resp2::encode::encode_borrowed;
-use redis_protocol::resp2::types::BorrowedFrame;
-use redis_protocol::resp3::decode::complete::decode as decode_resp3;
-use redis_protocol::resp3::types::OwnedFrame;
+mod decode;
 
-/// Deepest aggregate nesting accepted. Real replies nest a handful of levels
-/// (XREAD: map → array → entry → fields); the cap keeps a hostile server from
-/// driving the recursive parser into a stack overflow.
-const MAX_DEPTH: usize = 64;
-
-/// Above this capacity an emptied buffer is shrunk back, so one large frame
-/// does not pin its memory for the connection's whole life.
-const SHRINK_ABOVE: usize = 64 * 1024;
+pub use decode::{Decoder, ProtocolError};
 
 /// A decoded RESP value (RESP2 and RESP3 kinds folded into one enum).
 ///
@@ -62,8 +50,7 @@ pub enum Value {
     Double(f64),
     /// Array (`*`), or a RESP3 set (`~`).
     Array(Vec<Value>),
-    /// RESP3 map (`%`). The order of entries is not preserved (redis-protocol
-    /// stores maps in a hash map).
+    /// RESP3 map (`%`), entries in the server's order.
     Map(Vec<(Value, Value)>),
     /// RESP3 out-of-band push (`>`), e.g. a pub/sub message.
     Push(Vec<Value>),
@@ -324,20 +311,37 @@ fn into_bytes(value: Value) -> Vec<u8> {
 /// Bulk strings are binary-safe, so keys and payloads need no escaping; this
 /// is the only form Redis accepts for commands with arbitrary arguments.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let parts: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
-    let frame = BorrowedFrame::Array(&parts);
-    let start = out.len();
-    out.resize(start + frame.encode_len(false), 0);
-    let written = encode_borrowed(&mut out[start..], &frame, false)
-        .expect("buffer sized by redis-protocol's own encode_len");
-    debug_assert_eq!(start + written, out.len());
+    push_header(out, b'*', args.len());
+    for arg in args {
+        push_header(out, b'$', arg.len());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A type byte, a decimal count and CRLF.
+fn push_header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Why decoding or interpreting a reply failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RespError {
     /// The byte stream is not valid RESP; the connection must be dropped.
-    Protocol(String),
+    Protocol(ProtocolError),
     /// A frame exceeded the decoder's `max_buffer`; the connection must be
     /// dropped (the rest of the frame cannot be skipped safely).
     TooLarge {
@@ -351,6 +355,9 @@ pub enum RespError {
     Unexpected(String),
     /// Redis Cluster: the key's slot lives on another node (`-MOVED`).
     Moved(crate::cluster::Moved),
+    /// Redis Cluster: the key's slot is migrating to another node (`-ASK`);
+    /// not followed, the request fails and the client retries.
+    Ask(crate::cluster::Moved),
 }
 
 impl fmt::Display for RespError {
@@ -363,346 +370,12 @@ impl fmt::Display for RespError {
             RespError::Server(m) => write!(f, "Redis error: {m}"),
             RespError::Unexpected(m) => write!(f, "unexpected Redis reply: {m}"),
             RespError::Moved(m) => write!(f, "Redis error: MOVED {} {}:{}", m.slot, m.host, m.port),
+            RespError::Ask(m) => write!(f, "Redis error: ASK {} {}:{}", m.slot, m.host, m.port),
         }
     }
 }
 
 impl std::error::Error for RespError {}
-
-/// Incremental decoder: bytes arrive in arbitrary pieces from a socket.
-///
-/// Feed every read with [`Decoder::feed`], then call [`Decoder::next`] until
-/// it returns `Ok(None)`. Consumed bytes are released lazily (a read offset,
-/// compacted when at least half the buffer is consumed), so each byte is
-/// copied O(1) times amortised.
-#[derive(Debug)]
-pub struct Decoder {
-    /// Received bytes; `buf[start..]` is not yet decoded.
-    buf: Vec<u8>,
-    /// Offset of the first undecoded byte (the start of the current frame).
-    start: usize,
-    /// Largest frame accepted, in bytes.
-    max_buffer: usize,
-    /// Framing progress through the current frame, kept across reads.
-    scan: Scan,
-    /// Set by the first error; every later `next` repeats it.
-    failed: Option<RespError>,
-}
-
-impl Decoder {
-    /// `max_buffer`: the most bytes buffered for one incomplete frame; beyond
-    /// that next() returns TooLarge (a hostile or broken server must not make
-    /// us grow without bound).
-    ///
-    /// The limit applies to each frame's total encoded size however it
-    /// arrives, and is detected early when a length header already promises
-    /// more. Complete frames waiting behind the current one are not counted:
-    /// callers bound those by draining `next` after every `feed`.
-    pub fn new(max_buffer: usize) -> Self {
-        Decoder {
-            buf: Vec::new(),
-            start: 0,
-            max_buffer,
-            scan: Scan::default(),
-            failed: None,
-        }
-    }
-
-    /// Appends bytes just read from the socket.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            if self.buf.capacity() > SHRINK_ABOVE && bytes.len() <= SHRINK_ABOVE {
-                self.buf.shrink_to(SHRINK_ABOVE);
-            }
-        } else if self.start >= self.buf.len() - self.start {
-            // Moving the remainder costs no more than the bytes already
-            // consumed, which keeps compaction amortised O(1) per byte.
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Next complete value, Ok(None) when more bytes are needed, Err on
-    /// garbage.
-    ///
-    /// After an Err the connection is unusable: the stream position is lost,
-    /// so the caller must close it; later calls keep returning the same error.
-    // The name is part of the module's contract; being fallible, it is not an
-    // `Iterator::next`.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<Value>, RespError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        match self.decode_one() {
-            Ok(v) => Ok(v),
-            Err(err) => {
-                self.failed = Some(err.clone());
-                Err(err)
-            }
-        }
-    }
-
-    /// Bytes received but not yet returned as values.
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    fn decode_one(&mut self) -> Result<Option<Value>, RespError> {
-        let avail = &self.buf[self.start..];
-        let too_large = RespError::TooLarge {
-            limit: self.max_buffer,
-        };
-        let Some(len) = self.scan.advance(avail)? else {
-            // Incomplete: everything buffered belongs to this frame, and
-            // `scan.pos` is a lower bound of its size.
-            if avail.len().max(self.scan.pos) > self.max_buffer {
-                return Err(too_large);
-            }
-            return Ok(None);
-        };
-        if len > self.max_buffer {
-            return Err(too_large);
-        }
-        let frame = &avail[..len];
-        let value = if self.scan.nulls.is_empty() {
-            parse_frame(frame)?
-        } else {
-            parse_frame(&patch_resp2_nulls(frame, &self.scan.nulls))?
-        };
-        self.start += len;
-        self.scan.reset();
-        Ok(Some(value))
-    }
-}
-
-/// Resumable walk over one frame's headers, finding where the frame ends
-/// without parsing values. Blob payloads are skipped by length, so a large
-/// bulk string arriving in many reads costs O(1) per read.
-#[derive(Debug, Default)]
-struct Scan {
-    /// Offset (from the frame start) of the next header to read; once
-    /// `complete`, the frame's length. May exceed the bytes available while a
-    /// blob payload is still arriving.
-    pos: usize,
-    /// Where to resume looking for the `\n` ending the header at `pos`, so a
-    /// long line arriving in pieces is searched once.
-    line_from: usize,
-    /// Children still expected by each open aggregate, innermost last.
-    open: Vec<usize>,
-    /// Offsets of RESP2 nulls (`$-1`, `*-1`), which the RESP3 parser rejects.
-    nulls: Vec<usize>,
-    /// Offsets where a blob payload's `\r\n` must sit; checked once the frame
-    /// is buffered, because redis-protocol skips those two bytes unchecked.
-    blob_ends: Vec<usize>,
-    /// The whole frame has been walked.
-    complete: bool,
-}
-
-impl Scan {
-    fn reset(&mut self) {
-        self.pos = 0;
-        self.line_from = 0;
-        self.open.clear();
-        self.nulls.clear();
-        self.blob_ends.clear();
-        self.complete = false;
-    }
-
-    /// Walks as far as `avail` allows: `Some(len)` once the frame is complete
-    /// and fully buffered, `None` when more bytes are needed.
-    fn advance(&mut self, avail: &[u8]) -> Result<Option<usize>, RespError> {
-        loop {
-            if self.complete {
-                if self.pos > avail.len() {
-                    return Ok(None);
-                }
-                if let Some(&at) = self
-                    .blob_ends
-                    .iter()
-                    .find(|&&at| &avail[at..at + 2] != b"\r\n")
-                {
-                    return Err(RespError::Protocol(format!(
-                        "blob not followed by CRLF at frame offset {at}"
-                    )));
-                }
-                return Ok(Some(self.pos));
-            }
-            let Some(&kind) = avail.get(self.pos) else {
-                return Ok(None);
-            };
-            if !b"+-:,(#_$!=*~>%|".contains(&kind) {
-                return Err(RespError::Protocol(format!(
-                    "invalid type byte {:?} at frame offset {}",
-                    char::from(kind),
-                    self.pos
-                )));
-            }
-            let from = self.line_from.max(self.pos + 1);
-            let Some(nl) = find_crlf_end(avail, from, self.pos + 1) else {
-                self.line_from = avail.len();
-                return Ok(None);
-            };
-            self.line_from = 0;
-            let header = &avail[self.pos + 1..nl - 1];
-            let after = nl + 1;
-            match kind {
-                b'$' | b'*' if header == b"-1" => {
-                    self.nulls.push(self.pos);
-                    self.pos = after;
-                }
-                b'$' | b'!' | b'=' => {
-                    let n = parse_len(header)?;
-                    let end = after
-                        .checked_add(n)
-                        .ok_or_else(|| RespError::Protocol("length overflow".into()))?;
-                    self.blob_ends.push(end);
-                    self.pos = end
-                        .checked_add(2)
-                        .ok_or_else(|| RespError::Protocol("length overflow".into()))?;
-                }
-                b'*' | b'~' | b'>' | b'%' | b'|' => {
-                    let n = parse_len(header)?;
-                    let children = match kind {
-                        b'%' => n.checked_mul(2),
-                        // Attributes are followed by the value they annotate,
-                        // which together count as one element.
-                        b'|' => n.checked_mul(2).and_then(|c| c.checked_add(1)),
-                        _ => Some(n),
-                    }
-                    .ok_or_else(|| RespError::Protocol("length overflow".into()))?;
-                    self.pos = after;
-                    if children > 0 {
-                        if self.open.len() >= MAX_DEPTH {
-                            return Err(RespError::Protocol(format!(
-                                "nesting deeper than {MAX_DEPTH}"
-                            )));
-                        }
-                        self.open.push(children);
-                        continue;
-                    }
-                }
-                // Line-only types: + - : , ( # _
-                _ => self.pos = after,
-            }
-            // One element finished: close every aggregate it completes.
-            loop {
-                match self.open.last_mut() {
-                    None => {
-                        self.complete = true;
-                        break;
-                    }
-                    Some(left) => {
-                        *left -= 1;
-                        if *left > 0 {
-                            break;
-                        }
-                        self.open.pop();
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Index of the `\n` of the first `\r\n` whose `\r` is at or after `min_cr`,
-/// searching from `from`.
-fn find_crlf_end(buf: &[u8], mut from: usize, min_cr: usize) -> Option<usize> {
-    while from < buf.len() {
-        let nl = from + buf[from..].iter().position(|&b| b == b'\n')?;
-        if nl > min_cr && buf[nl - 1] == b'\r' {
-            return Some(nl);
-        }
-        from = nl + 1;
-    }
-    None
-}
-
-/// A non-negative decimal length from a header line.
-fn parse_len(header: &[u8]) -> Result<usize, RespError> {
-    let bad = || {
-        RespError::Protocol(format!(
-            "invalid length {:?}",
-            String::from_utf8_lossy(header)
-        ))
-    };
-    if header.is_empty() || header.len() > 19 || !header.iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    std::str::from_utf8(header)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)
-}
-
-/// Rewrites each RESP2 null (`$-1\r\n` or `*-1\r\n`, 5 bytes) at the given
-/// offsets into RESP3 null (`_\r\n`): redis-protocol's RESP3 parser reads
-/// `-1` as a streamed-type marker and fails, while its RESP2 parser rejects
-/// RESP3 types, so this lets one parser handle mixed frames.
-fn patch_resp2_nulls(frame: &[u8], nulls: &[usize]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(frame.len());
-    let mut copied = 0;
-    for &at in nulls {
-        out.extend_from_slice(&frame[copied..at]);
-        out.extend_from_slice(b"_\r\n");
-        copied = at + 5;
-    }
-    out.extend_from_slice(&frame[copied..]);
-    out
-}
-
-/// Parses exactly one complete frame with redis-protocol.
-fn parse_frame(frame: &[u8]) -> Result<Value, RespError> {
-    match decode_resp3(frame) {
-        Ok(Some((parsed, used))) if used == frame.len() => from_frame(parsed),
-        Ok(_) => Err(RespError::Protocol(
-            "frame boundary disagrees with the parser".into(),
-        )),
-        Err(e) => Err(RespError::Protocol(e.to_string())),
-    }
-}
-
-/// Converts redis-protocol's frame into our [`Value`], moving buffers.
-fn from_frame(frame: OwnedFrame) -> Result<Value, RespError> {
-    fn all(frames: impl IntoIterator<Item = OwnedFrame>) -> Result<Vec<Value>, RespError> {
-        frames.into_iter().map(from_frame).collect()
-    }
-    Ok(match frame {
-        OwnedFrame::BlobString { data, .. } | OwnedFrame::VerbatimString { data, .. } => {
-            Value::Bulk(data)
-        }
-        OwnedFrame::SimpleString { data, .. } | OwnedFrame::BigNumber { data, .. } => {
-            Value::Simple(lossy(data))
-        }
-        OwnedFrame::SimpleError { data, .. } => Value::Error(data),
-        OwnedFrame::BlobError { data, .. } => Value::Error(lossy(data)),
-        OwnedFrame::Number { data, .. } => Value::Int(data),
-        OwnedFrame::Double { data, .. } => Value::Double(data),
-        OwnedFrame::Boolean { data, .. } => Value::Bool(data),
-        OwnedFrame::Null => Value::Nil,
-        OwnedFrame::Array { data, .. } => Value::Array(all(data)?),
-        OwnedFrame::Set { data, .. } => Value::Array(all(data)?),
-        OwnedFrame::Push { data, .. } => Value::Push(all(data)?),
-        OwnedFrame::Map { data, .. } => Value::Map(
-            data.into_iter()
-                .map(|(k, v)| Ok((from_frame(k)?, from_frame(v)?)))
-                .collect::<Result<_, RespError>>()?,
-        ),
-        OwnedFrame::Hello { .. } | OwnedFrame::ChunkedString(_) => {
-            return Err(RespError::Protocol(
-                "unexpected HELLO or streamed chunk from server".into(),
-            ))
-        }
-    })
-}
-
-/// Text from bytes, keeping valid UTF-8 without a copy.
-fn lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
 
 #[cfg(test)]
 mod tests {
@@ -728,11 +401,6 @@ mod tests {
         let mut all = decode_all(input);
         assert_eq!(all.len(), 1, "exactly one value in {input:?}");
         all.pop().unwrap()
-    }
-
-    fn sorted(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
-        pairs.sort();
-        pairs
     }
 
     fn pair(k: &str, v: &str) -> (String, String) {
@@ -914,8 +582,9 @@ mod tests {
         let map =
             decode_one(b"%2\r\n$7\r\nuser_id\r\n$2\r\nu1\r\n$6\r\nstatus\r\n$7\r\nrunning\r\n");
         assert!(matches!(&map, Value::Map(m) if m.len() == 2));
-        let expected = vec![pair("status", "running"), pair("user_id", "u1")];
-        assert_eq!(sorted(map.into_pairs().unwrap()), expected);
+        // Map entries keep the server's order.
+        let expected = vec![pair("user_id", "u1"), pair("status", "running")];
+        assert_eq!(map.into_pairs().unwrap(), expected);
 
         let flat =
             decode_one(b"*4\r\n$7\r\nuser_id\r\n$2\r\nu1\r\n$6\r\nstatus\r\n$7\r\nrunning\r\n");
@@ -1027,12 +696,11 @@ mod tests {
             decode_one(b"=15\r\ntxt:Some string\r\n"),
             bulk("Some string")
         );
-        let set = decode_one(b"~2\r\n:1\r\n:2\r\n");
-        let Value::Array(mut items) = set else {
-            panic!("set should fold into an array")
-        };
-        items.sort_by_key(|v| v.as_int());
-        assert_eq!(items, vec![Value::Int(1), Value::Int(2)]);
+        // A set folds into an array, in the server's order.
+        assert_eq!(
+            decode_one(b"~2\r\n:2\r\n:1\r\n"),
+            Value::Array(vec![Value::Int(2), Value::Int(1)])
+        );
         // Attributes are dropped; the annotated value remains.
         assert_eq!(
             decode_one(b"|1\r\n+key\r\n:9\r\n*2\r\n:1\r\n:2\r\n"),
@@ -1065,23 +733,9 @@ mod tests {
         +a-rather-long-simple-string-line-that-arrives-in-pieces\r\n\
         *3\r\n$9\r\nsubscribe\r\n$2\r\nc2\r\n:2\r\n";
 
-    fn normalized(values: Vec<Value>) -> Vec<Value> {
-        // Map order is not preserved by redis-protocol; sort map entries.
-        values
-            .into_iter()
-            .map(|v| match v {
-                Value::Map(mut m) => {
-                    m.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-                    Value::Map(m)
-                }
-                other => other,
-            })
-            .collect()
-    }
-
     #[test]
     fn split_at_every_byte_boundary_yields_same_values() {
-        let whole = normalized(decode_all(STREAM));
+        let whole = decode_all(STREAM);
         assert_eq!(whole.len(), 7);
         assert_eq!(whole[3], Value::Error("ERR boom".into()));
         assert_eq!(whole[4], bulk("\r\n\r\n"));
@@ -1094,7 +748,7 @@ mod tests {
                     got.push(v);
                 }
             }
-            assert_eq!(normalized(got), whole, "split at {split}");
+            assert_eq!(got, whole, "split at {split}");
             assert_eq!(d.buffered(), 0);
         }
         // And one byte at a time.
@@ -1106,7 +760,7 @@ mod tests {
                 got.push(v);
             }
         }
-        assert_eq!(normalized(got), whole);
+        assert_eq!(got, whole);
     }
 
     #[test]
@@ -1180,6 +834,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
+        use super::decode::MAX_DEPTH;
         let mut input = b"*1\r\n".repeat(MAX_DEPTH + 1);
         input.extend_from_slice(b":1\r\n");
         let mut d = Decoder::new(1 << 20);
@@ -1245,33 +900,6 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_partial_frames_intact() {
-        // Many frames, fed in chunks that always leave a partial one behind.
-        let mut stream = Vec::new();
-        for i in 0..500 {
-            encode_command(
-                &mut stream,
-                &[b"message", b"c", format!("payload-{i}").as_bytes()],
-            );
-        }
-        let mut d = Decoder::new(256);
-        let mut seen = 0;
-        for chunk in stream.chunks(37) {
-            d.feed(chunk);
-            while let Some(v) = d.next().unwrap() {
-                let Ok(PubSub::Message { payload, .. }) = v.into_pubsub() else {
-                    panic!("expected message")
-                };
-                assert_eq!(payload, format!("payload-{seen}").into_bytes());
-                seen += 1;
-            }
-            assert!(d.buf.len() <= 2 * 256 + 37, "buffer stays bounded");
-        }
-        assert_eq!(seen, 500);
-        assert_eq!(d.buffered(), 0);
-    }
-
-    #[test]
     fn error_display() {
         assert_eq!(
             RespError::TooLarge { limit: 8 }.to_string(),
@@ -1331,9 +959,8 @@ mod proptests {
                     }
                     (Value::Array(values), enc)
                 }),
-                // Map keys are distinct bulk strings: redis-protocol keeps maps
-                // in a hash map, so duplicates would collapse.
-                proptest::collection::btree_map("[a-z]{0,6}", inner, 0..4).prop_map(|entries| {
+                // Keys may repeat: maps keep every entry in order.
+                proptest::collection::vec(("[a-c]{0,2}", inner), 0..4).prop_map(|entries| {
                     let mut enc = format!("%{}\r\n", entries.len()).into_bytes();
                     let mut pairs = Vec::new();
                     for (k, (v, e)) in entries {
@@ -1372,91 +999,39 @@ mod proptests {
         })
     }
 
-    fn sorted(value: Value) -> Value {
-        match value {
-            Value::Map(entries) => {
-                let mut entries: Vec<_> = entries
-                    .into_iter()
-                    .map(|(k, v)| (sorted(k), sorted(v)))
-                    .collect();
-                entries.sort_by_key(|e| format!("{e:?}"));
-                Value::Map(entries)
-            }
-            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-            Value::Push(items) => Value::Push(items.into_iter().map(sorted).collect()),
-            other => other,
-        }
-    }
-
-    /// What stays the same between two decodes of `input`: a RESP3 set (`~`)
-    /// decodes to an array in hash-set order, and a map (`%`, attributes `|`)
-    /// with a duplicate key keeps either value, both at random (redis-protocol
-    /// uses hash containers). Where `input` may hold them, compare array
-    /// items as a multiset, and maps by their keys only.
-    fn unordered(value: Value, input: &[u8]) -> Value {
-        let sets = input.contains(&b'~');
-        let maps = input.contains(&b'%') || input.contains(&b'|');
-        if !sets && !maps {
-            return value;
-        }
-        let all = |items: Vec<Value>| {
-            let mut items: Vec<Value> = items.into_iter().map(|v| unordered(v, input)).collect();
-            items.sort_by_key(|v| format!("{v:?}"));
-            items
-        };
-        match value {
-            Value::Array(items) => Value::Array(all(items)),
-            Value::Push(items) => Value::Push(all(items)),
-            Value::Map(entries) => {
-                let mut entries: Vec<(Value, Value)> = entries
-                    .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            unordered(k, input),
-                            if maps {
-                                Value::Nil
-                            } else {
-                                unordered(v, input)
-                            },
-                        )
-                    })
-                    .collect();
-                entries.sort_by_key(|e| format!("{e:?}"));
-                Value::Map(entries)
-            }
-            other => other,
-        }
-    }
-
-    /// Found by the `resp_decode` fuzz target: a map with a duplicate key
-    /// keeps one entry, with either value (the whole and split decodes of one
-    /// input disagreed). Redis never sends such maps; the gateway reads maps
-    /// only from HGETALL, whose fields are unique.
+    /// Found by the `resp_decode` fuzz target when maps lived in a hash map:
+    /// a duplicate key kept either value. Maps are now a list in the
+    /// server's order, duplicates included (Redis sends none; the gateway
+    /// reads maps only from HGETALL, whose fields are unique).
     #[test]
-    fn duplicate_map_keys_collapse_to_one_entry() {
+    fn duplicate_map_keys_are_kept_in_order() {
         let mut d = Decoder::new(1024);
         d.feed(b"%2\r\n+k\r\n:1\r\n+k\r\n:2\r\n");
-        let Some(Value::Map(entries)) = d.next().unwrap() else {
-            panic!("a map")
-        };
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].0, Value::Simple("k".into()));
-        assert!(matches!(entries[0].1, Value::Int(1 | 2)));
+        let k = || Value::Simple("k".into());
+        assert_eq!(
+            d.next(),
+            Ok(Some(Value::Map(vec![
+                (k(), Value::Int(1)),
+                (k(), Value::Int(2))
+            ])))
+        );
     }
 
-    /// Found by the `resp_decode` fuzz target (the split and whole decodes of
-    /// one input disagreed): set items come in hash order, so callers must not
-    /// rely on the order of a set. The gateway reads no sets.
+    /// Found by the `resp_decode` fuzz target when sets lived in a hash set:
+    /// items came in hash order. A set is now an array in the server's order.
     #[test]
-    fn sets_decode_to_arrays_in_no_fixed_order() {
+    fn sets_decode_to_arrays_in_server_order() {
         let mut d = Decoder::new(1024);
         d.feed(b"~3\r\n+a\r\n+b\r\n:7\r\n");
-        let Some(Value::Array(items)) = d.next().unwrap() else {
-            panic!("a set decodes to an array")
-        };
-        let mut items: Vec<String> = items.iter().map(|v| format!("{v:?}")).collect();
-        items.sort();
-        assert_eq!(items, ["Int(7)", "Simple(\"a\")", "Simple(\"b\")"]);
+        let simple = |s: &str| Value::Simple(s.into());
+        assert_eq!(
+            d.next(),
+            Ok(Some(Value::Array(vec![
+                simple("a"),
+                simple("b"),
+                Value::Int(7)
+            ])))
+        );
     }
 
     /// Feeds `bytes` cut at `cuts` (any positions), draining after each read.
@@ -1470,7 +1045,7 @@ mod proptests {
             d.feed(&bytes[from..cut]);
             from = cut;
             while let Some(v) = d.next().expect("valid frames") {
-                values.push(sorted(v));
+                values.push(v);
             }
             assert!(d.buffered() <= limit);
         }
@@ -1505,7 +1080,7 @@ mod proptests {
             (values, bytes) in frames(),
             cuts in proptest::collection::vec(any::<usize>(), 0..8),
         ) {
-            let expected: Vec<Value> = values.into_iter().map(sorted).collect();
+            let expected = values;
             prop_assert_eq!(decode_split(&bytes, &[], 1 << 16), expected.clone());
             prop_assert_eq!(decode_split(&bytes, &cuts, 1 << 16), expected.clone());
             // One byte at a time.
@@ -1530,7 +1105,7 @@ mod proptests {
                     from = cut;
                     loop {
                         match d.next() {
-                            Ok(Some(v)) => values.push(format!("{:?}", unordered(sorted(v), &bytes))),
+                            Ok(Some(v)) => values.push(format!("{v:?}")),
                             Ok(None) => break,
                             Err(_) => return (values, true),
                         }

@@ -175,15 +175,18 @@ impl Session {
     }
 }
 
-/// A server error reply, typed: a Cluster `MOVED` redirect becomes
-/// [`RespError::Moved`] (`ASK`, a slot mid-migration, is not followed and
-/// stays a plain error). The text is logged, so a login failure's is kept
-/// generic: nothing credential-shaped reaches a log line.
+/// A server error reply, typed: Cluster redirects become
+/// [`RespError::Moved`] and [`RespError::Ask`] (a slot mid-migration, not
+/// followed). The text is logged, so a login failure's is kept generic:
+/// nothing credential-shaped reaches a log line.
 fn server_error(tag: Option<Tag>, err: String) -> RespError {
-    if err.starts_with("MOVED ") {
-        if let Some(moved) = crate::cluster::parse_moved(&err) {
-            return RespError::Moved(moved);
-        }
+    let redirect = match err.split_once(' ') {
+        Some(("MOVED", _)) => crate::cluster::parse_moved(&err).map(RespError::Moved),
+        Some(("ASK", _)) => crate::cluster::parse_ask(&err).map(RespError::Ask),
+        _ => None,
+    };
+    if let Some(redirect) = redirect {
+        return redirect;
     }
     RespError::Server(match tag {
         Some(Tag::Hello) => format!(
@@ -322,7 +325,11 @@ mod tests {
         );
         let mut s = Session::subscribe(&target(None, 0), "c", true);
         let e = feed_all(&mut s, b"+OK\r\n-ASK 3999 10.0.0.2:7001\r\n").unwrap_err();
-        assert!(matches!(e, RespError::Server(_)));
+        assert!(
+            matches!(e, RespError::Ask(ref to) if to.slot == 3999),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "Redis error: ASK 3999 10.0.0.2:7001");
     }
 
     #[test]

@@ -258,12 +258,75 @@ impl Recorder {
     }
 }
 
+/// One instrument's data points, ready to export.
+#[derive(Debug, PartialEq)]
+pub struct Metric<'a> {
+    pub instrument: &'static Instrument,
+    pub points: Points<'a>,
+}
+
+/// A metric's points, one per attribute set.
+#[derive(Debug, PartialEq)]
+pub enum Points<'a> {
+    /// Counter deltas.
+    Sum(Vec<(&'a Attrs, u64)>),
+    /// Histogram deltas.
+    Histogram(Vec<(&'a Attrs, &'a Histogram)>),
+}
+
+impl Recorder {
+    /// Everything recorded, one [`Metric`] per instrument (an export names
+    /// each metric once, with a point per attribute set).
+    pub fn metrics(&self) -> Vec<Metric<'_>> {
+        let sums = group(self.counters.iter().map(|(k, v)| (k, *v)));
+        let histograms = group(self.histograms.iter());
+        let sums = sums.into_iter().map(|(instrument, p)| Metric {
+            instrument,
+            points: Points::Sum(p),
+        });
+        let histograms = histograms.into_iter().map(|(instrument, p)| Metric {
+            instrument,
+            points: Points::Histogram(p),
+        });
+        sums.chain(histograms).collect()
+    }
+}
+
+/// Entries keyed by (instrument name, attributes), grouped by instrument;
+/// the maps keep one instrument's entries together.
+#[allow(clippy::type_complexity)]
+fn group<'a, T>(
+    entries: impl Iterator<Item = (&'a (&'static str, Attrs), T)>,
+) -> Vec<(&'static Instrument, Vec<(&'a Attrs, T)>)> {
+    let mut out: Vec<(&'static Instrument, Vec<(&'a Attrs, T)>)> = Vec::new();
+    for ((name, attrs), value) in entries {
+        match out.last_mut() {
+            Some((i, points)) if i.name == *name => points.push((attrs, value)),
+            _ => out.push((instrument(name), vec![(attrs, value)])),
+        }
+    }
+    out
+}
+
+/// Attribute values as JSON text, the encoding of `wasi:otel`'s `value`.
+pub fn encoded(attrs: &Attrs) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    attrs
+        .iter()
+        .map(|(k, v)| (*k, Value::from(v.as_str()).to_string()))
+}
+
 fn instrument(name: &str) -> &'static Instrument {
     INSTRUMENTS
         .iter()
         .copied()
         .find(|i| i.name == name)
         .unwrap_or(&STREAMS_OPENED)
+}
+
+/// The route template of a request line (`path_and_query` as sent).
+pub fn route_of(method: &str, path_and_query: &str) -> &'static str {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    route_name(crate::routes::route(method, path).ok().as_ref())
 }
 
 /// The route's template (the span name and the `route` attribute): ids
@@ -331,6 +394,45 @@ mod tests {
         ));
         r.answered(route_name(Some(&Route::ExecutionStream("e1".into()))), 200);
         r
+    }
+
+    #[test]
+    fn metrics_name_each_instrument_once() {
+        let mut r = stream_of_three();
+        r.answered(route_name(Some(&Route::Health)), 503);
+        r.answered(route_name(Some(&Route::Ready)), 503);
+        let metrics = r.metrics();
+        let names: Vec<&str> = metrics.iter().map(|m| m.instrument.name).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique, "one metric per instrument");
+        let errors = metrics
+            .iter()
+            .find(|m| m.instrument.name == ERROR_ANSWERS.name)
+            .unwrap();
+        assert!(matches!(&errors.points, Points::Sum(p) if p.len() == 2));
+        let per_stream = metrics
+            .iter()
+            .find(|m| m.instrument.name == EVENTS_PER_STREAM.name)
+            .unwrap();
+        assert!(matches!(&per_stream.points, Points::Histogram(p) if p[0].1.sum == 3.0));
+        assert!(Recorder::default().metrics().is_empty());
+    }
+
+    #[test]
+    fn attributes_are_encoded_as_json() {
+        let attrs: Attrs = vec![("reason", "a \"b\"".into())];
+        let encoded: Vec<_> = encoded(&attrs).collect();
+        assert_eq!(encoded, [("reason", r#""a \"b\"""#.to_string())]);
+    }
+
+    #[test]
+    fn request_lines_name_the_route_template() {
+        assert_eq!(
+            route_of("GET", "/api/v1/events/executions/e-1?x=1"),
+            "/api/v1/events/executions/{id}"
+        );
+        assert_eq!(route_of("GET", "/nowhere"), "unmatched");
     }
 
     #[test]

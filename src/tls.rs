@@ -218,6 +218,44 @@ impl TlsSession {
     }
 }
 
+/// What travels on a Redis connection: plaintext, or one TLS session's
+/// records. The shell writes what [`Wire::seal`] gives and feeds what it
+/// reads to [`Wire::open`].
+pub enum Wire {
+    /// `redis://`: bytes as they are.
+    Plain,
+    /// `rediss://`: the session, and `host:port` for error texts.
+    Tls {
+        session: Box<TlsSession>,
+        peer: String,
+    },
+}
+
+impl Wire {
+    /// The bytes to write for `plain`.
+    pub fn seal(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            Wire::Plain => Ok(plain.to_vec()),
+            Wire::Tls { session, .. } => session.seal(plain),
+        }
+    }
+
+    /// The plaintext in `bytes` (an error names the server), and what TLS
+    /// answers at once (alerts, key updates), to write whatever the result.
+    pub fn open(&mut self, bytes: &[u8]) -> (Result<Vec<u8>, String>, Vec<u8>) {
+        match self {
+            Wire::Plain => (Ok(bytes.to_vec()), Vec::new()),
+            Wire::Tls { session, peer } => {
+                let mut plain = Vec::new();
+                let received = session.receive(bytes, &mut plain);
+                let reply = session.take_outgoing();
+                let plain = received.map(|()| plain);
+                (plain.map_err(|e| format!("redis {peer} TLS: {e}")), reply)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +349,34 @@ mod tests {
             }
         }
         Err("no PONG".into())
+    }
+
+    #[test]
+    fn a_wire_passes_plaintext_or_names_the_server() {
+        let mut plain = Wire::Plain;
+        assert_eq!(plain.seal(b"PING"), Ok(b"PING".to_vec()));
+        assert_eq!(
+            plain.open(b"+PONG\r\n"),
+            (Ok(b"+PONG\r\n".to_vec()), Vec::new())
+        );
+        let session = TlsClient::web_pki().connect("redis.test").unwrap();
+        let mut tls = Wire::Tls {
+            session: Box::new(session),
+            peer: "redis.test:6380".into(),
+        };
+        assert_eq!(
+            tls.seal(b"PING").unwrap()[0],
+            0x16,
+            "the client hello first"
+        );
+        let (plain, alert) = tls.open(b"+PONG\r\n");
+        let why = plain.unwrap_err();
+        assert!(why.starts_with("redis redis.test:6380 TLS: "), "{why}");
+        assert_eq!(
+            alert.first(),
+            Some(&0x15),
+            "an alert record tells the server"
+        );
     }
 
     #[test]

@@ -310,3 +310,35 @@ fn per_user_stream_limit_holds_on_a_cluster() {
     expect_json_error(&second, 429, "TooManyStreamsError");
     assert!(second.header("retry-after").is_some());
 }
+
+#[test]
+fn the_user_store_is_read_first_on_its_own_shard() {
+    // The user record's slot is one node; each execution channel another:
+    // the stream reads the user where it lives, then subscribes on the
+    // channel's owner, with a history to replay and the store's user id
+    // owning the record.
+    let cluster = Cluster::start();
+    let gw = cluster.gateway(&[("IDENTITY_KEY_PREFIX", "user:")]);
+    let _: i64 = redis::cmd("HSET")
+        .arg("user:dave")
+        .arg(&["user_id", "u-42", "role", "user", "is_active", "true"])
+        .query(&mut cluster.conn(cluster.owner("user:dave")))
+        .unwrap();
+    for rec in spread_executions(&cluster, "u-42") {
+        cluster.put_execution(&rec);
+        let first = post(&gw, &rec.id, &json!({"event_type": "tick", "n": 0}));
+        let mut s = open(&gw, &rec.id, "dave", None);
+        assert_eq!(s.next_json(EVENT)["event_type"], "status", "{}", gw.log());
+        let ev = s.next_event(EVENT);
+        assert_eq!(ev.id.as_deref(), Some(first.as_str()), "{}", gw.log());
+        let ch = exec_channel(&rec.id);
+        let deadline = Instant::now() + EVENT;
+        while cluster.shard_numsub(&ch) != 1 {
+            assert!(Instant::now() < deadline, "no sharded subscriber on {ch}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        post(&gw, &rec.id, &json!({"event_type": "result_stored"}));
+        assert_eq!(s.next_json(EVENT)["event_type"], "result_stored");
+        s.expect_end(EVENT);
+    }
+}

@@ -484,11 +484,18 @@ fn identity_inactive_and_unknown_users_are_refused() {
             INVALID,
         );
     }
+    // The user record is read before anything else: a refused user was
+    // never subscribed, not even for the length of the 401.
     assert_eq!(
         env.redis.numsub(&exec_channel(&id)),
         0,
         "nothing subscribed for a refused user"
     );
+    let calls = redis::cmd("INFO")
+        .arg("commandstats")
+        .query::<String>(&mut env.redis.conn())
+        .unwrap();
+    assert!(!calls.contains("cmdstat_subscribe:"), "{calls}");
 }
 
 #[test]

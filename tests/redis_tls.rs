@@ -190,19 +190,26 @@ fn a_dead_dns_server_is_a_clear_503() {
 // TLS
 // ---------------------------------------------------------------------------
 
-#[test]
-fn tls_with_the_right_ca() {
-    if common::p3::lacks("tls_with_the_right_ca", ON_P3) {
-        return;
-    }
+/// A TLS Redis whose certificate (signed by a fresh test CA) names `names`,
+/// and a gateway that trusts that CA and reaches it as `localhost`.
+fn localhost_tls(names: &[&str], expired: bool) -> (TlsRedis, Gateway) {
     let pki = Pki::new("sse-gateway test CA");
-    let cert = pki.issue(&["localhost"], false);
+    let cert = pki.issue(names, expired);
     let redis = TlsRedis::start(&pki, &cert, TlsRedisOptions::default());
     let gw = tls_gateway(
         &format!("rediss://localhost:{}", redis.tls_port),
         &pki.ca_pem(),
     )
     .start();
+    (redis, gw)
+}
+
+#[test]
+fn tls_with_the_right_ca() {
+    if common::p3::lacks("tls_with_the_right_ca", ON_P3) {
+        return;
+    }
+    let (redis, gw) = localhost_tls(&["localhost"], false);
     stream_works(&gw, &mut redis.conn());
 }
 
@@ -247,14 +254,7 @@ fn tls_refuses_a_certificate_for_another_name() {
     if common::p3::lacks("tls_refuses_a_certificate_for_another_name", ON_P3) {
         return;
     }
-    let pki = Pki::new("sse-gateway test CA");
-    let cert = pki.issue(&["redis.example.com"], false);
-    let redis = TlsRedis::start(&pki, &cert, TlsRedisOptions::default());
-    let gw = tls_gateway(
-        &format!("rediss://localhost:{}", redis.tls_port),
-        &pki.ca_pem(),
-    )
-    .start();
+    let (_redis, gw) = localhost_tls(&["redis.example.com"], false);
     refused(
         &gw,
         &["TLS handshake with localhost:", "not valid for name"],
@@ -266,14 +266,7 @@ fn tls_refuses_an_expired_certificate() {
     if common::p3::lacks("tls_refuses_an_expired_certificate", ON_P3) {
         return;
     }
-    let pki = Pki::new("sse-gateway test CA");
-    let cert = pki.issue(&["localhost"], true);
-    let redis = TlsRedis::start(&pki, &cert, TlsRedisOptions::default());
-    let gw = tls_gateway(
-        &format!("rediss://localhost:{}", redis.tls_port),
-        &pki.ca_pem(),
-    )
-    .start();
+    let (_redis, gw) = localhost_tls(&["localhost"], true);
     refused(
         &gw,
         &["TLS handshake with localhost:", "certificate expired"],

@@ -19,6 +19,7 @@ mod native;
 mod procs;
 mod redis;
 mod report;
+mod soak;
 mod stats;
 
 use report::{Fanout, Latency, OpenStats, Results, Run, Step};
@@ -63,6 +64,17 @@ options:
   --wasmtime-arg A   extra `wasmtime serve` argument (repeat for each)
   --hold-seconds S   keep each step's streams open S s before measuring
                      (to inspect the server by hand: pmap, perf, smaps)
+  --soak             soak mode instead of steps: streams held for minutes
+                     with churn and a steady event rate; reports events
+                     lost or duplicated, Redis clients and slot sets at the
+                     end against the baseline, server RSS over time
+                     (writes docs/bench/soak-<target>.json)
+  --soak-streams N   streams (5000)
+  --soak-minutes T   length (1)
+  --soak-churn P     percent of the streams reconnecting each second with
+                     Last-Event-ID (1)
+  --soak-rate N      events/s published through the publish script (100)
+  --soak-group N     streams per execution (50)
   --url URL          benchmark a running gateway (loopback only) instead;
                      needs --redis-url; --jwt-secret (default: the bench's);
                      --server-pid PID to read its memory and CPU
@@ -91,6 +103,8 @@ struct Opts {
     wasmtime_args: Vec<String>,
     /// Extra components served side by side: target `wasmtime-NAME`.
     variants: Vec<(String, PathBuf)>,
+    /// Soak mode (`--soak`) instead of the steps.
+    soak: Option<soak::SoakOpts>,
 }
 
 fn repo_root() -> PathBuf {
@@ -152,7 +166,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         hold_s: 0.0,
         wasmtime_args: Vec::new(),
         variants: Vec::new(),
+        soak: None,
     };
+    let mut soak = soak::SoakOpts {
+        streams: 5000,
+        churn: 0.01,
+        rate: 100.0,
+        seconds: 60.0,
+        group: 50,
+    };
+    let mut soak_on = false;
     if find_spin().is_some() {
         o.targets.push("spin".into());
     }
@@ -208,6 +231,20 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 o.variants.push((name.to_string(), path.into()));
             }
             "--hold-seconds" => o.hold_s = value()?.parse().map_err(|_| "bad --hold-seconds")?,
+            "--soak" => soak_on = true,
+            "--soak-streams" => {
+                soak.streams = value()?.parse().map_err(|_| "bad --soak-streams")?
+            }
+            "--soak-minutes" => {
+                let m: f64 = value()?.parse().map_err(|_| "bad --soak-minutes")?;
+                soak.seconds = (m * 60.0).clamp(10.0, 3600.0);
+            }
+            "--soak-churn" => {
+                let p: f64 = value()?.parse().map_err(|_| "bad --soak-churn")?;
+                soak.churn = (p / 100.0).clamp(0.0, 1.0);
+            }
+            "--soak-rate" => soak.rate = value()?.parse().map_err(|_| "bad --soak-rate")?,
+            "--soak-group" => soak.group = value()?.parse().map_err(|_| "bad --soak-group")?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -215,6 +252,17 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     }
     if let Some(n) = name {
         o.name = n;
+    }
+    if soak_on {
+        if soak.streams == 0 || soak.group == 0 || soak.rate <= 0.0 {
+            return Err("--soak needs positive streams, group and rate".into());
+        }
+        // Reconnected streams linger on the server until its next write
+        // (a heartbeat at most): room for them in the host's pools.
+        let linger = soak.streams as f64 * soak.churn * (HEARTBEAT_SECONDS as f64 + 5.0);
+        o.steps = vec![soak.streams + linger as usize];
+        o.name = "soak".into();
+        o.soak = Some(soak);
     }
     for (name, _) in &o.variants {
         o.targets.push(format!("wasmtime-{name}"));
@@ -738,6 +786,29 @@ fn run(opts: Opts) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if let Some(so) = &opts.soak {
+        let token = |user: &str| ctx.token(user, "admin");
+        for s in servers.iter_mut() {
+            say(format!("{}: soak, {} streams", s.name, so.streams));
+            let r = rt.block_on(soak::run(
+                &s.name, s.addr, ctx.redis, s.pid, so, &token, ctx.run_id,
+            ))?;
+            say(format!(
+                "{}: soak {:.0}s: {} published, {} delivered, {} lost, {} duplicated, {} reconnects, {} failed opens {:?}; Redis clients {} -> {} (baseline {}), slots held at the end {}, settled in {:.1}s; RSS KiB {:?}",
+                s.name, r.seconds, r.published, r.delivered, r.lost, r.duplicated, r.reconnects,
+                r.failed_opens, r.open_errors, r.redis_clients_baseline, r.redis_clients_end,
+                r.redis_clients_baseline, r.slots_end, r.settle_seconds, r.rss_kib
+            ));
+            let path = opts.out.join(format!("soak-{}.json", s.name));
+            let _ = std::fs::create_dir_all(&opts.out);
+            let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            say(format!("wrote {}", path.display()));
+        }
+        drop(servers);
+        drop(children);
+        return Ok(());
+    }
     let mut runs: Vec<Run> = servers
         .iter()
         .map(|s| Run {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming as HyperIncoming;
 use hyper::{Request, Response};
+use sse_gateway::answer::{self, Answer, STREAM_HEADERS};
 use sse_gateway::config::{Config, RedisTarget, Source, VARIABLES};
 use sse_gateway::error::ApiError;
 use sse_gateway::gate::{self, Verdict};
@@ -127,23 +128,25 @@ impl Responder {
             .unwrap_or_else(|_| Response::new(GatewayBody::Full(None)))
     }
 
+    /// The core's answer, as the component sends it.
+    fn answer(&self, answer: Answer) -> Resp {
+        print(answer.logs.iter().cloned());
+        let extra: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        self.send(answer.status, &extra, answer.body)
+    }
+
     fn error(&self, err: &ApiError) -> Resp {
-        let mut extra: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-        extra.extend(err.headers.iter().map(|(k, v)| (*k, v.as_str())));
-        self.send(err.status, &extra, err.body())
+        self.answer(Answer::from(err))
     }
 
     fn sse(&self, rx: mpsc::Receiver<Bytes>) -> Resp {
-        self.builder(
-            200,
-            &[
-                ("content-type", "text/event-stream"),
-                ("cache-control", "no-cache"),
-                ("x-accel-buffering", "no"),
-            ],
-        )
-        .body(GatewayBody::Stream(rx))
-        .unwrap_or_else(|_| Response::new(GatewayBody::Full(None)))
+        self.builder(200, &STREAM_HEADERS)
+            .body(GatewayBody::Stream(rx))
+            .unwrap_or_else(|_| Response::new(GatewayBody::Full(None)))
     }
 }
 
@@ -207,7 +210,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     out.common.extend(decision.headers);
     let (route, cfg, who, last_event_id) = match decision.verdict {
         Verdict::Refuse(e) => return out.error(&e),
-        Verdict::Preflight => return out.send(204, &[], Vec::new()),
+        Verdict::Preflight => return out.answer(Answer::empty(204)),
         Verdict::Serve {
             route,
             cfg,
@@ -217,11 +220,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     };
     let Some(who) = who else {
         return match route {
-            Route::Health => out.send(
-                200,
-                &[("content-type", "application/json")],
-                br#"{"status":"ok"}"#.to_vec(),
-            ),
+            Route::Health => out.answer(answer::health()),
             Route::Ready => ready(&cfg, &out).await,
             _ => out.error(&ApiError::not_found()),
         };
@@ -296,21 +295,10 @@ async fn run_command(mut cmd: Command) -> Command {
     cmd
 }
 
-/// `host::publish::health`: one `PING` on a fresh connection.
 /// `host::publish::ready`: `PING` through the one-shot command machine.
 async fn ready(cfg: &Config, out: &Responder) -> Resp {
     let mut ping = run_command(Command::ping(cfg, now())).await;
-    if ping.text().is_ok_and(|p| p == "PONG") {
-        let version = env!("CARGO_PKG_VERSION");
-        let reply = serde_json::json!({"status": "ok", "version": version, "redis": "ok"});
-        out.send(
-            200,
-            &[("content-type", "application/json")],
-            reply.to_string().into_bytes(),
-        )
-    } else {
-        out.error(&ApiError::service_unavailable(2))
-    }
+    out.answer(answer::ready(ping.text()))
 }
 
 /// `host::pump`: one machine, its Redis connection and, once started, the

@@ -1,30 +1,20 @@
 //! A blocking Redis client for setup (execution records) and the publisher
-//! thread. RESP2 framing comes from `redis-protocol` (the crate the
-//! gateway's own parser builds on); the load tool does not reach into the
-//! gateway's protocol modules, which only its machine drives.
+//! thread, on the gateway's own RESP encoder and decoder (`sse_gateway::resp`):
+//! one parser in the project, and the load tool's replies are plain RESP2.
 
 use crate::stats::now_ns;
-use redis_protocol::resp2::decode::decode;
-use redis_protocol::resp2::encode::encode_borrowed;
-use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
+use sse_gateway::resp::{encode_command, Decoder, Value};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// Largest reply the load tool reads: replies are counts and `OK`s.
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
 pub struct Redis {
     stream: TcpStream,
-    /// Bytes read and not yet decoded (`buf[start..]`).
-    buf: Vec<u8>,
-    start: usize,
-}
-
-/// Appends one command (an array of bulk strings).
-fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let parts: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
-    let frame = BorrowedFrame::Array(&parts);
-    let at = out.len();
-    out.resize(at + frame.encode_len(false), 0);
-    encode_borrowed(&mut out[at..], &frame, false).expect("sized by encode_len");
+    /// Bytes read and not yet decoded.
+    decoder: Decoder,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -38,13 +28,12 @@ impl Redis {
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(Redis {
             stream,
-            buf: Vec::new(),
-            start: 0,
+            decoder: Decoder::new(MAX_REPLY_BYTES),
         })
     }
 
     /// Sends every command as one pipeline and returns the replies in order.
-    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> io::Result<Vec<OwnedFrame>> {
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> io::Result<Vec<Value>> {
         let mut out = Vec::new();
         for cmd in cmds {
             let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
@@ -56,22 +45,19 @@ impl Redis {
         Ok(replies)
     }
 
-    fn read_replies(&mut self, n: usize, into: &mut Vec<OwnedFrame>) -> io::Result<()> {
+    fn read_replies(&mut self, n: usize, into: &mut Vec<Value>) -> io::Result<()> {
         let mut chunk = vec![0u8; 64 * 1024];
         let want = into.len() + n;
         while into.len() < want {
-            if let Some((frame, used)) = decode(&self.buf[self.start..]).map_err(other)? {
-                self.start += used;
-                into.push(frame);
+            if let Some(value) = self.decoder.next().map_err(other)? {
+                into.push(value);
                 continue;
             }
-            self.buf.drain(..self.start);
-            self.start = 0;
             let got = self.stream.read(&mut chunk)?;
             if got == 0 {
                 return Err(other("redis closed the connection"));
             }
-            self.buf.extend_from_slice(&chunk[..got]);
+            self.decoder.feed(&chunk[..got]);
         }
         Ok(())
     }
@@ -100,7 +86,7 @@ pub fn create_records(addr: SocketAddr, records: &[(String, String)]) -> io::Res
             })
             .collect();
         for v in r.pipeline(&cmds)? {
-            if let OwnedFrame::Error(e) = v {
+            if let Value::Error(e) = v {
                 return Err(other(e));
             }
         }
@@ -167,7 +153,7 @@ pub fn publish(
             sum += got
                 .iter()
                 .map(|f| match f {
-                    OwnedFrame::Integer(n) => *n,
+                    Value::Int(n) => *n,
                     _ => 0,
                 })
                 .sum::<i64>() as u64;

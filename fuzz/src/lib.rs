@@ -90,59 +90,22 @@ pub fn normalize_newlines(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
-/// Values with map entries sorted (redis-protocol does not keep map order).
+/// Values made comparable: a NaN double (unequal to itself) becomes text, so
+/// two decodes of the same bytes compare equal.
 pub fn normalized(values: Vec<Value>) -> Vec<Value> {
-    values.into_iter().map(|v| normalize(v, false)).collect()
+    values.into_iter().map(normalize).collect()
 }
 
-/// Like [`normalized`], and array items sorted too: a RESP3 set (`~`)
-/// becomes an array in hash-set order, which differs from one decode to the
-/// next, so input that may hold a set is compared this way.
-pub fn normalized_unordered(values: Vec<Value>) -> Vec<Value> {
-    values.into_iter().map(|v| normalize(v, true)).collect()
-}
-
-/// Like [`normalized_unordered`], and maps reduced to their keys: a RESP3
-/// map (`%`, or attributes `|`) with a duplicate key keeps one of the values
-/// at random (redis-protocol collects it in a hash map), so for input that
-/// may hold a map only the keys are compared.
-pub fn normalized_keys_only(values: Vec<Value>) -> Vec<Value> {
-    fn strip(value: Value) -> Value {
-        match value {
-            Value::Map(entries) => Value::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, _)| (strip(k), Value::Nil))
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.into_iter().map(strip).collect()),
-            Value::Push(items) => Value::Push(items.into_iter().map(strip).collect()),
-            other => other,
-        }
-    }
-    normalized_unordered(values.into_iter().map(strip).collect())
-}
-
-fn normalize(value: Value, unordered: bool) -> Value {
-    let all = |items: Vec<Value>| -> Vec<Value> {
-        let mut items: Vec<Value> = items.into_iter().map(|v| normalize(v, unordered)).collect();
-        if unordered {
-            items.sort_by_key(|v| format!("{v:?}"));
-        }
-        items
-    };
+fn normalize(value: Value) -> Value {
     match value {
-        Value::Map(entries) => {
-            let mut entries: Vec<(Value, Value)> = entries
+        Value::Map(entries) => Value::Map(
+            entries
                 .into_iter()
-                .map(|(k, v)| (normalize(k, unordered), normalize(v, unordered)))
-                .collect();
-            entries.sort_by_key(|e| format!("{e:?}"));
-            Value::Map(entries)
-        }
-        Value::Array(items) => Value::Array(all(items)),
-        Value::Push(items) => Value::Push(all(items)),
-        // NaN != NaN would make identical decodes compare unequal.
+                .map(|(k, v)| (normalize(k), normalize(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        Value::Push(items) => Value::Push(items.into_iter().map(normalize).collect()),
         Value::Double(d) if d.is_nan() => Value::Simple("NaN".into()),
         other => other,
     }

@@ -7,6 +7,7 @@
 //! idle would spin).
 
 use super::clock;
+use crate::answer::Answer;
 use crate::error::ApiError;
 use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;
@@ -21,14 +22,6 @@ thread_local! {
 /// The status sent, 0 if none was.
 pub fn status() -> u16 {
     STATUS.with(|s| s.get())
-}
-
-fn headers(list: &[(&str, &str)]) -> Headers {
-    let entries: Vec<(String, Vec<u8>)> = list
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
-    Headers::from_list(&entries).unwrap_or_else(|_| Headers::new())
 }
 
 /// Where a request's answer goes, with the headers every answer carries
@@ -52,55 +45,44 @@ impl Responder {
         self.common.extend(headers);
     }
 
-    fn response(&self, status: u16, extra: &[(&str, &str)]) -> OutgoingResponse {
-        let common = self.common.iter().map(|(k, v)| (*k, v.as_str()));
-        let all: Vec<(&str, &str)> = extra.iter().copied().chain(common).collect();
-        let response = OutgoingResponse::new(headers(&all));
+    /// The response head: `extra`, then the common headers.
+    fn response(&self, status: u16, extra: &[(&'static str, String)]) -> OutgoingResponse {
+        let entries: Vec<(String, Vec<u8>)> = (extra.iter().chain(&self.common))
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let headers = Headers::from_list(&entries).unwrap_or_else(|_| Headers::new());
+        let response = OutgoingResponse::new(headers);
         let _ = response.set_status_code(status);
         STATUS.with(|s| s.set(status));
         response
     }
 
-    /// Sends a complete response with a small body.
-    pub fn send(self, status: u16, extra: &[(&str, &str)], body: &[u8]) {
-        let response = self.response(status, extra);
-        let Ok(outgoing) = response.body() else {
-            return;
-        };
-        self.out.set(response);
-        if let Ok(stream) = outgoing.write() {
-            for chunk in body.chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    break;
+    /// Sends a complete answer, then prints its log lines.
+    pub fn answer(self, answer: Answer) {
+        let response = self.response(answer.status, &answer.headers);
+        if let Ok(outgoing) = response.body() {
+            self.out.set(response);
+            if let Ok(stream) = outgoing.write() {
+                for chunk in answer.body.chunks(4096) {
+                    if stream.blocking_write_and_flush(chunk).is_err() {
+                        break;
+                    }
                 }
+                drop(stream);
             }
-            drop(stream);
+            let _ = OutgoingBody::finish(outgoing, None);
         }
-        let _ = OutgoingBody::finish(outgoing, None);
+        super::print(answer.logs.into_iter());
     }
 
     /// Sends an [`ApiError`] as `{"detail", "type"}` JSON.
     pub fn error(self, err: &ApiError) {
-        let mut extra: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-        extra.extend(err.headers.iter().map(|(k, v)| (*k, v.as_str())));
-        self.send(err.status, &extra, &err.body());
-    }
-
-    /// Sends a JSON body with `status`.
-    pub fn json(self, status: u16, body: &[u8]) {
-        self.send(status, &[("content-type", "application/json")], body);
+        self.answer(Answer::from(err));
     }
 
     /// Sends the `200` head with the SSE headers; the body stays open.
     pub fn sse(self) -> Result<SseBody, Gone> {
-        let response = self.response(
-            200,
-            &[
-                ("content-type", "text/event-stream"),
-                ("cache-control", "no-cache"),
-                ("x-accel-buffering", "no"),
-            ],
-        );
+        let response = self.response(200, &Answer::stream_head().headers);
         let body = response.body().map_err(|_| Gone)?;
         self.out.set(response);
         let stream = body.write().map_err(|_| Gone)?;

@@ -17,14 +17,15 @@ mod publish;
 mod pump;
 mod redis;
 
+use crate::answer::{self, Answer};
 use crate::error::ApiError;
 use crate::gate::{self, Verdict};
 use crate::log::Level;
 use crate::machine::Topic;
-use crate::routes::{self, Route};
+use crate::routes::Route;
 use crate::telemetry;
 use body::Responder;
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use std::cell::Cell;
 
 thread_local! {
@@ -41,23 +42,14 @@ thread_local! {
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let started = clock::now();
     #[cfg(feature = "otel")]
-    let wall = otel::now();
-    let method = method_name(&req.method()).to_string();
+    let wall = wasi::clocks::wall_clock::now();
+    let method = req.method().to_string();
     let path = req.path_with_query().unwrap_or_default();
-    let route = routes::route(&method, path.split('?').next().unwrap_or("")).ok();
-    let route = telemetry::route_name(route.as_ref());
-    respond(req, out).await;
+    let route = telemetry::route_of(&method, &path);
+    respond(req, &method, &path, Responder::new(out));
     let status = body::status();
     let millis = clock::now().saturating_sub(started) / 1_000_000;
-    emit(crate::log::line(
-        "request",
-        &[
-            ("method", method.as_str().into()),
-            ("route", route.into()),
-            ("status", status.into()),
-            ("duration_ms", millis.into()),
-        ],
-    ));
+    emit(crate::log::request(&method, route, status, millis));
     #[cfg(feature = "otel")]
     RECORDER.with_borrow_mut(|r| {
         r.answered(route, status);
@@ -67,19 +59,15 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     });
 }
 
-async fn respond(req: IncomingRequest, out: ResponseOutparam) {
-    let mut out = Responder::new(out);
-    let path_and_query = req.path_with_query().unwrap_or_default();
-    let path = path_and_query.split('?').next().unwrap_or("");
+fn respond(req: IncomingRequest, method: &str, path_and_query: &str, mut out: Responder) {
     let entries = req.headers().entries();
     let headers: Vec<(&str, &[u8])> = entries
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
-    let method = req.method();
     let request = gate::Request {
-        method: method_name(&method),
-        path,
+        method,
+        path: path_and_query.split('?').next().unwrap_or(""),
         headers: &headers,
         unix_now: clock::unix_seconds(),
     };
@@ -89,7 +77,7 @@ async fn respond(req: IncomingRequest, out: ResponseOutparam) {
     out.add_headers(decision.headers);
     let (route, cfg, who, last_event_id) = match decision.verdict {
         Verdict::Refuse(e) => return out.error(&e),
-        Verdict::Preflight => return out.send(204, &[], b""),
+        Verdict::Preflight => return out.answer(Answer::empty(204)),
         Verdict::Serve {
             route,
             cfg,
@@ -99,10 +87,10 @@ async fn respond(req: IncomingRequest, out: ResponseOutparam) {
     };
     let Some(who) = who else {
         return match route {
-            Route::DemoPage => dev::demo_page(out),
+            Route::DemoPage => out.answer(crate::dev::demo_page()),
             Route::DevToken => dev::token(&cfg, req, out),
             Route::Ready => publish::ready(&cfg, out),
-            _ => publish::health(out),
+            _ => out.answer(answer::health()),
         };
     };
     if let Some(topic) = Topic::of(&route) {
@@ -114,21 +102,6 @@ async fn respond(req: IncomingRequest, out: ResponseOutparam) {
             publish::publish(&cfg, &who, &route, req, out)
         }
         _ => out.error(&ApiError::not_found()),
-    }
-}
-
-fn method_name(m: &Method) -> &str {
-    match m {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Connect => "CONNECT",
-        Method::Options => "OPTIONS",
-        Method::Trace => "TRACE",
-        Method::Patch => "PATCH",
-        Method::Other(s) => s,
     }
 }
 
@@ -149,13 +122,6 @@ fn emit(line: String) {
     }
 }
 
-/// One JSON log line on stderr. Callers pass no tokens or secrets.
-fn log(event: &str, fields: &[(&str, &dyn LogValue)]) {
-    let fields: Vec<(&str, serde_json::Value)> =
-        fields.iter().map(|(k, v)| (*k, v.to_json())).collect();
-    emit(crate::log::line(event, &fields));
-}
-
 /// Writes a line in one `write` (`eprintln!` writes the line and its
 /// newline separately, and lines of concurrent instances then interleave).
 /// A write takes at most 4096 bytes; log lines are far shorter.
@@ -166,34 +132,5 @@ fn write_line(mut line: String) {
         if stderr.blocking_write_and_flush(chunk).is_err() {
             break;
         }
-    }
-}
-
-/// Values a log line can carry.
-trait LogValue {
-    fn to_json(&self) -> serde_json::Value;
-}
-
-impl LogValue for &str {
-    fn to_json(&self) -> serde_json::Value {
-        (*self).into()
-    }
-}
-
-impl LogValue for String {
-    fn to_json(&self) -> serde_json::Value {
-        self.as_str().into()
-    }
-}
-
-impl LogValue for u64 {
-    fn to_json(&self) -> serde_json::Value {
-        (*self).into()
-    }
-}
-
-impl LogValue for usize {
-    fn to_json(&self) -> serde_json::Value {
-        (*self).into()
     }
 }

@@ -1,13 +1,14 @@
 //! TCP (and TLS) to Redis over `wasi:sockets`, with deadlines from `wasi:clocks`.
 //!
 //! Owns sockets and their streams and nothing else: what to send and what
-//! the bytes mean is the core machines' job, TLS records are
-//! [`crate::tls::TlsSession`]'s and DNS messages [`crate::dns::Lookup`]'s.
+//! the bytes mean is the core machines' job, how a connection is opened
+//! (resolver, addresses in turn, TLS handshake) [`crate::dial::Dial`]'s and
+//! TLS records [`crate::tls::TlsSession`]'s.
 
 use super::clock;
 use crate::config::RedisTarget;
-use crate::dns::{self, Plan};
-use crate::tls::{TlsClient, TlsSession};
+use crate::dial::{self, Dial, Step};
+use crate::tls::Wire;
 use std::net::{IpAddr, SocketAddr};
 use wasi::io::poll::{poll, Pollable};
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
@@ -18,26 +19,8 @@ use wasi::sockets::network::{
 use wasi::sockets::tcp::TcpSocket;
 use wasi::sockets::{ip_name_lookup, tcp_create_socket};
 
-/// Why talking to Redis failed; the shell turns any of these into a 503 or
-/// a stream close, and logs the text (which never holds a password).
-#[derive(Debug)]
-pub struct NetError(pub String);
-
-impl std::fmt::Display for NetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn fail(what: impl Into<String>) -> NetError {
-    NetError(what.into())
-}
-
 /// Bytes read from Redis per `read` call (why so few: the constant's doc).
 const READ_CHUNK: u64 = crate::machine::READ_CHUNK as u64;
-
-/// What an `access-denied` connect means on Spin.
-const SPIN_DENIED: &str = " (on Spin: not in allowed_outbound_hosts)";
 
 /// One TCP connection. Field order is drop order: the streams are children
 /// of the socket and must go first.
@@ -48,13 +31,10 @@ struct Tcp {
 }
 
 impl Tcp {
-    fn connect(ip: IpAddr, port: u16, deadline: u64) -> Result<Tcp, String> {
-        let peer = SocketAddr::new(ip, port);
+    fn connect(peer: SocketAddr, deadline: u64) -> Result<Tcp, String> {
+        let (ip, port) = (peer.ip(), peer.port());
         let network = instance_network();
-        let refused = |e: ErrorCode| {
-            let denied = (e == ErrorCode::AccessDenied).then_some(SPIN_DENIED);
-            format!("connect to {peer}: {}{}", e.name(), denied.unwrap_or(""))
-        };
+        let refused = |e: ErrorCode| dial::connect_error(peer, e.name());
         let (family, address) = match ip {
             IpAddr::V4(v4) => {
                 let [a, b, c, d] = v4.octets();
@@ -127,41 +107,53 @@ impl Tcp {
 
 /// An open connection to Redis, TLS when the target says so. Dropping it
 /// closes the TCP connection, which is how a subscription is released.
+/// Errors are texts for the log (never holding a password); the machines
+/// turn them into a 503 or a stream close.
 pub struct Conn {
-    tls: Option<TlsSession>,
+    wire: Wire,
     tcp: Tcp,
-    /// `host:port`, for error texts.
-    peer: String,
 }
 
 impl Conn {
-    /// Resolves the host, connects (each address in turn) and, for
-    /// `rediss://`, verifies the server, all within `deadline` (monotonic ns).
-    pub fn open(target: &RedisTarget, deadline: u64) -> Result<Conn, NetError> {
-        let mut last = format!("resolve {}: no address", target.host);
-        for ip in resolve(target, deadline).map_err(fail)? {
-            match Tcp::connect(ip, target.port, deadline) {
-                Ok(tcp) => {
-                    let tls = match &target.tls {
-                        Some(c) => Some(handshake(&tcp, c, target, deadline).map_err(fail)?),
-                        None => None,
-                    };
-                    let peer = format!("{}:{}", target.host, target.port);
-                    return Ok(Conn { tls, tcp, peer });
+    /// Opens a connection as [`Dial`] says (resolve, connect to each
+    /// address in turn, TLS handshake), all within `deadline` (monotonic ns).
+    pub fn open(target: &RedisTarget, deadline: u64) -> Result<Conn, String> {
+        let mut dial = Dial::new(target, wasi::random::random::get_random_u64() as u16);
+        let mut tcp: Option<Tcp> = None;
+        loop {
+            match dial.step() {
+                Step::Lookup(host) => {
+                    dial.resolved(ask_host(&host, deadline).map_err(|e| e.name()))
                 }
-                Err(e) => last = e,
+                Step::Connect(peer) => {
+                    tcp = None;
+                    match Tcp::connect(peer, deadline) {
+                        Ok(t) => {
+                            tcp = Some(t);
+                            dial.connected();
+                        }
+                        Err(e) => dial.connect_failed(e),
+                    }
+                }
+                Step::Exchange(bytes) => dial.received(match &tcp {
+                    Some(t) => t.write(&bytes).and_then(|()| t.read_until(deadline)),
+                    None => Err("not connected".into()),
+                }),
+                Step::Write(bytes) => {
+                    let _ = tcp.as_ref().map(|t| t.write(&bytes));
+                }
+                Step::Open(wire) => {
+                    let tcp = tcp.ok_or("not connected")?;
+                    return Ok(Conn { wire, tcp });
+                }
+                Step::Failed(why) => return Err(why),
             }
         }
-        Err(fail(last))
     }
 
     /// Writes `bytes` (commands are small).
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        match &mut self.tls {
-            Some(tls) => self.tcp.write(&tls.seal(bytes).map_err(fail)?),
-            None => self.tcp.write(bytes),
-        }
-        .map_err(fail)
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.tcp.write(&self.wire.seal(bytes)?)
     }
 
     /// Ready when Redis has sent bytes (or closed).
@@ -170,15 +162,15 @@ impl Conn {
     }
 
     /// Reads what is available without blocking (maybe nothing).
-    pub fn read_available(&mut self) -> Result<Vec<u8>, NetError> {
-        let bytes = self.tcp.read().map_err(fail)?;
+    pub fn read_available(&mut self) -> Result<Vec<u8>, String> {
+        let bytes = self.tcp.read()?;
         self.open_records(&bytes)
     }
 
     /// Blocks until bytes arrive or `deadline` passes.
-    pub fn read_until(&mut self, deadline: u64) -> Result<Vec<u8>, NetError> {
+    pub fn read_until(&mut self, deadline: u64) -> Result<Vec<u8>, String> {
         loop {
-            let bytes = self.tcp.read_until(deadline).map_err(fail)?;
+            let bytes = self.tcp.read_until(deadline)?;
             let plain = self.open_records(&bytes)?;
             if !plain.is_empty() {
                 return Ok(plain);
@@ -188,38 +180,11 @@ impl Conn {
 
     /// The plaintext in `bytes`; whatever TLS answers (alerts, key
     /// updates) goes out at once.
-    fn open_records(&mut self, bytes: &[u8]) -> Result<Vec<u8>, NetError> {
-        let Some(tls) = &mut self.tls else {
-            return Ok(bytes.to_vec());
-        };
-        let mut plain = Vec::new();
-        let received = tls.receive(bytes, &mut plain);
-        let _ = self.tcp.write(&tls.take_outgoing());
-        received.map_err(|e| fail(format!("redis {} TLS: {e}", self.peer)))?;
-        Ok(plain)
+    fn open_records(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let (plain, reply) = self.wire.open(bytes);
+        let _ = self.tcp.write(&reply);
+        plain
     }
-}
-
-/// Verifies the server and agrees keys; the error names the server and
-/// what failed (unknown issuer, wrong name, expired, ...).
-fn handshake(
-    tcp: &Tcp,
-    client: &TlsClient,
-    target: &RedisTarget,
-    deadline: u64,
-) -> Result<TlsSession, String> {
-    let failed = |why: String| format!("TLS handshake with {}:{}: {why}", target.host, target.port);
-    let mut tls = client.connect(&target.host).map_err(failed)?;
-    // Redis never speaks first, so no plaintext arrives during the handshake.
-    let mut early = Vec::new();
-    while tls.is_handshaking() {
-        tcp.write(&tls.take_outgoing()).map_err(failed)?;
-        let bytes = tcp.read_until(deadline).map_err(failed)?;
-        let received = tls.receive(&bytes, &mut early);
-        let _ = tcp.write(&tls.take_outgoing());
-        received.map_err(failed)?;
-    }
-    Ok(tls)
 }
 
 fn stream_error(e: StreamError) -> String {
@@ -234,30 +199,6 @@ fn wait_until(p: &Pollable, deadline: u64) -> bool {
     let timer = clock::timer_at(deadline);
     let ready = poll(&[p, &timer]);
     ready.contains(&0)
-}
-
-/// The addresses to try for the target's host, in order (the choice of
-/// resolver and the `localhost` rule are [`dns::plan`]'s).
-fn resolve(target: &RedisTarget, deadline: u64) -> Result<Vec<IpAddr>, String> {
-    let host = &target.host;
-    match dns::plan(host, target.dns_server) {
-        Plan::Address(ip) => Ok(vec![ip]),
-        Plan::Server(server) => ask_server(server, host, deadline)
-            .map_err(|why| format!("resolve {host} via DNS server {server}: {why}")),
-        Plan::Host => dns::host_answer(host, ask_host(host, deadline).map_err(|e| e.name())),
-    }
-}
-
-/// One lookup over TCP to the configured resolver.
-fn ask_server(server: SocketAddr, host: &str, deadline: u64) -> Result<Vec<IpAddr>, String> {
-    let mut lookup = dns::Lookup::new(host, wasi::random::random::get_random_u64() as u16)?;
-    let tcp = Tcp::connect(server.ip(), server.port(), deadline)?;
-    loop {
-        tcp.write(&lookup.take_outgoing())?;
-        if let Some(addresses) = lookup.receive(&tcp.read_until(deadline)?)? {
-            return Ok(addresses);
-        }
-    }
 }
 
 /// The host's lookup (`wasi:sockets/ip-name-lookup`), in its order.

@@ -6,7 +6,7 @@
 //! each call straight to its exporter without aggregating across instances
 //! (docs/OBSERVABILITY.md says what a backend must do with deltas).
 
-use crate::telemetry::{Attrs, Histogram, Instrument, Recorder};
+use crate::telemetry::{encoded, Attrs, Histogram, Instrument, Points, Recorder};
 use bindings::wasi::otel::{metrics, tracing, types};
 use wasi::clocks::wall_clock::{self, Datetime};
 
@@ -34,70 +34,44 @@ fn scope() -> types::InstrumentationScope {
     }
 }
 
-/// Attribute values are JSON (the interface's `value` encoding).
 fn key_values(attrs: &Attrs) -> Vec<types::KeyValue> {
-    attrs
-        .iter()
-        .map(|(k, v)| types::KeyValue {
-            key: (*k).into(),
-            value: serde_json::Value::from(v.as_str()).to_string(),
+    encoded(attrs)
+        .map(|(k, value)| types::KeyValue {
+            key: k.into(),
+            value,
         })
         .collect()
 }
 
-/// The request's start (wall clock), taken when the request arrives.
-pub fn now() -> Datetime {
-    wall_clock::now()
-}
-
 /// Exports the request's metric deltas (nothing when there are none).
 pub fn export_metrics(r: &Recorder, start: Datetime) {
-    if r.is_empty() {
+    let recorded = r.metrics();
+    if recorded.is_empty() {
         return;
     }
-    let time = wall_clock::now();
-    let mut out: Vec<metrics::Metric> = Vec::new();
-    for (i, attrs, v) in r.counters() {
-        let point = metrics::SumDataPoint {
-            attributes: key_values(attrs),
-            value: metrics::MetricNumber::U64(v),
-            exemplars: Vec::new(),
+    let (start_time, time) = (start, wall_clock::now());
+    let temporality = metrics::Temporality::Delta;
+    let out = recorded.into_iter().map(|m| {
+        let data = match m.points {
+            Points::Sum(points) => metrics::MetricData::U64Sum(metrics::Sum {
+                data_points: points.into_iter().map(|(a, v)| sum_point(a, v)).collect(),
+                start_time,
+                time,
+                temporality,
+                is_monotonic: true,
+            }),
+            Points::Histogram(points) => metrics::MetricData::F64Histogram(metrics::Histogram {
+                data_points: points
+                    .into_iter()
+                    .map(|(a, h)| histogram_point(m.instrument, a, h))
+                    .collect(),
+                start_time,
+                time,
+                temporality,
+            }),
         };
-        match out.iter_mut().find(|m| m.name == i.name) {
-            Some(metrics::Metric {
-                data: metrics::MetricData::U64Sum(s),
-                ..
-            }) => s.data_points.push(point),
-            _ => out.push(metric(
-                i,
-                metrics::MetricData::U64Sum(metrics::Sum {
-                    data_points: vec![point],
-                    start_time: start,
-                    time,
-                    temporality: metrics::Temporality::Delta,
-                    is_monotonic: true,
-                }),
-            )),
-        }
-    }
-    for (i, attrs, h) in r.histograms() {
-        let point = histogram_point(i, attrs, h);
-        match out.iter_mut().find(|m| m.name == i.name) {
-            Some(metrics::Metric {
-                data: metrics::MetricData::F64Histogram(s),
-                ..
-            }) => s.data_points.push(point),
-            _ => out.push(metric(
-                i,
-                metrics::MetricData::F64Histogram(metrics::Histogram {
-                    data_points: vec![point],
-                    start_time: start,
-                    time,
-                    temporality: metrics::Temporality::Delta,
-                }),
-            )),
-        }
-    }
+        metric(m.instrument, data)
+    });
     let _ = metrics::export(&metrics::ResourceMetrics {
         resource: types::Resource {
             attributes: Vec::new(),
@@ -105,9 +79,17 @@ pub fn export_metrics(r: &Recorder, start: Datetime) {
         },
         scope_metrics: vec![metrics::ScopeMetrics {
             scope: scope(),
-            metrics: out,
+            metrics: out.collect(),
         }],
     });
+}
+
+fn sum_point(attrs: &Attrs, v: u64) -> metrics::SumDataPoint {
+    metrics::SumDataPoint {
+        attributes: key_values(attrs),
+        value: metrics::MetricNumber::U64(v),
+        exemplars: Vec::new(),
+    }
 }
 
 fn metric(i: &Instrument, data: metrics::MetricData) -> metrics::Metric {

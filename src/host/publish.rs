@@ -1,13 +1,13 @@
-//! The request/response routes: publishing an event (`POST`), liveness and
-//! readiness.
+//! The request/response routes' I/O: publishing an event (`POST`, its
+//! body read within the budget) and readiness (a `PING`).
 
 use super::body::Responder;
 use super::{clock, redis};
+use crate::answer::{self, Answer};
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::BodyBudget;
-use crate::machine::command::RETRY_AFTER_SECONDS;
 use crate::machine::publish::Publish;
 use crate::machine::Command;
 use crate::routes::Route;
@@ -22,10 +22,7 @@ pub fn publish(cfg: &Config, who: &Identity, route: &Route, req: IncomingRequest
         let mut cmd = redis::ran(publish.command(cfg, &raw, clock::now())?);
         publish.answer(&mut cmd)
     })();
-    match result {
-        Ok(reply) => out.json(202, &reply),
-        Err(e) => out.error(&e),
-    }
+    out.answer(result.map(|reply| Answer::json(202, reply)).into());
 }
 
 /// Reads the request body within the budget (`limits::BodyBudget`): 413
@@ -36,11 +33,7 @@ pub(super) fn read_body(
     limit: usize,
     max_seconds: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .first()
-        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+    let declared = crate::limits::content_length(&req.headers().get("content-length"));
     let mut budget = BodyBudget::new(declared, limit, max_seconds, clock::now())?;
     let broken = || ApiError::bad_request("request body could not be read");
     let incoming = req.consume().map_err(|_| broken())?;
@@ -60,44 +53,9 @@ pub(super) fn read_body(
     }
 }
 
-/// `GET /api/v1/events/health`: liveness from the instance alone (no Redis
-/// I/O, no auth), so probes and the open internet can't make it dial Redis.
-pub fn health(out: Responder) {
-    let reply = serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
-    out.json(200, reply.to_string().as_bytes());
-}
-
 /// `GET /api/v1/events/health/ready`: readiness, no auth; 200 when Redis
 /// answers `PING`, else 503 with `retry-after`.
 pub fn ready(cfg: &Config, out: Responder) {
-    let version = env!("CARGO_PKG_VERSION");
     let mut ping = redis::ran(Command::ping(cfg, clock::now()));
-    match ping.text() {
-        Ok(pong) if pong == "PONG" => {
-            let reply = serde_json::json!({"status": "ok", "version": version, "redis": "ok"});
-            out.json(200, reply.to_string().as_bytes());
-        }
-        other => {
-            if let Ok(reply) = other {
-                super::log("health_unexpected_reply", &[("reply", &reply)]);
-            }
-            let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
-            let reply = serde_json::json!({
-                "status": "unavailable",
-                "version": version,
-                "redis": "unreachable",
-                "detail": "Redis did not answer PING",
-                "type": e.kind,
-            });
-            let retry = RETRY_AFTER_SECONDS.to_string();
-            out.send(
-                503,
-                &[
-                    ("content-type", "application/json"),
-                    ("retry-after", &retry),
-                ],
-                reply.to_string().as_bytes(),
-            );
-        }
-    }
+    out.answer(answer::ready(ping.text()));
 }

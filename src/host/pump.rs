@@ -3,12 +3,12 @@
 //! the machine's; this file moves bytes and reads the clock.
 
 use super::body::{Responder, SseBody};
-use super::net::Conn;
-use super::{clock, print, redis};
+use super::redis::{self, Link};
+use super::{clock, print};
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::machine::{Event, Opening, StreamMachine, Topic};
-use wasi::io::poll::{poll, Pollable};
+use wasi::io::poll::poll;
 
 /// Serves a stream route until the stream ends.
 pub fn serve(
@@ -80,39 +80,7 @@ fn write(m: &mut StreamMachine, body: &mut SseBody) {
     }
 }
 
-/// The stream's Redis connection and its readiness pollable (subscribed
-/// once per connection: re-subscribing every turn costs two host calls per
-/// event).
-#[derive(Default)]
-struct Link {
-    // Field order is drop order: the pollable is a child of the stream.
-    ready: Option<Pollable>,
-    conn: Option<Conn>,
-}
-
 impl Link {
-    /// (Re)connects where the machine asks and writes what it queued.
-    fn connect_and_transmit(&mut self, m: &mut StreamMachine) {
-        while let Some(target) = m.connect_to() {
-            self.ready = None;
-            self.conn = None;
-            let deadline = m.deadline().unwrap_or_else(clock::now);
-            match Conn::open(&target, deadline) {
-                Ok(c) => {
-                    self.ready = Some(c.readable());
-                    self.conn = Some(c);
-                }
-                Err(e) => m.redis_failed(&e.0, clock::now()),
-            }
-        }
-        let bytes = m.transmit();
-        if !bytes.is_empty() {
-            if let Some(Err(e)) = self.conn.as_mut().map(|c| c.write(&bytes)) {
-                m.redis_failed(&e.0, clock::now());
-            }
-        }
-    }
-
     /// Runs the machine's side commands (Redis Cluster) to their end.
     fn run_commands(&mut self, m: &mut StreamMachine) {
         for cmd in m.take_commands() {
@@ -138,7 +106,7 @@ impl Link {
             if let Some(conn) = self.conn.as_mut() {
                 match conn.read_available() {
                     Ok(bytes) => m.receive(&bytes, clock::now()),
-                    Err(e) => m.redis_failed(&e.0, clock::now()),
+                    Err(e) => m.redis_failed(&e, clock::now()),
                 }
             }
         }

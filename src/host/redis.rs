@@ -1,33 +1,59 @@
-//! Pumps a one-shot [`Command`] over `wasi:sockets`: connect where it says
-//! (again after a Cluster redirect), write, read until it is done.
+//! A machine's Redis connection over `wasi:sockets` ([`Link`]), and a
+//! one-shot [`Command`] pumped to its outcome: connect where it says (again
+//! after a Cluster redirect), write, read until it is done.
 
 use super::net::Conn;
+use super::{clock, print};
+use crate::dial::Wired;
 use crate::machine::Command;
+use wasi::io::poll::Pollable;
+
+/// A machine's Redis connection and its readiness pollable (subscribed
+/// once per connection: re-subscribing every turn costs two host calls per
+/// event).
+#[derive(Default)]
+pub struct Link {
+    // Field order is drop order: the pollable is a child of the stream.
+    pub ready: Option<Pollable>,
+    pub conn: Option<Conn>,
+}
+
+impl Link {
+    /// (Re)connects where the machine asks and writes what it queued.
+    pub fn connect_and_transmit(&mut self, m: &mut impl Wired) {
+        while let Some(target) = m.connect_to() {
+            self.ready = None;
+            self.conn = None;
+            match Conn::open(&target, m.connect_deadline(clock::now())) {
+                Ok(c) => {
+                    self.ready = Some(c.readable());
+                    self.conn = Some(c);
+                }
+                Err(e) => m.link_failed(&e, clock::now()),
+            }
+        }
+        let bytes = m.transmit();
+        if !bytes.is_empty() {
+            if let Some(Err(e)) = self.conn.as_mut().map(|c| c.write(&bytes)) {
+                m.link_failed(&e, clock::now());
+            }
+        }
+    }
+}
 
 /// Runs `cmd` to its outcome (blocking; one instance serves one request).
 pub fn run(cmd: &mut Command) {
-    let mut conn = None;
+    let mut link = Link::default();
+    link.connect_and_transmit(cmd);
     while !cmd.done() {
-        if let Some(target) = cmd.connect_to() {
-            conn = None;
-            match Conn::open(&target, cmd.deadline()) {
-                Ok(c) => conn = Some(c),
-                Err(e) => cmd.failed(&e.0),
-            }
-            continue;
+        match link.conn.as_mut().map(|c| c.read_until(cmd.deadline())) {
+            Some(Ok(bytes)) => cmd.receive(&bytes),
+            Some(Err(e)) => cmd.failed(&e),
+            None => cmd.failed("no connection"),
         }
-        let Some(c) = conn.as_mut() else {
-            return cmd.failed("no connection");
-        };
-        let result = c
-            .write(&cmd.transmit())
-            .and_then(|()| c.read_until(cmd.deadline()));
-        match result {
-            Ok(bytes) => cmd.receive(&bytes),
-            Err(e) => cmd.failed(&e.0),
-        }
+        link.connect_and_transmit(cmd);
     }
-    super::print(cmd.logs());
+    print(cmd.logs());
 }
 
 /// Runs `cmd` and returns it, for a caller that reads its outcome.

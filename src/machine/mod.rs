@@ -23,9 +23,10 @@
 //! `XRANGE`, the slot `EVAL` and `HGETALL`; replies decided in
 //! [`opening::decide`]), *live* (messages, heartbeat with a Redis `PING`
 //! liveness check and slot renewal, stall, token, lifetime) and *closing*
-//! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). A paged history
-//! read fits in the live phase: a `Tag::History` reply appends a page, and
-//! `body_took` asks for the next one when the outbox has drained.
+//! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). The history is
+//! replayed in pages ([`replay`]): the first page comes with the opening
+//! pipeline, and in the live phase a `Tag::History` reply appends the next
+//! page, which `body_took` asks for once the browser has drained the last.
 //!
 //! Where its Redis lives is the [`Wiring`]: its own connection (the p2
 //! shells, one instance per stream), or the instance's shared subscription
@@ -37,13 +38,14 @@ pub mod command;
 pub mod held;
 pub mod opening;
 pub mod publish;
+pub mod replay;
 pub mod timers;
 
 use crate::auth::Identity;
-use crate::config::{Config, RedisTarget};
+use crate::config::{Config, RedisTarget, StreamBudget};
 use crate::error::ApiError;
 use crate::events::StreamKind;
-use crate::history::EntryId;
+use crate::history::{self, EntryId};
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
@@ -54,6 +56,7 @@ pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
 use held::{Held, Offer};
 use opening::{Plan, Replies};
+use replay::{Paged, Replay};
 use timers::{Due, Timers};
 
 /// Bytes a shell reads from Redis per call. Small on purpose: wasmtime-wasi
@@ -99,8 +102,8 @@ pub enum Wiring {
     /// connection, their answers come back through
     /// [`StreamMachine::reply`]. The commands go out only once the
     /// subscription is confirmed, as on Cluster, so nothing published in
-    /// between is missed (the user record a notification stream reads
-    /// first goes out before: its channel is named by it). Liveness of the
+    /// between is missed (the user record every stream reads first goes
+    /// out before the join: a refused user never subscribes). Liveness of the
     /// subscription is the hub's (its `PING`s); a lost hub or command
     /// connection is [`StreamMachine::redis_failed`].
     Shared,
@@ -149,6 +152,8 @@ enum Phase {
         outbox: Outbox,
         started: u64,
         ping_outstanding: bool,
+        /// The history replay, until its last page is read.
+        replay: Option<Box<Replay>>,
         /// Messages behind a `result_stored` waiting for the record's result.
         held: Held,
         kind: StreamKind,
@@ -174,6 +179,9 @@ pub struct StreamMachine {
     /// Commands whose keys live outside the channel's slot.
     side: Vec<(Tag, Vec<Vec<u8>>)>,
     history: Option<Vec<Vec<u8>>>,
+    /// The history's key and where its replay starts.
+    history_from: Option<(String, Option<EntryId>)>,
+    budget: StreamBudget,
     commands: Vec<Command>,
     events: Vec<Event>,
     logs: Vec<String>,
@@ -250,14 +258,18 @@ impl StreamMachine {
             slot_taken: false,
             side: Vec::new(),
             history: None,
+            history_from: None,
+            budget: cfg.stream,
             commands: Vec::new(),
             events: Vec::new(),
             logs,
             timers: Timers::new(cfg, who.expires_at, req.unix_now, req.now),
             rules: opening::Rules {
                 who: who.clone(),
+                identified: None,
                 max_streams: max,
                 retry_ms: cfg.retry_ms,
+                outbox_bytes: cfg.stream.outbox_bytes,
             },
             command_cfg: CommandConfig {
                 redis: cfg.redis.clone(),
@@ -276,7 +288,9 @@ impl StreamMachine {
             .now
             .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000));
         let lookup = opening::user_lookup(cfg, who);
-        if let (Topic::Notifications, Some(args)) = (&req.topic, &lookup) {
+        // The user store answers first: an unknown or inactive user is
+        // refused before anything is subscribed or a slot is taken.
+        if let Some(args) = &lookup {
             if wiring == Wiring::Shared {
                 m.side_command(Tag::User, args.clone(), req.now);
             } else {
@@ -322,6 +336,7 @@ impl StreamMachine {
         self.channel = plan.channel.clone();
         self.side = plan.side_commands(self.slot.as_ref(), cfg.limits.max_streams_per_user);
         self.history = plan.history_command(cfg);
+        self.history_from = plan.history_key(cfg);
         self.result_of = plan
             .execution_id
             .clone()
@@ -364,6 +379,7 @@ impl StreamMachine {
             Err(e) => self.events.push(Event::Refuse(e)),
             Ok(who) => {
                 self.stored = Some(who.clone());
+                self.rules.identified = Some(who.clone());
                 self.plan(&cfg, &who, &topic, resume, deadline, true);
                 self.opened_if_complete(now);
             }
@@ -550,6 +566,7 @@ impl StreamMachine {
             },
             (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
             (Phase::Live { .. }, Incoming::Message(payload)) => self.live_message(payload, now),
+            (Phase::Live { .. }, Incoming::Reply(Tag::History, v)) => self.history_page(v, now),
             (
                 Phase::Live {
                     ping_outstanding, ..
@@ -562,29 +579,95 @@ impl StreamMachine {
         }
     }
 
-    /// A live message: sent, or held behind (or as) a `result_stored`
+    /// A live message: while the history is replayed, dropped or held by
+    /// the replay; then sent, or held behind (or as) a `result_stored`
     /// waiting for the record's result.
     fn live_message(&mut self, payload: Vec<u8>, now: u64) {
         let fill = self.result_of.is_some();
-        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+        let Phase::Live {
+            outbox,
+            held,
+            replay,
+            ..
+        } = &mut self.phase
+        else {
             return;
         };
         if outbox.closed().is_some() {
             return;
         }
+        if let Some(r) = replay.as_mut() {
+            return r.live(payload, &mut self.logs);
+        }
         match held.offer(payload, fill) {
             Offer::Send(p) => send(outbox, &p, &self.channel, &mut self.logs),
-            Offer::Held if held.bytes() > opening::MAX_OUTBOX => outbox.close(Close::SlowClient),
-            Offer::Held => {}
-            Offer::Ask => {
-                if let Some((_, key)) = &self.result_of {
-                    let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
-                    self.read_aside(Tag::Result, args, now);
-                }
+            Offer::Held if held.bytes() > self.budget.outbox_bytes => {
+                outbox.close(Close::SlowClient)
             }
+            Offer::Held => {}
+            Offer::Ask => self.ask_result(now),
         }
         self.first_event_at(now);
         self.closed_if(now);
+    }
+
+    /// Reads the execution record's `result` (a `result_stored` waits for it).
+    fn ask_result(&mut self, now: u64) {
+        if let Some((_, key)) = &self.result_of {
+            let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
+            self.read_aside(Tag::Result, args, now);
+        }
+    }
+
+    /// A history page came back: replayed, then the next one asked or live.
+    fn history_page(&mut self, reply: Value, now: u64) {
+        let entries = match history::parse_range(reply) {
+            Ok(entries) => entries,
+            Err(e) => return self.redis_failed(&format!("history page: {e}"), now),
+        };
+        let Phase::Live {
+            outbox,
+            replay: Some(r),
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let paged = r.page(entries, outbox, &mut self.logs);
+        self.paged(paged, now);
+    }
+
+    /// What the replay does after a page (or a result it waited for).
+    fn paged(&mut self, paged: Paged, now: u64) {
+        match paged {
+            Paged::More => {}
+            Paged::Result => self.ask_result(now),
+            Paged::Done => {
+                if let Phase::Live { replay, .. } = &mut self.phase {
+                    *replay = None;
+                }
+            }
+        }
+        self.ask_page(now);
+        self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// Queues the next history page when the replay wants it.
+    fn ask_page(&mut self, now: u64) {
+        let Phase::Live {
+            outbox,
+            replay: Some(r),
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if r.wants_page(outbox) {
+            let args = r.command();
+            r.asked();
+            self.read_in_slot(Tag::History, args, now);
+        }
     }
 
     /// Records when the first event was queued (time to first event).
@@ -604,9 +687,20 @@ impl StreamMachine {
     /// The record's `result` came back (`None`: it could not be read): the
     /// held `result_stored` goes out filled, then what waited behind it.
     fn result_read(&mut self, value: Option<Value>, now: u64) {
-        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+        let Phase::Live {
+            outbox,
+            held,
+            replay,
+            ..
+        } = &mut self.phase
+        else {
             return;
         };
+        if let Some(r) = replay.as_mut().filter(|r| r.waiting()) {
+            let result = value.as_ref().and_then(Value::as_str).map(str::to_string);
+            let paged = r.result(result, outbox, &mut self.logs);
+            return self.paged(paged, now);
+        }
         let Some((first, rest)) = held.answered() else {
             return;
         };
@@ -658,7 +752,6 @@ impl StreamMachine {
     /// stream's connection, or on the shared command connection
     /// ([`Wiring::Shared`]), whose answer comes back through
     /// [`StreamMachine::reply`] as [`StreamMachine::receive`]'s would.
-    #[allow(dead_code)] // the seam for paged history reads
     fn read_in_slot(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
         if self.wiring == Wiring::Shared {
             self.side_command(tag, args, now);
@@ -742,6 +835,10 @@ impl StreamMachine {
                 Ok(v) => self.identified(v, now),
                 Err(e) => self.redis_failed(&e.detail, now),
             },
+            (Phase::Live { .. }, Tag::History) => match outcome {
+                Ok(v) => self.history_page(v, now),
+                Err(e) => self.redis_failed(&format!("history page: {}", e.detail), now),
+            },
             (_, Tag::Result) => self.result_read(outcome.ok(), now),
             (_, Tag::User) => self.user_read(outcome, now),
             (_, Tag::Renew) => {
@@ -813,10 +910,19 @@ impl StreamMachine {
         );
         self.slot_taken = d.slot_taken;
         self.stored = d.stored.or(self.stored.take());
-        let outbox = match d.answer {
-            Ok(outbox) => outbox,
+        let opened = match d.answer {
+            Ok(opened) => opened,
             Err(e) => return self.refuse(e, now),
         };
+        let mut outbox = opened.outbox;
+        // The first page follows the first events (`retry:`, the status
+        // snapshot or the replay session's status) queued by the decision.
+        // With no history read, an empty page: a finished execution still
+        // ends with its stored result.
+        let (key, after) = self.history_from.take().unwrap_or_default();
+        let mut replay = Replay::new(key, after, self.budget, &self.channel);
+        replay.execution(opened.fill, opened.finished);
+        let paged = replay.page(opened.page.unwrap_or_default(), &mut outbox, &mut self.logs);
         self.timers.wrote(now);
         if self.stored.is_some() {
             self.timers.check_user(now);
@@ -826,9 +932,11 @@ impl StreamMachine {
             outbox,
             started: now,
             ping_outstanding: false,
+            replay: Some(Box::new(replay)),
             held: Held::default(),
             kind: plan.kind,
         };
+        self.paged(paged, now);
         for payload in early {
             self.live_message(payload, now);
         }
@@ -876,6 +984,7 @@ impl StreamMachine {
             if n > 0 {
                 self.timers.wrote(now);
             }
+            self.ask_page(now);
             self.closed_if(now);
         }
     }

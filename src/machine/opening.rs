@@ -15,20 +15,12 @@ use crate::history::{self, EntryId};
 use crate::identity;
 use crate::limits::Slot;
 use crate::log;
-use crate::outbox::{Close, Outbox};
+use crate::outbox::Outbox;
 use crate::replay;
 use crate::resp::Value;
 use crate::result_fill::{self, Fill};
 use crate::routes::valid_id;
 use crate::session::Tag;
-
-/// Bytes queued for a browser that is not reading before its stream is
-/// dropped: bounds memory per stream whatever Redis sends.
-pub const MAX_OUTBOX: usize = 1024 * 1024;
-
-/// History entries replayed beyond `history_max_len`: approximate trimming
-/// (`MAXLEN ~`) keeps up to one more macro node (100 entries) than asked.
-const HISTORY_SLACK: u64 = 100;
 
 /// A `Last-Event-ID` more than this far ahead of the gateway's wall clock
 /// names no entry Redis has made (entry ids are Redis' ms clock): ignored.
@@ -113,16 +105,20 @@ impl Plan {
         })
     }
 
-    /// The `XRANGE` of the history to replay, if any. (Paged replay would
-    /// ask for the first page here and the next one from the live phase.)
-    pub fn history_command(&self, cfg: &Config) -> Option<Vec<Vec<u8>>> {
+    /// The history to replay, if any: its key and where to start.
+    pub fn history_key(&self, cfg: &Config) -> Option<(String, Option<EntryId>)> {
         let after = self.history?;
-        let key = history::key(&cfg.prefixes.history_key, &self.channel);
-        Some(history::range_command(
-            &key,
+        Some((
+            history::key(&cfg.prefixes.history_key, &self.channel),
             after,
-            cfg.history.max_len + HISTORY_SLACK,
         ))
+    }
+
+    /// The `XRANGE` of the history's first page, if any (the next pages
+    /// are asked from the live phase, [`super::replay`]).
+    pub fn history_command(&self, cfg: &Config) -> Option<Vec<Vec<u8>>> {
+        let (key, after) = self.history_key(cfg)?;
+        Some(history::range_command(&key, after, cfg.stream.page_entries))
     }
 
     /// The commands whose keys live outside the channel's slot: on the
@@ -165,10 +161,15 @@ pub fn resume_point(raw: Option<&str>, unix_now: i64, logs: &mut Vec<String>) ->
 pub struct Rules {
     /// The verified caller (ownership check).
     pub who: Identity,
+    /// The caller as the user store answered, when its record was read
+    /// before the pipeline (store on): it decides instead of the token.
+    pub identified: Option<Identity>,
     /// `max_streams_per_user` (for the 429).
     pub max_streams: u64,
     /// The `retry:` hint that starts every stream.
     pub retry_ms: u64,
+    /// The slow-client bound ([`crate::config::StreamBudget::outbox_bytes`]).
+    pub outbox_bytes: usize,
 }
 
 /// The replies of the opening pipeline (and, on Cluster, of the side commands).
@@ -195,10 +196,32 @@ impl Replies {
     }
 }
 
+/// A stream the replies let open.
+pub struct Opened {
+    /// `retry:` and the status snapshot, queued.
+    pub outbox: Outbox,
+    /// The history's first page, when a history was read.
+    pub page: Option<Vec<(EntryId, Vec<u8>)>>,
+    /// Execution streams: what fills a replayed `result_stored` that came
+    /// without its result (read in the same pipeline as the first page).
+    pub fill: Option<RecordResult>,
+    /// The execution is finished: its stored result event (if any), to
+    /// send after the history unless a terminal event comes first.
+    pub finished: Option<Option<String>>,
+}
+
+/// An execution and its record's `result` as last read: the fill of a
+/// `result_stored` event that came without one ([`filled`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordResult {
+    pub execution_id: String,
+    pub result: Option<String>,
+}
+
 /// What the replies decide.
 pub struct Decision {
-    /// `Ok`: the stream goes on with this outbox; `Err`: the answer.
-    pub answer: Result<Outbox, ApiError>,
+    /// `Ok`: the stream goes on; `Err`: the answer.
+    pub answer: Result<Opened, ApiError>,
     /// The slot was taken and must be given back (on refusal now, else at
     /// the stream's end).
     pub slot_taken: bool,
@@ -210,9 +233,10 @@ pub struct Decision {
 /// Maps the opening replies to the answer: 503 for any Redis trouble, 401
 /// for a user the store does not know as active, 429 without a slot, 404
 /// without a record, 403 for another user's execution or a non-admin's
-/// replay; otherwise the outbox with `retry:`, the first event (the
+/// replay; otherwise the outbox with `retry:` and the first event (the
 /// execution's status snapshot or the replay session's status), the
-/// history and (for a finished execution) the stored result.
+/// history's first page, what fills its `result_stored` events and (for a
+/// finished execution) the stored result.
 pub fn decide(
     rules: &Rules,
     plan: &Plan,
@@ -238,7 +262,10 @@ pub fn decide(
                 stored = Some(who.clone());
                 who
             }
-            None => rules.who.clone(),
+            None => rules
+                .identified
+                .clone()
+                .unwrap_or_else(|| rules.who.clone()),
         };
         if !acquired {
             let max = rules.max_streams;
@@ -249,36 +276,33 @@ pub fn decide(
             admin_only_as(&who, &rules.who.user_id)?;
         }
         let record = replies.take(Tag::Record).transpose()?;
-        let history = match replies.take(Tag::History).transpose()? {
-            Some(v) => history::parse_range(v).map_err(|e| unavailable(logs, &e.to_string()))?,
-            None => Vec::new(),
+        let page = match replies.take(Tag::History).transpose()? {
+            Some(v) => {
+                Some(history::parse_range(v).map_err(|e| unavailable(logs, &e.to_string()))?)
+            }
+            None => None,
         };
-        let mut outbox = Outbox::new(plan.kind, event_name(plan.kind), MAX_OUTBOX);
+        let mut outbox = Outbox::new(plan.kind, event_name(plan.kind), rules.outbox_bytes);
         outbox.retry(rules.retry_ms);
-        let mut exec = None;
+        let mut opened = Opened {
+            outbox,
+            page,
+            fill: None,
+            finished: None,
+        };
         if let Some(id) = &plan.execution_id {
-            exec = Some((id, check_record(&who, id, record, &mut outbox, logs)?));
+            let rec = check_record(&who, id, record, &mut opened.outbox, logs)?;
+            opened.finished = rec
+                .is_finished()
+                .then(|| events::stored_result_event(id, &rec));
+            opened.fill = Some(RecordResult {
+                execution_id: id.clone(),
+                result: rec.result,
+            });
         } else if let Some(id) = &plan.session_id {
-            replay_start(id, record, &mut outbox, logs)?;
+            replay_start(id, record, &mut opened.outbox, logs)?;
         }
-        for (entry, event) in &history {
-            let event = match &exec {
-                Some((id, rec)) => filled(event, rec.result.as_deref(), id, logs),
-                None => event.as_slice().into(),
-            };
-            if let Err(skip) = outbox.event(Some(*entry), &event) {
-                logs.push(skipped(&plan.channel, skip.reason(), event.len()));
-            }
-        }
-        if let (Some((id, rec)), None) = (&exec, outbox.closed()) {
-            if rec.is_finished() {
-                match events::stored_result_event(id, rec) {
-                    Some(result) => outbox.control(&result, true),
-                    None => outbox.close(Close::Terminal),
-                }
-            }
-        }
-        Ok(outbox)
+        Ok(opened)
     })();
     Decision {
         answer,

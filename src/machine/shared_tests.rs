@@ -269,6 +269,9 @@ fn a_lost_command_connection_while_identifying_is_a_503() {
 fn the_heartbeat_re_read_of_the_user_is_a_request() {
     let mut m = {
         let mut m = open(&store_cfg());
+        let first = m.take_requests();
+        assert_eq!(tags(&first), vec![Tag::User], "the user record first");
+        m.reply(Tag::User, Ok(user_record("u1", "true")), 4);
         assert!(m.join_channel().is_some());
         m.subscribed(5);
         for r in m.take_requests() {
@@ -292,4 +295,192 @@ fn the_heartbeat_re_read_of_the_user_is_a_request() {
     );
     m.reply(Tag::User, Ok(user_record("u1", "false")), 8 + S);
     assert!(pending(&m).contains("access_revoked"), "{}", pending(&m));
+}
+
+/// History entry `5-n`, its event padded to about `pad` bytes.
+fn entry(n: usize, event_type: &str, pad: usize) -> (String, String) {
+    let data = format!(
+        r#"{{"event_type":"{event_type}","n":{n},"pad":"{}"}}"#,
+        "x".repeat(pad)
+    );
+    (format!("5-{n}"), data)
+}
+
+fn page(entries: &[(String, String)]) -> Value {
+    let pairs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(id, data)| (id.as_str(), data.as_str()))
+        .collect();
+    history(&pairs)
+}
+
+/// The events of SSE text, in order: (`id:`, `n` or else `event_type`).
+fn events(sse: &str) -> Vec<(Option<String>, String)> {
+    sse.split("\n\n")
+        .filter_map(|block| {
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            let what = match v.get("n") {
+                Some(n) => n.to_string(),
+                None => v["event_type"].as_str().unwrap().to_string(),
+            };
+            Some((id.map(str::to_string), what))
+        })
+        .collect()
+}
+
+/// The one `XRANGE` among `requests`: (start, count).
+fn xrange(requests: &[Request]) -> (String, String) {
+    let asks: Vec<&Request> = requests.iter().filter(|r| r.tag == Tag::History).collect();
+    assert_eq!(asks.len(), 1, "{requests:?}");
+    let a: Vec<String> = asks[0]
+        .args
+        .iter()
+        .map(|a| String::from_utf8(a.clone()).unwrap())
+        .collect();
+    assert_eq!(a[..2], ["XRANGE", "history:{sse:exec:e1}"]);
+    assert_eq!(a[3..5], ["+", "COUNT"]);
+    (a[2].clone(), a[5].clone())
+}
+
+/// Opened on `first` (the page read with the opening requests), the
+/// record saying `running` without a result.
+fn opened_with_page(first: &[(String, String)]) -> StreamMachine {
+    let mut m = open(&cfg());
+    assert!(m.join_channel().is_some());
+    m.subscribed(1);
+    for r in m.take_requests() {
+        let answer = match r.tag {
+            Tag::History => {
+                assert_eq!(xrange(std::slice::from_ref(&r)), ("-".into(), "7".into()));
+                Ok(page(first))
+            }
+            tag => ok(tag),
+        };
+        m.reply(r.tag, answer, 2);
+    }
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    m
+}
+
+/// A history larger than a page: page 1 comes with the opening requests,
+/// the next is a request asked once the browser drained the last and its
+/// answer comes back through `reply`; every event once, in order, live
+/// messages racing the pages dropped (with an id) or held (plain).
+#[test]
+fn later_history_pages_are_requests_answered_through_reply() {
+    let c = cfg();
+    assert_eq!(c.stream.page_entries, 7);
+    // Page 1 is more than the low water: page 2 waits for the browser.
+    let mut all: Vec<_> = (1..=7).map(|n| entry(n, "t", 20_000)).collect();
+    all.extend((8..=16).map(|n| entry(n, "t", 10)));
+    let mut m = opened_with_page(&all[..7]);
+    assert!(m.pending().len() > c.stream.low_water);
+    assert!(m.take_requests().is_empty(), "page 1 is not drained yet");
+    let mut got = pending(&m);
+    m.body_took(m.pending().len(), 3);
+    let asked = m.take_requests();
+    assert_eq!(xrange(&asked), ("(5-7".into(), "7".into()));
+    assert!(
+        m.transmit().is_empty(),
+        "nothing on a connection of its own"
+    );
+    assert_eq!(m.connect_to(), None);
+    // Live while page 2 is read: 5-9 is in it, the plain one waits.
+    m.message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
+    m.message(br#"{"event_type":"plain"}"#, 4);
+    assert!(m.pending().is_empty(), "nothing jumps ahead of the history");
+    m.reply(Tag::History, Ok(page(&all[7..14])), 5);
+    got += &pending(&m);
+    m.body_took(m.pending().len(), 6);
+    assert_eq!(xrange(&m.take_requests()), ("(5-14".into(), "7".into()));
+    m.reply(Tag::History, Ok(page(&all[14..])), 7);
+    assert!(m.take_requests().is_empty(), "2 < 7 entries: the last page");
+    // Live now: a duplicate of the history is dropped, a newer one sent.
+    m.message(br#"{"_sse_id":"5-16","event_type":"t","n":16}"#, 8);
+    m.message(br#"{"_sse_id":"5-17","event_type":"t","n":17}"#, 8);
+    got += &pending(&m);
+    let mut want: Vec<_> = (1..=16)
+        .map(|n| (Some(format!("5-{n}")), n.to_string()))
+        .collect();
+    want.push((None, "plain".into()));
+    want.push((Some("5-17".into()), "17".into()));
+    let got: Vec<_> = events(&got)
+        .into_iter()
+        .filter(|(_, what)| what != "status")
+        .collect();
+    assert_eq!(got, want);
+    assert!(m.poll().is_none(), "a running execution stays open");
+}
+
+/// A `result_stored` on a later page, whose result the record read at
+/// open lacked: the record's `HGET` is a request too, and the event goes
+/// out filled before the stream ends.
+#[test]
+fn a_later_pages_result_stored_is_filled_from_a_request() {
+    let mut all: Vec<_> = (1..=7).map(|n| entry(n, "t", 10)).collect();
+    all.push(entry(8, "result_stored", 10));
+    let mut m = opened_with_page(&all[..7]);
+    let mut got = pending(&m);
+    m.body_took(m.pending().len(), 3);
+    assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
+    m.reply(Tag::History, Ok(page(&all[7..])), 4);
+    assert!(
+        m.pending().is_empty(),
+        "the result_stored waits for its result"
+    );
+    let read = m.take_requests();
+    assert_eq!(tags(&read), vec![Tag::Result]);
+    assert_eq!(
+        read[0].args,
+        vec![b"HGET".to_vec(), b"exec:e1".to_vec(), b"result".to_vec()]
+    );
+    m.reply(
+        Tag::Result,
+        Ok(Value::Bulk(br#"{"exit_code":0}"#.to_vec())),
+        5,
+    );
+    got += &pending(&m);
+    assert_eq!(events(&got).pop(), Some((Some("5-8".into()), "8".into())));
+    assert!(got.ends_with("\"result\":{\"exit_code\":0}}\n\n"), "{got}");
+    m.body_took(m.pending().len(), 6);
+    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
+}
+
+/// With the user store on, every kind of stream reads the user record
+/// alone first and joins its channel only for an active user: a refused
+/// user is never subscribed and takes no slot.
+#[test]
+fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
+    for topic in [
+        Topic::Execution("e1".into()),
+        Topic::Notifications,
+        Topic::ReplayStatus("r1".into()),
+    ] {
+        let req = |topic: &Topic| Opening {
+            topic: topic.clone(),
+            last_event_id: None,
+            member: "m1".into(),
+            now: 0,
+            unix_now: UNIX,
+        };
+        let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        assert_eq!(m.join_channel(), None, "{topic:?}: not before the record");
+        assert_eq!(tags(&m.take_requests()), vec![Tag::User], "{topic:?}");
+        m.reply(Tag::User, Ok(user_record("u1", "false")), 1);
+        assert!(
+            matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 401),
+            "{topic:?}"
+        );
+        assert_eq!(m.join_channel(), None, "{topic:?}: refused, never joined");
+        assert!(m.take_requests().is_empty(), "{topic:?}: no slot taken");
+        // An active user: the channel is joined after the record.
+        let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        m.take_requests();
+        m.reply(Tag::User, Ok(user_record("u1", "true")), 1);
+        assert!(m.join_channel().is_some(), "{topic:?}");
+        assert!(m.take_requests().is_empty(), "{topic:?}: after the join");
+    }
 }

@@ -124,7 +124,7 @@ fn opening_is_one_pipeline_in_order() {
         .map(|c| w.find(&format!("\r\n{c}\r\n")).unwrap())
         .collect();
     assert!(at.windows(2).all(|p| p[0] < p[1]), "{w}");
-    assert!(w.contains("history:{sse:exec:e1}\r\n$1\r\n-\r\n$1\r\n+\r\n$5\r\nCOUNT\r\n$4\r\n1100"));
+    assert!(w.contains("history:{sse:exec:e1}\r\n$1\r\n-\r\n$1\r\n+\r\n$5\r\nCOUNT\r\n$1\r\n7"));
     assert!(m.wants_redis());
     assert_eq!(m.deadline(), Some(3000 * 1_000_000));
 }
@@ -473,3 +473,4 @@ fn cluster_renewals_and_release_go_through_their_own_commands() {
 }
 
 mod drop_in;
+mod replay;

@@ -390,7 +390,7 @@ fn spawn_host(
         .spawn()
         .map_err(|e| (format!("spawn `{line}`: {e}"), false))?;
     let deadline = Instant::now() + GATEWAY_START_TIMEOUT;
-    match wait_for_port(port, deadline, &mut child) {
+    match wait_for_port(port, deadline, &mut child, log_path) {
         Ok(()) => Ok(child),
         Err(why) => {
             kill_tree(&mut Some(child));

@@ -27,6 +27,7 @@
 mod api;
 pub mod fetch_client;
 mod gateway;
+pub mod host_stats;
 pub mod hostile;
 mod http;
 pub mod jwt;

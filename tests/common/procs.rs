@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -80,17 +80,32 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port found");
 }
 
-pub fn wait_for_port(port: u16, deadline: Instant, child: &mut Child) -> Result<(), String> {
+/// Waits until the host `child` serves `port`: its log says it is serving
+/// on that port (both `wasmtime serve` and `spin up` print "Serving ...
+/// 127.0.0.1:PORT" once bound) and the port accepts. A connect alone is not
+/// enough: while the host still compiles the component, another process
+/// may hold the port (the host then exits with "in use" and is retried).
+pub fn wait_for_port(
+    port: u16,
+    deadline: Instant,
+    child: &mut Child,
+    log: &Path,
+) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let serving = format!("127.0.0.1:{port}");
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited early with {status}"));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let ours = text
+            .lines()
+            .any(|l| l.contains("Serving") && l.contains(&serving));
+        if ours && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err("timed out waiting for the port to accept connections".into());
+            return Err("timed out waiting for the host to serve its port".into());
         }
         std::thread::sleep(Duration::from_millis(50));
     }

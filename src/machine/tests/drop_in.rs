@@ -206,22 +206,38 @@ fn store_cfg() -> Config {
     cfg(&[("identity_key_prefix", "user:"), ("heartbeat_seconds", "1")])
 }
 
-/// An execution stream of token subject `alice` with the store on; the
-/// replies after the history: the user record, the slot, the exec record.
+/// An execution stream of token subject `alice` with the store on: the
+/// user record is read alone first (nothing subscribed, no slot taken);
+/// the store's answer `user_rec` decides who opens, and on the same
+/// connection the pipeline follows (its replies: the subscription, the
+/// history, the slot, the exec record).
 fn store_opened(who: &Identity, user_rec: &str, exec: &str) -> StreamMachine {
-    let mut m = open(&store_cfg(), who, Topic::Execution("e1".into()), None);
+    let mut m = store_asked(who, Topic::Execution("e1".into()));
+    m.receive(format!("{HELLO}{user_rec}").as_bytes(), 10);
+    if m.wants_redis() {
+        assert_eq!(m.connect_to(), None, "the same connection");
+        let w = wire(&mut m);
+        assert!(w.starts_with("*2\r\n$9\r\nSUBSCRIBE\r\n"), "{w}");
+        assert!(w.contains("EVAL") && !w.contains("user:alice"), "{w}");
+        m.receive(
+            format!("{}{}:1\r\n{exec}", subscribed("sse:exec:e1"), history(&[])).as_bytes(),
+            10,
+        );
+    }
+    m
+}
+
+/// Opens `topic` with the store on; checks that only the user record is
+/// asked for.
+fn store_asked(who: &Identity, topic: Topic) -> StreamMachine {
+    let mut m = open(&store_cfg(), who, topic, None);
+    assert!(m.connect_to().is_some());
     let w = wire(&mut m);
-    let at = |c: &str| w.find(c).unwrap_or_else(|| panic!("{c} in {w}"));
-    assert!(at("SUBSCRIBE") < at("user:alice") && at("user:alice") < at("EVAL"));
-    m.connect_to();
-    m.receive(
-        format!(
-            "{HELLO}{}{}{user_rec}:1\r\n{exec}",
-            subscribed("sse:exec:e1"),
-            history(&[])
-        )
-        .as_bytes(),
-        10,
+    assert!(
+        w.contains(&format!("user:{}", who.user_id))
+            && !w.contains("SUBSCRIBE")
+            && !w.contains("EVAL"),
+        "{w}"
     );
     m
 }
@@ -237,21 +253,28 @@ fn the_store_gives_the_user_id_that_owns_the_execution() {
 }
 
 #[test]
-fn unknown_or_inactive_users_are_401_with_the_slot_given_back() {
-    for rec in [
-        "%0\r\n".to_string(),
-        hash(&[("user_id", "u-1"), ("is_active", "false")]),
+fn unknown_or_inactive_users_are_401_before_anything_is_subscribed() {
+    for topic in [
+        Topic::Execution("e1".into()),
+        Topic::Notifications,
+        Topic::ReplayStatus("s1".into()),
     ] {
-        let mut m = store_opened(&user("alice"), &rec, &record("u-1", "running"));
-        match m.poll() {
-            Some(Event::Refuse(e)) => assert_eq!(
-                String::from_utf8(e.body()).unwrap(),
-                r#"{"detail":"Invalid credentials","type":"InvalidCredentialsError"}"#
-            ),
-            other => panic!("{other:?}"),
+        for rec in [
+            "%0\r\n".to_string(),
+            hash(&[("user_id", "u-1"), ("is_active", "false")]),
+        ] {
+            let mut m = store_asked(&user("alice"), topic.clone());
+            m.receive(format!("{HELLO}{rec}").as_bytes(), 10);
+            match m.poll() {
+                Some(Event::Refuse(e)) => assert_eq!(
+                    String::from_utf8(e.body()).unwrap(),
+                    r#"{"detail":"Invalid credentials","type":"InvalidCredentialsError"}"#
+                ),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(wire(&mut m), "", "no slot to give back, nothing subscribed");
+            assert!(m.logs().any(|l| l.contains("auth_failed")));
         }
-        assert!(wire(&mut m).contains("ZREM"));
-        assert!(m.logs().any(|l| l.contains("auth_failed")));
     }
 }
 
@@ -286,14 +309,18 @@ fn a_replay_with_the_store_checks_the_stores_role() {
     m.connect_to();
     m.transmit();
     m.receive(
+        format!("{HELLO}{}", hash(&[("user_id", "u-2"), ("role", "user")])).as_bytes(),
+        1,
+    );
+    m.transmit();
+    m.receive(
         format!(
-            "{HELLO}{}{}{}",
+            "{}{}",
             subscribed("sse:replay:s1"),
-            hash(&[("user_id", "u-2"), ("role", "user")]),
             hash(&[("status", "running")])
         )
         .as_bytes(),
-        1,
+        2,
     );
     match m.poll() {
         Some(Event::Refuse(e)) => {

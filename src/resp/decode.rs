@@ -1,0 +1,682 @@
+//! The incremental RESP decoder: bytes in arbitrary pieces from a socket,
+//! [`Value`]s out, one frame at a time.
+//!
+//! One walk does both framing and parsing: headers are read once, blob
+//! payloads are copied once when their last byte has arrived (skipped by
+//! length until then, so a large bulk string in many small reads costs O(1)
+//! per read), and aggregates are built on an explicit stack, so nesting is a
+//! bounded loop, never recursion. RESP2 nulls (`$-1`, `*-1`) are accepted
+//! next to RESP3 types because some servers and proxies answer that way; a
+//! `-1` length anywhere else is an error.
+
+use std::fmt;
+
+use super::{RespError, Value};
+
+/// Deepest aggregate nesting accepted. Real replies nest a handful of levels
+/// (XREAD: map → array → entry → fields); the cap bounds the build stack a
+/// hostile server can make us keep.
+pub(super) const MAX_DEPTH: usize = 64;
+
+/// Above this capacity an emptied buffer is shrunk back, so one large frame
+/// does not pin its memory for the connection's whole life.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+/// Items reserved up front for an aggregate, whatever its header promises:
+/// the header is untrusted, the items that really arrive grow the vector.
+const RESERVE_ITEMS: usize = 64;
+
+/// How a byte stream fails to be RESP. Offsets count from the start of the
+/// frame being decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A byte that starts no RESP type (also RESP3 streamed parts, `;` and
+    /// `.`, which Redis does not send).
+    TypeByte {
+        /// The byte found.
+        byte: u8,
+        /// Where it was found.
+        offset: usize,
+    },
+    /// A length header that is not a decimal count (or `-1` where no null
+    /// is allowed, or `?`, a streamed length).
+    Length {
+        /// Where the header starts.
+        offset: usize,
+    },
+    /// A length so large that the frame end overflows.
+    Overflow {
+        /// Where the header starts.
+        offset: usize,
+    },
+    /// A scalar line (integer, double, boolean, null, big number) that does
+    /// not parse as its type.
+    Scalar {
+        /// The type byte of the line.
+        kind: u8,
+        /// Where the line starts.
+        offset: usize,
+    },
+    /// A blob payload not followed by `\r\n`.
+    BlobEnd {
+        /// Where the `\r\n` should be.
+        offset: usize,
+    },
+    /// A verbatim string (`=`) without its three-letter format and `:`.
+    Verbatim {
+        /// Where its payload starts.
+        offset: usize,
+    },
+    /// Aggregates nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ProtocolError::TypeByte { byte, offset } => write!(
+                f,
+                "invalid type byte {:?} at frame offset {offset}",
+                char::from(byte)
+            ),
+            ProtocolError::Length { offset } => {
+                write!(f, "invalid length at frame offset {offset}")
+            }
+            ProtocolError::Overflow { offset } => {
+                write!(f, "length overflow at frame offset {offset}")
+            }
+            ProtocolError::Scalar { kind, offset } => write!(
+                f,
+                "malformed {:?} value at frame offset {offset}",
+                char::from(kind)
+            ),
+            ProtocolError::BlobEnd { offset } => {
+                write!(f, "blob not followed by CRLF at frame offset {offset}")
+            }
+            ProtocolError::Verbatim { offset } => {
+                write!(
+                    f,
+                    "verbatim string without a format at frame offset {offset}"
+                )
+            }
+            ProtocolError::TooDeep => write!(f, "nesting deeper than {MAX_DEPTH}"),
+        }
+    }
+}
+
+/// Incremental decoder: bytes arrive in arbitrary pieces from a socket.
+///
+/// Feed every read with [`Decoder::feed`], then call [`Decoder::next`] until
+/// it returns `Ok(None)`. Consumed bytes are released lazily (a read offset,
+/// compacted when at least half the buffer is consumed), so each byte is
+/// copied O(1) times amortised.
+#[derive(Debug)]
+pub struct Decoder {
+    /// Received bytes; `buf[start..]` is not yet decoded.
+    buf: Vec<u8>,
+    /// Offset of the first undecoded byte (the start of the current frame).
+    start: usize,
+    /// Largest frame accepted, in bytes.
+    max_buffer: usize,
+    /// Progress through the current frame, kept across reads.
+    walk: Walk,
+    /// Set by the first error; every later `next` repeats it.
+    failed: Option<RespError>,
+}
+
+impl Decoder {
+    /// `max_buffer`: the most bytes buffered for one incomplete frame; beyond
+    /// that next() returns TooLarge (a hostile or broken server must not make
+    /// us grow without bound).
+    ///
+    /// The limit applies to each frame's total encoded size however it
+    /// arrives, and is detected early when a length header already promises
+    /// more. Complete frames waiting behind the current one are not counted:
+    /// callers bound those by draining `next` after every `feed`.
+    pub fn new(max_buffer: usize) -> Self {
+        Decoder {
+            buf: Vec::new(),
+            start: 0,
+            max_buffer,
+            walk: Walk::default(),
+            failed: None,
+        }
+    }
+
+    /// Appends bytes just read from the socket.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > SHRINK_ABOVE && bytes.len() <= SHRINK_ABOVE {
+                self.buf.shrink_to(SHRINK_ABOVE);
+            }
+        } else if self.start >= self.buf.len() - self.start {
+            // Moving the remainder costs no more than the bytes already
+            // consumed, which keeps compaction amortised O(1) per byte.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Next complete value, Ok(None) when more bytes are needed, Err on
+    /// garbage.
+    ///
+    /// After an Err the connection is unusable: the stream position is lost,
+    /// so the caller must close it; later calls keep returning the same error.
+    // The name is part of the module's contract; being fallible, it is not an
+    // `Iterator::next`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Value>, RespError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        match self.decode_one() {
+            Ok(v) => Ok(v),
+            Err(err) => {
+                self.failed = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Bytes received but not yet returned as values.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn decode_one(&mut self) -> Result<Option<Value>, RespError> {
+        let avail = &self.buf[self.start..];
+        match self.walk.advance(avail, self.max_buffer) {
+            Ok(Some((len, value))) => {
+                self.start += len;
+                self.walk = Walk::default();
+                Ok(Some(value))
+            }
+            // Incomplete: everything buffered belongs to this frame, and
+            // `walk.need()` is a lower bound of its size.
+            Ok(None) if avail.len().max(self.walk.need()) <= self.max_buffer => Ok(None),
+            Ok(None) | Err(Step::TooLarge) => Err(RespError::TooLarge {
+                limit: self.max_buffer,
+            }),
+            Err(Step::Bad(e)) => Err(RespError::Protocol(e)),
+        }
+    }
+}
+
+/// Why a walk stopped short of a value.
+enum Step {
+    Bad(ProtocolError),
+    TooLarge,
+}
+
+impl From<ProtocolError> for Step {
+    fn from(e: ProtocolError) -> Step {
+        Step::Bad(e)
+    }
+}
+
+/// Resumable walk through one frame.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Offset (from the frame start) of the next header, or of the payload
+    /// of `blob`.
+    pos: usize,
+    /// Where to resume looking for the `\n` ending the header at `pos`, so a
+    /// long line arriving in pieces is searched once.
+    line_from: usize,
+    /// A blob header already read (type byte, payload length) whose payload
+    /// starts at `pos` and has not fully arrived.
+    blob: Option<(u8, usize)>,
+    /// Aggregates being built, innermost last.
+    open: Vec<Open>,
+}
+
+/// An aggregate still collecting its items.
+#[derive(Debug)]
+struct Open {
+    kind: u8,
+    left: usize,
+    items: Vec<Value>,
+}
+
+impl Walk {
+    /// The fewest bytes the frame can have, from what has been read so far.
+    fn need(&self) -> usize {
+        match self.blob {
+            Some((_, len)) => self.pos.saturating_add(len).saturating_add(2),
+            None => self.pos,
+        }
+    }
+
+    /// Walks as far as `avail` allows: the frame's length and value once
+    /// complete, `None` when more bytes are needed.
+    fn advance(&mut self, avail: &[u8], limit: usize) -> Result<Option<(usize, Value)>, Step> {
+        loop {
+            if self.need() > limit {
+                return Err(Step::TooLarge);
+            }
+            let value = match self.blob {
+                Some((kind, len)) => {
+                    let end = self.pos + len;
+                    let Some(crlf) = avail.get(end..end + 2) else {
+                        return Ok(None);
+                    };
+                    if crlf != b"\r\n" {
+                        return Err(ProtocolError::BlobEnd { offset: end }.into());
+                    }
+                    let at = self.pos;
+                    self.blob = None;
+                    self.pos = end + 2;
+                    blob(kind, &avail[at..end], at)?
+                }
+                None => match self.header(avail)? {
+                    None => return Ok(None),
+                    Some(value) => value,
+                },
+            };
+            if let Some(value) = self.close(value) {
+                if self.pos > limit {
+                    return Err(Step::TooLarge);
+                }
+                return Ok(Some((self.pos, value)));
+            }
+        }
+    }
+
+    /// Reads the header at `pos`: a complete scalar value, or `Some(None)`
+    /// when it opened a blob or an aggregate (or was an empty attribute).
+    fn header(&mut self, avail: &[u8]) -> Result<Option<Option<Value>>, ProtocolError> {
+        let at = self.pos;
+        let Some(&kind) = avail.get(at) else {
+            return Ok(None);
+        };
+        if !b"+-:,(#_$!=*~>%|".contains(&kind) {
+            return Err(ProtocolError::TypeByte {
+                byte: kind,
+                offset: at,
+            });
+        }
+        let from = self.line_from.max(at + 1);
+        let Some(nl) = find_crlf_end(avail, from, at + 1) else {
+            self.line_from = avail.len();
+            return Ok(None);
+        };
+        self.line_from = 0;
+        let line = &avail[at + 1..nl - 1];
+        self.pos = nl + 1;
+        let value = match kind {
+            b'$' | b'*' if line == b"-1" => Value::Nil,
+            b'$' | b'!' | b'=' => {
+                let len = parse_len(line, at)?;
+                self.pos
+                    .checked_add(len)
+                    .and_then(|end| end.checked_add(2))
+                    .ok_or(ProtocolError::Overflow { offset: at })?;
+                self.blob = Some((kind, len));
+                return Ok(Some(None));
+            }
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let n = parse_len(line, at)?;
+                let left = if matches!(kind, b'%' | b'|') {
+                    n.checked_mul(2)
+                        .ok_or(ProtocolError::Overflow { offset: at })?
+                } else {
+                    n
+                };
+                if left == 0 {
+                    return Ok(Some(aggregate(kind, Vec::new())));
+                }
+                if self.open.len() >= MAX_DEPTH {
+                    return Err(ProtocolError::TooDeep);
+                }
+                self.open.push(Open {
+                    kind,
+                    left,
+                    items: Vec::with_capacity(left.min(RESERVE_ITEMS)),
+                });
+                return Ok(Some(None));
+            }
+            _ => scalar(kind, line).ok_or(ProtocolError::Scalar { kind, offset: at })?,
+        };
+        Ok(Some(Some(value)))
+    }
+
+    /// Hands a finished value (`None`: nothing, e.g. a dropped attribute)
+    /// to the aggregates it completes; returns the value once no aggregate
+    /// takes it, so the caller either reads on or has the whole frame.
+    fn close(&mut self, mut value: Option<Value>) -> Option<Value> {
+        while let Some(item) = value {
+            let Some(top) = self.open.last_mut() else {
+                return Some(item);
+            };
+            top.items.push(item);
+            top.left -= 1;
+            if top.left > 0 {
+                return None;
+            }
+            let done = self.open.pop().expect("the aggregate just filled");
+            value = aggregate(done.kind, done.items);
+        }
+        None
+    }
+}
+
+/// A finished aggregate; `None` for an attribute, which annotates the
+/// value after it and is dropped.
+fn aggregate(kind: u8, items: Vec<Value>) -> Option<Value> {
+    Some(match kind {
+        b'>' => Value::Push(items),
+        b'%' => {
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            Value::Map(pairs)
+        }
+        b'|' => return None,
+        // `*`, and a set `~`, in the server's order.
+        _ => Value::Array(items),
+    })
+}
+
+/// A blob payload as its value.
+fn blob(kind: u8, payload: &[u8], offset: usize) -> Result<Option<Value>, ProtocolError> {
+    Ok(Some(match kind {
+        b'!' => Value::Error(String::from_utf8_lossy(payload).into_owned()),
+        b'=' => match payload.get(3) {
+            // `txt:` or `mkd:`, then the text.
+            Some(b':') => Value::Bulk(payload[4..].to_vec()),
+            _ => return Err(ProtocolError::Verbatim { offset }),
+        },
+        _ => Value::Bulk(payload.to_vec()),
+    }))
+}
+
+/// A line-only value (`+ - : , ( # _`); `None` when the line does not parse.
+fn scalar(kind: u8, line: &[u8]) -> Option<Value> {
+    let text = || String::from_utf8_lossy(line).into_owned();
+    Some(match kind {
+        b'+' => Value::Simple(text()),
+        b'-' => Value::Error(text()),
+        b':' => Value::Int(std::str::from_utf8(line).ok()?.parse().ok()?),
+        b',' => Value::Double(std::str::from_utf8(line).ok()?.parse().ok()?),
+        b'(' => {
+            let digits = line.strip_prefix(b"-").unwrap_or(line);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            Value::Simple(text())
+        }
+        b'#' => match line {
+            b"t" => Value::Bool(true),
+            b"f" => Value::Bool(false),
+            _ => return None,
+        },
+        // `_`
+        _ => line.is_empty().then_some(Value::Nil)?,
+    })
+}
+
+/// Index of the `\n` of the first `\r\n` whose `\r` is at or after `min_cr`,
+/// searching from `from`.
+fn find_crlf_end(buf: &[u8], mut from: usize, min_cr: usize) -> Option<usize> {
+    while from < buf.len() {
+        let nl = from + buf[from..].iter().position(|&b| b == b'\n')?;
+        if nl > min_cr && buf[nl - 1] == b'\r' {
+            return Some(nl);
+        }
+        from = nl + 1;
+    }
+    None
+}
+
+/// A non-negative decimal length from the header line at `offset`.
+fn parse_len(line: &[u8], offset: usize) -> Result<usize, ProtocolError> {
+    if line.is_empty() || line.len() > 19 || !line.iter().all(u8::is_ascii_digit) {
+        return Err(ProtocolError::Length { offset });
+    }
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(ProtocolError::Length { offset })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::{encode_command, PubSub};
+
+    /// Decodes `input` fed in pieces cut at `cuts`; the values before the
+    /// first error, and the error.
+    fn decode_cut(input: &[u8], cuts: &[usize], limit: usize) -> (Vec<Value>, Option<RespError>) {
+        let mut d = Decoder::new(limit);
+        let mut values = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([input.len()].iter()) {
+            d.feed(&input[from..cut]);
+            from = cut;
+            loop {
+                match d.next() {
+                    Ok(Some(v)) => values.push(v),
+                    Ok(None) => break,
+                    Err(e) => return (values, Some(e)),
+                }
+            }
+        }
+        (values, None)
+    }
+
+    /// Every way of splitting `input` in two, and one byte at a time, gives
+    /// what feeding it whole gives.
+    fn same_however_split(input: &[u8], limit: usize) -> (Vec<Value>, Option<RespError>) {
+        let whole = decode_cut(input, &[], limit);
+        for split in 0..=input.len() {
+            assert_eq!(
+                decode_cut(input, &[split], limit),
+                whole,
+                "{input:?} split at {split}"
+            );
+        }
+        let bytes: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(
+            decode_cut(input, &bytes, limit),
+            whole,
+            "{input:?} byte by byte"
+        );
+        whole
+    }
+
+    #[test]
+    fn malformed_input_is_a_typed_error_however_it_arrives() {
+        use ProtocolError::*;
+        let deep = [b"*1\r\n".repeat(MAX_DEPTH + 1), b":1\r\n".to_vec()].concat();
+        let cases: Vec<(&[u8], ProtocolError)> = vec![
+            (
+                b"?x\r\n",
+                TypeByte {
+                    byte: b'?',
+                    offset: 0,
+                },
+            ),
+            // RESP3 streamed parts, which Redis does not send.
+            (
+                b";3\r\nabc\r\n",
+                TypeByte {
+                    byte: b';',
+                    offset: 0,
+                },
+            ),
+            (b"$?\r\n", Length { offset: 0 }),
+            (b"$abc\r\nxyz\r\n", Length { offset: 0 }),
+            (b"$-2\r\n", Length { offset: 0 }),
+            (b"*\r\n", Length { offset: 0 }),
+            (b"$99999999999999999999\r\n", Length { offset: 0 }),
+            // A RESP2 null is `$-1` or `*-1`; no RESP3 type has one.
+            (b"%-1\r\n", Length { offset: 0 }),
+            (b"~-1\r\n", Length { offset: 0 }),
+            (b">-1\r\n", Length { offset: 0 }),
+            (b"|-1\r\n", Length { offset: 0 }),
+            (b"!-1\r\n", Length { offset: 0 }),
+            (b"=-1\r\n", Length { offset: 0 }),
+            // Nested, the offset is the bad header's.
+            (b"*2\r\n:1\r\n$x\r\n", Length { offset: 8 }),
+            // A blob payload not followed by CRLF.
+            (b"$3\r\nabcXY", BlobEnd { offset: 7 }),
+            (b"$3\r\nabc\n\r", BlobEnd { offset: 7 }),
+            (b"*1\r\n$0\r\nab", BlobEnd { offset: 8 }),
+            (b"=3\r\ntxt\r\n", Verbatim { offset: 4 }),
+            (b"=5\r\ntxt+a\r\n", Verbatim { offset: 4 }),
+            (
+                b":1.5\r\n",
+                Scalar {
+                    kind: b':',
+                    offset: 0,
+                },
+            ),
+            (
+                b":\r\n",
+                Scalar {
+                    kind: b':',
+                    offset: 0,
+                },
+            ),
+            (
+                b",x\r\n",
+                Scalar {
+                    kind: b',',
+                    offset: 0,
+                },
+            ),
+            (
+                b"#x\r\n",
+                Scalar {
+                    kind: b'#',
+                    offset: 0,
+                },
+            ),
+            (
+                b"_x\r\n",
+                Scalar {
+                    kind: b'_',
+                    offset: 0,
+                },
+            ),
+            (
+                b"(12a\r\n",
+                Scalar {
+                    kind: b'(',
+                    offset: 0,
+                },
+            ),
+            (
+                b"(\r\n",
+                Scalar {
+                    kind: b'(',
+                    offset: 0,
+                },
+            ),
+            (&deep, TooDeep),
+        ];
+        for (input, expected) in cases {
+            let (values, err) = same_however_split(input, 1 << 10);
+            assert_eq!(values, vec![], "{input:?}");
+            assert_eq!(err, Some(RespError::Protocol(expected)), "{input:?}");
+        }
+        // A value before the bad frame is still returned.
+        let (values, err) = same_however_split(b"+OK\r\n#?\r\n", 64);
+        assert_eq!(values, vec![Value::Simple("OK".into())]);
+        assert!(matches!(
+            err,
+            Some(RespError::Protocol(Scalar { kind: b'#', .. }))
+        ));
+    }
+
+    #[test]
+    fn lengths_that_overflow_are_errors_not_panics() {
+        // 2 × this count overflows a 64-bit usize; on 32 bits it is no usize.
+        let (_, err) = same_however_split(b"%9999999999999999999\r\n", 1 << 10);
+        assert!(
+            matches!(
+                err,
+                Some(RespError::Protocol(
+                    ProtocolError::Overflow { offset: 0 } | ProtocolError::Length { offset: 0 }
+                ))
+            ),
+            "{err:?}"
+        );
+        let (_, err) = same_however_split(b"$9999999999999999999\r\n", 1 << 10);
+        assert!(err.is_some(), "a blob longer than memory is refused");
+    }
+
+    #[test]
+    fn attributes_are_dropped_wherever_they_sit() {
+        let (values, err) = same_however_split(
+            b"*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n|0\r\n:5\r\n%1\r\n|1\r\n+x\r\n:0\r\n+k\r\n+v\r\n",
+            1 << 10,
+        );
+        assert_eq!(err, None);
+        assert_eq!(
+            values,
+            vec![
+                Value::Array(vec![Value::Int(1), Value::Int(2)]),
+                Value::Int(5),
+                Value::Map(vec![(Value::Simple("k".into()), Value::Simple("v".into()))]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_promising_many_items_reserves_few() {
+        let mut d = Decoder::new(1 << 20);
+        d.feed(b"*100000000\r\n:1\r\n");
+        assert_eq!(d.next(), Ok(None));
+        assert!(d.walk.open[0].items.capacity() <= RESERVE_ITEMS);
+        // Every item costs at least three bytes, so it can never complete
+        // under the limit; it fails once the bytes outgrow it.
+        d.feed(&b":1\r\n".repeat(300_000));
+        assert_eq!(d.next(), Err(RespError::TooLarge { limit: 1 << 20 }));
+    }
+
+    #[test]
+    fn too_large_however_it_arrives() {
+        for input in [
+            &b"$100\r\n"[..],
+            b"*3\r\n:1\r\n:2\r\n:3\r\n",
+            b"+aaaaaaaaaaaaaaaaaa",
+        ] {
+            let (values, err) = same_however_split(input, 15);
+            assert_eq!(values, vec![]);
+            assert_eq!(err, Some(RespError::TooLarge { limit: 15 }), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_partial_frames_intact() {
+        // Many frames, fed in chunks that always leave a partial one behind.
+        let mut stream = Vec::new();
+        for i in 0..500 {
+            encode_command(
+                &mut stream,
+                &[b"message", b"c", format!("payload-{i}").as_bytes()],
+            );
+        }
+        let mut d = Decoder::new(256);
+        let mut seen = 0;
+        for chunk in stream.chunks(37) {
+            d.feed(chunk);
+            while let Some(v) = d.next().unwrap() {
+                let Ok(PubSub::Message { payload, .. }) = v.into_pubsub() else {
+                    panic!("expected message")
+                };
+                assert_eq!(payload, format!("payload-{seen}").into_bytes());
+                seen += 1;
+            }
+            assert!(d.buf.len() <= 2 * 256 + 37, "buffer stays bounded");
+        }
+        assert_eq!(seen, 500);
+        assert_eq!(d.buffered(), 0);
+    }
+}
