@@ -77,12 +77,13 @@ fi
 # (identity read from the user store before the join, its heartbeat
 # re-read, replay records, clean vs aborted ends) and hardening (per-user
 # slots acquired, renewed and released on the shared command connection,
-# token expiry) and observability (the p3 shell's log lines, log_level and
-# `request` lines; wasmtime only). The rest (faults, keys, hostile, cluster,
+# token expiry), history (paged replay: later pages and their result
+# fill as Requests answered through reply(), ~40 s) and observability (the
+# p3 shell's log lines, log_level and `request` lines; wasmtime only). The rest (faults, keys, hostile, cluster,
 # redis_tls) checks the core or the p2 shells and runs above only;
 # tests that need what p3 lacks say so (`common::p3::lacks`). Under Spin,
 # the p3 build that reads Spin variables, two files (~1 min).
-p3_files=(--test p3_model --test execution_stream --test routes --test resume --test drop_in --test hardening --test observability)
+p3_files=(--test p3_model --test execution_stream --test routes --test resume --test drop_in --test hardening --test history --test observability)
 p3_spin_files=(--test routes --test drop_in)
 p3_timeout=${SSE_GATEWAY_P3_PASS_TIMEOUT:-900}
 echo "== e2e under wasmtime serve (p3 build, subset) $(date +%T)"
