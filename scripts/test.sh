@@ -2,7 +2,8 @@
 # The full suite: lints, unit tests of the core on the host, the WIT world
 # check and the end-to-end tests against the real component with a real
 # redis-server, once per host: the portable build under `wasmtime serve`,
-# then the default build under `spin up` (plus tests/spin_host.rs).
+# then the default build under `spin up` (plus tests/spin_host.rs), then a
+# bounded subset against the WASIp3 build (`p3`) under both hosts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
@@ -15,20 +16,24 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features portable -- -D warnings
 cargo clippy --target wasm32-wasip2 --features otel -- -D warnings
+cargo clippy --target wasm32-wasip2 --no-default-features --features p3 -- -D warnings
+cargo clippy --target wasm32-wasip2 --no-default-features --features p3-spin-variables -- -D warnings
 
 SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
 SSE_GATEWAY_SPIN_WASM=$(scripts/build.sh spin | tail -n 1)
 SSE_GATEWAY_OTEL_WASM=$(scripts/build.sh otel | tail -n 1)
-export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM SSE_GATEWAY_OTEL_WASM
+SSE_GATEWAY_P3_WASM=$(scripts/build.sh p3 | tail -n 1)
+export SSE_GATEWAY_WASM SSE_GATEWAY_SPIN_WASM SSE_GATEWAY_OTEL_WASM SSE_GATEWAY_P3_WASM
 echo "portable component: $(stat -c %s "$SSE_GATEWAY_WASM") bytes; spin component: $(stat -c %s "$SSE_GATEWAY_SPIN_WASM") bytes; otel component: $(stat -c %s "$SSE_GATEWAY_OTEL_WASM") bytes"
 
 # The e2e files are those built on the harness (tests/common); spin_host is
-# about Spin only and runs in the Spin pass. Everything else runs once.
+# about Spin only and runs in the Spin pass, p3_model (the p3 build's own
+# model, always under wasmtime) in the p3 pass. Everything else runs once.
 once=(--lib --bins --examples)
 e2e=()
 for f in tests/*.rs; do
     name=$(basename "$f" .rs)
-    if [ "$name" = spin_host ]; then
+    if [ "$name" = spin_host ] || [ "$name" = p3_model ]; then
         continue
     elif grep -q '^mod common;' "$f"; then
         e2e+=(--test "$name")
@@ -40,8 +45,9 @@ done
 # Doc tests are excluded (there are none).
 log=$(mktemp)
 slog=$(mktemp)
+plog=$(mktemp)
 blog=$(mktemp)
-trap 'rm -f "$log" "$slog" "$blog"' EXIT
+trap 'rm -f "$log" "$slog" "$plog" "$blog"' EXIT
 set +e
 # Each pass has a hard bound, so a hung test fails the run with a line
 # saying which pass, instead of eating CI's whole budget.
@@ -59,6 +65,44 @@ if [ -n "$SPIN" ]; then
 else
     echo "tests: the Spin half did NOT run: no Spin found (\$SPIN, spin on PATH, ../shared/spin/install.sh)"
     if [ "${CI:-}" = true ]; then status=1; fi
+fi
+
+# The WASIp3 build (many streams per instance, one shared subscription and
+# one command connection): a subset, to stay within CI's budget. The files
+# whose paths differ on p3: p3_model (streams sharing an instance and its
+# Redis connections), execution_stream (the opening pipeline's record,
+# history and result fill as Requests on the shared command connection),
+# routes (notification, replay status and publish routes, 401/403/404),
+# resume (history and Last-Event-ID through the shared wiring), drop_in
+# (identity read from the user store before the join, its heartbeat
+# re-read, replay records, clean vs aborted ends) and hardening (per-user
+# slots acquired, renewed and released on the shared command connection,
+# token expiry), history (paged replay: later pages and their result
+# fill as Requests answered through reply(), ~40 s) and observability (the
+# p3 shell's log lines, log_level and `request` lines; wasmtime only). The rest (faults, keys, hostile, cluster,
+# redis_tls) checks the core or the p2 shells and runs above only;
+# tests that need what p3 lacks say so (`common::p3::lacks`). Under Spin,
+# the p3 build that reads Spin variables, two files (~1 min).
+p3_files=(--test p3_model --test execution_stream --test routes --test resume --test drop_in --test hardening --test history --test observability)
+p3_spin_files=(--test routes --test drop_in)
+p3_timeout=${SSE_GATEWAY_P3_PASS_TIMEOUT:-900}
+echo "== e2e under wasmtime serve (p3 build, subset) $(date +%T)"
+started=$(date +%s)
+SSE_GATEWAY_HOST=p3-wasmtime timeout -k 30 "$p3_timeout" cargo test --no-fail-fast "${p3_files[@]}" "$@" 2>&1 | tee "$plog"
+pstatus=${PIPESTATUS[0]}
+[ "$pstatus" -ne 124 ] || echo "tests: the p3 wasmtime pass did not finish within ${p3_timeout}s"
+echo "p3 wasmtime pass: $(($(date +%s) - started)) s"
+[ "$pstatus" -eq 0 ] || status=$pstatus
+if [ -n "$SPIN" ]; then
+    SSE_GATEWAY_P3_SPIN_WASM=$(scripts/build.sh p3-spin | tail -n 1)
+    export SSE_GATEWAY_P3_SPIN_WASM
+    echo "== e2e under spin up (p3 build reading Spin variables, subset) $(date +%T)"
+    started=$(date +%s)
+    SSE_GATEWAY_HOST=p3-spin timeout -k 30 "$p3_timeout" cargo test --no-fail-fast "${p3_spin_files[@]}" "$@" 2>&1 | tee -a "$plog"
+    pstatus=${PIPESTATUS[0]}
+    [ "$pstatus" -ne 124 ] || echo "tests: the p3 Spin pass did not finish within ${p3_timeout}s"
+    echo "p3 Spin pass: $(($(date +%s) - started)) s"
+    [ "$pstatus" -eq 0 ] || status=$pstatus
 fi
 set -e
 
@@ -110,6 +154,6 @@ rm -f "$blog.bench"
 # plus the browser.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      /^# pass / { p += $3 } /^# fail / { f += $3 }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$slog" "$blog"
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$slog" "$plog" "$blog"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 exit "$bstatus"

@@ -17,12 +17,14 @@ pub mod error;
 pub mod events;
 pub mod gate;
 pub mod history;
+pub mod hub;
 pub mod identity;
 pub mod json;
 pub mod limits;
 pub mod log;
 pub mod machine;
 pub mod outbox;
+pub mod pipeline;
 pub mod replay;
 pub mod resp;
 pub mod result_fill;
@@ -32,5 +34,15 @@ pub mod sse;
 pub mod telemetry;
 pub mod tls;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "p3")))]
 mod host;
+
+#[cfg(all(target_arch = "wasm32", feature = "p3"))]
+mod p3;
+
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "p3",
+    any(feature = "spin", feature = "portable")
+))]
+compile_error!("the p3 build is a build of its own: --no-default-features --features p3");

@@ -40,6 +40,8 @@ pub const EVENTS: &[(&str, Level)] = &[
     ("stream_limit", Level::Warn),
     ("message_skipped", Level::Warn),
     ("redis_lost", Level::Warn),
+    ("redis_command_connection_lost", Level::Warn),
+    ("redis_subscription_lost", Level::Warn),
     ("slot_renew_failed", Level::Warn),
     ("health_unexpected_reply", Level::Warn),
     ("result_not_filled", Level::Warn),

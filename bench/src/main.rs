@@ -13,6 +13,7 @@
 //! `docs/bench/<name>.{json,md,png}`. See docs/PERFORMANCE.md.
 
 mod client;
+mod fanout_once;
 mod jwt;
 mod native;
 mod procs;
@@ -37,6 +38,8 @@ sse-bench: load benchmark for sse-gateway (see docs/PERFORMANCE.md)
 usage: sse-bench [--quick | --full] [options]
        sse-bench render <results.json>     re-write the .md and .png next to it
        sse-bench native-server --addr A    (internal: the native baseline)
+       sse-bench fanout-once --url U --redis-url R --streams N [--events K]
+                          one event to N streams of a running gateway
 
 presets:
   --quick            steps 100,1000,5000; 5 s phases (~3 minutes)  [default]
@@ -301,6 +304,11 @@ fn main() {
                 .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| die("native-server needs --addr 127.0.0.1:PORT"));
             native::main(addr)
+        }
+        Some("fanout-once") => {
+            if let Err(e) = fanout_once::main(&args[1..]) {
+                die(&e)
+            }
         }
         Some("render") => {
             let path = args

@@ -27,6 +27,12 @@
 //! replayed in pages ([`replay`]): the first page comes with the opening
 //! pipeline, and in the live phase a `Tag::History` reply appends the next
 //! page, which `body_took` asks for once the browser has drained the last.
+//!
+//! Where its Redis lives is the [`Wiring`]: its own connection (the p2
+//! shells, one instance per stream), or the instance's shared subscription
+//! (`hub::Hub`) and shared command connection (`pipeline::Pipeline`) of
+//! the p3 shell, which pumps many machines in one instance. The rules are
+//! the same; only where bytes go differs (see [`Wiring::Shared`]).
 
 pub mod command;
 pub mod held;
@@ -81,6 +87,33 @@ impl Topic {
             _ => None,
         }
     }
+}
+
+/// Where a stream's Redis lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wiring {
+    /// One connection of its own for the subscription and every command
+    /// (the p2 shells): [`StreamMachine::connect_to`], `transmit`, `receive`.
+    Own,
+    /// The instance's shared connections (the p3 shell): the shell joins
+    /// [`StreamMachine::join_channel`] on its subscription hub and reports
+    /// [`StreamMachine::subscribed`] and each [`StreamMachine::message`];
+    /// [`StreamMachine::take_requests`] go out on the shared command
+    /// connection, their answers come back through
+    /// [`StreamMachine::reply`]. The commands go out only once the
+    /// subscription is confirmed, as on Cluster, so nothing published in
+    /// between is missed (the user record every stream reads first goes
+    /// out before the join: a refused user never subscribes). Liveness of the
+    /// subscription is the hub's (its `PING`s); a lost hub or command
+    /// connection is [`StreamMachine::redis_failed`].
+    Shared,
+}
+
+/// A command for the shared command connection ([`Wiring::Shared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub tag: Tag,
+    pub args: Vec<Vec<u8>>,
 }
 
 /// What the shell must do next.
@@ -165,6 +198,10 @@ pub struct StreamMachine {
     stored: Option<Identity>,
     /// Monotonic ns when the stream was asked for (time to first event).
     opened_at: u64,
+    wiring: Wiring,
+    /// [`Wiring::Shared`]: the channel to join, until the shell took it.
+    join: Option<String>,
+    requests: Vec<Request>,
 }
 
 /// What a side command needs (the machine borrows no config).
@@ -191,6 +228,16 @@ impl StreamMachine {
     /// A stream about to open: the pipeline is queued for
     /// [`StreamMachine::transmit`] (or a refusal that needs no Redis).
     pub fn open(cfg: &Config, who: &Identity, req: Opening<'_>) -> StreamMachine {
+        StreamMachine::open_wired(Wiring::Own, cfg, who, req)
+    }
+
+    /// [`StreamMachine::open`] with its Redis where `wiring` says.
+    pub fn open_wired(
+        wiring: Wiring,
+        cfg: &Config,
+        who: &Identity,
+        req: Opening<'_>,
+    ) -> StreamMachine {
         let mut logs = Vec::new();
         let resume = opening::resume_point(req.last_event_id, req.unix_now, &mut logs);
         let max = cfg.limits.max_streams_per_user;
@@ -233,6 +280,9 @@ impl StreamMachine {
             user_lookup: None,
             stored: None,
             opened_at: req.now,
+            wiring,
+            join: None,
+            requests: Vec::new(),
         };
         let deadline = req
             .now
@@ -241,9 +291,13 @@ impl StreamMachine {
         // The user store answers first: an unknown or inactive user is
         // refused before anything is subscribed or a slot is taken.
         if let Some(args) = &lookup {
-            m.session.command_owned(Tag::User, args);
+            if wiring == Wiring::Shared {
+                m.side_command(Tag::User, args.clone(), req.now);
+            } else {
+                m.session.command_owned(Tag::User, args);
+                m.needs_connect = true;
+            }
             m.user_lookup = lookup;
-            m.needs_connect = true;
             m.phase = Phase::Identifying {
                 cfg: Box::new(cfg.clone()),
                 topic: req.topic,
@@ -287,7 +341,12 @@ impl StreamMachine {
             .execution_id
             .clone()
             .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
-        if identified {
+        if self.wiring == Wiring::Shared {
+            // Nothing rides on a subscription connection of its own.
+            self.side
+                .extend(self.history.take().map(|h| (Tag::History, h)));
+            self.join = Some(self.channel.clone());
+        } else if identified {
             self.session.subscribe_now(&self.channel, self.cluster);
             self.queue_reads();
         } else {
@@ -356,7 +415,41 @@ impl StreamMachine {
 
     /// Bytes to write to Redis now.
     pub fn transmit(&mut self) -> Vec<u8> {
+        if self.wiring == Wiring::Shared {
+            return Vec::new();
+        }
         self.session.take_outgoing()
+    }
+
+    /// [`Wiring::Shared`]: the channel to join on the instance's hub, once.
+    pub fn join_channel(&mut self) -> Option<String> {
+        self.join.take()
+    }
+
+    /// [`Wiring::Shared`]: the hub confirmed the channel's subscription.
+    pub fn subscribed(&mut self, now: u64) {
+        self.incoming(Incoming::Subscribed, now);
+        self.opened_if_complete(now);
+    }
+
+    /// [`Wiring::Shared`]: a message the hub received on the channel.
+    pub fn message(&mut self, payload: &[u8], now: u64) {
+        match &mut self.phase {
+            Phase::Opening { early, .. } => early.push(payload.to_vec()),
+            Phase::Live { .. } => self.live_message(payload.to_vec(), now),
+            Phase::Identifying { .. } | Phase::Over => {}
+        }
+    }
+
+    /// [`Wiring::Shared`]: commands for the shared command connection.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Whether a command rides on the stream's own connection (p2 off
+    /// Cluster), rather than its own one-shot connection or the shared one.
+    fn on_stream(&self) -> bool {
+        self.wiring == Wiring::Own && !self.cluster
     }
 
     /// Cluster side commands to run, each on its own connection.
@@ -555,23 +648,25 @@ impl StreamMachine {
                 }
             }
         }
-        self.ask_page();
+        self.ask_page(now);
         self.first_event_at(now);
         self.closed_if(now);
     }
 
     /// Queues the next history page when the replay wants it.
-    fn ask_page(&mut self) {
-        if let Phase::Live {
+    fn ask_page(&mut self, now: u64) {
+        let Phase::Live {
             outbox,
             replay: Some(r),
             ..
         } = &mut self.phase
-        {
-            if r.wants_page(outbox) {
-                self.session.command_owned(Tag::History, &r.command());
-                r.asked();
-            }
+        else {
+            return;
+        };
+        if r.wants_page(outbox) {
+            let args = r.command();
+            r.asked();
+            self.read_in_slot(Tag::History, args, now);
         }
     }
 
@@ -643,11 +738,23 @@ impl StreamMachine {
     }
 
     /// A read whose key may live outside the channel's slot: on the
-    /// stream's connection, or on its own on Redis Cluster.
+    /// stream's connection, on its own on Redis Cluster, or on the shared
+    /// command connection ([`Wiring::Shared`]).
     fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
-        if self.cluster {
-            let cmd = self.command(tag, args, now);
-            self.commands.push(cmd);
+        if self.on_stream() {
+            self.session.command_owned(tag, &args);
+        } else {
+            self.side_command(tag, args, now);
+        }
+    }
+
+    /// A read in the channel's own slot (a later history page): on the
+    /// stream's connection, or on the shared command connection
+    /// ([`Wiring::Shared`]), whose answer comes back through
+    /// [`StreamMachine::reply`] as [`StreamMachine::receive`]'s would.
+    fn read_in_slot(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.wiring == Wiring::Shared {
+            self.side_command(tag, args, now);
         } else {
             self.session.command_owned(tag, &args);
         }
@@ -685,10 +792,16 @@ impl StreamMachine {
         let Phase::Opening { replies, .. } = &self.phase else {
             return;
         };
-        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(!self.cluster);
+        // Shared: the acquire went out with the other commands once the
+        // subscription was confirmed (and `side` was emptied then).
+        let sent = match self.wiring {
+            Wiring::Own => !self.cluster,
+            Wiring::Shared => self.side.is_empty(),
+        };
+        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(sent);
         let e = unavailable(&mut self.logs, detail);
         self.phase = Phase::Over;
-        self.release_slot(now, conn_works && !self.cluster);
+        self.release_slot(now, conn_works && self.on_stream());
         self.events.push(Event::Refuse(e));
     }
 
@@ -697,6 +810,12 @@ impl StreamMachine {
         self.logs.extend(cmd.logs());
         let tag = cmd.tag;
         let outcome = cmd.outcome();
+        self.reply(tag, outcome, now);
+    }
+
+    /// A command's answer: a side command's ([`StreamMachine::command_done`])
+    /// or a [`Request`]'s on the shared command connection.
+    pub fn reply(&mut self, tag: Tag, outcome: Result<Value, ApiError>, now: u64) {
         match (&mut self.phase, tag) {
             (
                 Phase::Opening {
@@ -712,6 +831,14 @@ impl StreamMachine {
                     self.decide(now);
                 }
             }
+            (Phase::Identifying { .. }, Tag::User) => match outcome {
+                Ok(v) => self.identified(v, now),
+                Err(e) => self.redis_failed(&e.detail, now),
+            },
+            (Phase::Live { .. }, Tag::History) => match outcome {
+                Ok(v) => self.history_page(v, now),
+                Err(e) => self.redis_failed(&format!("history page: {}", e.detail), now),
+            },
             (_, Tag::Result) => self.result_read(outcome.ok(), now),
             (_, Tag::User) => self.user_read(outcome, now),
             (_, Tag::Renew) => {
@@ -726,9 +853,11 @@ impl StreamMachine {
         }
     }
 
-    /// The pipeline is answered: on Cluster the side commands go out now
-    /// (the subscription is live, so nothing published is missed).
+    /// The pipeline is answered: on Cluster (and [`Wiring::Shared`]) the
+    /// side commands go out now (the subscription is live, so nothing
+    /// published is missed).
     fn opened_if_complete(&mut self, now: u64) {
+        let (own, on_stream) = (self.wiring == Wiring::Own, self.on_stream());
         let Phase::Opening {
             subscribed: true,
             outstanding,
@@ -737,23 +866,28 @@ impl StreamMachine {
         else {
             return;
         };
-        if self.session.awaiting_replies() > 0 || *outstanding > 0 {
+        if (own && self.session.awaiting_replies() > 0) || *outstanding > 0 {
             return;
         }
-        if self.cluster && !self.side.is_empty() {
+        if !on_stream && !self.side.is_empty() {
             *outstanding = self.side.len();
             for (tag, args) in std::mem::take(&mut self.side) {
-                let cmd = self.command(tag, args, now);
-                self.commands.push(cmd);
+                self.side_command(tag, args, now);
             }
             return;
         }
         self.decide(now);
     }
 
-    fn command(&self, tag: Tag, args: Vec<Vec<u8>>, now: u64) -> Command {
+    /// A command off the stream's connection: a one-shot [`Command`] (p2
+    /// on Cluster) or a [`Request`] on the shared command connection.
+    fn side_command(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        if self.wiring == Wiring::Shared {
+            return self.requests.push(Request { tag, args });
+        }
         let c = &self.command_cfg;
-        Command::to(&c.redis, c.cluster, c.timeout_ms, tag, args, now)
+        let cmd = Command::to(&c.redis, c.cluster, c.timeout_ms, tag, args, now);
+        self.commands.push(cmd);
     }
 
     /// Every reply is in: answer, or start the live phase.
@@ -823,7 +957,7 @@ impl StreamMachine {
     /// Answers with `err` and gives a taken slot back.
     fn refuse(&mut self, err: ApiError, now: u64) {
         self.phase = Phase::Over;
-        self.release_slot(now, !self.cluster);
+        self.release_slot(now, self.on_stream());
         self.events.push(Event::Refuse(err));
     }
 
@@ -839,8 +973,7 @@ impl StreamMachine {
         if on_stream {
             self.session.command_owned(Tag::Release, &args);
         } else {
-            let cmd = self.command(Tag::Release, args, now);
-            self.commands.push(cmd);
+            self.side_command(Tag::Release, args, now);
         }
     }
 
@@ -851,7 +984,7 @@ impl StreamMachine {
             if n > 0 {
                 self.timers.wrote(now);
             }
-            self.ask_page();
+            self.ask_page(now);
             self.closed_if(now);
         }
     }
@@ -908,8 +1041,10 @@ impl StreamMachine {
                     ));
                     outbox.end(Close::RedisLost, self.rules.retry_ms);
                 } else {
-                    *ping_outstanding = true;
-                    self.session.command(Tag::Ping, &[b"PING"]);
+                    if self.wiring == Wiring::Own {
+                        *ping_outstanding = true;
+                        self.session.command(Tag::Ping, &[b"PING"]);
+                    }
                     self.renew_slot(now);
                 }
             }
@@ -933,11 +1068,10 @@ impl StreamMachine {
             return;
         };
         let args = slot.renew();
-        if self.cluster {
-            let cmd = self.command(Tag::Renew, args, now);
-            self.commands.push(cmd);
-        } else {
+        if self.on_stream() {
             self.session.command_owned(Tag::Renew, &args);
+        } else {
+            self.side_command(Tag::Renew, args, now);
         }
     }
 
@@ -966,7 +1100,7 @@ impl StreamMachine {
         else {
             return;
         };
-        self.release_slot(now, !self.cluster);
+        self.release_slot(now, self.on_stream());
         let millis = now.saturating_sub(started) / 1_000_000;
         let first = first_event.map(|t| t.saturating_sub(self.opened_at) / 1_000_000);
         self.logs.push(log::line(
@@ -993,3 +1127,6 @@ fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<Strin
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod shared_tests;

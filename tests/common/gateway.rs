@@ -40,7 +40,12 @@ pub fn host() -> Host {
     match std::env::var("SSE_GATEWAY_HOST").as_deref() {
         Err(_) | Ok("") | Ok("wasmtime") => Host::Wasmtime,
         Ok("spin") => Host::Spin,
-        Ok(other) => panic!("SSE_GATEWAY_HOST={other:?}: expected wasmtime or spin"),
+        // The same hosts serving the WASIp3 build (`p3::p3_build`).
+        Ok("p3-wasmtime") => Host::Wasmtime,
+        Ok("p3-spin") => Host::Spin,
+        Ok(other) => {
+            panic!("SSE_GATEWAY_HOST={other:?}: expected wasmtime, spin, p3-wasmtime or p3-spin")
+        }
     }
 }
 
@@ -62,6 +67,9 @@ pub fn runs_on(only: Host, test: &str, why: &str) -> bool {
 /// `scripts/build.sh portable` builds it once per test binary.
 pub fn component_wasm() -> PathBuf {
     static WASM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    if super::p3::p3_build() {
+        return super::p3::p3_component();
+    }
     built(&WASM, "SSE_GATEWAY_WASM", "portable")
 }
 
@@ -70,6 +78,9 @@ pub fn component_wasm() -> PathBuf {
 /// (into the path the shipped `spin.toml` names).
 pub fn spin_component_wasm() -> PathBuf {
     static WASM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    if super::p3::p3_build() {
+        return super::p3::p3_spin_component();
+    }
     built(&WASM, "SSE_GATEWAY_SPIN_WASM", "spin")
 }
 
@@ -80,7 +91,7 @@ pub fn otel_component_wasm() -> PathBuf {
     built(&WASM, "SSE_GATEWAY_OTEL_WASM", "otel")
 }
 
-fn built(cell: &OnceLock<Result<PathBuf, String>>, var: &str, variant: &str) -> PathBuf {
+pub(super) fn built(cell: &OnceLock<Result<PathBuf, String>>, var: &str, variant: &str) -> PathBuf {
     let result = cell.get_or_init(|| {
         if let Some(path) = std::env::var_os(var) {
             let path = PathBuf::from(path);
@@ -313,6 +324,7 @@ impl GatewayBuilder {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
         cmd.args(&self.extra_args);
+        cmd.args(super::p3::host_args(&self.extra_args));
         cmd.envs(self.host_env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
@@ -341,7 +353,8 @@ impl GatewayBuilder {
             // component stderr goes there and to spin's own stderr (our log).
             .arg("--state-dir")
             .arg(dir.join("state"))
-            .args(&self.extra_args);
+            .args(&self.extra_args)
+            .args(super::p3::host_args(&self.extra_args));
         // Only the variables this test sets: none leak in from the caller.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("SPIN_VARIABLE_") {

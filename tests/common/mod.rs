@@ -32,6 +32,7 @@ pub mod hostile;
 mod http;
 pub mod jwt;
 pub mod otlp;
+pub mod p3;
 mod procs;
 mod redis_server;
 pub mod replay_record;

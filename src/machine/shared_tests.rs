@@ -1,0 +1,486 @@
+//! [`Wiring::Shared`]: the same rules with the subscription in the
+//! instance's hub and the commands on the shared command connection.
+
+use super::*;
+use crate::auth::Role;
+use crate::config::Source;
+use crate::session::Tag;
+
+const S: u64 = 1_000_000_000;
+const UNIX: i64 = 1_700_000_000;
+
+fn cfg() -> Config {
+    Config::load(&Source(|name: &str| {
+        (name == "jwt_secret").then(|| "s".repeat(32))
+    }))
+    .unwrap()
+}
+
+fn who() -> Identity {
+    Identity {
+        user_id: "u1".into(),
+        role: Role::User,
+        expires_at: UNIX + 3600,
+    }
+}
+
+fn open(cfg: &Config) -> StreamMachine {
+    let req = Opening {
+        topic: Topic::Execution("e1".into()),
+        last_event_id: None,
+        member: "m1".into(),
+        now: 0,
+        unix_now: UNIX,
+    };
+    StreamMachine::open_wired(Wiring::Shared, cfg, &who(), req)
+}
+
+fn record(user: &str, status: &str) -> Value {
+    let pair = |k: &str, v: &str| (Value::Bulk(k.into()), Value::Bulk(v.into()));
+    Value::Map(vec![pair("user_id", user), pair("status", status)])
+}
+
+fn history(entries: &[(&str, &str)]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .map(|(id, data)| {
+                Value::Array(vec![
+                    Value::Bulk(id.as_bytes().to_vec()),
+                    Value::Array(vec![
+                        Value::Bulk(b"data".to_vec()),
+                        Value::Bulk(data.as_bytes().to_vec()),
+                    ]),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn tags(requests: &[Request]) -> Vec<Tag> {
+    requests.iter().map(|r| r.tag).collect()
+}
+
+fn pending(m: &StreamMachine) -> String {
+    String::from_utf8(m.pending().to_vec()).unwrap()
+}
+
+/// Opened, subscribed, every command answered with `answer(tag)`.
+fn answered(answer: impl Fn(Tag) -> Result<Value, ApiError>) -> StreamMachine {
+    let mut m = open(&cfg());
+    assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
+    m.subscribed(5);
+    for r in m.take_requests() {
+        m.reply(r.tag, answer(r.tag), 6);
+    }
+    m
+}
+
+fn ok(tag: Tag) -> Result<Value, ApiError> {
+    Ok(match tag {
+        Tag::Acquire => Value::Int(1),
+        Tag::Record => record("u1", "running"),
+        Tag::History => history(&[("5-1", r#"{"event_type":"a"}"#)]),
+        _ => Value::Nil,
+    })
+}
+
+#[test]
+fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
+    let mut m = open(&cfg());
+    assert_eq!(m.connect_to(), None);
+    assert!(m.transmit().is_empty());
+    assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
+    assert_eq!(m.join_channel(), None, "joined once");
+    assert!(
+        m.take_requests().is_empty(),
+        "nothing before the confirmation"
+    );
+    // A message before the record and history were read is kept.
+    m.message(br#"{"_sse_id":"5-2","event_type":"b"}"#, 4);
+    m.subscribed(5);
+    let requests = m.take_requests();
+    let mut t = tags(&requests);
+    t.sort_by_key(|t| format!("{t:?}"));
+    assert_eq!(t, vec![Tag::Acquire, Tag::History, Tag::Record]);
+    let xrange = requests.iter().find(|r| r.tag == Tag::History).unwrap();
+    assert_eq!(xrange.args[0], b"XRANGE");
+    for r in requests {
+        assert!(m.poll().is_none(), "decided only once every answer is in");
+        m.reply(r.tag, ok(r.tag), 6);
+    }
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert_eq!(
+        pending(&m),
+        "retry: 3000\n\n\
+         data: {\"event_type\":\"status\",\"execution_id\":\"e1\",\"timestamp\":null,\"event_id\":null,\"status\":\"running\",\"result\":null}\n\n\
+         id: 5-1\ndata: {\"event_type\":\"a\"}\n\n\
+         id: 5-2\ndata: {\"event_type\":\"b\"}\n\n"
+    );
+    assert!(m.transmit().is_empty());
+}
+
+#[test]
+fn live_messages_dedupe_and_the_hub_owns_liveness() {
+    let mut m = answered(ok);
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    let n = m.pending().len();
+    m.body_took(n, 10);
+    m.message(br#"{"_sse_id":"5-1","event_type":"a"}"#, 11);
+    assert_eq!(pending(&m), "", "already replayed from history");
+    m.message(br#"{"_sse_id":"5-3","event_type":"c"}"#, 11);
+    assert_eq!(pending(&m), "id: 5-3\ndata: {\"event_type\":\"c\"}\n\n");
+    let n = m.pending().len();
+    m.body_took(n, 12);
+    // Heartbeats renew the slot on the shared connection and send no
+    // PING of their own: a missing PONG cannot end the stream.
+    for beat in 1..=3 {
+        m.handle_timeout(12 + beat * 15 * S);
+        assert_eq!(pending(&m), ": ping\n\n");
+        assert!(m.transmit().is_empty());
+        assert_eq!(tags(&m.take_requests()), vec![Tag::Renew]);
+        m.body_took(8, 12 + beat * 15 * S);
+    }
+    // The hub lost the subscription: reconnectable, slot given back.
+    m.redis_failed("subscription lost", 100 * S);
+    assert_eq!(pending(&m), "retry: 3000\n\n: redis connection lost\n\n");
+    let n = m.pending().len();
+    m.body_took(n, 100 * S);
+    assert!(matches!(m.poll(), Some(Event::Finished(Close::RedisLost))));
+    assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
+}
+
+#[test]
+fn refusals_give_the_slot_back_on_the_shared_connection() {
+    for (answer, status) in [
+        (Ok(Value::Nil), 404),
+        (Ok(record("u2", "running")), 403),
+        (Err(ApiError::service_unavailable(2)), 503),
+    ] {
+        let mut m = answered(|tag| match tag {
+            Tag::Record => answer.clone(),
+            t => ok(t),
+        });
+        match m.poll() {
+            Some(Event::Refuse(e)) => assert_eq!(e.status, status),
+            other => panic!("expected {status}, got {other:?}"),
+        }
+        assert_eq!(tags(&m.take_requests()), vec![Tag::Release], "{status}");
+    }
+    // No slot free: 429, nothing to give back.
+    let mut m = answered(|tag| match tag {
+        Tag::Acquire => Ok(Value::Int(0)),
+        t => ok(t),
+    });
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 429));
+    assert!(m.take_requests().is_empty());
+}
+
+#[test]
+fn failures_while_opening_are_503_and_release_only_what_may_be_held() {
+    // Lost before the confirmation: no command went out, nothing held.
+    let mut m = open(&cfg());
+    m.join_channel();
+    m.redis_failed("subscription lost", 1);
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert!(m.take_requests().is_empty());
+    // The command connection broke with the acquire unanswered: released.
+    let mut m = open(&cfg());
+    m.join_channel();
+    m.subscribed(1);
+    assert_eq!(m.take_requests().len(), 3);
+    m.redis_failed("command connection lost", 2);
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
+    // No confirmation in time: the opening deadline.
+    let mut m = open(&cfg());
+    m.join_channel();
+    let deadline = m.deadline().unwrap();
+    m.handle_timeout(deadline);
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+}
+
+fn store_cfg() -> Config {
+    Config::load(&Source(|name: &str| match name {
+        "jwt_secret" => Some("s".repeat(32)),
+        "identity_key_prefix" => Some("user:".into()),
+        "heartbeat_seconds" => Some("1".into()),
+        _ => None,
+    }))
+    .unwrap()
+}
+
+fn user_record(id: &str, active: &str) -> Value {
+    let pair = |k: &str, v: &str| (Value::Bulk(k.into()), Value::Bulk(v.into()));
+    Value::Map(vec![pair("user_id", id), pair("is_active", active)])
+}
+
+/// A notification stream's channel is named by the store's user id: the
+/// user record is read on the shared command connection before the join.
+#[test]
+fn the_user_record_is_read_before_the_notification_channel_is_joined() {
+    let req = Opening {
+        topic: Topic::Notifications,
+        last_event_id: None,
+        member: "m1".into(),
+        now: 0,
+        unix_now: UNIX,
+    };
+    let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
+    assert_eq!(m.connect_to(), None);
+    assert_eq!(m.join_channel(), None, "no channel before the user record");
+    let first = m.take_requests();
+    assert_eq!(tags(&first), vec![Tag::User]);
+    assert_eq!(
+        first[0].args,
+        vec![b"HGETALL".to_vec(), b"user:u1".to_vec()]
+    );
+    m.reply(Tag::User, Ok(user_record("store-7", "true")), 1);
+    assert_eq!(m.join_channel().as_deref(), Some("sse:notif:store-7"));
+    assert!(m.take_requests().is_empty(), "the rest waits for the join");
+    m.subscribed(2);
+    let rest = m.take_requests();
+    assert!(!tags(&rest).contains(&Tag::User), "read once: {rest:?}");
+    for r in rest {
+        m.reply(r.tag, ok(r.tag), 3);
+    }
+    assert!(matches!(m.poll(), Some(Event::Start)));
+}
+
+#[test]
+fn a_lost_command_connection_while_identifying_is_a_503() {
+    let req = Opening {
+        topic: Topic::Notifications,
+        last_event_id: None,
+        member: "m1".into(),
+        now: 0,
+        unix_now: UNIX,
+    };
+    let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
+    m.take_requests();
+    m.reply(Tag::User, Err(ApiError::service_unavailable(1)), 1);
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert_eq!(m.join_channel(), None);
+}
+
+/// The heartbeat's re-read of the user record goes out as a request too;
+/// a deactivated user is cut with `access_revoked`.
+#[test]
+fn the_heartbeat_re_read_of_the_user_is_a_request() {
+    let mut m = {
+        let mut m = open(&store_cfg());
+        let first = m.take_requests();
+        assert_eq!(tags(&first), vec![Tag::User], "the user record first");
+        m.reply(Tag::User, Ok(user_record("u1", "true")), 4);
+        assert!(m.join_channel().is_some());
+        m.subscribed(5);
+        for r in m.take_requests() {
+            let answer = match r.tag {
+                Tag::User => Ok(user_record("u1", "true")),
+                tag => ok(tag),
+            };
+            m.reply(r.tag, answer, 6);
+        }
+        m
+    };
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    let n = m.pending().len();
+    m.body_took(n, 7);
+    m.handle_timeout(7 + S);
+    let reread = m.take_requests();
+    assert!(tags(&reread).contains(&Tag::User), "{reread:?}");
+    assert!(
+        m.transmit().is_empty(),
+        "nothing on a connection of its own"
+    );
+    m.reply(Tag::User, Ok(user_record("u1", "false")), 8 + S);
+    assert!(pending(&m).contains("access_revoked"), "{}", pending(&m));
+}
+
+/// History entry `5-n`, its event padded to about `pad` bytes.
+fn entry(n: usize, event_type: &str, pad: usize) -> (String, String) {
+    let data = format!(
+        r#"{{"event_type":"{event_type}","n":{n},"pad":"{}"}}"#,
+        "x".repeat(pad)
+    );
+    (format!("5-{n}"), data)
+}
+
+fn page(entries: &[(String, String)]) -> Value {
+    let pairs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(id, data)| (id.as_str(), data.as_str()))
+        .collect();
+    history(&pairs)
+}
+
+/// The events of SSE text, in order: (`id:`, `n` or else `event_type`).
+fn events(sse: &str) -> Vec<(Option<String>, String)> {
+    sse.split("\n\n")
+        .filter_map(|block| {
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            let what = match v.get("n") {
+                Some(n) => n.to_string(),
+                None => v["event_type"].as_str().unwrap().to_string(),
+            };
+            Some((id.map(str::to_string), what))
+        })
+        .collect()
+}
+
+/// The one `XRANGE` among `requests`: (start, count).
+fn xrange(requests: &[Request]) -> (String, String) {
+    let asks: Vec<&Request> = requests.iter().filter(|r| r.tag == Tag::History).collect();
+    assert_eq!(asks.len(), 1, "{requests:?}");
+    let a: Vec<String> = asks[0]
+        .args
+        .iter()
+        .map(|a| String::from_utf8(a.clone()).unwrap())
+        .collect();
+    assert_eq!(a[..2], ["XRANGE", "history:{sse:exec:e1}"]);
+    assert_eq!(a[3..5], ["+", "COUNT"]);
+    (a[2].clone(), a[5].clone())
+}
+
+/// Opened on `first` (the page read with the opening requests), the
+/// record saying `running` without a result.
+fn opened_with_page(first: &[(String, String)]) -> StreamMachine {
+    let mut m = open(&cfg());
+    assert!(m.join_channel().is_some());
+    m.subscribed(1);
+    for r in m.take_requests() {
+        let answer = match r.tag {
+            Tag::History => {
+                assert_eq!(xrange(std::slice::from_ref(&r)), ("-".into(), "7".into()));
+                Ok(page(first))
+            }
+            tag => ok(tag),
+        };
+        m.reply(r.tag, answer, 2);
+    }
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    m
+}
+
+/// A history larger than a page: page 1 comes with the opening requests,
+/// the next is a request asked once the browser drained the last and its
+/// answer comes back through `reply`; every event once, in order, live
+/// messages racing the pages dropped (with an id) or held (plain).
+#[test]
+fn later_history_pages_are_requests_answered_through_reply() {
+    let c = cfg();
+    assert_eq!(c.stream.page_entries, 7);
+    // Page 1 is more than the low water: page 2 waits for the browser.
+    let mut all: Vec<_> = (1..=7).map(|n| entry(n, "t", 20_000)).collect();
+    all.extend((8..=16).map(|n| entry(n, "t", 10)));
+    let mut m = opened_with_page(&all[..7]);
+    assert!(m.pending().len() > c.stream.low_water);
+    assert!(m.take_requests().is_empty(), "page 1 is not drained yet");
+    let mut got = pending(&m);
+    m.body_took(m.pending().len(), 3);
+    let asked = m.take_requests();
+    assert_eq!(xrange(&asked), ("(5-7".into(), "7".into()));
+    assert!(
+        m.transmit().is_empty(),
+        "nothing on a connection of its own"
+    );
+    assert_eq!(m.connect_to(), None);
+    // Live while page 2 is read: 5-9 is in it, the plain one waits.
+    m.message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
+    m.message(br#"{"event_type":"plain"}"#, 4);
+    assert!(m.pending().is_empty(), "nothing jumps ahead of the history");
+    m.reply(Tag::History, Ok(page(&all[7..14])), 5);
+    got += &pending(&m);
+    m.body_took(m.pending().len(), 6);
+    assert_eq!(xrange(&m.take_requests()), ("(5-14".into(), "7".into()));
+    m.reply(Tag::History, Ok(page(&all[14..])), 7);
+    assert!(m.take_requests().is_empty(), "2 < 7 entries: the last page");
+    // Live now: a duplicate of the history is dropped, a newer one sent.
+    m.message(br#"{"_sse_id":"5-16","event_type":"t","n":16}"#, 8);
+    m.message(br#"{"_sse_id":"5-17","event_type":"t","n":17}"#, 8);
+    got += &pending(&m);
+    let mut want: Vec<_> = (1..=16)
+        .map(|n| (Some(format!("5-{n}")), n.to_string()))
+        .collect();
+    want.push((None, "plain".into()));
+    want.push((Some("5-17".into()), "17".into()));
+    let got: Vec<_> = events(&got)
+        .into_iter()
+        .filter(|(_, what)| what != "status")
+        .collect();
+    assert_eq!(got, want);
+    assert!(m.poll().is_none(), "a running execution stays open");
+}
+
+/// A `result_stored` on a later page, whose result the record read at
+/// open lacked: the record's `HGET` is a request too, and the event goes
+/// out filled before the stream ends.
+#[test]
+fn a_later_pages_result_stored_is_filled_from_a_request() {
+    let mut all: Vec<_> = (1..=7).map(|n| entry(n, "t", 10)).collect();
+    all.push(entry(8, "result_stored", 10));
+    let mut m = opened_with_page(&all[..7]);
+    let mut got = pending(&m);
+    m.body_took(m.pending().len(), 3);
+    assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
+    m.reply(Tag::History, Ok(page(&all[7..])), 4);
+    assert!(
+        m.pending().is_empty(),
+        "the result_stored waits for its result"
+    );
+    let read = m.take_requests();
+    assert_eq!(tags(&read), vec![Tag::Result]);
+    assert_eq!(
+        read[0].args,
+        vec![b"HGET".to_vec(), b"exec:e1".to_vec(), b"result".to_vec()]
+    );
+    m.reply(
+        Tag::Result,
+        Ok(Value::Bulk(br#"{"exit_code":0}"#.to_vec())),
+        5,
+    );
+    got += &pending(&m);
+    assert_eq!(events(&got).pop(), Some((Some("5-8".into()), "8".into())));
+    assert!(got.ends_with("\"result\":{\"exit_code\":0}}\n\n"), "{got}");
+    m.body_took(m.pending().len(), 6);
+    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
+}
+
+/// With the user store on, every kind of stream reads the user record
+/// alone first and joins its channel only for an active user: a refused
+/// user is never subscribed and takes no slot.
+#[test]
+fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
+    for topic in [
+        Topic::Execution("e1".into()),
+        Topic::Notifications,
+        Topic::ReplayStatus("r1".into()),
+    ] {
+        let req = |topic: &Topic| Opening {
+            topic: topic.clone(),
+            last_event_id: None,
+            member: "m1".into(),
+            now: 0,
+            unix_now: UNIX,
+        };
+        let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        assert_eq!(m.join_channel(), None, "{topic:?}: not before the record");
+        assert_eq!(tags(&m.take_requests()), vec![Tag::User], "{topic:?}");
+        m.reply(Tag::User, Ok(user_record("u1", "false")), 1);
+        assert!(
+            matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 401),
+            "{topic:?}"
+        );
+        assert_eq!(m.join_channel(), None, "{topic:?}: refused, never joined");
+        assert!(m.take_requests().is_empty(), "{topic:?}: no slot taken");
+        // An active user: the channel is joined after the record.
+        let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        m.take_requests();
+        m.reply(Tag::User, Ok(user_record("u1", "true")), 1);
+        assert!(m.join_channel().is_some(), "{topic:?}");
+        assert!(m.take_requests().is_empty(), "{topic:?}: after the join");
+    }
+}

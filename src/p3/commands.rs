@@ -1,0 +1,321 @@
+//! Commands to Redis from the p3 shell: the instance's shared command
+//! connection (the core [`Pipeline`]) that every stream machine's
+//! [`Request`]s go out on, and one-shot [`Command`]s (publish, readiness)
+//! on a connection of their own.
+//!
+//! The first request opens the shared connection and runs its reader and
+//! writer as tasks; later ones are queued on it. A stream's answers wait in
+//! its mailbox until its pump takes them. When the connection breaks (or
+//! its oldest command is overdue) every waiting command fails with a 503
+//! and the next request opens a fresh connection; it closes when nothing
+//! is waiting and no stream is registered.
+
+use super::{clock, log, net, print};
+use crate::config::RedisTarget;
+use crate::error::ApiError;
+use crate::machine::{Command, Request, READ_CHUNK};
+use crate::pipeline::{Answer, Pipeline};
+use crate::resp::Value;
+use crate::session::Tag;
+use futures::future::{self, Either};
+use spin_sdk7::wasip3;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use wasip3::wit_bindgen::StreamResult;
+
+/// A stream's key on the shared connection.
+pub type StreamId = u64;
+
+#[derive(Default)]
+struct Mailbox {
+    answers: Vec<(Tag, Result<Value, ApiError>)>,
+    waker: Option<Waker>,
+}
+
+struct Shared {
+    pipeline: RefCell<Pipeline<StreamId>>,
+    /// Its node (on Cluster one pipeline per node), `cluster`, the timeout.
+    target: RedisTarget,
+    cluster: bool,
+    timeout_ms: u64,
+    writer: RefCell<Option<Waker>>,
+    /// The watchdog, idle while nothing is waiting (so an idle instance
+    /// uses no CPU).
+    watchdog: RefCell<Option<Waker>>,
+    dead: Cell<bool>,
+}
+
+thread_local! {
+    /// The open command connection per node (one off Cluster).
+    static CURRENT: RefCell<HashMap<(String, u16), Rc<Shared>>> = RefCell::new(HashMap::new());
+    static MAILBOXES: RefCell<HashMap<StreamId, Mailbox>> = RefCell::new(HashMap::new());
+    static NEXT_ID: Cell<StreamId> = const { Cell::new(1) };
+    /// Shared command connections open (0 or 1).
+    static OPEN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Shared command connections open in this instance.
+pub fn open_connections() -> usize {
+    OPEN.get()
+}
+
+/// A stream's place on the shared command connection; dropping it drops
+/// answers still to come.
+pub struct Client {
+    id: StreamId,
+    target: RedisTarget,
+    cluster: bool,
+    timeout_ms: u64,
+}
+
+impl Client {
+    pub fn new(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Client {
+        let id = NEXT_ID.get();
+        NEXT_ID.set(id + 1);
+        MAILBOXES.with_borrow_mut(|m| m.insert(id, Mailbox::default()));
+        Client {
+            id,
+            target: target.clone(),
+            cluster,
+            timeout_ms,
+        }
+    }
+
+    /// Queues the machine's requests on the shared connection.
+    pub fn send(&self, requests: Vec<Request>) {
+        if requests.is_empty() {
+            return;
+        }
+        let shared = connection(&self.target, self.cluster, self.timeout_ms);
+        let now = clock::now();
+        for r in requests {
+            shared
+                .pipeline
+                .borrow_mut()
+                .send(self.id, r.tag, r.args, now);
+        }
+        shared.wake_writer();
+    }
+
+    /// Resolves with the answers that arrived (at least one).
+    pub async fn answers(&self) -> Vec<(Tag, Result<Value, ApiError>)> {
+        future::poll_fn(|cx| {
+            MAILBOXES.with_borrow_mut(|boxes| {
+                let m = boxes.entry(self.id).or_default();
+                if m.answers.is_empty() {
+                    m.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(std::mem::take(&mut m.answers))
+                }
+            })
+        })
+        .await
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        MAILBOXES.with_borrow_mut(|m| m.remove(&self.id));
+    }
+}
+
+/// The open command connection to `target`'s node, opened if there is none.
+fn connection(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Rc<Shared> {
+    let node = (target.host.clone(), target.port);
+    CURRENT.with_borrow_mut(|current| match current.get(&node) {
+        Some(s) if !s.dead.get() => s.clone(),
+        _ => {
+            let s = Rc::new(Shared {
+                pipeline: RefCell::new(Pipeline::new(target, cluster, timeout_ms)),
+                target: target.clone(),
+                cluster,
+                timeout_ms,
+                writer: RefCell::new(None),
+                watchdog: RefCell::new(None),
+                dead: Cell::new(false),
+            });
+            current.insert(node, s.clone());
+            OPEN.set(OPEN.get() + 1);
+            super::wit_bindgen_spawn(drive(s.clone()));
+            s
+        }
+    })
+}
+
+impl Shared {
+    /// Something was queued: the writer sends it, the watchdog times it.
+    fn wake_writer(&self) {
+        let writer = self.writer.borrow_mut().take();
+        let watchdog = self.watchdog.borrow_mut().take();
+        for w in writer.into_iter().chain(watchdog) {
+            w.wake();
+        }
+    }
+
+    /// Cluster: commands `MOVED` elsewhere go out on their owner's connection.
+    fn redirect(&self) {
+        for r in self.pipeline.borrow_mut().take_redirects() {
+            let mut node = self.target.clone();
+            (node.host, node.port) = (r.to.host.clone(), r.to.port);
+            let owner = connection(&node, self.cluster, self.timeout_ms);
+            owner.pipeline.borrow_mut().resend(r);
+            owner.wake_writer();
+        }
+    }
+}
+
+fn deliver(answers: Vec<Answer<StreamId>>) {
+    MAILBOXES.with_borrow_mut(|boxes| {
+        for (id, tag, outcome) in answers {
+            // A stream that has ended no longer listens (its release).
+            if let Some(m) = boxes.get_mut(&id) {
+                m.answers.push((tag, outcome));
+                if let Some(w) = m.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    });
+}
+
+async fn drive(shared: Rc<Shared>) {
+    let outcome = run(&shared, &shared.target).await;
+    shared.dead.set(true);
+    shared.writer.borrow_mut().take();
+    shared.watchdog.borrow_mut().take();
+    CURRENT.with_borrow_mut(|current| {
+        current.retain(|_, c| !Rc::ptr_eq(c, &shared));
+    });
+    OPEN.set(OPEN.get().saturating_sub(1));
+    let detail = match outcome {
+        Ok(()) => "closed".to_string(),
+        Err(detail) => {
+            log(
+                "redis_command_connection_lost",
+                &[("detail", detail.as_str().into())],
+            );
+            detail
+        }
+    };
+    let failed = shared.pipeline.borrow_mut().failed(&detail);
+    print(shared.pipeline.borrow_mut().logs());
+    deliver(failed);
+}
+
+async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
+    let net::Conn {
+        mut rx,
+        mut tx,
+        socket: _socket,
+        done: _done,
+    } = net::Conn::open(target).await?;
+    let reader = pin!(async {
+        loop {
+            let (result, bytes) = rx.read(Vec::with_capacity(READ_CHUNK)).await;
+            match result {
+                StreamResult::Complete(_) => {
+                    let mut answers = Vec::new();
+                    let fed = shared.pipeline.borrow_mut().receive(&bytes, &mut answers);
+                    print(shared.pipeline.borrow_mut().logs());
+                    shared.redirect();
+                    deliver(answers);
+                    fed.map_err(|e| format!("redis protocol: {e}"))?;
+                }
+                StreamResult::Dropped | StreamResult::Cancelled => {
+                    return Err::<(), String>("redis closed the connection".into())
+                }
+            }
+        }
+    });
+    let writer = pin!(async {
+        loop {
+            let bytes = future::poll_fn(|cx| {
+                let mut p = shared.pipeline.borrow_mut();
+                let out = p.take_outgoing();
+                if !out.is_empty() {
+                    return Poll::Ready(Some(out));
+                }
+                if p.waiting() == 0 && MAILBOXES.with_borrow(|m| m.is_empty()) {
+                    return Poll::Ready(None);
+                }
+                *shared.writer.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            let Some(bytes) = bytes else {
+                return Ok::<(), String>(()); // nobody left: close
+            };
+            if !tx.write_all(bytes).await.is_empty() {
+                return Err("redis stopped taking writes".into());
+            }
+        }
+    });
+    // The oldest command overdue: the connection is wedged.
+    let watchdog = pin!(async {
+        loop {
+            let next = shared.pipeline.borrow().deadline();
+            match next {
+                Some(d) if clock::now() >= d => {
+                    return Err::<(), String>("redis did not answer in time".into())
+                }
+                Some(d) => clock::until(d).await,
+                None => {
+                    future::poll_fn(|cx| {
+                        if shared.pipeline.borrow().deadline().is_some() {
+                            return Poll::Ready(());
+                        }
+                        *shared.watchdog.borrow_mut() = Some(cx.waker().clone());
+                        Poll::Pending
+                    })
+                    .await
+                }
+            }
+        }
+    });
+    let io = future::select(reader, writer);
+    match future::select(io, watchdog).await {
+        Either::Left((Either::Left((r, _)) | Either::Right((r, _)), _)) => r,
+        Either::Right((r, _)) => r,
+    }
+}
+
+/// Runs a one-shot `cmd` on a connection of its own to its outcome.
+pub async fn run_command(cmd: &mut Command) {
+    let mut conn: Option<net::Conn> = None;
+    while !cmd.done() {
+        if let Some(target) = cmd.connect_to() {
+            conn = None;
+            match super::link::before(cmd.deadline(), net::Conn::open(&target)).await {
+                Some(Ok(c)) => conn = Some(c),
+                Some(Err(e)) => cmd.failed(&e),
+                None => cmd.failed("connect timed out"),
+            }
+            continue;
+        }
+        let Some(c) = conn.as_mut() else {
+            return cmd.failed("no connection");
+        };
+        let bytes = cmd.transmit();
+        if !bytes.is_empty() && !c.tx.write_all(bytes).await.is_empty() {
+            cmd.failed("redis stopped taking writes");
+            continue;
+        }
+        let read = c.rx.read(Vec::with_capacity(READ_CHUNK));
+        match super::link::before(cmd.deadline(), read).await {
+            Some((StreamResult::Complete(_), bytes)) => cmd.receive(&bytes),
+            Some(_) => cmd.failed("redis closed the connection"),
+            None => cmd.failed("redis did not answer in time"),
+        }
+    }
+    super::print(cmd.logs());
+}
+
+/// [`run_command`], returning the command for its outcome.
+pub async fn ran(mut cmd: Command) -> Command {
+    run_command(&mut cmd).await;
+    cmd
+}

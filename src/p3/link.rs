@@ -1,0 +1,296 @@
+//! The instance's shared Redis subscription connection: one TCP connection
+//! (`wasi:sockets@0.3.0`) driving the core [`Hub`] for every stream the
+//! instance serves.
+//!
+//! The first stream that needs it opens it and runs its reader, writer and
+//! pinger as tasks; later streams only join the hub. Each stream holds a
+//! [`Subscription`] whose drop leaves the hub, so a channel is released on
+//! every path out of a stream. When the last subscriber has left the
+//! connection closes; when it breaks, every stream is told and a fresh
+//! connection serves the next stream.
+//!
+//! Streams run in other component-model tasks than the connection, so
+//! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
+
+use super::{clock, log, net};
+use crate::cluster::Moved;
+use crate::config::RedisTarget;
+use crate::hub::{Hub, Notice, Payload, SubId};
+use futures::future::{self, Either};
+use spin_sdk7::wasip3;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use wasip3::wit_bindgen::StreamResult;
+
+use crate::machine::READ_CHUNK;
+
+/// Messages queued for one stream before it counts as too slow and is
+/// dropped (its browser stopped reading; the hub and the other streams go on).
+const MAX_QUEUE: usize = 1024;
+
+/// How a subscription ended without the stream asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The connection broke or Redis ended the subscription: reconnectable.
+    Lost,
+    /// The stream fell too far behind.
+    Overflow,
+    /// Cluster: the channel lives on this node; subscribe there.
+    Moved(Moved),
+}
+
+#[derive(Default)]
+struct Mailbox {
+    waker: Option<Waker>,
+    live: bool,
+    ready: bool,
+    ended: Option<End>,
+}
+
+struct Link {
+    hub: RefCell<Hub>,
+    mailboxes: RefCell<HashMap<SubId, Mailbox>>,
+    writer: RefCell<Option<Waker>>,
+    dead: Cell<bool>,
+}
+
+thread_local! {
+    /// The connection new streams join (replaced once it has died).
+    /// The connection new streams join, per node (one off Cluster; replaced
+    /// once it has died).
+    static CURRENT: RefCell<HashMap<(String, u16), Rc<Link>>> = RefCell::new(HashMap::new());
+    /// Connections opened by this instance that are still open.
+    static OPEN: Cell<usize> = const { Cell::new(0) };
+    /// Streams subscribed in this instance.
+    static STREAMS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// (streams subscribed, subscription connections open) in this instance.
+pub fn stats() -> (usize, usize) {
+    (STREAMS.get(), OPEN.get())
+}
+
+/// One stream's place on the shared connection. Dropping it leaves.
+pub struct Subscription {
+    link: Rc<Link>,
+    id: SubId,
+}
+
+/// Subscribes to `channel` on the instance's connection, opening it first
+/// when there is none. Not live yet: await [`Subscription::live`].
+pub fn subscribe(
+    target: &RedisTarget,
+    sharded: bool,
+    ping_ns: u64,
+    channel: &[u8],
+) -> Subscription {
+    let node = (target.host.clone(), target.port);
+    let link = CURRENT.with_borrow_mut(|current| match current.get(&node) {
+        Some(link) if !link.dead.get() => link.clone(),
+        _ => {
+            let link = Rc::new(Link {
+                hub: RefCell::new(Hub::new(target, sharded, MAX_QUEUE)),
+                mailboxes: RefCell::new(HashMap::new()),
+                writer: RefCell::new(None),
+                dead: Cell::new(false),
+            });
+            current.insert(node, link.clone());
+            OPEN.set(OPEN.get() + 1);
+            super::wit_bindgen_spawn(drive(link.clone(), target.clone(), ping_ns));
+            link
+        }
+    });
+    let id = link.hub.borrow_mut().join(channel);
+    link.mailboxes.borrow_mut().insert(id, Mailbox::default());
+    STREAMS.set(STREAMS.get() + 1);
+    link.dispatch();
+    Subscription { link, id }
+}
+
+impl Subscription {
+    /// Resolves once the channel's subscription is confirmed (then the
+    /// record and history may be read), or with how it ended before that.
+    pub async fn live(&self) -> Result<(), End> {
+        future::poll_fn(|cx| {
+            self.link.with_mailbox(self.id, cx, |m| match &m.ended {
+                Some(end) => Poll::Ready(Err(end.clone())),
+                None if m.live => Poll::Ready(Ok(())),
+                None => Poll::Pending,
+            })
+        })
+        .await
+    }
+
+    /// The next messages, oldest first, or how the subscription ended.
+    pub async fn next(&self) -> Result<Vec<Payload>, End> {
+        future::poll_fn(|cx| {
+            let ready = self.link.with_mailbox(self.id, cx, |m| match &m.ended {
+                Some(end) => Poll::Ready(Err(end.clone())),
+                None if m.ready => {
+                    m.ready = false;
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            });
+            ready.map_ok(|()| self.link.hub.borrow_mut().drain(self.id))
+        })
+        .await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        STREAMS.set(STREAMS.get().saturating_sub(1));
+        self.link.mailboxes.borrow_mut().remove(&self.id);
+        self.link.hub.borrow_mut().leave(self.id);
+        self.link.dispatch();
+    }
+}
+
+impl Link {
+    /// Runs `f` on the mailbox of `id`, registering the caller's waker.
+    fn with_mailbox<T>(
+        &self,
+        id: SubId,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Mailbox) -> Poll<T>,
+    ) -> Poll<T> {
+        let mut boxes = self.mailboxes.borrow_mut();
+        let m = boxes.entry(id).or_insert_with(|| Mailbox {
+            ended: Some(End::Lost),
+            ..Mailbox::default()
+        });
+        let poll = f(m);
+        if poll.is_pending() {
+            m.waker = Some(cx.waker().clone());
+        }
+        poll
+    }
+
+    /// Hands the hub's notices to the streams and wakes the writer when
+    /// there are bytes for Redis.
+    fn dispatch(&self) {
+        let notices = self.hub.borrow_mut().take_notices();
+        let mut boxes = self.mailboxes.borrow_mut();
+        for notice in notices {
+            let id = match &notice {
+                Notice::Live(id)
+                | Notice::Ready(id)
+                | Notice::Overflow(id)
+                | Notice::Lost(id)
+                | Notice::Moved(id, _) => *id,
+            };
+            if let Some(m) = boxes.get_mut(&id) {
+                match notice {
+                    Notice::Live(_) => m.live = true,
+                    Notice::Ready(_) => m.ready = true,
+                    Notice::Overflow(_) => m.ended = Some(End::Overflow),
+                    Notice::Lost(_) => m.ended = Some(End::Lost),
+                    // The pump subscribes on the owner's connection instead.
+                    Notice::Moved(_, to) => m.ended = Some(End::Moved(to)),
+                }
+                if let Some(w) = m.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+        drop(boxes);
+        if let Some(w) = self.writer.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// Owns the connection: connects, then reads, writes and pings until it
+/// breaks or has no subscriber left; then every remaining stream is told.
+async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64) {
+    let outcome = run(&link, &target, ping_ns).await;
+    link.dead.set(true);
+    link.writer.borrow_mut().take(); // its task part is over: nothing to wake
+    CURRENT.with_borrow_mut(|current| {
+        current.retain(|_, c| !Rc::ptr_eq(c, &link));
+    });
+    OPEN.set(OPEN.get().saturating_sub(1));
+    if let Err(detail) = outcome {
+        log("redis_subscription_lost", &[("detail", detail.into())]);
+    }
+    link.hub.borrow_mut().connection_lost();
+    link.dispatch();
+}
+
+async fn run(link: &Link, target: &RedisTarget, ping_ns: u64) -> Result<(), String> {
+    let net::Conn {
+        mut rx,
+        mut tx,
+        socket: _socket,
+        done: _done,
+    } = net::Conn::open(target).await?;
+
+    let reader = pin!(async {
+        loop {
+            let (result, bytes) = rx.read(Vec::with_capacity(READ_CHUNK)).await;
+            match result {
+                StreamResult::Complete(_) => {
+                    let fed = link.hub.borrow_mut().receive(&bytes);
+                    fed.map_err(|e| format!("redis protocol: {e}"))?;
+                    link.dispatch();
+                }
+                StreamResult::Dropped | StreamResult::Cancelled => {
+                    return Err::<(), String>("redis closed the connection".into())
+                }
+            }
+        }
+    });
+    let writer = pin!(async {
+        loop {
+            let bytes = future::poll_fn(|cx| {
+                let mut hub = link.hub.borrow_mut();
+                let out = hub.take_outgoing();
+                if !out.is_empty() {
+                    return Poll::Ready(Some(out));
+                }
+                if hub.subscribers() == 0 {
+                    return Poll::Ready(None);
+                }
+                *link.writer.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            let Some(bytes) = bytes else {
+                return Ok::<(), String>(()); // nobody left: close
+            };
+            if !tx.write_all(bytes).await.is_empty() {
+                return Err("redis stopped taking writes".into());
+            }
+        }
+    });
+    // A PING per interval; one still unanswered a whole interval later
+    // means Redis is gone even though TCP did not say so.
+    let pinger = pin!(async {
+        loop {
+            clock::until(clock::now().saturating_add(ping_ns)).await;
+            if link.hub.borrow().awaiting() > 0 {
+                return Err::<(), String>("redis did not answer in time".into());
+            }
+            link.hub.borrow_mut().ping();
+            link.dispatch();
+        }
+    });
+    let io = future::select(reader, writer);
+    match future::select(io, pinger).await {
+        Either::Left((Either::Left((r, _)) | Either::Right((r, _)), _)) => r,
+        Either::Right((r, _)) => r,
+    }
+}
+
+/// Races `fut` against a monotonic deadline; `None` when the deadline won.
+pub async fn before<T>(deadline: u64, fut: impl Future<Output = T>) -> Option<T> {
+    match future::select(pin!(fut), pin!(clock::until(deadline))).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}

@@ -1,0 +1,313 @@
+//! Pumps one [`StreamMachine`] ([`Wiring::Shared`]) per stream request:
+//! its subscription on the instance's hub ([`super::link`]), its commands
+//! on the instance's command connection ([`super::commands`]), one timer
+//! and the response body. Every decision is the machine's; this file moves
+//! bytes and reads the clock.
+//!
+//! The handler awaits the machine until it answers: a refusal is the
+//! response; on [`Event::Start`] the `200` is returned and the rest runs
+//! in the request's background task, so the host counts the stream as
+//! handled and sends the instance more requests.
+
+use super::commands::Client;
+use super::link::{self, End, Subscription};
+use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
+use crate::auth::Identity;
+use crate::config::{Config, RedisTarget};
+use crate::error::ApiError;
+use crate::hub::Payload;
+use crate::machine::command::{MAX_REDIRECTS, RETRY_AFTER_SECONDS};
+use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
+use crate::outbox::Close;
+use crate::resp::Value;
+use crate::session::Tag;
+use futures::future;
+use spin_sdk7::wasip3;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use wasip3::http::types::{ErrorCode, Response};
+use wasip3::wit_bindgen::{StreamResult, StreamWriter};
+use wasip3::{wit_future, wit_stream};
+
+type Headers = Vec<(&'static str, String)>;
+
+/// Serves a stream route: the refusal, or the `200` with the body pumped
+/// from the request's background task.
+pub async fn serve(
+    cfg: Box<Config>,
+    who: Identity,
+    topic: Topic,
+    last_event_id: Option<String>,
+    cors: Headers,
+    line: Option<RequestLine>,
+) -> Response {
+    let answered = |status: u16| {
+        if let Some(l) = line {
+            l.answered(status);
+        }
+    };
+    let req = Opening {
+        topic,
+        last_event_id: last_event_id.as_deref(),
+        member: format!("{:016x}", wasip3::random::random::get_random_u64()),
+        now: clock::now(),
+        unix_now: clock::unix_seconds(),
+    };
+    let m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who, req);
+    let mut s = Pump {
+        m,
+        client: Client::new(&cfg.redis, cfg.redis_cluster, cfg.redis_timeout_ms),
+        sub: None,
+        live: false,
+        channel: String::new(),
+        redirects: 0,
+        cfg,
+        last_write: None,
+        timer: None,
+    };
+    loop {
+        s.step();
+        match s.m.poll() {
+            Some(Event::Refuse(e)) => {
+                s.finish();
+                answered(e.status);
+                return error_response(&e, &cors);
+            }
+            Some(Event::Start) => break,
+            Some(Event::Finished(_)) => {
+                s.finish();
+                let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
+                answered(e.status);
+                return error_response(&e, &cors);
+            }
+            None => {}
+        }
+        let mut no_write = None;
+        s.wait(&mut no_write).await;
+    }
+    let (body, body_rx) = wit_stream::new();
+    let (trailers_tx, trailers) = wit_future::new(|| Ok(None));
+    let mut head = vec![
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),
+    ];
+    head.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
+    let (response, _) = Response::new(fields(&head), Some(body_rx), trailers);
+    wit_bindgen_spawn(async move {
+        let close = s.stream(body).await;
+        s.finish();
+        answered(200);
+        // Clean (the last chunk) or aborted (an error in the trailers: the
+        // host ends the response without it) is the machine's call, as in
+        // the p2 shell. An abort waits out the grace after the last write,
+        // which the host would otherwise drop unsent with the connection.
+        if close.ends_cleanly() {
+            let _ = trailers_tx.write(Ok(None)).await;
+        } else {
+            if let Some(last) = s.last_write {
+                clock::until(last.saturating_add(ABORT_GRACE_NS)).await;
+            }
+            let aborted = ErrorCode::InternalError(Some(close.reason().into()));
+            let _ = trailers_tx.write(Err(aborted)).await;
+        }
+    });
+    response
+}
+
+type Write = Pin<Box<dyn Future<Output = (StreamWriter<u8>, StreamResult)>>>;
+
+/// An armed `wait-until` and the instant it fires.
+type Timer = (u64, Pin<Box<dyn Future<Output = ()>>>);
+
+/// How long an aborted body stays open after its last write (the p2
+/// shell's `ABORT_GRACE_MS`): the host drops bytes it has not sent yet
+/// when the response fails.
+const ABORT_GRACE_NS: u64 = 200_000_000;
+
+struct Pump {
+    m: StreamMachine,
+    client: Client,
+    sub: Option<Subscription>,
+    live: bool,
+    channel: String,
+    redirects: usize,
+    cfg: Box<Config>,
+    /// Monotonic time of the last body write that took bytes.
+    last_write: Option<u64>,
+    /// The armed timer, kept across wake-ups (see [`Pump::wait`]).
+    timer: Option<Timer>,
+}
+
+/// What woke the pump.
+enum Woke {
+    Live(Result<(), End>),
+    Messages(Result<Vec<Payload>, End>),
+    Answers(Vec<(Tag, Result<Value, ApiError>)>),
+    Wrote(StreamWriter<u8>, StreamResult),
+    Timer,
+}
+
+impl Pump {
+    /// Moves what the machine asked for: the channel to join, its commands,
+    /// its log lines.
+    fn step(&mut self) {
+        if let Some(channel) = self.m.join_channel() {
+            self.channel = channel;
+            let node = self.cfg.redis.clone();
+            self.subscribe(&node);
+        }
+        self.client.send(self.m.take_requests());
+        print(self.m.logs());
+    }
+
+    /// Joins the hub of `node` (the configured Redis, or on Cluster the
+    /// channel's shard).
+    fn subscribe(&mut self, node: &RedisTarget) {
+        self.sub = None;
+        let ping_ns = clock::secs(self.cfg.heartbeat_seconds.max(1));
+        let sharded = self.cfg.redis_cluster;
+        let channel = self.channel.as_bytes();
+        self.sub = Some(link::subscribe(node, sharded, ping_ns, channel));
+    }
+
+    /// The live stream until the machine says it is over.
+    async fn stream(&mut self, body: StreamWriter<u8>) -> Close {
+        let mut body = Some(body);
+        let mut write: Option<Write> = None;
+        loop {
+            self.step();
+            if let Some(Event::Finished(close)) = self.m.poll() {
+                return close;
+            }
+            if write.is_none() && !self.m.pending().is_empty() {
+                if let Some(mut b) = body.take() {
+                    let bytes = self.m.pending().to_vec();
+                    write = Some(Box::pin(async move {
+                        let (result, _) = b.write(bytes).await;
+                        (b, result)
+                    }));
+                }
+            }
+            if let Some((b, result)) = self.wait(&mut write).await {
+                let now = clock::now();
+                match result {
+                    StreamResult::Complete(n) => {
+                        body = Some(b);
+                        if n > 0 {
+                            self.last_write = Some(now);
+                        }
+                        self.m.body_took(n, now);
+                    }
+                    StreamResult::Dropped | StreamResult::Cancelled => self.m.body_gone(now),
+                }
+            }
+        }
+    }
+
+    /// Waits for the hub, the command answers, the body write in flight
+    /// or the machine's deadline, and feeds what happened. Returns the
+    /// body writer when its write finished.
+    ///
+    /// The timer outlives a wake-up: it is re-armed only when the deadline
+    /// moved earlier. A later deadline (every write pushes the heartbeat
+    /// back) keeps the armed one, which fires early once and is re-armed
+    /// then (`handle_timeout` before the deadline does nothing). Arming a
+    /// host timer and cancelling it on every delivery cost two of the
+    /// host's task operations per stream per event (docs/PERFORMANCE.md,
+    /// "Fan-out in one instance").
+    async fn wait(
+        &mut self,
+        write: &mut Option<Write>,
+    ) -> Option<(StreamWriter<u8>, StreamResult)> {
+        let deadline = self.m.deadline()?;
+        if self.timer.as_ref().is_none_or(|(at, _)| *at > deadline) {
+            self.timer = Some((deadline, Box::pin(clock::until(deadline))));
+        }
+        let wants = self.m.wants_redis();
+        let live = self.live;
+        let sub = self.sub.as_ref().filter(|_| wants);
+        let woke = {
+            let hub = pin!(async {
+                match sub {
+                    Some(s) if live => Woke::Messages(s.next().await),
+                    Some(s) => Woke::Live(s.live().await),
+                    None => future::pending().await,
+                }
+            });
+            let answers = pin!(async { Woke::Answers(self.client.answers().await) });
+            let timer = &mut self.timer;
+            let mut hub = hub;
+            let mut answers = answers;
+            future::poll_fn(|cx| {
+                if let Some(w) = write.as_mut() {
+                    if let Poll::Ready((b, r)) = w.as_mut().poll(cx) {
+                        *write = None;
+                        return Poll::Ready(Woke::Wrote(b, r));
+                    }
+                }
+                if let Poll::Ready(w) = hub.as_mut().poll(cx) {
+                    return Poll::Ready(w);
+                }
+                if let Poll::Ready(w) = answers.as_mut().poll(cx) {
+                    return Poll::Ready(w);
+                }
+                let fired = timer
+                    .as_mut()
+                    .is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready());
+                if fired {
+                    *timer = None;
+                    return Poll::Ready(Woke::Timer);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let now = clock::now();
+        let mut wrote = None;
+        match woke {
+            Woke::Live(Ok(())) => {
+                self.live = true;
+                self.m.subscribed(now);
+            }
+            Woke::Messages(Ok(messages)) => {
+                for p in messages {
+                    self.m.message(&p, now);
+                }
+            }
+            Woke::Live(Err(End::Moved(to))) if self.redirects < MAX_REDIRECTS => {
+                // Cluster: the channel's shard is elsewhere; join its hub.
+                self.redirects += 1;
+                let mut node = self.cfg.redis.clone();
+                (node.host, node.port) = (to.host, to.port);
+                self.subscribe(&node);
+            }
+            Woke::Live(Err(end)) | Woke::Messages(Err(end)) => {
+                self.sub = None;
+                let why = match end {
+                    End::Lost => "subscription lost",
+                    End::Overflow => "subscription queue overflowed",
+                    End::Moved(_) => "too many cluster redirects",
+                };
+                self.m.redis_failed(why, now);
+            }
+            Woke::Answers(list) => {
+                for (tag, outcome) in list {
+                    self.m.reply(tag, outcome, now);
+                }
+            }
+            Woke::Wrote(b, r) => wrote = Some((b, r)),
+            Woke::Timer => {}
+        }
+        self.m.handle_timeout(now);
+        wrote
+    }
+
+    /// Leaves the hub and sends the machine's last commands (the slot
+    /// given back).
+    fn finish(&mut self) {
+        self.sub = None;
+        self.step();
+    }
+}
