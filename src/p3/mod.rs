@@ -13,11 +13,11 @@ mod logs;
 mod net;
 mod pump;
 
+use crate::answer::{self, Answer};
 use crate::config::{Config, Source};
 use crate::error::ApiError;
-use crate::gate::{self, Verdict};
+use crate::gate;
 use crate::limits::BodyBudget;
-use crate::machine::command::RETRY_AFTER_SECONDS;
 use crate::machine::publish::Publish;
 use crate::machine::{Command, Topic};
 use crate::routes::Route;
@@ -76,15 +76,9 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
     logs::set_level(decision.log_level);
     print(decision.logs.into_iter());
     let cors = decision.headers;
-    let (route, cfg, who, last_event_id) = match decision.verdict {
-        Verdict::Refuse(e) => return error_response(&e, &cors),
-        Verdict::Preflight => return full_response(204, &[], &cors, Vec::new()),
-        Verdict::Serve {
-            route,
-            cfg,
-            who,
-            last_event_id,
-        } => (route, cfg, who, last_event_id),
+    let (route, cfg, who, last_event_id) = match decision.verdict.into_serve() {
+        Ok(serve) => serve,
+        Err(answer) => return answer_response(answer, &cors),
     };
     let Some(who) = who else {
         return match route {
@@ -152,49 +146,21 @@ async fn read_body(
 /// also shows this instance's counters (how many requests share it), which
 /// production leaves out.
 fn health(cfg: &Config, cors: &Headers) -> Response {
-    let mut reply = serde_json::json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-    });
+    let mut answer = answer::health();
     if cfg.dev_mode {
-        reply["instance"] = instance_stats();
+        // The instance's counters ride on the liveness body in dev mode.
+        if let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body) {
+            body["instance"] = instance_stats();
+            answer.body = body.to_string().into_bytes();
+        }
     }
-    json_response(200, cors, reply.to_string().into_bytes())
+    answer_response(answer, cors)
 }
 
 /// `GET /api/v1/events/health/ready`: 200 when Redis answers `PING`.
 async fn ready(cfg: &Config, cors: &Headers) -> Response {
-    let version = env!("CARGO_PKG_VERSION");
     let mut ping = commands::ran(Command::ping(cfg, clock::now())).await;
-    match ping.text() {
-        Ok(pong) if pong == "PONG" => {
-            let reply = serde_json::json!({"status": "ok", "version": version, "redis": "ok"});
-            json_response(200, cors, reply.to_string().into_bytes())
-        }
-        other => {
-            if let Ok(reply) = other {
-                log("health_unexpected_reply", &[("reply", reply.into())]);
-            }
-            let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
-            let reply = serde_json::json!({
-                "status": "unavailable",
-                "version": version,
-                "redis": "unreachable",
-                "detail": "Redis did not answer PING",
-                "type": e.kind,
-            });
-            let retry = RETRY_AFTER_SECONDS.to_string();
-            full_response(
-                503,
-                &[
-                    ("content-type", "application/json"),
-                    ("retry-after", &retry),
-                ],
-                cors,
-                reply.to_string().into_bytes(),
-            )
-        }
-    }
+    answer_response(answer::ready(ping.text()), cors)
 }
 
 /// This instance's counters (for dev-mode health).
@@ -283,9 +249,19 @@ fn json_response(status: u16, cors: &Headers, body: Vec<u8>) -> Response {
 }
 
 fn error_response(e: &ApiError, cors: &Headers) -> Response {
-    let mut headers = vec![("content-type", "application/json")];
-    headers.extend(e.headers.iter().map(|(k, v)| (*k, v.as_str())));
-    full_response(e.status, &headers, cors, e.body())
+    answer_response(Answer::from(e), cors)
+}
+
+/// Sends a core [`Answer`] and prints its log lines.
+fn answer_response(answer: Answer, cors: &Headers) -> Response {
+    let headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let response = full_response(answer.status, &headers, cors, answer.body);
+    print(answer.logs.into_iter());
+    response
 }
 
 /// Runs `fut` in this request's task after the handler has returned (the
