@@ -32,6 +32,22 @@ pub struct RedisTarget {
     pub dns_server: Option<SocketAddr>,
 }
 
+#[cfg(test)]
+impl RedisTarget {
+    /// A plain target `h:6379` for unit tests of the protocol modules.
+    pub(crate) fn for_tests(password: Option<&str>, db: u32) -> RedisTarget {
+        RedisTarget {
+            host: "h".into(),
+            port: 6379,
+            username: None,
+            password: password.map(Into::into),
+            db,
+            tls: None,
+            dns_server: None,
+        }
+    }
+}
+
 /// Channel and key names, configurable so several deployments can share Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefixes {

@@ -382,15 +382,7 @@ mod tests {
     use super::*;
 
     fn target(password: Option<&str>) -> RedisTarget {
-        RedisTarget {
-            host: "h".into(),
-            port: 6379,
-            username: None,
-            password: password.map(Into::into),
-            db: 0,
-            tls: None,
-            dns_server: None,
-        }
+        RedisTarget::for_tests(password, 0)
     }
 
     /// A hub past its login, with the outgoing handshake discarded.

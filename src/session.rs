@@ -202,15 +202,7 @@ mod tests {
     use super::*;
 
     fn target(password: Option<&str>, db: u32) -> RedisTarget {
-        RedisTarget {
-            host: "h".into(),
-            port: 6379,
-            username: None,
-            password: password.map(Into::into),
-            db,
-            tls: None,
-            dns_server: None,
-        }
+        RedisTarget::for_tests(password, db)
     }
 
     fn feed_all(s: &mut Session, bytes: &[u8]) -> Result<Vec<Incoming>, RespError> {
