@@ -328,6 +328,9 @@ enum Fake {
     NoAuth,
     /// Accepts and never answers.
     Silent,
+    /// Greets like Redis 7 (`HELLO` → a map), then answers every command
+    /// with an integer: a reply of the wrong type for `PING`.
+    Integers,
 }
 
 /// A fake Redis on loopback, bounded in time and bytes; stops on Drop.
@@ -386,6 +389,15 @@ fn serve_fake(kind: Fake, mut conn: TcpStream, stop: &AtomicBool) {
             Fake::Silent => Ok(()),
             Fake::Garbage if got > 0 => conn.write_all(b"?garbage\r\n\x00\xff not resp\r\n"),
             Fake::NoAuth if got > 0 => conn.write_all(b"-NOAUTH Authentication required.\r\n"),
+            Fake::Integers if got > 0 => {
+                let commands = buf[..got].iter().filter(|&&b| b == b'*').count();
+                let mut reply = Vec::new();
+                for _ in 0..commands {
+                    reply.extend_from_slice(if greeted { b":7\r\n" } else { b"%0\r\n" });
+                    greeted = true;
+                }
+                conn.write_all(&reply)
+            }
             Fake::HugeBulk if sent < 64 << 20 => {
                 if !greeted {
                     greeted = true;
@@ -433,6 +445,24 @@ fn redis_answering_garbage_or_nothing_is_503_and_the_gateway_survives() {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     });
+}
+
+#[test]
+fn a_wrong_typed_reply_to_ping_is_503_and_logged() {
+    let fake = FakeRedis::start(Fake::Integers);
+    let gw = GatewayBuilder::new(&fake.url()).start();
+    let resp = get(gw.addr(), READY_PATH, &[]);
+    assert_eq!(resp.status, 503, "{}", gw.log());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw.log().contains("redis_unavailable") {
+        assert!(
+            Instant::now() < deadline,
+            "no log line says why: {}",
+            gw.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gw.log().contains("Int(7)"), "{}", gw.log());
 }
 
 // ---------------------------------------------------------------------------

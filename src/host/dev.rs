@@ -27,7 +27,7 @@ pub fn create_execution(cfg: &Config, who: &Identity, out: Responder) {
     let random = wasi::random::random::get_random_u64();
     let unix = (wall.seconds as i64, wall.nanoseconds);
     let execution = Execution::new(cfg, who, random, unix);
-    let run = |args| redis::ran(Command::new(cfg, args, clock::now())).int();
+    let run = |args| redis::reply(Command::new(cfg, args, clock::now()), Command::int);
     let answer = run(execution.record.clone())
         .and_then(|_| run(execution.job.clone()))
         .map(|queued| execution.created(who, queued));

@@ -19,8 +19,9 @@ pub fn publish(cfg: &Config, who: &Identity, route: &Route, req: IncomingRequest
     let result = (|| {
         let publish = Publish::new(cfg, who, route).ok_or_else(ApiError::not_found)??;
         let raw = read_body(req, publish.max_body, cfg.limits.max_body_seconds)?;
-        let mut cmd = redis::ran(publish.command(cfg, &raw, clock::now())?);
-        publish.answer(&mut cmd)
+        redis::reply(publish.command(cfg, &raw, clock::now())?, |cmd| {
+            publish.answer(cmd)
+        })
     })();
     out.answer(result.map(|reply| Answer::json(202, reply)).into());
 }
@@ -56,6 +57,6 @@ pub(super) fn read_body(
 /// `GET /api/v1/events/health/ready`: readiness, no auth; 200 when Redis
 /// answers `PING`, else 503 with `retry-after`.
 pub fn ready(cfg: &Config, out: Responder) {
-    let mut ping = redis::ran(Command::ping(cfg, clock::now()));
-    out.answer(answer::ready(ping.text()));
+    let pong = redis::reply(Command::ping(cfg, clock::now()), Command::text);
+    out.answer(answer::ready(pong));
 }

@@ -284,7 +284,7 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
 }
 
 /// Runs a one-shot `cmd` on a connection of its own to its outcome.
-pub async fn run_command(cmd: &mut Command) {
+async fn run_command(cmd: &mut Command) {
     let mut conn: Option<net::Conn> = None;
     while !cmd.done() {
         if let Some(target) = cmd.connect_to() {
@@ -311,11 +311,13 @@ pub async fn run_command(cmd: &mut Command) {
             None => cmd.failed("redis did not answer in time"),
         }
     }
-    super::print(cmd.logs());
 }
 
-/// [`run_command`], returning the command for its outcome.
-pub async fn ran(mut cmd: Command) -> Command {
+/// Runs `cmd` and reads its reply with `read`; the log lines are printed
+/// after the read, so one the read adds (a reply of the wrong type) is too.
+pub async fn reply<T>(mut cmd: Command, read: impl FnOnce(&mut Command) -> T) -> T {
     run_command(&mut cmd).await;
-    cmd
+    let value = read(&mut cmd);
+    super::print(cmd.logs());
+    value
 }

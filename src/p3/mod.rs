@@ -114,8 +114,10 @@ async fn publish(
 ) -> Result<Vec<u8>, ApiError> {
     let publish = Publish::new(cfg, who, route).ok_or_else(ApiError::not_found)??;
     let raw = read_body(req, declared, publish.max_body, cfg.limits.max_body_seconds).await?;
-    let mut cmd = commands::ran(publish.command(cfg, &raw, clock::now())?).await;
-    publish.answer(&mut cmd)
+    commands::reply(publish.command(cfg, &raw, clock::now())?, |cmd| {
+        publish.answer(cmd)
+    })
+    .await
 }
 
 /// Reads the request body within `limits::BodyBudget`: 413 over `limit`
@@ -159,8 +161,8 @@ fn health(cfg: &Config, cors: &Headers) -> Response {
 
 /// `GET /api/v1/events/health/ready`: 200 when Redis answers `PING`.
 async fn ready(cfg: &Config, cors: &Headers) -> Response {
-    let mut ping = commands::ran(Command::ping(cfg, clock::now())).await;
-    answer_response(answer::ready(ping.text()), cors)
+    let pong = commands::reply(Command::ping(cfg, clock::now()), Command::text).await;
+    answer_response(answer::ready(pong), cors)
 }
 
 /// This instance's counters (for dev-mode health).
