@@ -83,8 +83,9 @@ fn write(m: &mut StreamMachine, body: &mut SseBody) {
 impl Link {
     /// Runs the machine's side commands (Redis Cluster) to their end.
     fn run_commands(&mut self, m: &mut StreamMachine) {
-        for cmd in m.take_commands() {
-            m.command_done(redis::ran(cmd), clock::now());
+        for mut cmd in m.take_commands() {
+            redis::run(&mut cmd);
+            m.command_done(cmd, clock::now()); // its log lines go to the machine's
         }
     }
 

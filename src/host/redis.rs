@@ -41,14 +41,9 @@ impl Link {
     }
 }
 
-/// Runs `cmd` to its outcome and prints its log lines (blocking; one
-/// instance serves one request).
+/// Runs `cmd` to its outcome (blocking; one instance serves one request).
+/// Its log lines are the caller's to print, once it has read the reply.
 pub fn run(cmd: &mut Command) {
-    pump(cmd);
-    print(cmd.logs());
-}
-
-fn pump(cmd: &mut Command) {
     let mut link = Link::default();
     link.connect_and_transmit(cmd);
     while !cmd.done() {
@@ -61,16 +56,10 @@ fn pump(cmd: &mut Command) {
     }
 }
 
-/// Runs `cmd` and returns it, for the stream machine that takes it whole.
-pub fn ran(mut cmd: Command) -> Command {
-    run(&mut cmd);
-    cmd
-}
-
 /// Runs `cmd` and reads its reply with `read`; the log lines are printed
 /// after the read, so one the read adds (a reply of the wrong type) is too.
 pub fn reply<T>(mut cmd: Command, read: impl FnOnce(&mut Command) -> T) -> T {
-    pump(&mut cmd);
+    run(&mut cmd);
     let value = read(&mut cmd);
     print(cmd.logs());
     value
