@@ -231,29 +231,18 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
             }
         }
     });
-    let writer = pin!(async {
-        loop {
-            let bytes = future::poll_fn(|cx| {
-                let mut p = shared.pipeline.borrow_mut();
-                let out = p.take_outgoing();
-                if !out.is_empty() {
-                    return Poll::Ready(Some(out));
-                }
-                if p.waiting() == 0 && MAILBOXES.with_borrow(|m| m.is_empty()) {
-                    return Poll::Ready(None);
-                }
-                *shared.writer.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
-            let Some(bytes) = bytes else {
-                return Ok::<(), String>(()); // nobody left: close
-            };
-            if !tx.write_all(bytes).await.is_empty() {
-                return Err("redis stopped taking writes".into());
-            }
+    let writer = pin!(net::write_until_idle(&mut tx, |waker| {
+        let mut p = shared.pipeline.borrow_mut();
+        let out = p.take_outgoing();
+        if !out.is_empty() {
+            return Poll::Ready(Some(out));
         }
-    });
+        if p.waiting() == 0 && MAILBOXES.with_borrow(|m| m.is_empty()) {
+            return Poll::Ready(None);
+        }
+        *shared.writer.borrow_mut() = Some(waker.clone());
+        Poll::Pending
+    }));
     // The oldest command overdue: the connection is wedged.
     let watchdog = pin!(async {
         loop {

@@ -245,29 +245,18 @@ async fn run(link: &Link, target: &RedisTarget, ping_ns: u64) -> Result<(), Stri
             }
         }
     });
-    let writer = pin!(async {
-        loop {
-            let bytes = future::poll_fn(|cx| {
-                let mut hub = link.hub.borrow_mut();
-                let out = hub.take_outgoing();
-                if !out.is_empty() {
-                    return Poll::Ready(Some(out));
-                }
-                if hub.subscribers() == 0 {
-                    return Poll::Ready(None);
-                }
-                *link.writer.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
-            let Some(bytes) = bytes else {
-                return Ok::<(), String>(()); // nobody left: close
-            };
-            if !tx.write_all(bytes).await.is_empty() {
-                return Err("redis stopped taking writes".into());
-            }
+    let writer = pin!(net::write_until_idle(&mut tx, |waker| {
+        let mut hub = link.hub.borrow_mut();
+        let out = hub.take_outgoing();
+        if !out.is_empty() {
+            return Poll::Ready(Some(out));
         }
-    });
+        if hub.subscribers() == 0 {
+            return Poll::Ready(None);
+        }
+        *link.writer.borrow_mut() = Some(waker.clone());
+        Poll::Pending
+    }));
     // A PING per interval; one still unanswered a whole interval later
     // means Redis is gone even though TCP did not say so.
     let pinger = pin!(async {

@@ -4,6 +4,7 @@
 use crate::config::RedisTarget;
 use spin_sdk7::wasip3;
 use std::net::IpAddr;
+use std::task::{Poll, Waker};
 use wasip3::sockets::types::ErrorCode;
 use wasip3::sockets::types::{
     IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, TcpSocket,
@@ -89,4 +90,21 @@ async fn resolve(host: &str) -> Result<IpAddr, String> {
         .find(IpAddr::is_ipv4)
         .or_else(|| found.first().map(ip))
         .ok_or_else(|| format!("resolve {host}: no address"))
+}
+
+/// Writes what `next` hands out until it says nobody is left (`None`, then
+/// the connection closes); `next` keeps the waker for when it has more.
+/// The writer task of the instance's hub and command connections.
+pub async fn write_until_idle(
+    tx: &mut StreamWriter<u8>,
+    mut next: impl FnMut(&Waker) -> Poll<Option<Vec<u8>>>,
+) -> Result<(), String> {
+    loop {
+        let Some(bytes) = std::future::poll_fn(|cx| next(cx.waker())).await else {
+            return Ok(()); // nobody left: close
+        };
+        if !tx.write_all(bytes).await.is_empty() {
+            return Err("redis stopped taking writes".into());
+        }
+    }
 }
