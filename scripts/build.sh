@@ -20,7 +20,11 @@
 # `inter-task-wakeup` cancels its wake-up read while the stream is still in a
 # waitable set; wasmtime and Spin trap with "waitable cannot be used
 # synchronously while added to a waitable set" (fixed upstream in wit-bindgen
-# 0.61). Until spin-sdk moves on, the p3 variants build against a patched copy
+# 0.61), and whose `spawn` leaves a future spawned during a poll that ends
+# pending unpolled until some unrelated event wakes the task (a stream that
+# joins a new Cluster node's connection then waited for its own timeout;
+# reworked upstream in wit-bindgen PR 1608). Until spin-sdk moves on, the
+# p3 variants build against a patched copy
 # of that crate: the registry's copy (checksum-verified by cargo) plus
 # scripts/p3/*.patch, in a scratch manifest dir under target/, so the
 # repository's Cargo.toml and Cargo.lock stay as they are for the p2 builds.
@@ -51,13 +55,15 @@ case "$variant" in
         "${CARGO:-cargo}" fetch --locked --target wasm32-wasip2 >/dev/null
         crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/wit-bindgen-0.57.1.crate | head -n1)
         mkdir -p "$scratch"
-        if [ ! -f "$patched/.patched" ]; then
+        # The marker names the patch set, so a new patch re-extracts the copy.
+        marker="$patched/.patched-$(cat scripts/p3/wit-bindgen-0.57.1-*.patch | sha256sum | cut -c1-16)"
+        if [ ! -f "$marker" ]; then
             rm -rf "$patched"
             tar xzf "$crate" -C "$scratch"
             for p in scripts/p3/wit-bindgen-0.57.1-*.patch; do
                 patch -s -p1 -d "$patched" < "$p"
             done
-            touch "$patched/.patched"
+            touch "$marker"
         fi
         ln -sfn "$PWD/src" "$scratch/src"
         ln -sfn "$PWD/static" "$scratch/static"
