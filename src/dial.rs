@@ -231,6 +231,33 @@ pub fn connect_error(peer: SocketAddr, code: &str) -> String {
     format!("connect to {peer}: {code}{hint}")
 }
 
+/// When the opening of a connection that streams share (WASIp3: the
+/// instance's subscription and command connections) gives up: a tenth of
+/// `timeout_ms` before the streams waiting on it would, so their 503 and
+/// log line name its cause (a dead resolver, a silent TLS peer) rather
+/// than only their own timeout.
+pub fn shared_open_deadline(now: u64, timeout_ms: u64) -> u64 {
+    let timeout = timeout_ms.saturating_mul(1_000_000);
+    now.saturating_add(timeout - timeout / 10)
+}
+
+/// The WIT name (`access-denied`, `name-unresolvable`) of an error code
+/// from its Rust `Debug` text (`ErrorCode::AccessDenied`,
+/// `ErrorCode::Other(Some(..))`): the texts and hints above go by WIT
+/// names, and bindings without `name()` (WASIp3) only derive `Debug`.
+pub fn wit_name(debug: &str) -> String {
+    let variant = debug.split('(').next().unwrap_or(debug);
+    let variant = variant.rsplit("::").next().unwrap_or(variant).trim();
+    let mut name = String::new();
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('-');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
+}
+
 /// A core machine that talks to Redis over a connection the shell keeps:
 /// where to (re)connect, what to write now, and where a failed connection
 /// or write goes. One shell loop then serves a stream and a command alike.
@@ -282,6 +309,26 @@ mod tests {
     use crate::config::parse_redis_url;
     use crate::dns::tests::{a, reply};
     use simple_dns::RCODE;
+
+    #[test]
+    fn a_shared_opening_gives_up_before_its_streams() {
+        assert_eq!(shared_open_deadline(5, 3_000), 5 + 2_700_000_000);
+        assert_eq!(shared_open_deadline(u64::MAX - 1, 3_000), u64::MAX);
+    }
+
+    #[test]
+    fn wit_names_from_debug_texts() {
+        assert_eq!(wit_name("ErrorCode::AccessDenied"), "access-denied");
+        assert_eq!(wit_name("NameUnresolvable"), "name-unresolvable");
+        assert_eq!(wit_name("ErrorCode::Other(Some(\"a::B\"))"), "other");
+        assert_eq!(
+            connect_error(
+                "10.0.0.1:6379".parse().unwrap(),
+                &wit_name("ErrorCode::AccessDenied")
+            ),
+            "connect to 10.0.0.1:6379: access-denied (on Spin: not in allowed_outbound_hosts)"
+        );
+    }
 
     fn target(url: &str, dns_server: Option<&str>) -> RedisTarget {
         let mut t = parse_redis_url(url).unwrap();

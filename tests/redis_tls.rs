@@ -21,9 +21,6 @@ const EVENT: Duration = Duration::from_secs(10);
 const PROMPT: Duration = Duration::from_secs(8);
 
 /// Seeds an execution record through `con`; returns its id.
-/// Why the TLS and DNS tests do not run against the p3 build.
-const ON_P3: &str = "its wasi:sockets@0.3 connections have no TLS and no own DNS lookup";
-
 fn seed(con: &mut redis::Connection) -> String {
     let id = new_execution_id();
     redis::cmd("HSET")
@@ -137,9 +134,6 @@ fn localhost_by_name() {
 
 #[test]
 fn name_from_the_configured_dns_server() {
-    if common::p3::lacks("name_from_the_configured_dns_server", ON_P3) {
-        return;
-    }
     let redis = RedisServer::start();
     let dns = Dnsmasq::start(&[("redis.test", "127.0.0.1")]);
     let gw = gateway(&format!("redis://redis.test:{}", redis.port()))
@@ -150,9 +144,6 @@ fn name_from_the_configured_dns_server() {
 
 #[test]
 fn unknown_names_are_a_clear_503() {
-    if common::p3::lacks("unknown_names_are_a_clear_503", ON_P3) {
-        return;
-    }
     let redis = RedisServer::start();
     let dns = Dnsmasq::start(&[("redis.test", "127.0.0.1")]);
     let gw = gateway(&format!("redis://nope.test:{}", redis.port()))
@@ -171,9 +162,6 @@ fn unknown_names_are_a_clear_503() {
 
 #[test]
 fn a_dead_dns_server_is_a_clear_503() {
-    if common::p3::lacks("a_dead_dns_server_is_a_clear_503", ON_P3) {
-        return;
-    }
     let redis = RedisServer::start();
     let dead = free_port();
     // The `tcp://` form: under Spin the value is an allowlist entry too.
@@ -206,18 +194,12 @@ fn localhost_tls(names: &[&str], expired: bool) -> (TlsRedis, Gateway) {
 
 #[test]
 fn tls_with_the_right_ca() {
-    if common::p3::lacks("tls_with_the_right_ca", ON_P3) {
-        return;
-    }
     let (redis, gw) = localhost_tls(&["localhost"], false);
     stream_works(&gw, &mut redis.conn());
 }
 
 #[test]
 fn tls_by_a_name_from_the_dns_server() {
-    if common::p3::lacks("tls_by_a_name_from_the_dns_server", ON_P3) {
-        return;
-    }
     // The Spin path: own lookup, then SNI and verification by that name.
     let pki = Pki::new("sse-gateway test CA");
     let cert = pki.issue(&["redis.test"], false);
@@ -234,9 +216,6 @@ fn tls_by_a_name_from_the_dns_server() {
 
 #[test]
 fn tls_refuses_a_wrong_ca() {
-    if common::p3::lacks("tls_refuses_a_wrong_ca", ON_P3) {
-        return;
-    }
     let pki = Pki::new("sse-gateway test CA");
     let cert = pki.issue(&["localhost"], false);
     let redis = TlsRedis::start(&pki, &cert, TlsRedisOptions::default());
@@ -251,9 +230,6 @@ fn tls_refuses_a_wrong_ca() {
 
 #[test]
 fn tls_refuses_a_certificate_for_another_name() {
-    if common::p3::lacks("tls_refuses_a_certificate_for_another_name", ON_P3) {
-        return;
-    }
     let (_redis, gw) = localhost_tls(&["redis.example.com"], false);
     refused(
         &gw,
@@ -263,9 +239,6 @@ fn tls_refuses_a_certificate_for_another_name() {
 
 #[test]
 fn tls_refuses_an_expired_certificate() {
-    if common::p3::lacks("tls_refuses_an_expired_certificate", ON_P3) {
-        return;
-    }
     let (_redis, gw) = localhost_tls(&["localhost"], true);
     refused(
         &gw,
@@ -275,9 +248,6 @@ fn tls_refuses_an_expired_certificate() {
 
 #[test]
 fn tls_to_a_plain_port_fails_promptly() {
-    if common::p3::lacks("tls_to_a_plain_port_fails_promptly", ON_P3) {
-        return;
-    }
     let redis = RedisServer::start();
     let pki = Pki::new("sse-gateway test CA");
     let gw = tls_gateway(
@@ -290,9 +260,6 @@ fn tls_to_a_plain_port_fails_promptly() {
 
 #[test]
 fn auth_over_tls() {
-    if common::p3::lacks("auth_over_tls", ON_P3) {
-        return;
-    }
     let pki = Pki::new("sse-gateway test CA");
     let cert = pki.issue(&["localhost"], false);
     let password = "s3cret-over-tls";
@@ -315,9 +282,6 @@ fn auth_over_tls() {
 
 #[test]
 fn client_certificate_when_redis_asks_for_one() {
-    if common::p3::lacks("client_certificate_when_redis_asks_for_one", ON_P3) {
-        return;
-    }
     let pki = Pki::new("sse-gateway test CA");
     let cert = pki.issue(&["localhost"], false);
     let client = pki.issue(&["sse-gateway"], false);
@@ -376,9 +340,6 @@ fn on_owner<T: redis::FromRedisValue>(cluster: &TlsCluster, cmd: &redis::Cmd) ->
 
 #[test]
 fn tls_cluster_follows_moved_to_named_nodes() {
-    if common::p3::lacks("tls_cluster_follows_moved_to_named_nodes", ON_P3) {
-        return;
-    }
     let pki = Pki::new("sse-gateway test CA");
     let cert = pki.issue(&["localhost"], false);
     let cluster = TlsCluster::start(&pki, &cert);

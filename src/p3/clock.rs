@@ -1,7 +1,10 @@
 //! Time from `wasi:clocks@0.3.0`: monotonic nanoseconds for deadlines,
 //! system-clock seconds for JWT `exp`.
 
+use futures::future::{self, Either};
 use spin_sdk7::wasip3::clocks::{monotonic_clock, system_clock};
+use std::future::Future;
+use std::pin::pin;
 
 /// Monotonic now, in nanoseconds.
 pub fn now() -> u64 {
@@ -16,6 +19,15 @@ pub fn secs(secs: u64) -> u64 {
 /// Resolves at the monotonic instant `deadline`.
 pub async fn until(deadline: u64) {
     monotonic_clock::wait_until(deadline).await
+}
+
+/// Races `fut` against the monotonic instant `deadline`; `None` when the
+/// deadline won.
+pub async fn before<T>(deadline: u64, fut: impl Future<Output = T>) -> Option<T> {
+    match future::select(pin!(fut), pin!(until(deadline))).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
 }
 
 /// Unix seconds, for token expiry checks.

@@ -12,19 +12,18 @@
 
 use super::{clock, log, net, print};
 use crate::config::RedisTarget;
+use crate::dial;
 use crate::error::ApiError;
-use crate::machine::{Command, Request, READ_CHUNK};
+use crate::machine::{Command, Request};
 use crate::pipeline::{Answer, Pipeline};
 use crate::resp::Value;
 use crate::session::Tag;
 use futures::future::{self, Either};
-use spin_sdk7::wasip3;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use wasip3::wit_bindgen::StreamResult;
 
 /// A stream's key on the shared connection.
 pub type StreamId = u64;
@@ -207,31 +206,26 @@ async fn drive(shared: Rc<Shared>) {
 }
 
 async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
+    let open_by = dial::shared_open_deadline(clock::now(), shared.timeout_ms);
     let net::Conn {
         mut rx,
         mut tx,
+        wire,
         socket: _socket,
         done: _done,
-    } = net::Conn::open(target).await?;
+    } = net::Conn::open(target, open_by).await?;
     let reader = pin!(async {
         loop {
-            let (result, bytes) = rx.read(Vec::with_capacity(READ_CHUNK)).await;
-            match result {
-                StreamResult::Complete(_) => {
-                    let mut answers = Vec::new();
-                    let fed = shared.pipeline.borrow_mut().receive(&bytes, &mut answers);
-                    print(shared.pipeline.borrow_mut().logs());
-                    shared.redirect();
-                    deliver(answers);
-                    fed.map_err(|e| format!("redis protocol: {e}"))?;
-                }
-                StreamResult::Dropped | StreamResult::Cancelled => {
-                    return Err::<(), String>("redis closed the connection".into())
-                }
-            }
+            let bytes = net::read(&mut rx, &wire).await?;
+            let mut answers = Vec::new();
+            let fed = shared.pipeline.borrow_mut().receive(&bytes, &mut answers);
+            print(shared.pipeline.borrow_mut().logs());
+            shared.redirect();
+            deliver(answers);
+            fed.map_err(|e| format!("redis protocol: {e}"))?;
         }
     });
-    let writer = pin!(net::write_until_idle(&mut tx, |waker| {
+    let writer = pin!(net::write_until_idle(&mut tx, &wire, |waker| {
         let mut p = shared.pipeline.borrow_mut();
         let out = p.take_outgoing();
         if !out.is_empty() {
@@ -278,10 +272,9 @@ async fn run_command(cmd: &mut Command) {
     while !cmd.done() {
         if let Some(target) = cmd.connect_to() {
             conn = None;
-            match super::link::before(cmd.deadline(), net::Conn::open(&target)).await {
-                Some(Ok(c)) => conn = Some(c),
-                Some(Err(e)) => cmd.failed(&e),
-                None => cmd.failed("connect timed out"),
+            match net::Conn::open(&target, cmd.deadline()).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => cmd.failed(&e),
             }
             continue;
         }
@@ -289,14 +282,15 @@ async fn run_command(cmd: &mut Command) {
             return cmd.failed("no connection");
         };
         let bytes = cmd.transmit();
-        if !bytes.is_empty() && !c.tx.write_all(bytes).await.is_empty() {
-            cmd.failed("redis stopped taking writes");
-            continue;
+        if !bytes.is_empty() {
+            if let Err(e) = c.write(bytes).await {
+                cmd.failed(&e);
+                continue;
+            }
         }
-        let read = c.rx.read(Vec::with_capacity(READ_CHUNK));
-        match super::link::before(cmd.deadline(), read).await {
-            Some((StreamResult::Complete(_), bytes)) => cmd.receive(&bytes),
-            Some(_) => cmd.failed("redis closed the connection"),
+        match clock::before(cmd.deadline(), net::read(&mut c.rx, &c.wire)).await {
+            Some(Ok(bytes)) => cmd.receive(&bytes),
+            Some(Err(e)) => cmd.failed(&e),
             None => cmd.failed("redis did not answer in time"),
         }
     }

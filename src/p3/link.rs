@@ -15,18 +15,14 @@
 use super::{clock, log, net};
 use crate::cluster::Moved;
 use crate::config::RedisTarget;
+use crate::dial;
 use crate::hub::{Hub, Notice, Payload, SubId};
 use futures::future::{self, Either};
-use spin_sdk7::wasip3;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use wasip3::wit_bindgen::StreamResult;
-
-use crate::machine::READ_CHUNK;
 
 /// Messages queued for one stream before it counts as too slow and is
 /// dropped (its browser stopped reading; the hub and the other streams go on).
@@ -35,8 +31,9 @@ const MAX_QUEUE: usize = 1024;
 /// How a subscription ended without the stream asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
-    /// The connection broke or Redis ended the subscription: reconnectable.
-    Lost,
+    /// The connection broke or Redis ended the subscription (why, when the
+    /// connection said): reconnectable.
+    Lost(String),
     /// The stream fell too far behind.
     Overflow,
     /// Cluster: the channel lives on this node; subscribe there.
@@ -56,6 +53,8 @@ struct Link {
     mailboxes: RefCell<HashMap<SubId, Mailbox>>,
     writer: RefCell<Option<Waker>>,
     dead: Cell<bool>,
+    /// Why the connection ended, for each stream's own log line.
+    lost: RefCell<String>,
 }
 
 thread_local! {
@@ -82,10 +81,12 @@ pub struct Subscription {
 
 /// Subscribes to `channel` on the instance's connection, opening it first
 /// when there is none. Not live yet: await [`Subscription::live`].
+/// `timeout_ms` bounds the connection's opening ([`dial::shared_open_deadline`]).
 pub fn subscribe(
     target: &RedisTarget,
     sharded: bool,
     ping_ns: u64,
+    timeout_ms: u64,
     channel: &[u8],
 ) -> Subscription {
     let node = (target.host.clone(), target.port);
@@ -97,10 +98,12 @@ pub fn subscribe(
                 mailboxes: RefCell::new(HashMap::new()),
                 writer: RefCell::new(None),
                 dead: Cell::new(false),
+                lost: RefCell::new(String::new()),
             });
             current.insert(node, link.clone());
             OPEN.set(OPEN.get() + 1);
-            super::wit_bindgen_spawn(drive(link.clone(), target.clone(), ping_ns));
+            let open_by = dial::shared_open_deadline(clock::now(), timeout_ms);
+            super::wit_bindgen_spawn(drive(link.clone(), target.clone(), ping_ns, open_by));
             link
         }
     });
@@ -161,7 +164,7 @@ impl Link {
     ) -> Poll<T> {
         let mut boxes = self.mailboxes.borrow_mut();
         let m = boxes.entry(id).or_insert_with(|| Mailbox {
-            ended: Some(End::Lost),
+            ended: Some(End::Lost(String::new())),
             ..Mailbox::default()
         });
         let poll = f(m);
@@ -189,7 +192,7 @@ impl Link {
                     Notice::Live(_) => m.live = true,
                     Notice::Ready(_) => m.ready = true,
                     Notice::Overflow(_) => m.ended = Some(End::Overflow),
-                    Notice::Lost(_) => m.ended = Some(End::Lost),
+                    Notice::Lost(_) => m.ended = Some(End::Lost(self.lost.borrow().clone())),
                     // The pump subscribes on the owner's connection instead.
                     Notice::Moved(_, to) => m.ended = Some(End::Moved(to)),
                 }
@@ -207,8 +210,8 @@ impl Link {
 
 /// Owns the connection: connects, then reads, writes and pings until it
 /// breaks or has no subscriber left; then every remaining stream is told.
-async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64) {
-    let outcome = run(&link, &target, ping_ns).await;
+async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64, open_by: u64) {
+    let outcome = run(&link, &target, ping_ns, open_by).await;
     link.dead.set(true);
     link.writer.borrow_mut().take(); // its task part is over: nothing to wake
     CURRENT.with_borrow_mut(|current| {
@@ -216,36 +219,34 @@ async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64) {
     });
     OPEN.set(OPEN.get().saturating_sub(1));
     if let Err(detail) = outcome {
-        log("redis_subscription_lost", &[("detail", detail.into())]);
+        log(
+            "redis_subscription_lost",
+            &[("detail", detail.as_str().into())],
+        );
+        *link.lost.borrow_mut() = detail;
     }
     link.hub.borrow_mut().connection_lost();
     link.dispatch();
 }
 
-async fn run(link: &Link, target: &RedisTarget, ping_ns: u64) -> Result<(), String> {
+async fn run(link: &Link, target: &RedisTarget, ping_ns: u64, open_by: u64) -> Result<(), String> {
     let net::Conn {
         mut rx,
         mut tx,
+        wire,
         socket: _socket,
         done: _done,
-    } = net::Conn::open(target).await?;
+    } = net::Conn::open(target, open_by).await?;
 
     let reader = pin!(async {
         loop {
-            let (result, bytes) = rx.read(Vec::with_capacity(READ_CHUNK)).await;
-            match result {
-                StreamResult::Complete(_) => {
-                    let fed = link.hub.borrow_mut().receive(&bytes);
-                    fed.map_err(|e| format!("redis protocol: {e}"))?;
-                    link.dispatch();
-                }
-                StreamResult::Dropped | StreamResult::Cancelled => {
-                    return Err::<(), String>("redis closed the connection".into())
-                }
-            }
+            let bytes = net::read(&mut rx, &wire).await?;
+            let fed = link.hub.borrow_mut().receive(&bytes);
+            fed.map_err(|e| format!("redis protocol: {e}"))?;
+            link.dispatch();
         }
     });
-    let writer = pin!(net::write_until_idle(&mut tx, |waker| {
+    let writer = pin!(net::write_until_idle(&mut tx, &wire, |waker| {
         let mut hub = link.hub.borrow_mut();
         let out = hub.take_outgoing();
         if !out.is_empty() {
@@ -273,13 +274,5 @@ async fn run(link: &Link, target: &RedisTarget, ping_ns: u64) -> Result<(), Stri
     match future::select(io, pinger).await {
         Either::Left((Either::Left((r, _)) | Either::Right((r, _)), _)) => r,
         Either::Right((r, _)) => r,
-    }
-}
-
-/// Races `fut` against a monotonic deadline; `None` when the deadline won.
-pub async fn before<T>(deadline: u64, fut: impl Future<Output = T>) -> Option<T> {
-    match future::select(pin!(fut), pin!(clock::until(deadline))).await {
-        Either::Left((v, _)) => Some(v),
-        Either::Right(_) => None,
     }
 }

@@ -134,7 +134,7 @@ async fn read_body(
     let (mut body, _trailers) = Request::consume_body(req, res);
     loop {
         let read = body.read(Vec::with_capacity(16 * 1024));
-        match link::before(budget.deadline(), read).await {
+        match clock::before(budget.deadline(), read).await {
             None => {
                 budget.check_time(clock::now())?;
             }

@@ -169,7 +169,8 @@ impl Pump {
         let ping_ns = clock::secs(self.cfg.heartbeat_seconds.max(1));
         let sharded = self.cfg.redis_cluster;
         let channel = self.channel.as_bytes();
-        self.sub = Some(link::subscribe(node, sharded, ping_ns, channel));
+        let timeout_ms = self.cfg.redis_timeout_ms;
+        self.sub = Some(link::subscribe(node, sharded, ping_ns, timeout_ms, channel));
     }
 
     /// The live stream until the machine says it is over.
@@ -286,11 +287,12 @@ impl Pump {
             Woke::Live(Err(end)) | Woke::Messages(Err(end)) => {
                 self.sub = None;
                 let why = match end {
-                    End::Lost => "subscription lost",
-                    End::Overflow => "subscription queue overflowed",
-                    End::Moved(_) => "too many cluster redirects",
+                    End::Lost(why) if why.is_empty() => "subscription lost".to_string(),
+                    End::Lost(why) => format!("subscription lost: {why}"),
+                    End::Overflow => "subscription queue overflowed".into(),
+                    End::Moved(_) => "too many cluster redirects".into(),
                 };
-                self.m.redis_failed(why, now);
+                self.m.redis_failed(&why, now);
             }
             Woke::Answers(list) => {
                 for (tag, outcome) in list {
