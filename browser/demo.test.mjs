@@ -13,7 +13,8 @@
 // Run: `node --test browser/` (after `npm ci` in browser/). Environment:
 // WASMTIME, SSE_GATEWAY_WASM, DEMO_PRODUCER (prebuilt binaries; otherwise
 // found or built with cargo), CHROMIUM (default /usr/bin/chromium),
-// UPDATE_SCREENSHOT=1 (also write docs/demo.png).
+// UPDATE_SCREENSHOT=1 (also write docs/demo.png), SSE_GATEWAY_WASMTIME_ARGS
+// (extra `wasmtime serve` flags: the p3 build runs with the README's).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -159,6 +160,8 @@ async function startGateway() {
     "--env", `RETRY_MS=${RETRY_MS}`,
     "--env", "HEARTBEAT_SECONDS=5",
     "--addr", `127.0.0.1:${env.port}`,
+    // The p3 build's instance flags (scripts/test.sh passes the README's).
+    ...(process.env.SSE_GATEWAY_WASMTIME_ARGS || "").split(/\s+/).filter(Boolean),
     env.wasm,
   ]);
   await until("the gateway's health check", async () => {

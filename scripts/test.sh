@@ -2,8 +2,8 @@
 # The full suite: lints, unit tests of the core on the host, the WIT world
 # check and the end-to-end tests against the real component with a real
 # redis-server, once per host: the portable build under `wasmtime serve`,
-# then the default build under `spin up` (plus tests/spin_host.rs), then a
-# bounded subset against the WASIp3 build (`p3`) under both hosts.
+# then the default build under `spin up` (plus tests/spin_host.rs), then
+# the same against the WASIp3 build (`p3`) under both hosts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
@@ -68,25 +68,15 @@ else
 fi
 
 # The WASIp3 build (many streams per instance, one shared subscription and
-# one command connection): a subset, to stay within CI's budget. The files
-# whose paths differ on p3: p3_model (streams sharing an instance and its
-# Redis connections), execution_stream (the opening pipeline's record,
-# history and result fill as Requests on the shared command connection),
-# routes (notification, replay status and publish routes, 401/403/404),
-# resume (history and Last-Event-ID through the shared wiring), drop_in
-# (identity read from the user store before the join, its heartbeat
-# re-read, replay records, clean vs aborted ends) and hardening (per-user
-# slots acquired, renewed and released on the shared command connection,
-# token expiry), history (paged replay: later pages and their result
-# fill as Requests answered through reply(), ~40 s) and observability (the
-# p3 shell's log lines, log_level and `request` lines; wasmtime only). The rest (faults, keys, hostile, cluster,
-# redis_tls) checks the core or the p2 shells and runs above only;
-# tests that need what p3 lacks say so (`common::p3::lacks`). Under Spin,
-# the p3 build that reads Spin variables, two files (~1 min).
-p3_files=(--test p3_model --test execution_stream --test routes --test resume --test drop_in --test hardening --test history --test observability)
-p3_spin_files=(--test routes --test drop_in)
-p3_timeout=${SSE_GATEWAY_P3_PASS_TIMEOUT:-900}
-echo "== e2e under wasmtime serve (p3 build, subset) $(date +%T)"
+# one command connection per instance and Redis node): the whole e2e suite
+# again under both hosts, plus p3_model (streams sharing an instance and
+# its Redis connections, always under wasmtime) and, under Spin, spin_host.
+# Tests that hold for one build only say so in one printed line. ~5 min
+# under wasmtime, ~3 under Spin.
+p3_files=(--test p3_model "${e2e[@]}")
+p3_spin_files=(--test spin_host "${e2e[@]}")
+p3_timeout=${SSE_GATEWAY_P3_PASS_TIMEOUT:-1200}
+echo "== e2e under wasmtime serve (p3 build) $(date +%T)"
 started=$(date +%s)
 SSE_GATEWAY_HOST=p3-wasmtime timeout -k 30 "$p3_timeout" cargo test --no-fail-fast "${p3_files[@]}" "$@" 2>&1 | tee "$plog"
 pstatus=${PIPESTATUS[0]}
@@ -96,7 +86,7 @@ echo "p3 wasmtime pass: $(($(date +%s) - started)) s"
 if [ -n "$SPIN" ]; then
     SSE_GATEWAY_P3_SPIN_WASM=$(scripts/build.sh p3-spin | tail -n 1)
     export SSE_GATEWAY_P3_SPIN_WASM
-    echo "== e2e under spin up (p3 build reading Spin variables, subset) $(date +%T)"
+    echo "== e2e under spin up (p3 build reading Spin variables) $(date +%T)"
     started=$(date +%s)
     SSE_GATEWAY_HOST=p3-spin timeout -k 30 "$p3_timeout" cargo test --no-fail-fast "${p3_spin_files[@]}" "$@" 2>&1 | tee -a "$plog"
     pstatus=${PIPESTATUS[0]}
@@ -119,6 +109,11 @@ fi
 set +e
 timeout -k 10 900 node --test --test-reporter=tap --test-concurrency=1 browser/ 2>&1 | tee "$blog"
 bstatus=${PIPESTATUS[0]}
+# The same page against the p3 build, with the README's instance flags.
+SSE_GATEWAY_WASM=$SSE_GATEWAY_P3_WASM \
+    SSE_GATEWAY_WASMTIME_ARGS="--max-instance-reuse-count 100000 --max-instance-concurrent-reuse-count 256" \
+    timeout -k 10 900 node --test --test-reporter=tap --test-concurrency=1 browser/ 2>&1 | tee -a "$blog"
+[ "${PIPESTATUS[0]}" -eq 0 ] || bstatus=1
 set -e
 
 echo "== bench and fuzz $(date +%T)"

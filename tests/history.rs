@@ -270,6 +270,15 @@ fn a_stalled_reader_with_a_terminal_event_pending_costs_no_cpu() {
             r[..digits].parse().ok()
         })
         .unwrap_or_else(|| panic!("no stream_closed duration in {closed:?}"));
+    if common::p3::p3_build() && host() == Host::Spin {
+        // Spin's WASIp3 body takes the whole 6 MB into its own buffers
+        // (each write completes at once), so the stream ends on the
+        // terminal event and the backlog waits in Spin, not in our outbox.
+        println!("[history] p3 under Spin: the body took 6 MB unread; no flush wait to observe");
+        assert!(closed.contains("terminal event"), "{closed}");
+        resp.disconnect();
+        return;
+    }
     // The terminal event never left: not a clean end (the body is
     // aborted, so a fetch-based client reconnects), told as a reader that
     // stopped reading.

@@ -8,6 +8,7 @@
 
 mod clock;
 mod commands;
+mod dev;
 mod link;
 mod logs;
 mod net;
@@ -84,7 +85,11 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
         return match route {
             Route::Ready => ready(&cfg, &cors).await,
             Route::Health => health(&cfg, &cors),
-            // The dev_mode demo page and tokens are the p2 builds' only.
+            Route::DemoPage => answer_response(crate::dev::demo_page(), &cors),
+            Route::DevToken => {
+                let declared = header(&entries, "content-length");
+                answer_response(dev::token(&cfg, req, declared).await, &cors)
+            }
             _ => error_response(&ApiError::not_found(), &cors),
         };
     };
@@ -99,6 +104,7 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
                 Err(e) => error_response(&e, &cors),
             }
         }
+        Route::DevExecution => answer_response(dev::create_execution(&cfg, &who).await, &cors),
         _ => error_response(&ApiError::not_found(), &cors),
     }
 }
