@@ -84,17 +84,6 @@ pub fn subscription_connections(redis: &super::RedisServer) -> Vec<u64> {
         .collect()
 }
 
-/// For a test of what the p3 build does not do yet (`what`): true, after
-/// one printed line saying so, when this run serves the p3 build; the test
-/// then returns. Never a silent skip: the line names the test and the gap.
-pub fn lacks(test: &str, what: &str) -> bool {
-    if !p3_build() {
-        return false;
-    }
-    println!("[e2e] {test}: not on the p3 build yet ({what})");
-    true
-}
-
 /// Every client connection Redis sees except the one asking
 /// (`CLIENT LIST` from the test's own connection).
 pub fn redis_clients(redis: &super::RedisServer) -> usize {
