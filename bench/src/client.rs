@@ -80,6 +80,11 @@ pub struct OpenReport {
     /// Time to first event of each opened stream (ns): from the start of
     /// the TCP connect to the first complete SSE event.
     pub ttfe_ns: Vec<u64>,
+    /// Index (in the order given) of each stream that opened: the tool
+    /// counts expected deliveries per execution id from these, since a
+    /// `PUBLISH` reply counts subscription connections (the p3 build
+    /// shares one per instance) and nchan is not behind Redis at all.
+    pub opened_idx: Vec<usize>,
 }
 
 /// Opens one stream per (path, token), at most `concurrency` in flight.
@@ -91,11 +96,11 @@ pub async fn open_streams(
 ) -> (StreamSet, OpenReport) {
     let shared = Arc::new(Shared::default());
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Result<u64, String>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Result<u64, String>)>();
     let started = now_ns();
     let n = streams.len();
     let mut tasks = Vec::with_capacity(n);
-    for (path, token) in streams {
+    for (idx, (path, token)) in streams.into_iter().enumerate() {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
              Cache-Control: no-cache\r\nCookie: access_token={token}\r\n\r\n"
@@ -115,11 +120,11 @@ pub async fn open_streams(
             drop(permit);
             match opened {
                 Ok((sock, reader)) => {
-                    let _ = tx.send(Ok(now_ns() - t0));
+                    let _ = tx.send((idx, Ok(now_ns() - t0)));
                     read_rest(sock, reader, &shared).await;
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send((idx, Err(e)));
                 }
             }
         }));
@@ -129,11 +134,12 @@ pub async fn open_streams(
     let deadline = tokio::time::Instant::now() + phase_timeout;
     while report.opened + report.failed < n {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Ok(ttfe))) => {
+            Ok(Some((idx, Ok(ttfe)))) => {
                 report.opened += 1;
                 report.ttfe_ns.push(ttfe);
+                report.opened_idx.push(idx);
             }
-            Ok(Some(Err(e))) => {
+            Ok(Some((_, Err(e)))) => {
                 report.failed += 1;
                 *report.errors.entry(e).or_default() += 1;
             }
@@ -192,7 +198,10 @@ async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared) 
     let mut buf = [0u8; 4096];
     let clean = loop {
         match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => break reader.done,
+            // A body without chunked framing (nchan's EventSource) ends
+            // where the connection does.
+            Ok(0) => break reader.done || !reader.chunked,
+            Err(_) => break reader.done,
             Ok(n) => {
                 if reader.feed(&buf[..n], shared).is_err() {
                     break false;
@@ -216,7 +225,8 @@ async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared) 
 pub struct SseReader {
     head: Vec<u8>,
     head_done: bool,
-    chunked: bool,
+    /// The body is chunked (the gateway); else it runs to the close.
+    pub chunked: bool,
     chunk: Chunk,
     size_line: Vec<u8>,
     line: Vec<u8>,

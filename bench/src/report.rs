@@ -23,6 +23,20 @@ pub struct Meta {
     pub spin: Option<String>,
     pub component_path: Option<String>,
     pub component_bytes: Option<u64>,
+    /// The WASIp3 component (targets `p3`, `p3-C`).
+    #[serde(default)]
+    pub p3_component_path: Option<String>,
+    #[serde(default)]
+    pub p3_component_bytes: Option<u64>,
+    /// `nginx -v` (targets `nchan`, `nchan-redis`).
+    #[serde(default)]
+    pub nginx: String,
+    /// Load average (1, 5, 15 min) at the start and the end of the run:
+    /// the machine is shared, so only ratios within one run compare.
+    #[serde(default)]
+    pub loadavg_start: String,
+    #[serde(default)]
+    pub loadavg_end: String,
     pub settings: Settings,
     /// The exact command lines of the servers under test.
     pub commands: BTreeMap<String, String>,
@@ -80,6 +94,12 @@ pub struct Step {
     /// opened (size = virtual size of the mapping).
     pub rss_growth: Vec<crate::procs::Mapping>,
     pub server_fds: usize,
+    /// Redis client connections (all, and those holding a subscription)
+    /// with the step's streams open, the tool's own not counted.
+    #[serde(default)]
+    pub redis_clients: usize,
+    #[serde(default)]
+    pub redis_subscribers: usize,
     pub idle: Idle,
     pub latency: Latency,
     pub fanout: Option<Fanout>,
@@ -113,8 +133,14 @@ pub struct Latency {
     pub rate_per_s: f64,
     pub seconds: f64,
     pub published: u64,
-    /// Deliveries Redis reported (sum of PUBLISH replies).
+    /// Deliveries expected: for each event sent, the streams open on its
+    /// execution id (counted by the client: a `PUBLISH` reply counts
+    /// subscription connections, which p3 instances share).
     pub expected: u64,
+    /// Sum of the publish replies (Redis: receiving connections; nchan:
+    /// active subscribers), for reference.
+    #[serde(default)]
+    pub publish_receivers: u64,
     pub received: u64,
     pub latency: Summary,
     pub delivered_per_s: f64,
