@@ -1317,8 +1317,12 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     let (pss_open, private_open) = pid.map_or((0, 0), procs::pss_private_kib);
     let maps_open = pid.map(procs::smaps).unwrap_or_default();
     let server_fds = pid.map_or(0, procs::fd_count);
+    // This server's Redis connections (every server of the run shares
+    // the one Redis).
     let redis = ctx.redis;
-    let (redis_clients, redis_subscribers) = blocking(move || redis::clients(redis)).await?;
+    let ports = pid.map_or_else(Default::default, |p| procs::tcp_ports_to(p, redis.port()));
+    let (redis_clients, redis_subscribers) =
+        blocking(move || redis::clients(redis, &ports)).await?;
 
     let mut step = Step {
         streams: n,

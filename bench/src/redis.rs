@@ -94,9 +94,13 @@ pub fn create_records(addr: SocketAddr, records: &[(String, String)]) -> io::Res
     Ok(())
 }
 
-/// Client connections Redis has besides the asking one: (all, those
-/// holding a subscription), from `CLIENT LIST`.
-pub fn clients(addr: SocketAddr) -> io::Result<(usize, usize)> {
+/// Client connections Redis has from the local `ports` (one server's, see
+/// `procs::tcp_ports_to`): (all, those holding a subscription), from
+/// `CLIENT LIST`.
+pub fn clients(
+    addr: SocketAddr,
+    ports: &std::collections::HashSet<u16>,
+) -> io::Result<(usize, usize)> {
     let mut r = Redis::connect(addr)?;
     let cmd = |args: &[&str]| args.iter().map(|a| a.as_bytes().to_vec()).collect();
     let replies = r.pipeline(&[cmd(&["CLIENT", "ID"]), cmd(&["CLIENT", "LIST"])])?;
@@ -109,7 +113,16 @@ pub fn clients(addr: SocketAddr) -> io::Result<(usize, usize)> {
         other => return Err(other_reply(other)),
     };
     let (mut all, mut subs) = (0, 0);
-    for line in list.lines().filter(|l| !l.starts_with(&me)) {
+    let from_ports = |line: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix("addr="))
+            .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok())
+            .is_some_and(|p| ports.contains(&p))
+    };
+    for line in list
+        .lines()
+        .filter(|l| !l.starts_with(&me) && from_ports(l))
+    {
         all += 1;
         let held = ["sub=", "psub=", "ssub="].iter().any(|k| {
             line.split_whitespace()
