@@ -434,6 +434,24 @@ mod tests {
     }
 
     #[test]
+    fn nchan_eventsource_without_chunks() {
+        // nchan: no chunked framing, a `: hi` comment first, `id:` lines.
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
+                     Connection: keep-alive\r\n\r\n: hi\n\nid: 1796182455:0\n\
+                     data: {\"event_type\":\"status\"}\n\nid: 1796182455:1\n\
+                     data: {\"event_type\":\"pod_running\",\"ts\":5}\n\n:410: 410 Gone\n\n";
+        for cut in 0..wire.len() {
+            let (r, shared) = feed_split(wire, cut);
+            assert_eq!(r.status, 200);
+            assert!(!r.chunked);
+            assert_eq!(r.events, 2, "cut {cut}");
+            assert!(!r.done, "the end is the connection's close");
+            assert_eq!(shared.received.load(Ordering::Relaxed), 1);
+            assert_eq!(shared.heartbeats.load(Ordering::Relaxed), 2);
+        }
+    }
+
+    #[test]
     fn error_status_is_reported() {
         let shared = Shared::default();
         let mut r = SseReader::default();

@@ -56,6 +56,7 @@ options:
                      nchan-redis nginx + nchan, messages in the bench's Redis
                      (nchan targets are skipped, with a line saying so, when
                      nginx or the module is not installed)
+  --add-targets LIST these targets after the default ones (or --targets)
   --p3-concurrency L serve p3 once per C in L (p3-16,p3-64,...) instead
   --p3-wasm PATH     the p3 component (default: $SSE_GATEWAY_P3_WASM, else
                      scripts/build.sh p3)
@@ -203,6 +204,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     }
     let mut name = None;
     let mut p3_concurrency: Vec<usize> = Vec::new();
+    let mut added: Vec<String> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let flag = args[i].as_str();
@@ -226,6 +228,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             }
             "--steps" => o.steps = list(&value()?)?,
             "--targets" => o.targets = list(&value()?)?,
+            "--add-targets" => added.extend(list::<String>(&value()?)?),
             "--rate" => o.rate = value()?.parse().map_err(|_| "bad --rate")?,
             "--phase-seconds" => o.phase_s = value()?.parse().map_err(|_| "bad --phase-seconds")?,
             "--idle-seconds" => o.idle_s = value()?.parse().map_err(|_| "bad --idle-seconds")?,
@@ -295,6 +298,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.name = "soak".into();
         o.soak = Some(soak);
     }
+    o.targets.extend(added);
     for (name, _) in &o.variants {
         o.targets.push(format!("wasmtime-{name}"));
     }
@@ -303,7 +307,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         let at = at.unwrap_or(o.targets.len());
         o.targets.retain(|t| t != "p3");
         let each = p3_concurrency.iter().map(|c| format!("p3-{c}"));
-        o.targets.splice(at.min(o.targets.len())..at.min(o.targets.len()), each);
+        o.targets
+            .splice(at.min(o.targets.len())..at.min(o.targets.len()), each);
     }
     if o.url.is_some() {
         if o.redis_url.is_none() {
@@ -312,7 +317,15 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.targets = vec!["url".into()];
     }
     for t in &o.targets {
-        let known = ["wasmtime", "native", "spin", "url", "p3", "nchan", "nchan-redis"];
+        let known = [
+            "wasmtime",
+            "native",
+            "spin",
+            "url",
+            "p3",
+            "nchan",
+            "nchan-redis",
+        ];
         if !known.contains(&t.as_str()) && !t.starts_with("wasmtime-") && p3_c(t).is_none() {
             return Err(format!("unknown target {t:?}"));
         }
@@ -665,12 +678,7 @@ fn run(opts: Opts) -> Result<(), String> {
     let cap1 = (nofile.1 as usize).saturating_sub(200);
     let cap2 = (nofile.1 as usize).saturating_sub(100) / 2;
     let mut notes = Vec::new();
-    let steps: Vec<usize> = opts
-        .steps
-        .iter()
-        .copied()
-        .filter(|&n| n <= cap1)
-        .collect();
+    let steps: Vec<usize> = opts.steps.iter().copied().filter(|&n| n <= cap1).collect();
     if steps.len() < opts.steps.len() {
         notes.push(format!(
             "steps above {cap1} streams skipped: the open-file limit ({}) allows one socket per stream in the client",
@@ -1209,11 +1217,13 @@ async fn publish(
         (Kind::Gateway, _) => {
             blocking(move || redis::publish(redis, &ids, payload, rate, count)).await
         }
-        (Kind::Nchan, redis::Payload::Terminal) => blocking(move || {
-            nchan::delete(addr, &ids)?;
-            Ok(redis::Published::default())
-        })
-        .await,
+        (Kind::Nchan, redis::Payload::Terminal) => {
+            blocking(move || {
+                nchan::delete(addr, &ids)?;
+                Ok(redis::Published::default())
+            })
+            .await
+        }
         (Kind::Nchan, redis::Payload::Live) => {
             blocking(move || nchan::publish(addr, &ids, payload, rate, count)).await
         }

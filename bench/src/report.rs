@@ -192,12 +192,22 @@ fn ratio(a: f64, b: f64) -> String {
 /// The fan-out ramp's highest delivery rate where every event arrived, and
 /// the p99 there.
 fn fanout_top(p: &Step) -> Option<&Latency> {
-    p.fanout.as_ref()?.ramp.iter().rev().find(|l| l.expected > 0 && l.received >= l.expected)
+    p.fanout
+        .as_ref()?
+        .ramp
+        .iter()
+        .rev()
+        .find(|l| l.expected > 0 && l.received >= l.expected)
 }
 
 /// p99 of the fan-out at offered rate `rate`, if every event arrived there.
 fn fanout_p99_at(p: &Step, rate: f64) -> Option<f64> {
-    let l = p.fanout.as_ref()?.ramp.iter().find(|l| l.rate_per_s == rate)?;
+    let l = p
+        .fanout
+        .as_ref()?
+        .ramp
+        .iter()
+        .find(|l| l.rate_per_s == rate)?;
     (l.expected > 0 && l.received >= l.expected).then_some(l.latency.p99_ms)
 }
 
@@ -241,7 +251,11 @@ fn figures(p: &Step) -> Figures {
 /// native baseline and nchan at each step, the ratios p3 ÷ nchan and
 /// p3 ÷ p2, and the p3 targets reached or not. Empty without a p3 target.
 fn side_by_side(r: &Results, s: &mut String) {
-    let p3: Vec<&Run> = r.runs.iter().filter(|x| x.target.starts_with("p3")).collect();
+    let p3: Vec<&Run> = r
+        .runs
+        .iter()
+        .filter(|x| x.target.starts_with("p3"))
+        .collect();
     if p3.is_empty() {
         return;
     }
@@ -321,13 +335,9 @@ fn side_by_side(r: &Results, s: &mut String) {
                         continue;
                     };
                     let (fa, fb) = (figures(pa), figures(pb));
-                    let common = r
-                        .meta
-                        .settings
-                        .fanout_rates
-                        .iter()
-                        .rev()
-                        .find(|&&x| fanout_p99_at(pa, x).is_some() && fanout_p99_at(pb, x).is_some());
+                    let common = r.meta.settings.fanout_rates.iter().rev().find(|&&x| {
+                        fanout_p99_at(pa, x).is_some() && fanout_p99_at(pb, x).is_some()
+                    });
                     let fan_p99 = match common {
                         Some(&x) => format!(
                             "{} (at {})",
@@ -384,7 +394,8 @@ fn side_by_side(r: &Results, s: &mut String) {
         let n_big = largest.map_or(0, |p| p.streams);
         row(
             "≤ 32 KiB host RSS per stream (largest step)",
-            big.as_ref().map(|f| format!("{} KiB at {n_big}", f1(f.rss))),
+            big.as_ref()
+                .map(|f| format!("{} KiB at {n_big}", f1(f.rss))),
             big.as_ref().map(|f| f.rss <= 32.0),
         );
         row(
@@ -428,7 +439,11 @@ fn side_by_side(r: &Results, s: &mut String) {
             Some(format!("{}/s", f1(best_fan))),
             Some(best_fan >= 0.95 * 100_000.0),
         );
-        let idle_max = a.steps.iter().map(|p| p.idle.server_cpu_pct).fold(0.0, f64::max);
+        let idle_max = a
+            .steps
+            .iter()
+            .map(|p| p.idle.server_cpu_pct)
+            .fold(0.0, f64::max);
         row(
             "idle CPU 0 (every step, heartbeats aside)",
             Some(format!("≤ {} % of a core", f1(idle_max))),
