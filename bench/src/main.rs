@@ -1368,13 +1368,19 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     // Idle: every stream open, no events.
     let hb0 = set.shared.heartbeats.load(Ordering::Relaxed);
     let c0 = Cpu::now(ctx, server);
-    tokio::time::sleep(Duration::from_secs_f64(o.idle_s)).await;
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
+    let hb_mid = set.shared.heartbeats.load(Ordering::Relaxed);
+    let c_mid = Cpu::now(ctx, server);
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
     let c1 = Cpu::now(ctx, server);
+    let hb1 = set.shared.heartbeats.load(Ordering::Relaxed);
     step.idle = report::Idle {
         seconds: (c1.at - c0.at) as f64 / 1e9,
         server_cpu_ms: c1.server.saturating_sub(c0.server) as f64 / 1e3,
         server_cpu_pct: c0.pct(&c1).0,
-        heartbeats: set.shared.heartbeats.load(Ordering::Relaxed) - hb0,
+        heartbeats: hb1 - hb0,
+        late_server_cpu_pct: Some(c_mid.pct(&c1).0),
+        late_heartbeats: Some(hb1 - hb_mid),
     };
 
     // Latency: `rate` events/s round-robin over the streams.
