@@ -897,7 +897,7 @@ pub fn plot(r: &Results, path: &Path) -> Result<bool, String> {
             chart
                 .configure_mesh()
                 .x_desc("open streams (log)")
-                .y_desc("KiB per stream (black: 128 KiB target)")
+                .y_desc("KiB per stream (black: 128 KiB target; grey: p3's 32 KiB)")
                 .x_label_formatter(&|v| log_label(*v))
                 .y_label_formatter(&|v| axis_num(*v))
                 .draw()
@@ -946,6 +946,17 @@ pub fn plot(r: &Results, path: &Path) -> Result<bool, String> {
                 BLACK.stroke_width(1),
             ))
             .map_err(err)?;
+        // Issue 16's budget for the p3 build: 32 KiB per stream.
+        if r.runs.iter().any(|x| x.target.starts_with("p3")) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(min_n * 0.8, 32.0), (max_n * 1.25, 32.0)],
+                    6,
+                    4,
+                    RGBColor(150, 150, 150).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
         if text {
             chart
                 .configure_series_labels()
