@@ -1026,6 +1026,15 @@ fn run(opts: Opts) -> Result<(), String> {
                     step.fanout.as_ref().map_or(0.0, |f| f.max_delivered_per_s),
                 ));
                 runs[i].steps.push(step);
+                // Progress on disk after every step: a run stopped from
+                // outside still leaves what it measured (`sse-bench render`).
+                let snap = Results {
+                    meta: meta.clone(),
+                    runs: runs.clone(),
+                };
+                if let Ok(text) = serde_json::to_string_pretty(&snap) {
+                    let _ = std::fs::write(work.join("progress.json"), text);
+                }
             }
         }
         Ok(())
