@@ -120,8 +120,8 @@ echo "== bench and fuzz $(date +%T)"
 # --- bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
 # Both build against the crate as a library, so an API change that breaks
 # them fails here. The native baseline pumps the same stream machine as the
-# component: a short benchmark (a few hundred streams, one step, both
-# servers, ~30 s) runs it natively next to the component.
+# component: a short benchmark (a few hundred streams, one step, ~40 s)
+# runs it natively next to the p2 component and the WASIp3 build.
 set +e
 (
     set -e
@@ -132,12 +132,13 @@ set +e
     trap 'rm -rf "$bench_out"' EXIT
     timeout -k 10 600 bench/target/release/sse-bench --steps 300 --phase-seconds 3 --idle-seconds 2 \
         --fanout-rates 10000 --fanout-seconds 2 --rate 500 \
-        --wasm "$SSE_GATEWAY_WASM" --wasmtime "$WASMTIME" --out "$bench_out" --name smoke
-    # Every stream of both servers opened and none was dropped.
-    awk -F'|' '/^\| (wasmtime|native) \| 300 \|/ && NF > 5 && $4+0 >= 0 { rows++; if ($4 != " 0 " || $5 != " 0 ") bad++ }
-         END { if (rows < 2 || bad) { print "bench smoke: failed or dropped streams"; exit 1 } }' \
-        <(grep -A4 '^| target | streams | open failed' "$bench_out/smoke.md")
-    echo "bench smoke: both servers served 300 streams"
+        --wasm "$SSE_GATEWAY_WASM" --wasmtime "$WASMTIME" --out "$bench_out" --name smoke \
+        --add-targets p3 --p3-wasm "$SSE_GATEWAY_P3_WASM"
+    # Every stream of the three servers opened and none was dropped.
+    awk -F'|' '/^\| (wasmtime|native|p3) \| 300 \|/ && NF > 5 && $4+0 >= 0 { rows++; if ($4 != " 0 " || $5 != " 0 ") bad++ }
+         END { if (rows < 3 || bad) { print "bench smoke: failed or dropped streams"; exit 1 } }' \
+        <(grep -A6 '^| target | streams | open failed' "$bench_out/smoke.md")
+    echo "bench smoke: wasmtime (p2), native and p3 served 300 streams"
 ) 2>&1 | tee "$blog.bench"
 bench_status=${PIPESTATUS[0]}
 set -e

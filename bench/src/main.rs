@@ -7,7 +7,8 @@
 //!
 //! Builds the portable component, starts its own `redis-server`, the
 //! component under `wasmtime serve` (and under `spin up` when `spin` is on
-//! PATH), and a native baseline built on the same core; opens N concurrent
+//! PATH), and a native baseline built on the same core (on request also
+//! the WASIp3 build, `p3`, and nginx with nchan); opens N concurrent
 //! SSE streams per step, publishes through Redis and measures latency,
 //! throughput, time to first event, connection rate, memory and CPU. Writes
 //! `docs/bench/<name>.{json,md,png}`. See docs/PERFORMANCE.md.
@@ -16,6 +17,7 @@ mod client;
 mod fanout_once;
 mod jwt;
 mod native;
+mod nchan;
 mod procs;
 mod redis;
 mod report;
@@ -47,7 +49,18 @@ presets:
 options:
   --steps LIST       stream counts, e.g. 100,1000,5000
   --targets LIST     wasmtime,native[,spin] (spin when one is found: $SPIN,
-                     PATH, ../shared/spin/install.sh)
+                     PATH, ../shared/spin/install.sh); also
+                     p3 / p3-C   the WASIp3 build under wasmtime serve, C
+                                 concurrent requests per instance (256)
+                     nchan       nginx + nchan, messages in memory
+                     nchan-redis nginx + nchan, messages in the bench's Redis
+                     (nchan targets are skipped, with a line saying so, when
+                     nginx or the module is not installed)
+  --add-targets LIST these targets after the default ones (or --targets)
+  --p3-concurrency L serve p3 once per C in L (p3-16,p3-64,...) instead
+  --p3-wasm PATH     the p3 component (default: $SSE_GATEWAY_P3_WASM, else
+                     scripts/build.sh p3)
+  --nginx PATH       nginx binary (default: PATH, /usr/sbin/nginx)
   --rate N           events/s published in the latency phase (1000)
   --phase-seconds S  latency phase length
   --idle-seconds S   idle CPU window
@@ -61,7 +74,10 @@ options:
   --name NAME        results file name (quick / full)
   --compare N=PATH   also serve the component PATH as target wasmtime-N in
                      the same run (A/B of a src change; repeatable)
-  --wasmtime-arg A   extra `wasmtime serve` argument (repeat for each)
+  --wasmtime-arg A   extra `wasmtime serve` argument, every wasmtime
+                     target (repeat for each)
+  --target-arg T=A   extra host argument for target T only (repeatable),
+                     e.g. p3-16=--max-instance-reuse-count=128
   --hold-seconds S   keep each step's streams open S s before measuring
                      (to inspect the server by hand: pmap, perf, smaps)
   --soak             soak mode instead of steps: streams held for minutes
@@ -101,6 +117,10 @@ struct Opts {
     server_pid: Option<u32>,
     hold_s: f64,
     wasmtime_args: Vec<String>,
+    /// Host arguments for one target: (target, argument).
+    target_args: Vec<(String, String)>,
+    p3_wasm: Option<PathBuf>,
+    nginx: Option<PathBuf>,
     /// Extra components served side by side: target `wasmtime-NAME`.
     variants: Vec<(String, PathBuf)>,
     /// Soak mode (`--soak`) instead of the steps.
@@ -165,6 +185,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         server_pid: None,
         hold_s: 0.0,
         wasmtime_args: Vec::new(),
+        target_args: Vec::new(),
+        p3_wasm: std::env::var_os("SSE_GATEWAY_P3_WASM").map(PathBuf::from),
+        nginx: None,
         variants: Vec::new(),
         soak: None,
     };
@@ -180,6 +203,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.targets.push("spin".into());
     }
     let mut name = None;
+    let mut p3_concurrency: Vec<usize> = Vec::new();
+    let mut added: Vec<String> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let flag = args[i].as_str();
@@ -203,6 +228,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             }
             "--steps" => o.steps = list(&value()?)?,
             "--targets" => o.targets = list(&value()?)?,
+            "--add-targets" => added.extend(list::<String>(&value()?)?),
             "--rate" => o.rate = value()?.parse().map_err(|_| "bad --rate")?,
             "--phase-seconds" => o.phase_s = value()?.parse().map_err(|_| "bad --phase-seconds")?,
             "--idle-seconds" => o.idle_s = value()?.parse().map_err(|_| "bad --idle-seconds")?,
@@ -225,6 +251,14 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 o.server_pid = Some(value()?.parse().map_err(|_| "bad --server-pid")?)
             }
             "--wasmtime-arg" => o.wasmtime_args.push(value()?),
+            "--target-arg" => {
+                let v = value()?;
+                let (t, a) = v.split_once('=').ok_or("--target-arg needs TARGET=ARG")?;
+                o.target_args.push((t.to_string(), a.to_string()));
+            }
+            "--p3-concurrency" => p3_concurrency = list(&value()?)?,
+            "--p3-wasm" => o.p3_wasm = Some(value()?.into()),
+            "--nginx" => o.nginx = Some(value()?.into()),
             "--compare" => {
                 let v = value()?;
                 let (name, path) = v.split_once('=').ok_or("--compare needs NAME=PATH.wasm")?;
@@ -264,8 +298,17 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.name = "soak".into();
         o.soak = Some(soak);
     }
+    o.targets.extend(added);
     for (name, _) in &o.variants {
         o.targets.push(format!("wasmtime-{name}"));
+    }
+    if !p3_concurrency.is_empty() {
+        let at = o.targets.iter().position(|t| t == "p3");
+        let at = at.unwrap_or(o.targets.len());
+        o.targets.retain(|t| t != "p3");
+        let each = p3_concurrency.iter().map(|c| format!("p3-{c}"));
+        o.targets
+            .splice(at.min(o.targets.len())..at.min(o.targets.len()), each);
     }
     if o.url.is_some() {
         if o.redis_url.is_none() {
@@ -274,9 +317,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.targets = vec!["url".into()];
     }
     for t in &o.targets {
-        if !["wasmtime", "native", "spin", "url"].contains(&t.as_str())
-            && !t.starts_with("wasmtime-")
-        {
+        let known = [
+            "wasmtime",
+            "native",
+            "spin",
+            "url",
+            "p3",
+            "nchan",
+            "nchan-redis",
+        ];
+        if !known.contains(&t.as_str()) && !t.starts_with("wasmtime-") && p3_c(t).is_none() {
             return Err(format!("unknown target {t:?}"));
         }
     }
@@ -290,6 +340,15 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     o.idle_s = o.idle_s.min(600.0);
     o.fanout_s = o.fanout_s.min(600.0);
     Ok(o)
+}
+
+/// The per-instance concurrency of a p3 target: `p3` (256) or `p3-C`.
+fn p3_c(target: &str) -> Option<usize> {
+    match target.strip_prefix("p3") {
+        Some("") => Some(256),
+        Some(rest) => rest.strip_prefix('-')?.parse().ok().filter(|c| *c > 0),
+        None => None,
+    }
 }
 
 fn main() {
@@ -395,6 +454,17 @@ struct Server {
     addr: SocketAddr,
     pid: Option<u32>,
     child: Option<procs::Child>,
+    kind: Kind,
+    /// Streams this server can hold within the open-file limit.
+    max_streams: usize,
+}
+
+/// How the tool feeds a server: the gateway (records and events through
+/// Redis) or nchan (events POSTed to it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gateway,
+    Nchan,
 }
 
 impl Server {
@@ -496,8 +566,8 @@ fn find_wasmtime(opt: &Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// The `wasmtime serve` pool and connection limits for `cap` concurrent
-/// streams. One instance of this component uses 3 core instances (the
-/// module plus two canonical-ABI shim modules), 1 linear memory and 2
+/// streams. One instance of this component uses 3–4 core instances (the
+/// module plus canonical-ABI shim modules), 1 linear memory and 2
 /// tables (the module's and the shims' indirect-call table): with
 /// `pooling-total-tables` equal to the instance count, wasmtime 48 refused
 /// instances past half of it ("maximum concurrent limit ... for tables").
@@ -505,7 +575,10 @@ fn wasmtime_limits(cap: usize) -> Vec<String> {
     let mut v = Vec::new();
     for (k, n) in [
         ("pooling-total-component-instances", cap),
-        ("pooling-total-core-instances", cap * 3),
+        // 4, not 3, since the portable build grew a core instance: with
+        // `cap * 3` a 1,200 cap stopped at exactly 900 streams ("maximum
+        // concurrent limit of 3600 for core instances reached").
+        ("pooling-total-core-instances", cap * 4),
         ("pooling-total-memories", cap),
         ("pooling-total-tables", cap * 2),
         ("pooling-total-stacks", cap),
@@ -520,6 +593,14 @@ fn wasmtime_limits(cap: usize) -> Vec<String> {
     v
 }
 
+/// The `--target-arg` arguments for `target`.
+fn target_args<'a>(opts: &'a Opts, target: &'a str) -> impl Iterator<Item = &'a String> {
+    opts.target_args
+        .iter()
+        .filter(move |(t, _)| t == target)
+        .map(|(_, a)| a)
+}
+
 fn command_line(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
@@ -532,6 +613,16 @@ fn command_line(cmd: &Command) -> String {
         }
     }
     s
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn host_info(nofile: (u64, u64)) -> report::HostInfo {
@@ -584,27 +675,26 @@ fn run(opts: Opts) -> Result<(), String> {
     let work = root.join("bench/target/run").join(&opts.name);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let max_step = *opts.steps.iter().max().unwrap_or(&100);
-    // Each stream holds 2 sockets in the server (browser + Redis) and 1 in
-    // the client; keep 100 spare.
-    let fd_cap = (nofile.1 as usize).saturating_sub(100) / 2;
+    // A p2 stream holds 2 sockets in the server (browser + Redis); a p3 or
+    // nchan stream 1 (instances share their Redis connections); every
+    // stream 1 in the client (this process). Keep 100 spare.
+    let cap1 = (nofile.1 as usize).saturating_sub(200);
+    let cap2 = (nofile.1 as usize).saturating_sub(100) / 2;
     let mut notes = Vec::new();
-    let steps: Vec<usize> = opts
-        .steps
-        .iter()
-        .copied()
-        .filter(|&n| n <= fd_cap)
-        .collect();
+    let steps: Vec<usize> = opts.steps.iter().copied().filter(|&n| n <= cap1).collect();
     if steps.len() < opts.steps.len() {
         notes.push(format!(
-            "steps above {fd_cap} streams skipped: the open-file limit ({}) allows 2 sockets per stream",
+            "steps above {cap1} streams skipped: the open-file limit ({}) allows one socket per stream in the client",
             nofile.1
         ));
     }
-    let cap = max_step.min(fd_cap) + 200;
+    let cap = max_step.min(cap2) + 200;
+    let cap_shared = max_step.min(cap1) + 200;
     let mut meta = report::Meta {
         mode: opts.name.clone(),
         started_unix,
         host: host_info(nofile),
+        loadavg_start: loadavg(),
         redis: procs::first_line(Path::new("redis-server"), &["--version"]),
         settings: report::Settings {
             steps: steps.clone(),
@@ -673,6 +763,8 @@ fn run(opts: Opts) -> Result<(), String> {
                 addr: opts.url.expect("checked"),
                 pid: opts.server_pid,
                 child: None,
+                kind: Kind::Gateway,
+                max_streams: cap1,
             },
             t if t.starts_with("wasmtime") => {
                 let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
@@ -696,6 +788,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 cmd.args(["serve", "-S", "cli", "-S", "inherit-network"])
                     .args(wasmtime_limits(cap))
                     .args(&opts.wasmtime_args)
+                    .args(target_args(&opts, t))
                     .args(["--env", &format!("REDIS_URL={redis_url}")])
                     .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
                     .args(["--addr", &addr.to_string()])
@@ -711,6 +804,83 @@ fn run(opts: Opts) -> Result<(), String> {
                     addr,
                     pid: Some(child.pid),
                     child: Some(child),
+                    kind: Kind::Gateway,
+                    max_streams: cap2,
+                }
+            }
+            t if p3_c(t).is_some() => {
+                let c = p3_c(t).expect("checked");
+                let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
+                    "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
+                )?;
+                let wasm = match &opts.p3_wasm {
+                    Some(w) => w.clone(),
+                    None => build_component("p3")?,
+                };
+                meta.p3_component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+                meta.p3_component_path = Some(wasm.display().to_string());
+                // The README's p3 flags: an instance takes new streams for
+                // as long as it lives, C handlers at once.
+                let mut cmd = Command::new(&wasmtime);
+                cmd.args(["serve", "-S", "cli", "-S", "inherit-network"])
+                    .args(["--max-instance-reuse-count", "100000"])
+                    .args(["--max-instance-concurrent-reuse-count", &c.to_string()])
+                    .args(["--max-concurrent-connections", &cap_shared.to_string()])
+                    .args(&opts.wasmtime_args)
+                    .args(target_args(&opts, t))
+                    .args(["--env", &format!("REDIS_URL={redis_url}")])
+                    .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
+                    .args(["--addr", &addr.to_string()])
+                    .arg(&wasm);
+                meta.commands.insert(t.to_string(), command_line(&cmd));
+                say(format!("starting wasmtime serve for {t} (p3, C = {c})"));
+                let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
+                    .map_err(|e| format!("wasmtime: {e}"))?;
+                Server {
+                    name: target.clone(),
+                    addr,
+                    pid: Some(child.pid),
+                    child: Some(child),
+                    kind: Kind::Gateway,
+                    max_streams: cap1,
+                }
+            }
+            "nchan" | "nchan-redis" => {
+                let (nginx, module) = match nchan::find(opts.nginx.as_deref()) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        let line = format!("target {target} skipped: {why}");
+                        say(&line);
+                        notes.push(line);
+                        continue;
+                    }
+                };
+                let dir = work.join(target);
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let redis = (target == "nchan-redis").then_some(redis_addr);
+                let conf = dir.join("nginx.conf");
+                let text = nchan::config(&dir, &module, addr, redis, HEARTBEAT_SECONDS, cap1);
+                std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
+                let mut cmd = Command::new(&nginx);
+                cmd.arg("-p")
+                    .arg(&dir)
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("-e")
+                    .arg(dir.join("error.log"))
+                    .args(target_args(&opts, target));
+                meta.nginx = procs::first_line(&nginx, &["-v"]);
+                meta.commands.insert(target.clone(), command_line(&cmd));
+                say(format!("starting nginx + nchan for {target}"));
+                let child = procs::Child::spawn(target, cmd, &work.join(format!("{target}.log")))
+                    .map_err(|e| format!("nginx: {e}"))?;
+                Server {
+                    name: target.clone(),
+                    addr,
+                    pid: Some(child.pid),
+                    child: Some(child),
+                    kind: Kind::Nchan,
+                    max_streams: cap1,
                 }
             }
             "native" => {
@@ -730,6 +900,8 @@ fn run(opts: Opts) -> Result<(), String> {
                     addr,
                     pid: Some(child.pid),
                     child: Some(child),
+                    kind: Kind::Gateway,
+                    max_streams: cap2,
                 }
             }
             "spin" => {
@@ -760,6 +932,8 @@ fn run(opts: Opts) -> Result<(), String> {
                     addr,
                     pid: Some(child.pid),
                     child: Some(child),
+                    kind: Kind::Gateway,
+                    max_streams: cap2,
                 }
             }
             _ => unreachable!("targets are checked"),
@@ -816,6 +990,7 @@ fn run(opts: Opts) -> Result<(), String> {
             steps: Vec::new(),
         })
         .collect();
+    let mut skipped: Vec<String> = Vec::new();
     let result: Result<(), String> = rt.block_on(async {
         // Warm-up: a few streams per server so first-request costs (lazy
         // init, page faults of the first instances) are not in step 1.
@@ -824,6 +999,16 @@ fn run(opts: Opts) -> Result<(), String> {
         }
         for &n in &steps {
             for (i, s) in servers.iter_mut().enumerate() {
+                if n > s.max_streams {
+                    let line = format!(
+                        "{}: step {n} skipped: the open-file limit ({}) holds {} of its streams \
+                         (2 sockets each in the server for p2 builds and the native baseline)",
+                        s.name, nofile.1, s.max_streams
+                    );
+                    say(&line);
+                    skipped.push(line);
+                    continue;
+                }
                 say(format!("{}: step {n} streams", s.name));
                 let step = run_step(&ctx, s, n, false).await?;
                 say(format!(
@@ -841,6 +1026,15 @@ fn run(opts: Opts) -> Result<(), String> {
                     step.fanout.as_ref().map_or(0.0, |f| f.max_delivered_per_s),
                 ));
                 runs[i].steps.push(step);
+                // Progress on disk after every step: a run stopped from
+                // outside still leaves what it measured (`sse-bench render`).
+                let snap = Results {
+                    meta: meta.clone(),
+                    runs: runs.clone(),
+                };
+                if let Ok(text) = serde_json::to_string_pretty(&snap) {
+                    let _ = std::fs::write(work.join("progress.json"), text);
+                }
             }
         }
         Ok(())
@@ -849,6 +1043,8 @@ fn run(opts: Opts) -> Result<(), String> {
     drop(children);
     meta.seconds_total = stats::now_ns() as f64 / 1e9;
     meta.notes = notes;
+    meta.notes.extend(skipped);
+    meta.loadavg_end = loadavg();
     meta.notes.push(
         "Client (this tool: one thread for all streams plus a publisher thread), Redis and \
          the server share the same 2 CPUs; CPU shares per phase are in the details table."
@@ -964,11 +1160,13 @@ fn exec_path(id: &str) -> String {
 
 /// Publishes `count` events over `ids` at `rate`/s, waits for them to be
 /// delivered (bounded), and measures latency, throughput and CPU.
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     ctx: &Ctx,
     server: &Server,
     set: &client::StreamSet,
     ids: &[String],
+    open_on: &[u64],
     rate: f64,
     count: u64,
     offered: f64,
@@ -977,13 +1175,14 @@ async fn measure(
     let _ = shared.take_samples();
     let r0 = shared.received.load(Ordering::Relaxed);
     let before = Cpu::now(ctx, server);
-    let (redis, ids_owned) = (ctx.redis, ids.to_vec());
-    let published =
-        blocking(move || redis::publish(redis, &ids_owned, redis::Payload::Live, rate, count))
-            .await?;
-    // Drain: until every delivery Redis made has arrived, at most 10 s.
+    let published = publish(ctx, server, ids, redis::Payload::Live, rate, count).await?;
+    // Event `seq` goes to `ids[seq % len]`, which `open_on` streams hold.
+    let expected: u64 = (0..published.commands)
+        .map(|seq| open_on[(seq % ids.len() as u64) as usize])
+        .sum();
+    // Drain: until every expected delivery has arrived, at most 10 s.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shared.received.load(Ordering::Relaxed) - r0 < published.receivers
+    while shared.received.load(Ordering::Relaxed) - r0 < expected
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1001,7 +1200,8 @@ async fn measure(
         rate_per_s: offered,
         seconds,
         published: published.commands,
-        expected: published.receivers,
+        expected,
+        publish_receivers: published.receivers,
         received,
         latency: stats::summarize(shared.take_samples()),
         delivered_per_s: received as f64 / seconds,
@@ -1012,21 +1212,70 @@ async fn measure(
     })
 }
 
+/// Publishes `count` events over `ids` at `rate`/s to `server`: through
+/// Redis for the gateway, by POST for nchan (where a terminal event is a
+/// channel DELETE: nchan has no terminal event types).
+async fn publish(
+    ctx: &Ctx,
+    server: &Server,
+    ids: &[String],
+    payload: redis::Payload,
+    rate: f64,
+    count: u64,
+) -> Result<redis::Published, String> {
+    let ids = ids.to_vec();
+    let (redis, addr) = (ctx.redis, server.addr);
+    match (server.kind, payload) {
+        (Kind::Gateway, _) => {
+            blocking(move || redis::publish(redis, &ids, payload, rate, count)).await
+        }
+        (Kind::Nchan, redis::Payload::Terminal) => {
+            blocking(move || {
+                nchan::delete(addr, &ids)?;
+                Ok(redis::Published::default())
+            })
+            .await
+        }
+        (Kind::Nchan, redis::Payload::Live) => {
+            blocking(move || nchan::publish(addr, &ids, payload, rate, count)).await
+        }
+    }
+}
+
+/// What a stream on each of `ids` needs before it opens: the execution
+/// records (id, owner) in Redis for the gateway; for nchan a first event in
+/// each channel, which is what its subscribers get first.
+async fn prepare(ctx: &Ctx, server: &Server, records: Vec<(String, String)>) -> Result<(), String> {
+    let (redis, addr) = (ctx.redis, server.addr);
+    match server.kind {
+        Kind::Gateway => blocking(move || redis::create_records(redis, &records)).await,
+        Kind::Nchan => {
+            let ids: Vec<String> = records.into_iter().map(|(id, _)| id).collect();
+            blocking(move || nchan::prime(addr, &ids)).await
+        }
+    }
+}
+
+/// Streams open on each of `ids` (`of(i)`: the index in `ids` of stream i).
+fn open_on(ids: usize, rep: &client::OpenReport, of: impl Fn(usize) -> usize) -> Vec<u64> {
+    let mut v = vec![0u64; ids];
+    for &i in &rep.opened_idx {
+        v[of(i)] += 1;
+    }
+    v
+}
+
 /// Ends every stream of `set` with a terminal event on each of `ids`.
-async fn close_set(ctx: &Ctx, set: client::StreamSet, ids: &[String]) -> (f64, usize, usize) {
+async fn close_set(
+    ctx: &Ctx,
+    server: &Server,
+    set: client::StreamSet,
+    ids: &[String],
+) -> (f64, usize, usize) {
     let t0 = stats::now_ns();
     set.shared.ending.store(true, Ordering::Relaxed);
-    let (redis, ids_owned, n) = (ctx.redis, ids.to_vec(), ids.len() as u64);
-    let _ = blocking(move || {
-        redis::publish(
-            redis,
-            &ids_owned,
-            redis::Payload::Terminal,
-            f64::INFINITY,
-            n,
-        )
-    })
-    .await;
+    let n = ids.len() as u64;
+    let _ = publish(ctx, server, ids, redis::Payload::Terminal, f64::INFINITY, n).await;
     let dropped = set.shared.dropped.load(Ordering::Relaxed);
     let aborted = set.finish(Duration::from_secs(30)).await;
     ((stats::now_ns() - t0) as f64 / 1e9, aborted, dropped)
@@ -1047,10 +1296,9 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     let ids: Vec<String> = (0..n).map(|i| format!("u{tag}-{i}")).collect();
     let users: Vec<String> = (0..n).map(|i| format!("user-{tag}-{i}")).collect();
     {
-        let redis = ctx.redis;
         let records: Vec<(String, String)> =
             ids.iter().cloned().zip(users.iter().cloned()).collect();
-        blocking(move || redis::create_records(redis, &records)).await?;
+        prepare(ctx, server, records).await?;
     }
     let streams: Vec<(String, String)> = ids
         .iter()
@@ -1067,15 +1315,14 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
             .iter()
             .map(|id| (id.clone(), format!("user-{id}")))
             .collect();
-        let redis = ctx.redis;
-        blocking(move || redis::create_records(redis, &records)).await?;
+        prepare(ctx, server, records).await?;
         let streams = sids
             .iter()
             .map(|id| (exec_path(id), ctx.token(&format!("user-{id}"), "user")))
             .collect();
         let (set, rep) =
             client::open_streams(server.addr, streams, 1, Duration::from_secs(60)).await;
-        close_set(ctx, set, &sids).await;
+        close_set(ctx, server, set, &sids).await;
         stats::summarize(rep.ttfe_ns)
     };
     let pid = server.pid;
@@ -1092,6 +1339,12 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     let (pss_open, private_open) = pid.map_or((0, 0), procs::pss_private_kib);
     let maps_open = pid.map(procs::smaps).unwrap_or_default();
     let server_fds = pid.map_or(0, procs::fd_count);
+    // This server's Redis connections (every server of the run shares
+    // the one Redis).
+    let redis = ctx.redis;
+    let ports = pid.map_or_else(Default::default, |p| procs::tcp_ports_to(p, redis.port()));
+    let (redis_clients, redis_subscribers) =
+        blocking(move || redis::clients(redis, &ports)).await?;
 
     let mut step = Step {
         streams: n,
@@ -1104,10 +1357,12 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
         pss_per_stream_kib: pss_open.saturating_sub(pss_base) as f64 / rep.opened.max(1) as f64,
         rss_growth: procs::rss_growth(&maps_base, &maps_open, 6),
         server_fds,
+        redis_clients,
+        redis_subscribers,
         ..Default::default()
     };
     if warmup {
-        let (_, _, _) = close_set(ctx, set, &ids).await;
+        let (_, _, _) = close_set(ctx, server, set, &ids).await;
         step.open = open;
         return Ok(step);
     }
@@ -1122,22 +1377,29 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     // Idle: every stream open, no events.
     let hb0 = set.shared.heartbeats.load(Ordering::Relaxed);
     let c0 = Cpu::now(ctx, server);
-    tokio::time::sleep(Duration::from_secs_f64(o.idle_s)).await;
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
+    let hb_mid = set.shared.heartbeats.load(Ordering::Relaxed);
+    let c_mid = Cpu::now(ctx, server);
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
     let c1 = Cpu::now(ctx, server);
+    let hb1 = set.shared.heartbeats.load(Ordering::Relaxed);
     step.idle = report::Idle {
         seconds: (c1.at - c0.at) as f64 / 1e9,
         server_cpu_ms: c1.server.saturating_sub(c0.server) as f64 / 1e3,
         server_cpu_pct: c0.pct(&c1).0,
-        heartbeats: set.shared.heartbeats.load(Ordering::Relaxed) - hb0,
+        heartbeats: hb1 - hb0,
+        late_server_cpu_pct: Some(c_mid.pct(&c1).0),
+        late_heartbeats: Some(hb1 - hb_mid),
     };
 
     // Latency: `rate` events/s round-robin over the streams.
     if rep.opened > 0 {
         let count = (o.rate * o.phase_s).ceil() as u64;
-        step.latency = measure(ctx, server, &set, &ids, o.rate, count, o.rate).await?;
+        let on = open_on(ids.len(), &rep, |i| i);
+        step.latency = measure(ctx, server, &set, &ids, &on, o.rate, count, o.rate).await?;
     }
     step.held = set.shared.alive.load(Ordering::Relaxed);
-    let (close_s, aborted, dropped) = close_set(ctx, set, &ids).await;
+    let (close_s, aborted, dropped) = close_set(ctx, server, set, &ids).await;
     step.open = open;
     step.close_seconds = close_s;
     step.close_aborted = aborted;
@@ -1150,12 +1412,11 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
         let groups = n.div_ceil(group);
         let fids: Vec<String> = (0..groups).map(|g| format!("f{tag}-{g}")).collect();
         {
-            let redis = ctx.redis;
             let records: Vec<(String, String)> = fids
                 .iter()
                 .map(|id| (id.clone(), format!("owner-{id}")))
                 .collect();
-            blocking(move || redis::create_records(redis, &records)).await?;
+            prepare(ctx, server, records).await?;
         }
         // Watchers of a shared execution: admins (exempt from the ownership
         // check), one user each.
@@ -1175,11 +1436,12 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
             open: open_stats(&rep, n, c1.server_fine.saturating_sub(c0.server_fine)),
             ..Default::default()
         };
+        let on = open_on(groups, &rep, |i| i % groups);
         for &offered in &o.fanout_rates {
             let per_publish = (rep.opened as f64 / groups as f64).max(1.0);
             let rate = (offered / per_publish).max(1.0);
             let count = (rate * o.fanout_s).ceil() as u64;
-            let l = measure(ctx, server, &set, &fids, rate, count, offered).await?;
+            let l = measure(ctx, server, &set, &fids, &on, rate, count, offered).await?;
             // Sustained: everything Redis delivered arrived, at >= 90 % of
             // the offered rate, with p99 under a second.
             let ok = l.expected > 0
@@ -1195,7 +1457,7 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
             }
             server.check()?;
         }
-        let (_, _, dropped) = close_set(ctx, set, &fids).await;
+        let (_, _, dropped) = close_set(ctx, server, set, &fids).await;
         fan.dropped = dropped;
         step.fanout = Some(fan);
     }

@@ -428,3 +428,48 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// Local ports of the established TCP connections that a process tree
+/// holds to `remote_port` on loopback (its Redis connections), from
+/// /proc/PID/fd socket inodes and /proc/net/tcp{,6}: which `CLIENT LIST`
+/// entries are this server's when several servers share one Redis.
+pub fn tcp_ports_to(pid: u32, remote_port: u16) -> std::collections::HashSet<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for p in tree(pid) {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
+        for e in dir.flatten() {
+            if let Ok(target) = std::fs::read_link(e.path()) {
+                let t = target.to_string_lossy();
+                if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if let Ok(n) = n.parse::<u64>() {
+                        inodes.insert(n);
+                    }
+                }
+            }
+        }
+    }
+    let mut ports = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "01" {
+                continue;
+            }
+            let port = |addr: &str| {
+                addr.rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok())
+            };
+            let inode: u64 = f[9].parse().unwrap_or(0);
+            if port(f[2]) == Some(remote_port) && inodes.contains(&inode) {
+                if let Some(local) = port(f[1]) {
+                    ports.insert(local);
+                }
+            }
+        }
+    }
+    ports
+}

@@ -23,12 +23,17 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 impl Redis {
     pub fn connect(addr: SocketAddr) -> io::Result<Redis> {
+        Redis::connect_with_limit(addr, MAX_REPLY_BYTES)
+    }
+
+    /// As [`Redis::connect`], reading replies up to `max_reply` bytes.
+    pub fn connect_with_limit(addr: SocketAddr, max_reply: usize) -> io::Result<Redis> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(Redis {
             stream,
-            decoder: Decoder::new(MAX_REPLY_BYTES),
+            decoder: Decoder::new(max_reply),
         })
     }
 
@@ -94,6 +99,51 @@ pub fn create_records(addr: SocketAddr, records: &[(String, String)]) -> io::Res
     Ok(())
 }
 
+/// Client connections Redis has from the local `ports` (one server's, see
+/// `procs::tcp_ports_to`): (all, those holding a subscription), from
+/// `CLIENT LIST`.
+pub fn clients(
+    addr: SocketAddr,
+    ports: &std::collections::HashSet<u16>,
+) -> io::Result<(usize, usize)> {
+    // ~300 bytes a client: 20,000 streams of p2 builds are ~6 MB.
+    let mut r = Redis::connect_with_limit(addr, 64 << 20)?;
+    let cmd = |args: &[&str]| args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let replies = r.pipeline(&[cmd(&["CLIENT", "ID"]), cmd(&["CLIENT", "LIST"])])?;
+    let me = match replies.first() {
+        Some(Value::Int(id)) => format!("id={id} "),
+        other => return Err(other_reply(other)),
+    };
+    let list = match replies.get(1) {
+        Some(Value::Bulk(b)) => String::from_utf8_lossy(b).into_owned(),
+        other => return Err(other_reply(other)),
+    };
+    let (mut all, mut subs) = (0, 0);
+    let from_ports = |line: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix("addr="))
+            .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok())
+            .is_some_and(|p| ports.contains(&p))
+    };
+    for line in list
+        .lines()
+        .filter(|l| !l.starts_with(&me) && from_ports(l))
+    {
+        all += 1;
+        let held = ["sub=", "psub=", "ssub="].iter().any(|k| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(k))
+                .is_some_and(|v| v != "0")
+        });
+        subs += usize::from(held);
+    }
+    Ok((all, subs))
+}
+
+fn other_reply(v: Option<&Value>) -> io::Error {
+    other(format!("unexpected reply {v:?}"))
+}
+
 /// What a publisher run did.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
@@ -115,7 +165,9 @@ pub enum Payload {
     Terminal,
 }
 
-fn event(payload: Payload, id: &str, seq: u64) -> Vec<u8> {
+/// The body of event `seq` on execution `id` (the same bytes whether it
+/// goes through Redis to the gateway or by HTTP POST to nchan).
+pub fn event(payload: Payload, id: &str, seq: u64) -> Vec<u8> {
     match payload {
         Payload::Live => format!(
             r#"{{"event_type":"pod_running","execution_id":"{id}","seq":{seq},"ts":{}}}"#,
@@ -126,6 +178,65 @@ fn event(payload: Payload, id: &str, seq: u64) -> Vec<u8> {
         }
     }
     .into_bytes()
+}
+
+/// Wall-time bound of a paced run: `count / rate + 30 s` (60 s at once).
+pub fn pace_limit(count: u64, rate: f64) -> Duration {
+    if rate.is_finite() {
+        Duration::from_secs_f64(count as f64 / rate + 30.0)
+    } else {
+        Duration::from_secs(60)
+    }
+}
+
+/// Writes `count` requests to `writer` at `rate` per second
+/// (`f64::INFINITY`: as fast as the socket takes them), at most 10,000 per
+/// write, `encode(out, seq)` appending request `seq`; bounded by
+/// [`pace_limit`]. Records the first and last write times in `result` and
+/// returns how many were sent (short of `count` only on the time limit).
+pub fn paced_writes(
+    writer: &mut TcpStream,
+    count: u64,
+    rate: f64,
+    result: &mut Published,
+    mut encode: impl FnMut(&mut Vec<u8>, u64),
+) -> io::Result<u64> {
+    let started = Instant::now();
+    let limit = pace_limit(count, rate);
+    let mut sent = 0u64;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while sent < count && started.elapsed() < limit {
+        let due = if rate.is_finite() {
+            ((started.elapsed().as_secs_f64() * rate) as u64 + 1).min(count)
+        } else {
+            count
+        };
+        // At most 10,000 commands per write keep the pipeline bounded.
+        let upto = due.min(sent + 10_000);
+        out.clear();
+        for seq in sent..upto {
+            encode(&mut out, seq);
+        }
+        if upto > sent {
+            let now = now_ns();
+            if result.first_ns == 0 {
+                result.first_ns = now;
+            }
+            writer.write_all(&out)?;
+            result.last_ns = now_ns();
+            sent = upto;
+        }
+        if sent < due {
+            continue;
+        }
+        if rate.is_finite() && sent < count {
+            // Sleep to the next event's due time, at most 1 ms.
+            let next = Duration::from_secs_f64(sent as f64 / rate);
+            let wait = next.saturating_sub(started.elapsed());
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
+        }
+    }
+    Ok(sent)
 }
 
 /// Publishes `count` events round-robin over execution `ids` at `rate` per
@@ -161,51 +272,16 @@ pub fn publish(
         }
         Ok(sum)
     });
-    let started = Instant::now();
-    let limit = if rate.is_finite() {
-        Duration::from_secs_f64(count as f64 / rate + 30.0)
-    } else {
-        Duration::from_secs(60)
-    };
     let mut result = Published::default();
-    let mut sent = 0u64;
-    let mut out = Vec::with_capacity(64 * 1024);
-    while sent < count && started.elapsed() < limit {
-        let due = if rate.is_finite() {
-            ((started.elapsed().as_secs_f64() * rate) as u64 + 1).min(count)
-        } else {
-            count
-        };
-        // At most 10,000 commands per write keep the pipeline bounded.
-        let upto = due.min(sent + 10_000);
-        out.clear();
-        for seq in sent..upto {
-            let id = &ids[(seq % ids.len() as u64) as usize];
-            let channel = format!("sse:exec:{id}");
-            encode_command(
-                &mut out,
-                &[b"PUBLISH", channel.as_bytes(), &event(payload, id, seq)],
-            );
-        }
-        if upto > sent {
-            let now = now_ns();
-            if result.first_ns == 0 {
-                result.first_ns = now;
-            }
-            writer.write_all(&out)?;
-            result.last_ns = now_ns();
-            sent = upto;
-        }
-        if sent < due {
-            continue;
-        }
-        if rate.is_finite() && sent < count {
-            // Sleep to the next event's due time, at most 1 ms.
-            let next = Duration::from_secs_f64(sent as f64 / rate);
-            let wait = next.saturating_sub(started.elapsed());
-            std::thread::sleep(wait.min(Duration::from_millis(1)));
-        }
-    }
+    let sent = paced_writes(&mut writer, count, rate, &mut result, |out, seq| {
+        let id = &ids[(seq % ids.len() as u64) as usize];
+        let channel = format!("sse:exec:{id}");
+        encode_command(
+            out,
+            &[b"PUBLISH", channel.as_bytes(), &event(payload, id, seq)],
+        );
+    })?;
+    let limit = pace_limit(count, rate);
     result.commands = sent;
     if sent < count {
         let _ = writer.shutdown(std::net::Shutdown::Both);

@@ -23,6 +23,20 @@ pub struct Meta {
     pub spin: Option<String>,
     pub component_path: Option<String>,
     pub component_bytes: Option<u64>,
+    /// The WASIp3 component (targets `p3`, `p3-C`).
+    #[serde(default)]
+    pub p3_component_path: Option<String>,
+    #[serde(default)]
+    pub p3_component_bytes: Option<u64>,
+    /// `nginx -v` (targets `nchan`, `nchan-redis`).
+    #[serde(default)]
+    pub nginx: String,
+    /// Load average (1, 5, 15 min) at the start and the end of the run:
+    /// the machine is shared, so only ratios within one run compare.
+    #[serde(default)]
+    pub loadavg_start: String,
+    #[serde(default)]
+    pub loadavg_end: String,
     pub settings: Settings,
     /// The exact command lines of the servers under test.
     pub commands: BTreeMap<String, String>,
@@ -80,6 +94,12 @@ pub struct Step {
     /// opened (size = virtual size of the mapping).
     pub rss_growth: Vec<crate::procs::Mapping>,
     pub server_fds: usize,
+    /// Redis client connections (all, and those holding a subscription)
+    /// with the step's streams open, the tool's own not counted.
+    #[serde(default)]
+    pub redis_clients: usize,
+    #[serde(default)]
+    pub redis_subscribers: usize,
     pub idle: Idle,
     pub latency: Latency,
     pub fanout: Option<Fanout>,
@@ -106,6 +126,13 @@ pub struct Idle {
     /// Percent of one core.
     pub server_cpu_pct: f64,
     pub heartbeats: u64,
+    /// The window's second half alone: the p3 build's streams each wake
+    /// once a few seconds after opening (a timer armed while opening
+    /// fires early, then re-arms), which the first half holds.
+    #[serde(default)]
+    pub late_server_cpu_pct: Option<f64>,
+    #[serde(default)]
+    pub late_heartbeats: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -113,8 +140,14 @@ pub struct Latency {
     pub rate_per_s: f64,
     pub seconds: f64,
     pub published: u64,
-    /// Deliveries Redis reported (sum of PUBLISH replies).
+    /// Deliveries expected: for each event sent, the streams open on its
+    /// execution id (counted by the client: a `PUBLISH` reply counts
+    /// subscription connections, which p3 instances share).
     pub expected: u64,
+    /// Sum of the publish replies (Redis: receiving connections; nchan:
+    /// active subscribers), for reference.
+    #[serde(default)]
+    pub publish_receivers: u64,
     pub received: u64,
     pub latency: Summary,
     pub delivered_per_s: f64,
@@ -160,6 +193,289 @@ fn ratio(a: f64, b: f64) -> String {
         format!("{:.2}×", a / b)
     } else {
         "–".into()
+    }
+}
+
+/// The fan-out ramp's highest delivery rate where every event arrived, and
+/// the p99 there.
+fn fanout_top(p: &Step) -> Option<&Latency> {
+    p.fanout
+        .as_ref()?
+        .ramp
+        .iter()
+        .rev()
+        .find(|l| l.expected > 0 && l.received >= l.expected)
+}
+
+/// p99 of the fan-out at offered rate `rate`, if every event arrived there.
+fn fanout_p99_at(p: &Step, rate: f64) -> Option<f64> {
+    let l = p
+        .fanout
+        .as_ref()?
+        .ramp
+        .iter()
+        .find(|l| l.rate_per_s == rate)?;
+    (l.expected > 0 && l.received >= l.expected).then_some(l.latency.p99_ms)
+}
+
+/// The figures issue 16 compares, per target and step.
+struct Figures {
+    held: usize,
+    rss: f64,
+    private: f64,
+    opens: f64,
+    ttfe_p50: f64,
+    p99: f64,
+    fan_max: f64,
+    fan_p99: f64,
+    fan_tight: f64,
+    idle_pct: f64,
+    heartbeats: u64,
+    late_idle: String,
+    redis: usize,
+    redis_sub: usize,
+    fds: usize,
+}
+
+fn figures(p: &Step) -> Figures {
+    let top = fanout_top(p);
+    Figures {
+        held: p.held,
+        rss: p.rss_per_stream_kib,
+        private: p.private_per_stream_kib,
+        opens: p.open.per_s,
+        ttfe_p50: p.open.ttfe.p50_ms,
+        p99: p.latency.latency.p99_ms,
+        fan_max: top.map_or(0.0, |l| l.delivered_per_s),
+        fan_p99: top.map_or(0.0, |l| l.latency.p99_ms),
+        fan_tight: p.fanout.as_ref().map_or(0.0, |f| fanout_within(f, 50.0)),
+        idle_pct: p.idle.server_cpu_pct,
+        heartbeats: p.idle.heartbeats,
+        late_idle: match (p.idle.late_server_cpu_pct, p.idle.late_heartbeats) {
+            (Some(c), Some(h)) => format!("{} ({h})", f1(c)),
+            _ => "–".into(),
+        },
+        redis: p.redis_clients,
+        redis_sub: p.redis_subscribers,
+        fds: p.server_fds,
+    }
+}
+
+/// The side-by-side section (issue 16): the p3 build, the p2 build, the
+/// native baseline and nchan at each step, the ratios p3 ÷ nchan and
+/// p3 ÷ p2, and the p3 targets reached or not. Empty without a p3 target.
+fn side_by_side(r: &Results, s: &mut String) {
+    let p3: Vec<&Run> = r
+        .runs
+        .iter()
+        .filter(|x| x.target.starts_with("p3"))
+        .collect();
+    if p3.is_empty() {
+        return;
+    }
+    let mut steps: Vec<usize> = r
+        .runs
+        .iter()
+        .flat_map(|x| x.steps.iter().map(|p| p.streams))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let rate = r.meta.settings.rate_per_s;
+    let conc = r.meta.settings.open_concurrency;
+    let _ = writeln!(
+        s,
+        "\n## Side by side\n\n\
+         Per-stream memory is the server's VmRSS growth ÷ streams opened (private = USS growth); \
+         TTFE with {conc} opening at once; p99 publish → client at {rate} events/s; fan-out: the \
+         highest offered rate where every event arrived, its p99, and the highest with p99 ≤ 50 ms; \
+         Redis: client connections with the streams open (all / holding a subscription).\n\n\
+         | streams | target | held | RSS KiB/stream | private KiB/stream | opens/s | TTFE p50 ms | \
+         p99 ms | fan-out delivered/s | fan-out p99 ms | fan-out/s at p99 ≤ 50 ms | idle CPU % \
+         (heartbeats in the window) | idle CPU %, 2nd half (heartbeats) | Redis conns | server fds |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|"
+    );
+    for &n in &steps {
+        for run in &r.runs {
+            let Some(p) = run.steps.iter().find(|p| p.streams == n) else {
+                continue;
+            };
+            let f = figures(p);
+            let _ = writeln!(
+                s,
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} / {} | {} |",
+                run.target,
+                f.held,
+                f1(f.rss),
+                f1(f.private),
+                f1(f.opens),
+                f1(f.ttfe_p50),
+                f1(f.p99),
+                f1(f.fan_max),
+                f1(f.fan_p99),
+                f1(f.fan_tight),
+                f1(f.idle_pct),
+                f.heartbeats,
+                f.late_idle,
+                f.redis,
+                f.redis_sub,
+                f.fds,
+            );
+        }
+    }
+    let refs: Vec<&Run> = ["nchan", "nchan-redis", "wasmtime"]
+        .iter()
+        .filter_map(|t| r.runs.iter().find(|x| x.target == *t))
+        .collect();
+    if !refs.is_empty() {
+        s.push_str(
+            "\nRatios at the same step (below 1 is less for the p3 build: better for memory, \
+             latency, TTFE and idle CPU; worse for opens/s and fan-out rates). Fan-out p99 is \
+             compared at the highest offered rate where both delivered every event (shown).\n\n\
+             | streams | ratio | RSS/stream | private/stream | opens/s | TTFE p50 | p99 | \
+             fan-out delivered/s | fan-out p99 (at offered/s) | fan-out/s at p99 ≤ 50 ms | idle CPU |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n",
+        );
+        for &n in &steps {
+            for a in &p3 {
+                let Some(pa) = a.steps.iter().find(|p| p.streams == n) else {
+                    continue;
+                };
+                for b in &refs {
+                    let label = format!("{} ÷ {}", a.target, b.target);
+                    let Some(pb) = b.steps.iter().find(|p| p.streams == n) else {
+                        let _ = writeln!(
+                            s,
+                            "| {n} | {label} | {} has no {n}-stream step | | | | | | | | |",
+                            b.target
+                        );
+                        continue;
+                    };
+                    let (fa, fb) = (figures(pa), figures(pb));
+                    let common = r.meta.settings.fanout_rates.iter().rev().find(|&&x| {
+                        fanout_p99_at(pa, x).is_some() && fanout_p99_at(pb, x).is_some()
+                    });
+                    let fan_p99 = match common {
+                        Some(&x) => format!(
+                            "{} (at {})",
+                            ratio(
+                                fanout_p99_at(pa, x).unwrap_or(0.0),
+                                fanout_p99_at(pb, x).unwrap_or(0.0)
+                            ),
+                            f1(x)
+                        ),
+                        None => "–".into(),
+                    };
+                    let idle = if fb.idle_pct == 0.0 && fa.idle_pct == 0.0 {
+                        "both 0".to_string()
+                    } else {
+                        ratio(fa.idle_pct, fb.idle_pct)
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {n} | {label} | {} | {} | {} | {} | {} | {} | {fan_p99} | {} | {idle} |",
+                        ratio(fa.rss, fb.rss),
+                        ratio(fa.private, fb.private),
+                        ratio(fa.opens, fb.opens),
+                        ratio(fa.ttfe_p50, fb.ttfe_p50),
+                        ratio(fa.p99, fb.p99),
+                        ratio(fa.fan_max, fb.fan_max),
+                        ratio(fa.fan_tight, fb.fan_tight),
+                    );
+                }
+            }
+        }
+    }
+    s.push_str(
+        "\nIssue 16's targets for the p3 build, per p3 target (each figure from the step \
+         it is about; – where the run had no such step):\n\n\
+         | target | check | measured | reached |\n|---|---|---|---|\n",
+    );
+    for a in &p3 {
+        let at = |n: usize| a.steps.iter().find(|p| p.streams == n);
+        let largest = a.steps.iter().max_by_key(|p| p.streams);
+        let mut row = |check: &str, measured: Option<String>, ok: Option<bool>| {
+            let _ = writeln!(
+                s,
+                "| {} | {check} | {} | {} |",
+                a.target,
+                measured.unwrap_or_else(|| "–".into()),
+                match ok {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "–",
+                }
+            );
+        };
+        let big = largest.map(figures);
+        let n_big = largest.map_or(0, |p| p.streams);
+        row(
+            "≤ 32 KiB host RSS per stream (largest step)",
+            big.as_ref()
+                .map(|f| format!("{} KiB at {n_big}", f1(f.rss))),
+            big.as_ref().map(|f| f.rss <= 32.0),
+        );
+        row(
+            "≥ 19,000 streams held by one host process",
+            big.as_ref().map(|f| format!("{} held of {n_big}", f.held)),
+            big.as_ref().map(|f| f.held >= 19_000),
+        );
+        row(
+            "Redis connections ≤ streams ÷ 8 (largest step)",
+            big.as_ref()
+                .map(|f| format!("{} for {} streams", f.redis, f.held)),
+            big.as_ref().map(|f| f.redis * 8 <= f.held.max(1)),
+        );
+        let best_open = a.steps.iter().map(|p| p.open.per_s).fold(0.0, f64::max);
+        row(
+            "≥ 5,000 new streams/s (best step)",
+            Some(format!("{}/s", f1(best_open))),
+            Some(best_open >= 5000.0),
+        );
+        let t = at(1000).or(largest);
+        let n_t = t.map_or(0, |p| p.streams);
+        let t = t.map(figures);
+        row(
+            &format!("TTFE p50 ≤ 20 ms with {conc} opening at once ({n_t}-stream step)"),
+            t.as_ref().map(|f| format!("{} ms", f1(f.ttfe_p50))),
+            t.as_ref().map(|f| f.ttfe_p50 <= 20.0),
+        );
+        for (n, lim) in [(1000usize, 1.0f64), (10_000, 2.0)] {
+            let f = at(n).map(figures);
+            row(
+                &format!("p99 ≤ {lim} ms at {n} streams, {rate} events/s"),
+                f.as_ref().map(|f| format!("{} ms", f1(f.p99))),
+                f.as_ref().map(|f| f.p99 <= lim),
+            );
+        }
+        let best_fan = a
+            .steps
+            .iter()
+            .map(|p| figures(p).fan_tight)
+            .fold(0.0, f64::max);
+        row(
+            "fan-out ≥ 100,000 delivered/s at p99 ≤ 50 ms (best step; within 5 % of 100,000/s offered counts)",
+            Some(format!("{}/s", f1(best_fan))),
+            Some(best_fan >= 0.95 * 100_000.0),
+        );
+        let idle_max = a
+            .steps
+            .iter()
+            .map(|p| p.idle.server_cpu_pct)
+            .fold(0.0, f64::max);
+        let late_max = a
+            .steps
+            .iter()
+            .filter_map(|p| p.idle.late_server_cpu_pct)
+            .fold(0.0, f64::max);
+        row(
+            "idle CPU 0 (every step; judged on the window's second half, heartbeats in it shown above)",
+            Some(format!(
+                "whole window ≤ {} %, second half ≤ {} % of a core",
+                f1(idle_max),
+                f1(late_max)
+            )),
+            Some(late_max < 0.05),
+        );
     }
 }
 
@@ -357,6 +673,7 @@ pub fn markdown(r: &Results) -> String {
             );
         }
     }
+    side_by_side(r, &mut s);
     if !m.notes.is_empty() {
         s.push_str("\nNotes:\n\n");
         for n in &m.notes {
@@ -444,6 +761,9 @@ pub fn plot(r: &Results, path: &Path) -> Result<bool, String> {
         RGBColor(230, 140, 20),
         RGBColor(140, 60, 170),
         RGBColor(90, 90, 90),
+        RGBColor(0, 170, 170),
+        RGBColor(200, 0, 140),
+        RGBColor(120, 80, 20),
     ];
     let names: Vec<String> = r.runs.iter().map(|x| x.target.clone()).collect();
     let colour = move |t: &str| match t {
@@ -577,7 +897,7 @@ pub fn plot(r: &Results, path: &Path) -> Result<bool, String> {
             chart
                 .configure_mesh()
                 .x_desc("open streams (log)")
-                .y_desc("KiB per stream (black: 128 KiB target)")
+                .y_desc("KiB per stream (black: 128 KiB target; grey: p3's 32 KiB)")
                 .x_label_formatter(&|v| log_label(*v))
                 .y_label_formatter(&|v| axis_num(*v))
                 .draw()
@@ -626,6 +946,17 @@ pub fn plot(r: &Results, path: &Path) -> Result<bool, String> {
                 BLACK.stroke_width(1),
             ))
             .map_err(err)?;
+        // Issue 16's budget for the p3 build: 32 KiB per stream.
+        if r.runs.iter().any(|x| x.target.starts_with("p3")) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(min_n * 0.8, 32.0), (max_n * 1.25, 32.0)],
+                    6,
+                    4,
+                    RGBColor(150, 150, 150).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
         if text {
             chart
                 .configure_series_labels()
