@@ -137,3 +137,36 @@ impl Timers {
         }
     }
 }
+
+/// How much earlier than the deadline a kept host timer may fire before
+/// it is replaced (see [`rearm`]).
+pub const EARLY_WAKE_NS: u64 = 1_000_000_000;
+
+/// Whether a shell that keeps one host timer armed at `armed` (`None`:
+/// none) must arm a new one for `deadline`. Arming and cancelling a host
+/// timer on every delivery is costly (WASIp3: two task operations per
+/// stream per event), so a deadline that moved a little later (each write
+/// pushes the heartbeat back) keeps the armed timer, which fires early
+/// once. A deadline earlier than it, or more than [`EARLY_WAKE_NS`] later
+/// (the opening's 3 s timeout giving way to the live stream's heartbeat,
+/// which otherwise woke every idle stream once), gets a new one.
+pub fn rearm(armed: Option<u64>, deadline: u64) -> bool {
+    armed.is_none_or(|at| at > deadline || deadline - at > EARLY_WAKE_NS)
+}
+
+#[cfg(test)]
+mod rearm_tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_timer_fires_at_most_a_second_early() {
+        assert!(rearm(None, 10));
+        assert!(rearm(Some(20), 10), "an earlier deadline");
+        assert!(!rearm(Some(10), 10));
+        assert!(!rearm(Some(10), 10 + EARLY_WAKE_NS), "pushed back a little");
+        assert!(
+            rearm(Some(10), 11 + EARLY_WAKE_NS),
+            "opening gave way to live"
+        );
+    }
+}

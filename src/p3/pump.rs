@@ -17,7 +17,7 @@ use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::Payload;
 use crate::machine::command::{MAX_REDIRECTS, RETRY_AFTER_SECONDS};
-use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
+use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
 use crate::session::Tag;
@@ -211,19 +211,20 @@ impl Pump {
     /// or the machine's deadline, and feeds what happened. Returns the
     /// body writer when its write finished.
     ///
-    /// The timer outlives a wake-up: it is re-armed only when the deadline
-    /// moved earlier. A later deadline (every write pushes the heartbeat
-    /// back) keeps the armed one, which fires early once and is re-armed
-    /// then (`handle_timeout` before the deadline does nothing). Arming a
-    /// host timer and cancelling it on every delivery cost two of the
-    /// host's task operations per stream per event (docs/PERFORMANCE.md,
-    /// "Fan-out in one instance").
+    /// The timer outlives a wake-up: it is re-armed only as
+    /// [`timers::rearm`] says (an earlier deadline, or one more than a
+    /// second later). A slightly later deadline (every write pushes the
+    /// heartbeat back) keeps the armed one, which fires early once and is
+    /// re-armed then (`handle_timeout` before the deadline does nothing).
+    /// Arming a host timer and cancelling it on every delivery cost two of
+    /// the host's task operations per stream per event
+    /// (docs/PERFORMANCE.md, "Fan-out in one instance").
     async fn wait(
         &mut self,
         write: &mut Option<Write>,
     ) -> Option<(StreamWriter<u8>, StreamResult)> {
         let deadline = self.m.deadline()?;
-        if self.timer.as_ref().is_none_or(|(at, _)| *at > deadline) {
+        if timers::rearm(self.timer.as_ref().map(|(at, _)| *at), deadline) {
             self.timer = Some((deadline, Box::pin(clock::until(deadline))));
         }
         let wants = self.m.wants_redis();
