@@ -468,6 +468,24 @@ enum Kind {
 }
 
 impl Server {
+    /// The server `name` at `addr`, run by `child`.
+    fn started(
+        name: &str,
+        addr: SocketAddr,
+        child: procs::Child,
+        kind: Kind,
+        max: usize,
+    ) -> Server {
+        Server {
+            name: name.to_string(),
+            addr,
+            pid: Some(child.pid),
+            child: Some(child),
+            kind,
+            max_streams: max,
+        }
+    }
+
     fn check(&mut self) -> Result<(), String> {
         if let Some(c) = self.child.as_mut() {
             if let Some(status) = c.exited() {
@@ -594,6 +612,29 @@ fn wasmtime_limits(cap: usize) -> Vec<String> {
 }
 
 /// The `--target-arg` arguments for `target`.
+/// `wasmtime serve` of `wasm` for `target` at `addr`: the host's limits
+/// for this build, then every wasmtime argument and the target's own.
+fn wasmtime_serve(
+    wasmtime: &Path,
+    limits: &[String],
+    opts: &Opts,
+    target: &str,
+    redis_url: &str,
+    addr: SocketAddr,
+    wasm: &Path,
+) -> Command {
+    let mut cmd = Command::new(wasmtime);
+    cmd.args(["serve", "-S", "cli", "-S", "inherit-network"])
+        .args(limits)
+        .args(&opts.wasmtime_args)
+        .args(target_args(opts, target))
+        .args(["--env", &format!("REDIS_URL={redis_url}")])
+        .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
+        .args(["--addr", &addr.to_string()])
+        .arg(wasm);
+    cmd
+}
+
 fn target_args<'a>(opts: &'a Opts, target: &'a str) -> impl Iterator<Item = &'a String> {
     opts.target_args
         .iter()
@@ -784,29 +825,22 @@ fn run(opts: Opts) -> Result<(), String> {
                     meta.component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
                     meta.component_path = Some(wasm.display().to_string());
                 }
-                let mut cmd = Command::new(&wasmtime);
-                cmd.args(["serve", "-S", "cli", "-S", "inherit-network"])
-                    .args(wasmtime_limits(cap))
-                    .args(&opts.wasmtime_args)
-                    .args(target_args(&opts, t))
-                    .args(["--env", &format!("REDIS_URL={redis_url}")])
-                    .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
-                    .args(["--addr", &addr.to_string()])
-                    .arg(&wasm);
+                let cmd = wasmtime_serve(
+                    &wasmtime,
+                    &wasmtime_limits(cap),
+                    &opts,
+                    t,
+                    &redis_url,
+                    addr,
+                    &wasm,
+                );
                 meta.commands.insert(t.to_string(), command_line(&cmd));
                 say(format!(
                     "starting wasmtime serve for {t} (compiles the component)"
                 ));
                 let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
                     .map_err(|e| format!("wasmtime: {e}"))?;
-                Server {
-                    name: target.clone(),
-                    addr,
-                    pid: Some(child.pid),
-                    child: Some(child),
-                    kind: Kind::Gateway,
-                    max_streams: cap2,
-                }
+                Server::started(target, addr, child, Kind::Gateway, cap2)
             }
             t if p3_c(t).is_some() => {
                 let c = p3_c(t).expect("checked");
@@ -821,29 +855,20 @@ fn run(opts: Opts) -> Result<(), String> {
                 meta.p3_component_path = Some(wasm.display().to_string());
                 // The README's p3 flags: an instance takes new streams for
                 // as long as it lives, C handlers at once.
-                let mut cmd = Command::new(&wasmtime);
-                cmd.args(["serve", "-S", "cli", "-S", "inherit-network"])
-                    .args(["--max-instance-reuse-count", "100000"])
-                    .args(["--max-instance-concurrent-reuse-count", &c.to_string()])
-                    .args(["--max-concurrent-connections", &cap_shared.to_string()])
-                    .args(&opts.wasmtime_args)
-                    .args(target_args(&opts, t))
-                    .args(["--env", &format!("REDIS_URL={redis_url}")])
-                    .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
-                    .args(["--addr", &addr.to_string()])
-                    .arg(&wasm);
+                let limits = [
+                    "--max-instance-reuse-count".to_string(),
+                    "100000".to_string(),
+                    "--max-instance-concurrent-reuse-count".to_string(),
+                    c.to_string(),
+                    "--max-concurrent-connections".to_string(),
+                    cap_shared.to_string(),
+                ];
+                let cmd = wasmtime_serve(&wasmtime, &limits, &opts, t, &redis_url, addr, &wasm);
                 meta.commands.insert(t.to_string(), command_line(&cmd));
                 say(format!("starting wasmtime serve for {t} (p3, C = {c})"));
                 let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
                     .map_err(|e| format!("wasmtime: {e}"))?;
-                Server {
-                    name: target.clone(),
-                    addr,
-                    pid: Some(child.pid),
-                    child: Some(child),
-                    kind: Kind::Gateway,
-                    max_streams: cap1,
-                }
+                Server::started(target, addr, child, Kind::Gateway, cap1)
             }
             "nchan" | "nchan-redis" => {
                 let (nginx, module) = match nchan::find(opts.nginx.as_deref()) {
@@ -874,14 +899,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 say(format!("starting nginx + nchan for {target}"));
                 let child = procs::Child::spawn(target, cmd, &work.join(format!("{target}.log")))
                     .map_err(|e| format!("nginx: {e}"))?;
-                Server {
-                    name: target.clone(),
-                    addr,
-                    pid: Some(child.pid),
-                    child: Some(child),
-                    kind: Kind::Nchan,
-                    max_streams: cap1,
-                }
+                Server::started(target, addr, child, Kind::Nchan, cap1)
             }
             "native" => {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -895,14 +913,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 );
                 let child = procs::Child::spawn("native baseline", cmd, &work.join("native.log"))
                     .map_err(|e| format!("native baseline: {e}"))?;
-                Server {
-                    name: target.clone(),
-                    addr,
-                    pid: Some(child.pid),
-                    child: Some(child),
-                    kind: Kind::Gateway,
-                    max_streams: cap2,
-                }
+                Server::started(target, addr, child, Kind::Gateway, cap2)
             }
             "spin" => {
                 let spin = find_spin().ok_or("no Spin found ($SPIN, PATH, ../shared/spin)")?;
@@ -927,14 +938,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 meta.commands.insert("spin".into(), command_line(&cmd));
                 let child = procs::Child::spawn("spin up", cmd, &work.join("spin.log"))
                     .map_err(|e| format!("spin: {e}"))?;
-                Server {
-                    name: target.clone(),
-                    addr,
-                    pid: Some(child.pid),
-                    child: Some(child),
-                    kind: Kind::Gateway,
-                    max_streams: cap2,
-                }
+                Server::started(target, addr, child, Kind::Gateway, cap2)
             }
             _ => unreachable!("targets are checked"),
         };
