@@ -5,9 +5,21 @@
 //! either in a page already read, in a later page, or arrives live after
 //! the last page. While pages are still being read a live message that
 //! carries a history id is therefore dropped (the history will deliver it,
-//! in order); once a page comes back shorter than asked the history is
-//! over, and live messages go through the outbox's dedupe (ids at or
-//! before the last one read are dropped).
+//! in order); once the history is over, live messages go through the
+//! outbox's dedupe (ids at or before the last one read are dropped).
+//!
+//! The history is over when a page came back shorter than asked *and* no
+//! dropped live message is newer than everything read. The second half
+//! matters when the subscription and the pages travel on different
+//! connections (the `p3` build's shared subscription and command
+//! connection): a message published just after the last page's `XRANGE`
+//! ran can then arrive before that page's reply. It was dropped, so its
+//! entry (in the history since its `XADD` preceded its `PUBLISH`) is read
+//! with one more page instead. On one connection (p2) that never happens:
+//! a push that arrives before a reply was published before its `XRANGE`.
+//! The same rule covers a message that arrives while the last page waits
+//! for the record's result. A re-read page that comes back empty ends the
+//! history anyway (the entry was trimmed or expired meanwhile).
 //!
 //! The next page (`XRANGE key (<last read> + COUNT k`, on the stream's own
 //! connection) is asked only when the browser has taken the previous one
@@ -58,8 +70,13 @@ pub struct Replay {
     /// Entries of the page being replayed (and, after the last page, the
     /// held plain messages) not queued yet: waiting for the record's result.
     rest: VecDeque<(Option<EntryId>, Vec<u8>)>,
-    /// The page read was the last.
+    /// The page read was shorter than asked.
     last: bool,
+    /// The page read had no entries.
+    empty: bool,
+    /// The newest history id among live messages dropped while pages were
+    /// read: the history is not over while it is newer than `cursor`.
+    dropped: Option<EntryId>,
     /// Execution streams: the record's result as last read.
     fill: Option<RecordResult>,
     /// The record was read after the page being replayed (its result, if
@@ -102,6 +119,8 @@ impl Replay {
             asked: true,
             rest: VecDeque::new(),
             last: false,
+            empty: false,
+            dropped: None,
             fill: None,
             fresh: true,
             waiting: false,
@@ -158,6 +177,7 @@ impl Replay {
     ) -> Paged {
         self.asked = false;
         self.last = (entries.len() as u64) < self.budget.page_entries;
+        self.empty = entries.is_empty();
         for (id, _) in &entries {
             self.cursor = self.cursor.max(Some(*id));
             self.read = self.read.max(Some(*id));
@@ -214,6 +234,10 @@ impl Replay {
             // The next page (or the held messages) may be newer than the
             // record's last read.
             self.fresh = false;
+            if self.last && !self.empty && self.dropped > self.cursor {
+                // A dropped live message is newer than the page: read on.
+                self.last = false;
+            }
             if outbox.closed().is_some() || (self.last && self.held.is_empty()) {
                 self.finish(outbox);
                 return Paged::Done;
@@ -228,9 +252,12 @@ impl Replay {
     }
 
     /// A live message while pages are still read: one with a history id is
-    /// dropped (a page has it or will), a plain one is held.
+    /// dropped (a page has it or will: its id is kept so that a page that
+    /// ran before it was published does not end the history), a plain one
+    /// is held.
     pub fn live(&mut self, payload: Vec<u8>, logs: &mut Vec<String>) {
-        if split_live(&payload).0.is_some() {
+        if let (Some(id), _) = split_live(&payload) {
+            self.dropped = self.dropped.max(Some(id));
             return;
         }
         if self.held_bytes + payload.len() > self.budget.hold_bytes {

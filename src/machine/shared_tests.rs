@@ -484,3 +484,57 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
         assert!(m.take_requests().is_empty(), "{topic:?}: after the join");
     }
 }
+
+/// On the shared connections a message published just after a page's
+/// `XRANGE` ran can arrive before that page's reply. The short page does
+/// not end the history then: one more page reads the message's entry, so
+/// the browser gets every event once, in order.
+#[test]
+fn a_live_message_newer_than_the_last_page_is_read_with_one_more_page() {
+    let all: Vec<_> = (1..=10).map(|n| entry(n, "t", 10)).collect();
+    let mut m = opened_with_page(&all[..7]);
+    let mut got = pending(&m);
+    m.body_took(m.pending().len(), 3);
+    assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
+    // Page 2's XRANGE ran when 5-9 was the newest entry; 5-10 was
+    // published after it and its message overtakes the reply.
+    m.message(br#"{"_sse_id":"5-10","event_type":"t","n":10}"#, 4);
+    m.reply(Tag::History, Ok(page(&all[7..9])), 5);
+    got += &pending(&m);
+    m.body_took(m.pending().len(), 6);
+    assert_eq!(
+        xrange(&m.take_requests()),
+        ("(5-9".into(), "7".into()),
+        "2 < 7 entries, but 5-10 is not read yet"
+    );
+    m.reply(Tag::History, Ok(page(&all[9..])), 7);
+    assert!(m.take_requests().is_empty(), "the history is over");
+    m.message(br#"{"_sse_id":"5-11","event_type":"t","n":11}"#, 8);
+    got += &pending(&m);
+    let got: Vec<_> = events(&got)
+        .into_iter()
+        .filter(|(_, what)| what != "status")
+        .collect();
+    let want: Vec<_> = (1..=11)
+        .map(|n| (Some(format!("5-{n}")), n.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// A re-read page that comes back empty (the entry was trimmed or expired
+/// meanwhile) ends the history: the stream goes live, it does not ask again.
+#[test]
+fn an_empty_re_read_ends_the_history() {
+    let all: Vec<_> = (1..=7).map(|n| entry(n, "t", 10)).collect();
+    let mut m = opened_with_page(&all);
+    m.body_took(m.pending().len(), 3);
+    assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
+    m.message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
+    m.reply(Tag::History, Ok(page(&[])), 5);
+    assert!(m.take_requests().is_empty(), "no page after an empty one");
+    m.message(br#"{"_sse_id":"5-10","event_type":"t","n":10}"#, 6);
+    assert_eq!(
+        events(&pending(&m)),
+        vec![(Some("5-10".into()), "10".into())]
+    );
+}
