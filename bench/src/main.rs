@@ -74,6 +74,8 @@ options:
   --name NAME        results file name (quick / full)
   --compare N=PATH   also serve the component PATH as target wasmtime-N in
                      the same run (A/B of a src change; repeatable)
+  --compare-p3 N=PATH also serve the p3 component PATH as target p3@N
+                     (C = 256) in the same run (repeatable)
   --wasmtime-arg A   extra `wasmtime serve` argument, every wasmtime
                      target (repeat for each)
   --target-arg T=A   extra host argument for target T only (repeatable),
@@ -123,6 +125,8 @@ struct Opts {
     nginx: Option<PathBuf>,
     /// Extra components served side by side: target `wasmtime-NAME`.
     variants: Vec<(String, PathBuf)>,
+    /// Extra p3 components served side by side: target `p3@NAME`.
+    p3_variants: Vec<(String, PathBuf)>,
     /// Soak mode (`--soak`) instead of the steps.
     soak: Option<soak::SoakOpts>,
 }
@@ -189,6 +193,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         p3_wasm: std::env::var_os("SSE_GATEWAY_P3_WASM").map(PathBuf::from),
         nginx: None,
         variants: Vec::new(),
+        p3_variants: Vec::new(),
         soak: None,
     };
     let mut soak = soak::SoakOpts {
@@ -264,6 +269,13 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 let (name, path) = v.split_once('=').ok_or("--compare needs NAME=PATH.wasm")?;
                 o.variants.push((name.to_string(), path.into()));
             }
+            "--compare-p3" => {
+                let v = value()?;
+                let (name, path) = v
+                    .split_once('=')
+                    .ok_or("--compare-p3 needs NAME=PATH.wasm")?;
+                o.p3_variants.push((name.to_string(), path.into()));
+            }
             "--hold-seconds" => o.hold_s = value()?.parse().map_err(|_| "bad --hold-seconds")?,
             "--soak" => soak_on = true,
             "--soak-streams" => {
@@ -301,6 +313,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     o.targets.extend(added);
     for (name, _) in &o.variants {
         o.targets.push(format!("wasmtime-{name}"));
+    }
+    for (name, _) in &o.p3_variants {
+        o.targets.push(format!("p3@{name}"));
     }
     if !p3_concurrency.is_empty() {
         let at = o.targets.iter().position(|t| t == "p3");
@@ -342,8 +357,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-/// The per-instance concurrency of a p3 target: `p3` (256) or `p3-C`.
+/// The per-instance concurrency of a p3 target: `p3` (256) or `p3-C`
+/// (`--compare-p3` variants `p3@NAME` too).
 fn p3_c(target: &str) -> Option<usize> {
+    let target = target.split_once('@').map_or(target, |(t, _)| t);
     match target.strip_prefix("p3") {
         Some("") => Some(256),
         Some(rest) => rest.strip_prefix('-')?.parse().ok().filter(|c| *c > 0),
@@ -847,12 +864,19 @@ fn run(opts: Opts) -> Result<(), String> {
                 let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
                     "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
                 )?;
-                let wasm = match &opts.p3_wasm {
-                    Some(w) => w.clone(),
-                    None => build_component("p3")?,
+                let variant = opts
+                    .p3_variants
+                    .iter()
+                    .find(|(name, _)| format!("p3@{name}") == t);
+                let wasm = match (variant, &opts.p3_wasm) {
+                    (Some((_, path)), _) => path.clone(),
+                    (None, Some(w)) => w.clone(),
+                    (None, None) => build_component("p3")?,
                 };
-                meta.p3_component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
-                meta.p3_component_path = Some(wasm.display().to_string());
+                if variant.is_none() {
+                    meta.p3_component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+                    meta.p3_component_path = Some(wasm.display().to_string());
+                }
                 // The README's p3 flags: an instance takes new streams for
                 // as long as it lives, C handlers at once.
                 let limits = [
