@@ -74,8 +74,9 @@ options:
   --name NAME        results file name (quick / full)
   --compare N=PATH   also serve the component PATH as target wasmtime-N in
                      the same run (A/B of a src change; repeatable)
-  --compare-p3 N=PATH also serve the p3 component PATH as target p3@N
-                     (C = 256) in the same run (repeatable)
+  --compare-p3 N=PATH also serve the p3 component PATH as target p3.N
+                     (C = 256) in the same run (repeatable; N goes into
+                     execution ids: letters, digits, - _ . :)
   --wasmtime-arg A   extra `wasmtime serve` argument, every wasmtime
                      target (repeat for each)
   --target-arg T=A   extra host argument for target T only (repeatable),
@@ -125,7 +126,7 @@ struct Opts {
     nginx: Option<PathBuf>,
     /// Extra components served side by side: target `wasmtime-NAME`.
     variants: Vec<(String, PathBuf)>,
-    /// Extra p3 components served side by side: target `p3@NAME`.
+    /// Extra p3 components served side by side: target `p3.NAME`.
     p3_variants: Vec<(String, PathBuf)>,
     /// Soak mode (`--soak`) instead of the steps.
     soak: Option<soak::SoakOpts>,
@@ -264,18 +265,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--p3-concurrency" => p3_concurrency = list(&value()?)?,
             "--p3-wasm" => o.p3_wasm = Some(value()?.into()),
             "--nginx" => o.nginx = Some(value()?.into()),
-            "--compare" => {
-                let v = value()?;
-                let (name, path) = v.split_once('=').ok_or("--compare needs NAME=PATH.wasm")?;
-                o.variants.push((name.to_string(), path.into()));
-            }
-            "--compare-p3" => {
-                let v = value()?;
-                let (name, path) = v
-                    .split_once('=')
-                    .ok_or("--compare-p3 needs NAME=PATH.wasm")?;
-                o.p3_variants.push((name.to_string(), path.into()));
-            }
+            "--compare" => o.variants.push(name_path(flag, &value()?)?),
+            "--compare-p3" => o.p3_variants.push(name_path(flag, &value()?)?),
             "--hold-seconds" => o.hold_s = value()?.parse().map_err(|_| "bad --hold-seconds")?,
             "--soak" => soak_on = true,
             "--soak-streams" => {
@@ -315,7 +306,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.targets.push(format!("wasmtime-{name}"));
     }
     for (name, _) in &o.p3_variants {
-        o.targets.push(format!("p3@{name}"));
+        o.targets.push(format!("p3.{name}"));
     }
     if !p3_concurrency.is_empty() {
         let at = o.targets.iter().position(|t| t == "p3");
@@ -357,10 +348,38 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
+/// A `--compare`/`--compare-p3` value: `NAME=PATH.wasm`.
+fn name_path(flag: &str, v: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = v
+        .split_once('=')
+        .ok_or_else(|| format!("{flag} needs NAME=PATH.wasm"))?;
+    Ok((name.to_string(), path.into()))
+}
+
+/// The component target `t` serves: its compare variant's (target
+/// `{prefix}{NAME}`), else `given`, else `build` built; and whether it is
+/// a variant (whose size and path the run's metadata does not record).
+fn component(
+    variants: &[(String, PathBuf)],
+    prefix: &str,
+    t: &str,
+    given: &Option<PathBuf>,
+    build: &str,
+) -> Result<(PathBuf, bool), String> {
+    let variant = variants
+        .iter()
+        .find(|(name, _)| t.strip_prefix(prefix) == Some(name.as_str()));
+    Ok(match (variant, given) {
+        (Some((_, path)), _) => (path.clone(), true),
+        (None, Some(w)) => (w.clone(), false),
+        (None, None) => (build_component(build)?, false),
+    })
+}
+
 /// The per-instance concurrency of a p3 target: `p3` (256) or `p3-C`
-/// (`--compare-p3` variants `p3@NAME` too).
+/// (`--compare-p3` variants `p3.NAME` too).
 fn p3_c(target: &str) -> Option<usize> {
-    let target = target.split_once('@').map_or(target, |(t, _)| t);
+    let target = target.split_once('.').map_or(target, |(t, _)| t);
     match target.strip_prefix("p3") {
         Some("") => Some(256),
         Some(rest) => rest.strip_prefix('-')?.parse().ok().filter(|c| *c > 0),
@@ -829,16 +848,9 @@ fn run(opts: Opts) -> Result<(), String> {
                     "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
                 )?;
                 meta.wasmtime = procs::first_line(&wasmtime, &["--version"]);
-                let variant = opts
-                    .variants
-                    .iter()
-                    .find(|(name, _)| format!("wasmtime-{name}") == t);
-                let wasm = match (variant, &opts.wasm) {
-                    (Some((_, path)), _) => path.clone(),
-                    (None, Some(w)) => w.clone(),
-                    (None, None) => build_component("portable")?,
-                };
-                if variant.is_none() {
+                let (wasm, variant) =
+                    component(&opts.variants, "wasmtime-", t, &opts.wasm, "portable")?;
+                if !variant {
                     meta.component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
                     meta.component_path = Some(wasm.display().to_string());
                 }
@@ -864,16 +876,8 @@ fn run(opts: Opts) -> Result<(), String> {
                 let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
                     "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
                 )?;
-                let variant = opts
-                    .p3_variants
-                    .iter()
-                    .find(|(name, _)| format!("p3@{name}") == t);
-                let wasm = match (variant, &opts.p3_wasm) {
-                    (Some((_, path)), _) => path.clone(),
-                    (None, Some(w)) => w.clone(),
-                    (None, None) => build_component("p3")?,
-                };
-                if variant.is_none() {
+                let (wasm, variant) = component(&opts.p3_variants, "p3.", t, &opts.p3_wasm, "p3")?;
+                if !variant {
                     meta.p3_component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
                     meta.p3_component_path = Some(wasm.display().to_string());
                 }
