@@ -102,10 +102,20 @@ pub fn range_command(history_key: &str, after: Option<EntryId>, count: u64) -> V
         Some(id) => format!("({id}"),
         None => "-".to_string(),
     };
+    range(history_key, &start, count)
+}
+
+/// `XRANGE` from `at` itself on: a resuming stream's first page, whose
+/// first entry, when it is `at`, proves the browser's `Last-Event-ID` real.
+pub fn range_from_command(history_key: &str, at: EntryId, count: u64) -> Vec<Vec<u8>> {
+    range(history_key, &at.to_string(), count)
+}
+
+fn range(history_key: &str, start: &str, count: u64) -> Vec<Vec<u8>> {
     [
         "XRANGE",
         history_key,
-        &start,
+        start,
         "+",
         "COUNT",
         &count.to_string(),
@@ -258,6 +268,8 @@ mod tests {
         let all = range_command("history:c", None, 10);
         assert_eq!(all[2], b"-");
         let after = range_command("history:c", EntryId::parse("7-2"), 10);
+        let from = range_from_command("history:c", EntryId { ms: 7, seq: 2 }, 10);
+        assert_eq!(from[2], b"7-2");
         assert_eq!(after[2], b"(7-2");
         assert_eq!(after[5], b"10");
     }

@@ -1130,3 +1130,6 @@ mod tests;
 
 #[cfg(test)]
 mod shared_tests;
+
+#[cfg(test)]
+mod race_tests;

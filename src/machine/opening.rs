@@ -115,10 +115,16 @@ impl Plan {
     }
 
     /// The `XRANGE` of the history's first page, if any (the next pages
-    /// are asked from the live phase, [`super::replay`]).
+    /// are asked from the live phase, [`super::replay`]). A resuming
+    /// stream's starts at its `Last-Event-ID`, inclusive
+    /// ([`super::replay::Replay::new`] says why).
     pub fn history_command(&self, cfg: &Config) -> Option<Vec<Vec<u8>>> {
         let (key, after) = self.history_key(cfg)?;
-        Some(history::range_command(&key, after, cfg.stream.page_entries))
+        let count = cfg.stream.page_entries;
+        Some(match after {
+            Some(at) => history::range_from_command(&key, at, count),
+            None => history::range_command(&key, None, count),
+        })
     }
 
     /// The commands whose keys live outside the channel's slot: on the

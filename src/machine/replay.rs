@@ -18,8 +18,12 @@
 //! with one more page instead. On one connection (p2) that never happens:
 //! a push that arrives before a reply was published before its `XRANGE`.
 //! The same rule covers a message that arrives while the last page waits
-//! for the record's result. A re-read page that comes back empty ends the
-//! history anyway (the entry was trimmed or expired meanwhile).
+//! for the record's result. A page asked after the dropped message
+//! arrived ran after its `XADD`, so it holds the entry unless the entry
+//! was trimmed or expired: such a page ends the history however short
+//! (the rule of the earlier version, "an empty re-read ends it", lost a
+//! message that overtook an empty page asked before it was published;
+//! found by `race_tests`).
 //!
 //! The next page (`XRANGE key (<last read> + COUNT k`, on the stream's own
 //! connection) is asked only when the browser has taken the previous one
@@ -67,16 +71,23 @@ pub struct Replay {
     read: Option<EntryId>,
     /// A page was asked and its reply is not in yet.
     asked: bool,
+    /// The browser's `Last-Event-ID`, until the first page (read from it,
+    /// inclusive) came back: found there, it is real, and live messages
+    /// at or before it are duplicates.
+    resumed: Option<EntryId>,
     /// Entries of the page being replayed (and, after the last page, the
     /// held plain messages) not queued yet: waiting for the record's result.
     rest: VecDeque<(Option<EntryId>, Vec<u8>)>,
     /// The page read was shorter than asked.
     last: bool,
-    /// The page read had no entries.
-    empty: bool,
     /// The newest history id among live messages dropped while pages were
     /// read: the history is not over while it is newer than `cursor`.
     dropped: Option<EntryId>,
+    /// `dropped` when the page in flight was asked. Its entry was in the
+    /// history by then (`XADD` precedes `PUBLISH`), so a page asked after
+    /// the message arrived has it unless it was trimmed: only a message
+    /// newer than that makes a short page read on, and the replay ends.
+    dropped_at_ask: Option<EntryId>,
     /// Execution streams: the record's result as last read.
     fill: Option<RecordResult>,
     /// The record was read after the page being replayed (its result, if
@@ -109,7 +120,15 @@ pub enum Paged {
 
 impl Replay {
     /// A replay of `key` starting after `after` (all of it when `None`);
-    /// the first page is the opening pipeline's `XRANGE`.
+    /// the first page is the opening pipeline's `XRANGE`, from `after`
+    /// inclusive. That entry, found, proves the browser's `Last-Event-ID`
+    /// real, and only then do live messages at or before it count as
+    /// duplicates: on the `p3` build a stream joins a subscription other
+    /// streams hold, so a message published before it joined (one the
+    /// browser saw on its last connection) can still reach it, after a
+    /// first page that has nothing newer (`race_tests` found this; CI saw
+    /// it as a duplicate). A bogus id (not in the history) silences
+    /// nothing.
     pub fn new(key: String, after: Option<EntryId>, budget: StreamBudget, channel: &str) -> Replay {
         Replay {
             key,
@@ -117,10 +136,11 @@ impl Replay {
             cursor: after,
             read: None,
             asked: true,
+            resumed: after,
             rest: VecDeque::new(),
             last: false,
-            empty: false,
             dropped: None,
+            dropped_at_ask: None,
             fill: None,
             fresh: true,
             waiting: false,
@@ -164,6 +184,7 @@ impl Replay {
     /// The next page was asked (its command queued on the connection).
     pub fn asked(&mut self) {
         self.asked = true;
+        self.dropped_at_ask = self.dropped;
     }
 
     /// A page arrived: its entries go to the outbox in order. A page
@@ -171,13 +192,18 @@ impl Replay {
     /// finished execution) the stored result follow.
     pub fn page(
         &mut self,
-        entries: Vec<(EntryId, Vec<u8>)>,
+        mut entries: Vec<(EntryId, Vec<u8>)>,
         outbox: &mut Outbox,
         logs: &mut Vec<String>,
     ) -> Paged {
         self.asked = false;
         self.last = (entries.len() as u64) < self.budget.page_entries;
-        self.empty = entries.is_empty();
+        if let Some(at) = self.resumed.take() {
+            if entries.first().is_some_and(|(id, _)| *id == at) {
+                entries.remove(0);
+                outbox.seen(at);
+            }
+        }
         for (id, _) in &entries {
             self.cursor = self.cursor.max(Some(*id));
             self.read = self.read.max(Some(*id));
@@ -234,8 +260,9 @@ impl Replay {
             // The next page (or the held messages) may be newer than the
             // record's last read.
             self.fresh = false;
-            if self.last && !self.empty && self.dropped > self.cursor {
-                // A dropped live message is newer than the page: read on.
+            if self.last && self.dropped > self.cursor && self.dropped > self.dropped_at_ask {
+                // A dropped live message is newer than the page and may
+                // have been published after it ran: read on.
                 self.last = false;
             }
             if outbox.closed().is_some() || (self.last && self.held.is_empty()) {

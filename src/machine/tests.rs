@@ -257,7 +257,7 @@ fn out_of_range_or_future_last_event_ids_are_ignored() {
     }
     let recent = format!("{}-3", UNIX * 1000);
     let mut m = open(&cfg(&[]), &user("u1"), Topic::Notifications, Some(&recent));
-    assert!(wire(&mut m).contains(&format!("({recent}")));
+    assert!(wire(&mut m).contains(&format!("\r\n{recent}\r\n")));
     let mut m = open(
         &cfg(&[]),
         &user("u1"),

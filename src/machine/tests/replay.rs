@@ -61,10 +61,14 @@ fn xranges(wire: &str) -> Vec<(String, u64)> {
 
 /// Redis' answer to `XRANGE key start + COUNT count` over `all`.
 fn answer(all: &[(String, String)], start: &str, count: u64) -> String {
-    let after = EntryId::parse(start.trim_start_matches('(')).unwrap();
+    let from = EntryId::parse(start.trim_start_matches('(')).unwrap();
+    let inclusive = !start.starts_with('(');
     let page: Vec<(String, String)> = all
         .iter()
-        .filter(|(id, _)| EntryId::parse(id).unwrap() > after)
+        .filter(|(id, _)| {
+            let id = EntryId::parse(id).unwrap();
+            id > from || (inclusive && id == from)
+        })
         .take(count as usize)
         .cloned()
         .collect();
@@ -399,7 +403,10 @@ fn a_resume_point_ahead_of_the_history_does_not_silence_live_events() {
         Some(&ahead),
     );
     m.connect_to();
-    assert!(wire(&mut m).contains(&format!("({ahead}")));
+    assert!(
+        wire(&mut m).contains(&format!("\r\n{ahead}\r\n")),
+        "read from the resume point, inclusive"
+    );
     m.receive(
         format!(
             "{HELLO}{}{}:1\r\n{}",
@@ -417,6 +424,49 @@ fn a_resume_point_ahead_of_the_history_does_not_silence_live_events() {
     );
     m.receive(message("sse:exec:e1", &live).as_bytes(), 11);
     assert_eq!(events(&pending(&m)).last().unwrap().1, "1");
+}
+
+/// A `Last-Event-ID` that the history has (its first page is read from
+/// it, inclusive) is real: a live message at or before it is one the
+/// browser saw already (on p3 one published before the stream joined can
+/// still arrive), and is not sent again.
+#[test]
+fn a_resume_point_found_in_the_history_makes_older_live_messages_duplicates() {
+    let last = format!("{}-0", UNIX * 1000);
+    let mut m = open(
+        &cfg(&[]),
+        &user("u1"),
+        Topic::Execution("e1".into()),
+        Some(&last),
+    );
+    m.connect_to();
+    wire(&mut m);
+    let seen = r#"{"event_type":"t","n":1}"#;
+    m.receive(
+        format!(
+            "{HELLO}{}{}:1\r\n{}",
+            subscribed("sse:exec:e1"),
+            history(&[(&last, seen)]),
+            record("u1", "running")
+        )
+        .as_bytes(),
+        10,
+    );
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert_eq!(
+        events(&pending(&m)).len(),
+        1,
+        "the status only: the browser has {last}"
+    );
+    let live = |id: &str, n: u32| format!(r#"{{"_sse_id":"{id}","event_type":"t","n":{n}}}"#);
+    m.receive(message("sse:exec:e1", &live(&last, 1)).as_bytes(), 11);
+    let older = format!("{}-0", UNIX * 1000 - 5);
+    m.receive(message("sse:exec:e1", &live(&older, 0)).as_bytes(), 11);
+    let newer = format!("{}-1", UNIX * 1000);
+    m.receive(message("sse:exec:e1", &live(&newer, 2)).as_bytes(), 11);
+    let got = events(&pending(&m));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1], (Some(newer), "2".into()));
 }
 
 #[test]
