@@ -108,9 +108,16 @@ pub const MAX_PAGE_ENTRIES: u64 = 100;
 /// this many unsent bytes.
 pub const REPLAY_LOW_WATER: usize = 64 * 1024;
 
-/// The least outbox bound: bytes queued for a browser that is not reading
-/// before its stream is dropped as a slow client.
+/// The least outbox bound: unsent bytes beyond which live messages wait
+/// in the stream's backlog instead of the outbox.
 pub const MIN_OUTBOX_BYTES: usize = 1024 * 1024;
+
+/// The least backlog bound: live messages waiting for a browser that lags
+/// behind a burst, before they are caught up from the history (or, without
+/// history ids, reported as dropped). Redis' own default soft limit for a
+/// pub/sub client (`client-output-buffer-limit pubsub 32mb 8mb 60`), so a
+/// p3 stream absorbs what a p2 stream's own connection would.
+pub const MIN_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
 /// The least budget for plain-`PUBLISH` messages held back while the
 /// history is replayed.
@@ -126,9 +133,12 @@ pub struct StreamBudget {
     pub page_entries: u64,
     /// The next page is asked when the browser's unsent bytes are at most this.
     pub low_water: usize,
-    /// Unsent bytes of live events beyond which a browser counts as not
-    /// reading (at least two of the largest events, framed).
+    /// Unsent bytes beyond which live messages wait in the backlog
+    /// (at least two of the largest events, framed).
     pub outbox_bytes: usize,
+    /// Bytes of live messages waiting in the backlog before the stream
+    /// catches up from the history (at least four of the largest events).
+    pub backlog_bytes: usize,
     /// Bytes of plain-`PUBLISH` messages held while the history is
     /// replayed (at least one of the largest events).
     pub hold_bytes: usize,
@@ -143,6 +153,7 @@ impl StreamBudget {
             page_entries,
             low_water: REPLAY_LOW_WATER,
             outbox_bytes: MIN_OUTBOX_BYTES.max(2 * (max_event + FRAME_OVERHEAD)),
+            backlog_bytes: MIN_BACKLOG_BYTES.max(4 * (max_event + FRAME_OVERHEAD)),
             hold_bytes: MIN_HOLD_BYTES.max(max_event + FRAME_OVERHEAD),
         }
     }
@@ -155,11 +166,12 @@ impl StreamBudget {
     /// The most bytes one stream holds for its browser and Redis at once:
     /// a reply being decoded, the page parsed from it, the outbox (during
     /// replay at most the low water plus one framed page, live at most
-    /// the outbox bound plus one event) and the held plain messages.
+    /// the outbox bound plus one event, and the live backlog behind it)
+    /// and the held plain messages.
     pub fn stream_bytes(&self, max_event: usize) -> usize {
         let page = self.page_reply_bytes(max_event);
         let replay = self.low_water + page + self.page_entries as usize * FRAME_OVERHEAD;
-        let live = self.outbox_bytes + max_event + FRAME_OVERHEAD;
+        let live = self.outbox_bytes + max_event + FRAME_OVERHEAD + self.backlog_bytes;
         2 * page + replay.max(live) + self.hold_bytes
     }
 }
@@ -718,15 +730,17 @@ mod tests {
                 "{e}"
             );
             assert!(b.hold_bytes > e, "{e}");
+            assert!(b.backlog_bytes >= b.outbox_bytes, "{e}");
             assert!(
-                b.stream_bytes(e) <= 4 * MAX_REPLY_BYTES,
+                b.stream_bytes(e) <= 6 * MAX_REPLY_BYTES,
                 "{e}: {}",
                 b.stream_bytes(e)
             );
             let c = load(&[("jwt_secret", LONG), ("max_event_bytes", &e.to_string())]).unwrap();
             assert_eq!(c.stream, b);
         }
-        assert!(StreamBudget::for_event(65536).stream_bytes(65536) < 3 * 1024 * 1024);
+        // Most of it is the backlog, used only while a burst outruns the browser.
+        assert!(StreamBudget::for_event(65536).stream_bytes(65536) < 12 * 1024 * 1024);
         for bad in ["63", &(MAX_EVENT_BYTES_LIMIT + 1).to_string(), "16777216"] {
             let e = load(&[("jwt_secret", LONG), ("max_event_bytes", bad)])
                 .err()

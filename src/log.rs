@@ -39,6 +39,8 @@ pub const EVENTS: &[(&str, Level)] = &[
     ("auth_failed", Level::Warn),
     ("stream_limit", Level::Warn),
     ("message_skipped", Level::Warn),
+    ("messages_dropped", Level::Warn),
+    ("catch_up", Level::Info),
     ("redis_lost", Level::Warn),
     ("redis_command_connection_lost", Level::Warn),
     ("redis_subscription_lost", Level::Warn),

@@ -16,8 +16,14 @@ pub enum Close {
     Terminal,
     /// The browser went away (a write failed).
     ClientGone,
-    /// The browser stopped reading and the outbox filled up.
+    /// The browser took no bytes for `write_stall_seconds` (or the
+    /// last bytes could not be flushed in time).
     SlowClient,
+    /// Live messages had to be dropped that no history can give back
+    /// (plain `PUBLISH`, more than the backlog holds): the browser is told
+    /// and reconnects (an execution stream then starts with a fresh
+    /// status event).
+    Overrun,
     /// The Redis connection broke, sent garbage or stopped answering.
     RedisLost,
     /// The caller's token expired; reconnecting needs a fresh one.
@@ -36,6 +42,7 @@ impl Close {
             Close::Terminal => "terminal event",
             Close::ClientGone => "client disconnected",
             Close::SlowClient => "client stopped reading",
+            Close::Overrun => "events dropped",
             Close::RedisLost => "redis connection lost",
             Close::TokenExpired => "token expired",
             Close::Lifetime => "max stream duration",
@@ -60,7 +67,6 @@ pub struct Outbox {
     event_name: Option<&'static str>,
     outbox: Vec<u8>,
     sent: usize,
-    max_outbox: usize,
     closed: Option<Close>,
     events: u64,
     /// The newest history id sent: live messages at or before it were
@@ -72,15 +78,16 @@ pub struct Outbox {
 
 impl Outbox {
     /// `event_name` is the SSE `event:` field for every message (`None` for
-    /// the default `message`); `max_outbox` bounds bytes waiting for a slow
-    /// browser before the stream is dropped.
-    pub fn new(kind: StreamKind, event_name: Option<&'static str>, max_outbox: usize) -> Self {
+    /// the default `message`). The outbox itself is unbounded: the machine
+    /// queues a live message only while it holds at most
+    /// [`crate::config::StreamBudget::outbox_bytes`] (`machine::backlog`),
+    /// and history pages only below the low water.
+    pub fn new(kind: StreamKind, event_name: Option<&'static str>) -> Self {
         Outbox {
             kind,
             event_name,
             outbox: Vec::with_capacity(1024),
             sent: 0,
-            max_outbox,
             closed: None,
             events: 0,
             last_id: None,
@@ -93,9 +100,9 @@ impl Outbox {
     }
 
     /// Sends an event the gateway built itself (status snapshot, stored
-    /// result): not counted against the slow-client bound.
+    /// result).
     pub fn control(&mut self, json: &str, terminal: bool) {
-        self.push(None, json, false);
+        self.push(None, json);
         if terminal {
             self.close(Close::Terminal);
         }
@@ -109,30 +116,11 @@ impl Outbox {
     }
 
     /// An event with its history id (`None` for plain `PUBLISH` producers,
-    /// whose events are always sent). Applies the stream's rules and queues
-    /// it; ids at or before the last one sent are dropped as duplicates.
-    /// Skipped messages leave the stream as it was; the caller logs the reason.
+    /// whose events are always sent): live, or a history entry replayed.
+    /// Applies the stream's rules and queues it; ids at or before the last
+    /// one sent are dropped as duplicates. Skipped messages leave the
+    /// stream as it was; the caller logs the reason.
     pub fn event(&mut self, id: Option<EntryId>, payload: &[u8]) -> Result<(), Skip> {
-        self.queue(id, payload, true)
-    }
-
-    /// A history entry the gateway replays (or a plain message it held
-    /// back during the replay). Like [`Outbox::event`], but
-    /// not counted against the slow-client bound: the replay asks for its
-    /// pages only as the browser drains them, so this backlog is the
-    /// gateway's own, bounded by the page size, not a sign of a browser
-    /// that stopped reading.
-    pub fn replayed(&mut self, id: Option<EntryId>, payload: &[u8]) -> Result<(), Skip> {
-        self.queue(id, payload, false)
-    }
-
-    /// History up to `id` has been read (sent or skipped): live messages
-    /// at or before it are duplicates.
-    pub fn seen(&mut self, id: EntryId) {
-        self.last_id = self.last_id.max(Some(id));
-    }
-
-    fn queue(&mut self, id: Option<EntryId>, payload: &[u8], check: bool) -> Result<(), Skip> {
         if self.closed.is_some() {
             return Ok(());
         }
@@ -145,11 +133,22 @@ impl Outbox {
         if id.is_some() {
             self.last_id = id;
         }
-        self.push(id, accepted.json, check);
+        self.push(id, accepted.json);
         if accepted.terminal {
             self.close(Close::Terminal);
         }
         Ok(())
+    }
+
+    /// History up to `id` has been read (sent or skipped): live messages
+    /// at or before it are duplicates.
+    pub fn seen(&mut self, id: EntryId) {
+        self.last_id = self.last_id.max(Some(id));
+    }
+
+    /// The newest history id queued: where a catch-up reads on from.
+    pub fn last_id(&self) -> Option<EntryId> {
+        self.last_id
     }
 
     /// Queues a `: ping` comment so proxies keep the connection and a gone
@@ -157,11 +156,10 @@ impl Outbox {
     pub fn heartbeat(&mut self) {
         if self.closed.is_none() {
             sse::encode_comment(&mut self.outbox, "ping");
-            self.check_outbox();
         }
     }
 
-    fn push(&mut self, id: Option<EntryId>, json: &str, check: bool) {
+    fn push(&mut self, id: Option<EntryId>, json: &str) {
         if self.closed.is_some() {
             return;
         }
@@ -173,15 +171,6 @@ impl Outbox {
         };
         sse::encode_event(&mut self.outbox, &ev);
         self.events += 1;
-        if check {
-            self.check_outbox();
-        }
-    }
-
-    fn check_outbox(&mut self) {
-        if self.outbox.len() - self.sent > self.max_outbox {
-            self.close(Close::SlowClient);
-        }
     }
 
     /// Marks the stream closed; the first reason wins. Bytes already queued
@@ -215,7 +204,7 @@ impl Outbox {
                 };
                 sse::encode_event(&mut self.outbox, &ev);
             }
-            Close::Lifetime | Close::RedisLost => {
+            Close::Lifetime | Close::RedisLost | Close::Overrun => {
                 sse::encode_retry(&mut self.outbox, retry_ms);
                 sse::encode_comment(&mut self.outbox, why.reason());
             }
@@ -276,7 +265,7 @@ mod tests {
 
     #[test]
     fn execution_stream_ends_after_terminal_and_ignores_later_messages() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None);
         s.control(r#"{"event_type":"status"}"#, false);
         s.message(br#"{"event_type":"pod_running"}"#).unwrap();
         assert_eq!(s.closed(), None);
@@ -299,7 +288,7 @@ mod tests {
 
     #[test]
     fn skipped_messages_leave_no_trace() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None);
         assert_eq!(s.message(b"not json"), Err(Skip::NotJsonObject));
         assert_eq!(s.message(b"{}"), Err(Skip::MissingEventType));
         assert!(s.pending().is_empty());
@@ -308,7 +297,7 @@ mod tests {
 
     #[test]
     fn notifications_are_named_and_never_terminal() {
-        let mut s = Outbox::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        let mut s = Outbox::new(StreamKind::Notification, Some("notification"));
         s.message(br#"{"event_type":"result_stored"}"#).unwrap();
         assert_eq!(s.closed(), None);
         assert_eq!(
@@ -319,7 +308,7 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None);
         s.message(br#"{"event_type":"a"}"#).unwrap();
         s.consume(5);
         s.heartbeat();
@@ -328,7 +317,7 @@ mod tests {
 
     #[test]
     fn history_then_live_sends_each_event_once_in_order() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None);
         let id = |n: u64| EntryId { ms: 100, seq: n };
         s.retry(3000);
         // Live messages 2 and 3 raced the history read, which returned 1..=3.
@@ -359,7 +348,7 @@ mod tests {
 
     #[test]
     fn skipped_event_does_not_advance_the_resume_point() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None);
         assert!(s.event(Some(EntryId { ms: 9, seq: 0 }), b"{}").is_err());
         s.event(Some(EntryId { ms: 8, seq: 0 }), br#"{"event_type":"a"}"#)
             .unwrap();
@@ -368,13 +357,13 @@ mod tests {
 
     #[test]
     fn ends_tell_the_browser_why() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Execution, None);
         s.end(Close::Lifetime, 1000);
         assert_eq!(text(&s), "retry: 1000\n\n: max stream duration\n\n");
         assert_eq!(s.closed(), Some(Close::Lifetime));
         s.end(Close::TokenExpired, 1000);
         assert_eq!(s.closed(), Some(Close::Lifetime), "first reason wins");
-        let mut s = Outbox::new(StreamKind::Notification, Some("notification"), 1 << 20);
+        let mut s = Outbox::new(StreamKind::Notification, Some("notification"));
         s.end(Close::TokenExpired, 1000);
         assert_eq!(
             text(&s),
@@ -384,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_reader_that_always_lags_a_little_keeps_memory_bounded() {
-        let mut s = Outbox::new(StreamKind::Notification, None, 1 << 20);
+        let mut s = Outbox::new(StreamKind::Notification, None);
         for n in 0..10_000 {
             s.message(format!(r#"{{"event_type":"t","n":{n}}}"#).as_bytes())
                 .unwrap();
@@ -398,28 +387,32 @@ mod tests {
     }
 
     #[test]
-    fn replayed_history_is_not_a_slow_client_and_seen_ids_are_duplicates() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 64);
-        let big = format!(r#"{{"event_type":"a","pad":"{}"}}"#, "x".repeat(100));
-        s.replayed(Some(EntryId { ms: 1, seq: 0 }), big.as_bytes())
+    fn seen_ids_are_duplicates_and_no_amount_of_bytes_closes() {
+        let mut s = Outbox::new(StreamKind::Execution, None);
+        let big = format!(r#"{{"event_type":"a","pad":"{}"}}"#, "x".repeat(1 << 20));
+        s.event(Some(EntryId { ms: 1, seq: 0 }), big.as_bytes())
             .unwrap();
-        assert_eq!(s.closed(), None, "the gateway's own backlog");
         s.seen(EntryId { ms: 5, seq: 0 });
         s.seen(EntryId { ms: 2, seq: 0 });
+        assert_eq!(s.last_id(), Some(EntryId { ms: 5, seq: 0 }));
         s.message(br#"{"_sse_id":"5-0","event_type":"dup"}"#)
             .unwrap();
         assert_eq!(s.events_sent(), 1, "5-0 was read from history");
         s.message(br#"{"_sse_id":"5-1","event_type":"b"}"#).unwrap();
-        assert_eq!(s.closed(), Some(Close::SlowClient), "live events count");
+        s.heartbeat();
+        assert_eq!(s.events_sent(), 2);
+        assert_eq!(
+            s.closed(),
+            None,
+            "bytes alone never close: the stall rule does"
+        );
     }
 
     #[test]
-    fn slow_client_closes_when_outbox_overflows() {
-        let mut s = Outbox::new(StreamKind::Execution, None, 64);
-        s.message(br#"{"event_type":"a"}"#).unwrap();
-        assert_eq!(s.closed(), None);
-        s.message(br#"{"event_type":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#)
-            .unwrap();
-        assert_eq!(s.closed(), Some(Close::SlowClient));
+    fn an_overrun_tells_the_browser_to_reconnect() {
+        let mut s = Outbox::new(StreamKind::Execution, None);
+        s.end(Close::Overrun, 1000);
+        assert_eq!(text(&s), "retry: 1000\n\n: events dropped\n\n");
+        assert!(!Close::Overrun.ends_cleanly());
     }
 }

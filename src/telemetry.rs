@@ -70,6 +70,16 @@ pub const EVENTS_SKIPPED: Instrument = counter(
     "{event}",
     "Messages that broke the stream's rules and were not sent",
 );
+pub const EVENTS_DROPPED: Instrument = counter(
+    "sse_gateway.events.dropped",
+    "{event}",
+    "Live messages without a history id given up for a browser behind a burst",
+);
+pub const CATCH_UPS: Instrument = counter(
+    "sse_gateway.stream.catch_ups",
+    "{catch_up}",
+    "Streams that read the history again after their live backlog overflowed",
+);
 pub const AUTH_FAILURES: Instrument = counter(
     "sse_gateway.auth.failures",
     "{request}",
@@ -110,6 +120,8 @@ pub const INSTRUMENTS: &[&Instrument] = &[
     &STREAMS_CLOSED,
     &EVENTS_DELIVERED,
     &EVENTS_SKIPPED,
+    &EVENTS_DROPPED,
+    &CATCH_UPS,
     &AUTH_FAILURES,
     &ERROR_ANSWERS,
     &REDIS_ERRORS,
@@ -199,6 +211,11 @@ impl Recorder {
                 ];
             }
             "message_skipped" => self.add(&EVENTS_SKIPPED, vec![("reason", text("reason"))], 1),
+            "messages_dropped" => {
+                let n = num("messages").unwrap_or(1.0) as u64;
+                self.add(&EVENTS_DROPPED, Vec::new(), n)
+            }
+            "catch_up" => self.add(&CATCH_UPS, Vec::new(), 1),
             "auth_failed" => self.add(&AUTH_FAILURES, vec![("reason", text("reason"))], 1),
             e if REDIS_EVENTS.contains(&e) => {
                 self.add(&REDIS_ERRORS, vec![("event", event.clone())], 1)

@@ -34,6 +34,7 @@
 //! the p3 shell, which pumps many machines in one instance. The rules are
 //! the same; only where bytes go differs (see [`Wiring::Shared`]).
 
+pub mod backlog;
 pub mod command;
 pub mod held;
 pub mod opening;
@@ -45,13 +46,14 @@ use crate::auth::Identity;
 use crate::config::{Config, RedisTarget, StreamBudget};
 use crate::error::ApiError;
 use crate::events::StreamKind;
-use crate::history::{self, EntryId};
+use crate::history::{self, split_live, EntryId};
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
 use crate::resp::{RespError, Value};
 use crate::routes::Route;
 use crate::session::{Incoming, Session, Tag};
+use backlog::{Admit, Backlog};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
 use held::{Held, Offer};
@@ -156,6 +158,8 @@ enum Phase {
         replay: Option<Box<Replay>>,
         /// Messages behind a `result_stored` waiting for the record's result.
         held: Held,
+        /// Live messages waiting for room in the outbox.
+        backlog: Backlog,
         kind: StreamKind,
         /// When the first event was queued (time to first event).
         first_event: Option<u64>,
@@ -181,6 +185,8 @@ pub struct StreamMachine {
     history: Option<Vec<Vec<u8>>>,
     /// The history's key and where its replay starts.
     history_from: Option<(String, Option<EntryId>)>,
+    /// The history's key, kept for a catch-up after a backlog overflow.
+    history_key: Option<String>,
     budget: StreamBudget,
     commands: Vec<Command>,
     events: Vec<Event>,
@@ -259,6 +265,7 @@ impl StreamMachine {
             side: Vec::new(),
             history: None,
             history_from: None,
+            history_key: None,
             budget: cfg.stream,
             commands: Vec::new(),
             events: Vec::new(),
@@ -269,7 +276,6 @@ impl StreamMachine {
                 identified: None,
                 max_streams: max,
                 retry_ms: cfg.retry_ms,
-                outbox_bytes: cfg.stream.outbox_bytes,
             },
             command_cfg: CommandConfig {
                 redis: cfg.redis.clone(),
@@ -580,14 +586,13 @@ impl StreamMachine {
     }
 
     /// A live message: while the history is replayed, dropped or held by
-    /// the replay; then sent, or held behind (or as) a `result_stored`
-    /// waiting for the record's result.
+    /// the replay; else admitted by the backlog (now, later, or given up
+    /// for a catch-up), then delivered.
     fn live_message(&mut self, payload: Vec<u8>, now: u64) {
-        let fill = self.result_of.is_some();
         let Phase::Live {
             outbox,
-            held,
             replay,
+            backlog,
             ..
         } = &mut self.phase
         else {
@@ -597,8 +602,25 @@ impl StreamMachine {
             return;
         }
         if let Some(r) = replay.as_mut() {
-            return r.live(payload, &mut self.logs);
+            if let Err(dropped) = r.live(payload, &mut self.logs) {
+                self.overrun(dropped, now);
+            }
+            return;
         }
+        match backlog.offer(payload, outbox.pending().len(), &self.budget) {
+            Admit::Now(payload) => self.deliver(payload, now),
+            Admit::Queued => {}
+            Admit::Overflow(waiting) => self.catch_up(waiting, now),
+        }
+    }
+
+    /// An admitted live message: sent, or held behind (or as) a
+    /// `result_stored` waiting for the record's result.
+    fn deliver(&mut self, payload: Vec<u8>, now: u64) {
+        let fill = self.result_of.is_some();
+        let Phase::Live { outbox, held, .. } = &mut self.phase else {
+            return;
+        };
         match held.offer(payload, fill) {
             Offer::Send(p) => send(outbox, &p, &self.channel, &mut self.logs),
             Offer::Held if held.bytes() > self.budget.outbox_bytes => {
@@ -608,6 +630,78 @@ impl StreamMachine {
             Offer::Ask => self.ask_result(now),
         }
         self.first_event_at(now);
+        self.closed_if(now);
+    }
+
+    /// The browser drained: waiting live messages that fit now go out.
+    fn release_backlog(&mut self, now: u64) {
+        loop {
+            let Phase::Live {
+                outbox,
+                backlog,
+                replay: None,
+                ..
+            } = &mut self.phase
+            else {
+                return;
+            };
+            if outbox.closed().is_some() {
+                return;
+            }
+            match backlog.release(outbox.pending().len(), &self.budget) {
+                Some(payload) => self.deliver(payload, now),
+                None => return,
+            }
+        }
+    }
+
+    /// The backlog overflowed: its messages are given up. With history
+    /// ids they are read again from the history, from the last id queued
+    /// (the paged replay a resume uses), and the stream goes on as if
+    /// nothing happened; a plain one (no history) is lost, and the browser
+    /// is told ([`Self::overrun`]).
+    fn catch_up(&mut self, waiting: Vec<Vec<u8>>, now: u64) {
+        let plain = waiting.iter().filter(|p| split_live(p).0.is_none()).count();
+        let key = self.history_key.clone().filter(|_| plain == 0);
+        let Phase::Live { outbox, replay, .. } = &mut self.phase else {
+            return;
+        };
+        let Some(key) = key else {
+            return self.overrun(plain.max(1), now);
+        };
+        self.logs.push(log::line(
+            "catch_up",
+            &[
+                ("channel", self.channel.as_str().into()),
+                ("messages", waiting.len().into()),
+                ("bytes", waiting.iter().map(Vec::len).sum::<usize>().into()),
+            ],
+        ));
+        let fill = self.result_of.as_ref().map(|(id, _)| id.as_str());
+        let mut r = Replay::catch_up(key, outbox.last_id(), self.budget, &self.channel, fill);
+        for payload in waiting {
+            // Each has an id: noted as dropped, never held.
+            let _ = r.live(payload, &mut self.logs);
+        }
+        *replay = Some(Box::new(r));
+        self.ask_page(now);
+    }
+
+    /// `dropped` live messages without a history id were given up: the
+    /// browser gets a reconnectable end (`Close::Overrun`), an execution
+    /// stream then opens with a fresh status event.
+    fn overrun(&mut self, dropped: usize, now: u64) {
+        let Phase::Live { outbox, .. } = &mut self.phase else {
+            return;
+        };
+        self.logs.push(log::line(
+            "messages_dropped",
+            &[
+                ("channel", self.channel.as_str().into()),
+                ("messages", dropped.into()),
+            ],
+        ));
+        outbox.end(Close::Overrun, self.rules.retry_ms);
         self.closed_if(now);
     }
 
@@ -708,8 +802,9 @@ impl StreamMachine {
         let result = value.as_ref().and_then(Value::as_str);
         let event = opening::filled(&first, result, id, &mut self.logs);
         send(outbox, &event, &self.channel, &mut self.logs);
+        // Admitted before anything in the backlog: straight on.
         for payload in rest {
-            self.live_message(payload, now);
+            self.deliver(payload, now);
         }
         self.first_event_at(now);
         self.closed_if(now);
@@ -919,6 +1014,7 @@ impl StreamMachine {
         // snapshot or the replay session's status) queued by the decision.
         // With no history read, an empty page: a finished execution still
         // ends with its stored result.
+        self.history_key = self.history_from.as_ref().map(|(key, _)| key.clone());
         let (key, after) = self.history_from.take().unwrap_or_default();
         let mut replay = Replay::new(key, after, self.budget, &self.channel);
         replay.execution(opened.fill, opened.finished);
@@ -934,6 +1030,7 @@ impl StreamMachine {
             ping_outstanding: false,
             replay: Some(Box::new(replay)),
             held: Held::default(),
+            backlog: Backlog::default(),
             kind: plan.kind,
         };
         self.paged(paged, now);
@@ -984,6 +1081,7 @@ impl StreamMachine {
             if n > 0 {
                 self.timers.wrote(now);
             }
+            self.release_backlog(now);
             self.ask_page(now);
             self.closed_if(now);
         }

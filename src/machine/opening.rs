@@ -174,8 +174,6 @@ pub struct Rules {
     pub max_streams: u64,
     /// The `retry:` hint that starts every stream.
     pub retry_ms: u64,
-    /// The slow-client bound ([`crate::config::StreamBudget::outbox_bytes`]).
-    pub outbox_bytes: usize,
 }
 
 /// The replies of the opening pipeline (and, on Cluster, of the side commands).
@@ -288,7 +286,7 @@ pub fn decide(
             }
             None => None,
         };
-        let mut outbox = Outbox::new(plan.kind, event_name(plan.kind), rules.outbox_bytes);
+        let mut outbox = Outbox::new(plan.kind, event_name(plan.kind));
         outbox.retry(rules.retry_ms);
         let mut opened = Opened {
             outbox,

@@ -55,6 +55,8 @@ enum Step {
     Reply,
     /// The browser drops the connection and reconnects.
     Reconnect,
+    /// A slow browser reads what is pending (a fast one reads at once).
+    Read,
 }
 
 enum Pushed {
@@ -88,6 +90,10 @@ struct World {
     /// along (the p3 hub): a stream that joins is live at once, and
     /// messages published before it joined may still be on their way.
     shared_hub: bool,
+    /// The browser reads only when it gets to ([`Step::Read`]), and the
+    /// stream's budget is a few events, so bursts fill the outbox and the
+    /// backlog and the stream catches up from the history.
+    slow: bool,
     /// The subscription's pushes on their way to the machine.
     pushes: VecDeque<Pushed>,
     conn: Conn,
@@ -97,6 +103,8 @@ struct World {
     seen: Vec<usize>,
     last_id: Option<EntryId>,
     trace: Vec<Step>,
+    /// Catch-ups the machines logged (to show the schedules reach them).
+    catch_ups: usize,
 }
 
 fn id(n: usize) -> EntryId {
@@ -140,7 +148,7 @@ fn range_reply(history: &[(EntryId, Vec<u8>)], args: &[Vec<u8>]) -> Value {
 
 impl World {
     fn new(page_entries: u64, events: usize, reconnects: usize, plain: fn(usize) -> bool) -> World {
-        World::wired(page_entries, events, reconnects, plain, false)
+        World::wired(page_entries, events, reconnects, plain, false, false)
     }
 
     fn wired(
@@ -149,8 +157,16 @@ impl World {
         reconnects: usize,
         plain: fn(usize) -> bool,
         shared_hub: bool,
+        slow: bool,
     ) -> World {
-        let cfg = cfg(page_entries);
+        let mut cfg = cfg(page_entries);
+        if slow {
+            // A live message waits unless the outbox is empty, and a
+            // second one waiting overflows the backlog.
+            cfg.stream.outbox_bytes = 0;
+            cfg.stream.backlog_bytes = 60;
+            cfg.stream.low_water = 60;
+        }
         let conn = Conn::open(&cfg, None);
         let mut w = World {
             cfg,
@@ -160,12 +176,14 @@ impl World {
             history: Vec::new(),
             reconnects,
             shared_hub,
+            slow,
             pushes: VecDeque::new(),
             conn,
             raw: String::new(),
             seen: Vec::new(),
             last_id: None,
             trace: Vec::new(),
+            catch_ups: 0,
         };
         w.settle();
         w
@@ -189,8 +207,11 @@ impl World {
         if !c.replies.is_empty() {
             steps.push(Step::Reply);
         }
-        if self.reconnects > 0 && c.started && !c.over {
+        if self.reconnects > 0 && c.started {
             steps.push(Step::Reconnect);
+        }
+        if self.slow && !c.m.pending().is_empty() {
+            steps.push(Step::Read);
         }
         steps
     }
@@ -243,6 +264,7 @@ impl World {
                 let (tag, v) = c.replies.pop_front().unwrap();
                 c.m.reply(tag, Ok(v), now);
             }
+            Step::Read => self.read(),
             Step::Reconnect => {
                 self.reconnects -= 1;
                 c.m.body_gone(now);
@@ -296,18 +318,28 @@ impl World {
                     Event::Refuse(e) => panic!("refused: {e:?} after {:?}", self.trace),
                 }
             }
-            c.m.logs().for_each(drop);
-            let n = c.m.pending().len();
-            if n > 0 {
+            self.catch_ups +=
+                c.m.logs()
+                    .filter(|l| l.contains(r#""event":"catch_up""#))
+                    .count();
+            if !self.slow && !c.m.pending().is_empty() {
                 progressed = true;
-                self.raw += std::str::from_utf8(c.m.pending()).unwrap();
-                c.m.body_took(n, now);
-                self.parse();
+                self.read();
             }
             if !progressed {
                 return;
             }
         }
+    }
+
+    /// The browser takes every pending byte.
+    fn read(&mut self) {
+        let now = self.trace.len() as u64;
+        let c = &mut self.conn;
+        let n = c.m.pending().len();
+        self.raw += std::str::from_utf8(c.m.pending()).unwrap();
+        c.m.body_took(n, now);
+        self.parse();
     }
 
     /// Complete events of this connection's bytes: `id:` remembered, the
@@ -394,10 +426,17 @@ impl Conn {
     }
 }
 
+/// Complete schedules explored, and how many of them caught up.
+#[derive(Debug, Default)]
+struct Explored {
+    leaves: u64,
+    caught_up: u64,
+}
+
 /// Every schedule from `make()`, depth first, each replayed from the start
-/// (the machine is not `Clone`). Returns the number of complete schedules.
-fn explore(make: &dyn Fn() -> World) -> u64 {
-    fn walk(make: &dyn Fn() -> World, prefix: &mut Vec<usize>, leaves: &mut u64) {
+/// (the machine is not `Clone`).
+fn explore(make: &dyn Fn() -> World) -> Explored {
+    fn walk(make: &dyn Fn() -> World, prefix: &mut Vec<usize>, seen: &mut Explored) {
         let mut w = make();
         for &i in prefix.iter() {
             let s = w.enabled()[i];
@@ -405,17 +444,18 @@ fn explore(make: &dyn Fn() -> World) -> u64 {
         }
         if w.settled() {
             w.check_complete();
-            *leaves += 1;
+            seen.leaves += 1;
+            seen.caught_up += u64::from(w.catch_ups > 0);
         }
         for i in 0..w.enabled().len() {
             prefix.push(i);
-            walk(make, prefix, leaves);
+            walk(make, prefix, seen);
             prefix.pop();
         }
     }
-    let mut leaves = 0;
-    walk(make, &mut Vec::new(), &mut leaves);
-    leaves
+    let mut seen = Explored::default();
+    walk(make, &mut Vec::new(), &mut seen);
+    seen
 }
 
 fn never(_: usize) -> bool {
@@ -428,16 +468,16 @@ fn even(n: usize) -> bool {
 
 #[test]
 fn every_interleaving_of_one_page_per_event_delivers_each_event_once() {
-    let leaves = explore(&|| World::new(1, 3, 0, never));
-    assert!(leaves > 1000, "{leaves} schedules");
+    let seen = explore(&|| World::new(1, 3, 0, never));
+    assert!(seen.leaves > 1000, "{seen:?}");
 }
 
 #[test]
 fn every_interleaving_with_a_reconnect_delivers_each_event_once() {
-    let leaves = explore(&|| World::new(1, 2, 1, never));
-    assert!(leaves > 1000, "{leaves} schedules");
-    let leaves = explore(&|| World::new(2, 3, 1, never));
-    assert!(leaves > 1000, "{leaves} schedules");
+    let seen = explore(&|| World::new(1, 2, 1, never));
+    assert!(seen.leaves > 1000, "{seen:?}");
+    let seen = explore(&|| World::new(2, 3, 1, never));
+    assert!(seen.leaves > 1000, "{seen:?}");
 }
 
 /// p3: other streams keep the channel subscribed, so a stream that joins
@@ -445,22 +485,33 @@ fn every_interleaving_with_a_reconnect_delivers_each_event_once() {
 /// joined, older than its `Last-Event-ID`.
 #[test]
 fn every_interleaving_on_a_shared_hub_delivers_each_event_once() {
-    let leaves = explore(&|| World::wired(1, 2, 1, never, true));
-    assert!(leaves > 1000, "{leaves} schedules");
-    let leaves = explore(&|| World::wired(2, 3, 1, never, true));
-    assert!(leaves > 1000, "{leaves} schedules");
+    let seen = explore(&|| World::wired(1, 2, 1, never, true, false));
+    assert!(seen.leaves > 1000, "{seen:?}");
+    let seen = explore(&|| World::wired(2, 3, 1, never, true, false));
+    assert!(seen.leaves > 1000, "{seen:?}");
+}
+
+/// A browser slower than the burst: the outbox fills, the backlog
+/// overflows and the stream reads on from the history, racing the live
+/// messages and the pages as any replay does.
+#[test]
+fn every_interleaving_of_a_catch_up_delivers_each_event_once() {
+    let seen = explore(&|| World::wired(1, 3, 0, never, false, true));
+    eprintln!("{seen:?}");
+    assert!(seen.leaves > 1000 && seen.caught_up > 100, "{seen:?}");
 }
 
 #[test]
 fn every_interleaving_with_plain_publishes_delivers_each_event_once() {
-    let leaves = explore(&|| World::new(1, 3, 0, even));
-    assert!(leaves > 100, "{leaves} schedules");
+    let seen = explore(&|| World::new(1, 3, 0, even));
+    assert!(seen.leaves > 100, "{seen:?}");
 }
 
 /// Larger histories and more reconnects than exhaustive search affords:
 /// random schedules, each seed replayable.
 #[test]
 fn random_schedules_deliver_each_event_once() {
+    let mut caught_up = 0;
     for seed in 1..=3000u64 {
         let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = move || {
@@ -470,8 +521,10 @@ fn random_schedules_deliver_each_event_once() {
             rng
         };
         let page = 1 + next() % 3;
-        let plain = if seed % 4 == 0 { even } else { never };
-        let mut w = World::wired(page, 12, 3, plain, seed % 3 == 0);
+        let has_plain = seed % 4 == 0;
+        let plain = if has_plain { even } else { never };
+        let slow = seed % 5 < 2 && !has_plain;
+        let mut w = World::wired(page, 12, 3, plain, seed % 3 == 0, slow);
         loop {
             let steps = w.enabled();
             if w.settled() && (steps.is_empty() || next() % 4 != 0) {
@@ -481,5 +534,7 @@ fn random_schedules_deliver_each_event_once() {
             w.step(s);
         }
         w.check_complete();
+        caught_up += u64::from(w.catch_ups > 0);
     }
+    assert!(caught_up > 100, "{caught_up} schedules caught up");
 }

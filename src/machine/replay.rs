@@ -152,6 +152,27 @@ impl Replay {
         }
     }
 
+    /// A catch-up after the live backlog overflowed: pages of `key` after
+    /// `after` (the newest id the outbox queued), the first asked as soon
+    /// as the browser drained to the low water. An execution stream's
+    /// (`execution_id`) `result_stored` events are filled from a fresh
+    /// read of the record, as on later pages of an opening replay.
+    pub fn catch_up(
+        key: String,
+        after: Option<EntryId>,
+        budget: StreamBudget,
+        channel: &str,
+        execution_id: Option<&str>,
+    ) -> Replay {
+        let mut r = Replay::new(key, after, budget, channel);
+        (r.asked, r.resumed, r.fresh) = (false, None, false);
+        r.fill = execution_id.map(|id| RecordResult {
+            execution_id: id.to_string(),
+            result: None,
+        });
+        r
+    }
+
     /// An execution stream: `fill` (its record read with the first page)
     /// fills the `result_stored` events, and `finished` (set when the
     /// record says finished: its stored result event, if any) ends it.
@@ -253,7 +274,7 @@ impl Replay {
                     Some(f) => filled(&event, f.result.as_deref(), &f.execution_id, logs),
                     None => event.as_slice().into(),
                 };
-                if let Err(skip) = outbox.replayed(id, &event) {
+                if let Err(skip) = outbox.event(id, &event) {
                     logs.push(skipped(&self.channel, skip.reason(), event.len()));
                 }
             }
@@ -281,18 +302,20 @@ impl Replay {
     /// A live message while pages are still read: one with a history id is
     /// dropped (a page has it or will: its id is kept so that a page that
     /// ran before it was published does not end the history), a plain one
-    /// is held.
-    pub fn live(&mut self, payload: Vec<u8>, logs: &mut Vec<String>) {
+    /// is held. `Err(1)`: a plain one past the hold budget, lost (the
+    /// machine tells the browser, `Close::Overrun`).
+    pub fn live(&mut self, payload: Vec<u8>, logs: &mut Vec<String>) -> Result<(), usize> {
         if let (Some(id), _) = split_live(&payload) {
             self.dropped = self.dropped.max(Some(id));
-            return;
+            return Ok(());
         }
         if self.held_bytes + payload.len() > self.budget.hold_bytes {
             logs.push(skipped(&self.channel, "replay backlog full", payload.len()));
-            return;
+            return Err(1);
         }
         self.held_bytes += payload.len();
         self.held.push_back(payload);
+        Ok(())
     }
 
     /// The history is over: what was read counts as sent for the dedupe,

@@ -472,5 +472,6 @@ fn cluster_renewals_and_release_go_through_their_own_commands() {
     assert_eq!(m.take_commands()[0].tag, Tag::Release);
 }
 
+mod burst;
 mod drop_in;
 mod replay;
