@@ -1134,11 +1134,16 @@ fn run(opts: Opts) -> Result<(), String> {
     meta.notes = notes;
     meta.notes.extend(skipped);
     meta.loadavg_end = loadavg();
-    meta.notes.push(
+    meta.notes.push(if opts.bursts.is_some() {
+        "Client (this tool: one thread for all streams), Redis and the server share the \
+         same 2 CPUs: the readers of a burst are read by one thread, so the time to the last \
+         event includes the tool's own reading."
+            .into()
+    } else {
         "Client (this tool: one thread for all streams plus a publisher thread), Redis and \
          the server share the same 2 CPUs; CPU shares per phase are in the details table."
-            .into(),
-    );
+            .into()
+    });
     let results = Results { meta, runs, bursts };
     let partial = result.is_err();
     let base = opts.out.join(if partial {
