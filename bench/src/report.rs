@@ -812,6 +812,76 @@ fn bursts(r: &Results, s: &mut String) {
             },
         );
     }
+    bursts_side_by_side(r, s);
+}
+
+/// The bursts again, one row per case and way of publishing, one column
+/// per target: readers with all K (by when the last of them had them) and
+/// the readers cut early with what they had got. nchan's POSTs share the
+/// `PUBLISH` rows.
+fn bursts_side_by_side(r: &Results, s: &mut String) {
+    let mut targets: Vec<&str> = Vec::new();
+    let mut rows: Vec<(String, Vec<(&str, String)>)> = Vec::new();
+    for b in &r.bursts {
+        if !targets.contains(&b.target.as_str()) {
+            targets.push(&b.target);
+        }
+        let via = if b.via == "POST" { "PUBLISH" } else { &b.via };
+        let row = format!(
+            "| {} × {} × {} B{} | {via} |",
+            b.readers,
+            b.events,
+            b.bytes,
+            if b.stalled > 0 {
+                format!(" +{} stalled", b.stalled)
+            } else {
+                String::new()
+            }
+        );
+        let full: Vec<f64> = b
+            .per_reader
+            .iter()
+            .filter(|x| x.received >= b.events)
+            .filter_map(|x| x.last_ms)
+            .collect();
+        let cut: Vec<u64> = b
+            .per_reader
+            .iter()
+            .filter(|x| x.closed_early)
+            .map(|x| x.received)
+            .collect();
+        let mut cell = format!("{}/{}", b.complete(), b.readers);
+        if let Some(last) = full.iter().copied().reduce(f64::max) {
+            let _ = write!(cell, " by {} ms", f1(last));
+        }
+        if let (Some(lo), Some(hi)) = (cut.iter().min(), cut.iter().max()) {
+            let got = if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}–{hi}")
+            };
+            let _ = write!(cell, "; {} cut (got {got})", cut.len());
+        }
+        match rows.iter_mut().find(|(k, _)| *k == row) {
+            Some((_, cells)) => cells.push((&b.target, cell)),
+            None => rows.push((row, vec![(&b.target, cell)])),
+        }
+    }
+    s.push_str("\nSide by side (readers with all K by the last one's time; readers cut early and how many events they had got):\n\n| N × K × B | via |");
+    for t in &targets {
+        let _ = write!(s, " {t} |");
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---|".repeat(targets.len()));
+    s.push('\n');
+    for (row, cells) in &rows {
+        s.push_str(row);
+        for t in &targets {
+            let cell = cells.iter().find(|(c, _)| c == t).map_or("–", |(_, v)| v);
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
 }
 
 /// Finds a TrueType font for plot labels: `SSE_BENCH_FONT`, DejaVu Sans, or
