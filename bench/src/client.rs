@@ -287,6 +287,8 @@ async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared, idx: usize) {
     let mut buf = [0u8; 4096];
     let view = &shared.streams[idx];
+    // A comment before the first event (nchan's `: hi`) is no close reason.
+    reader.note = None;
     view.update(&reader);
     let clean = loop {
         match sock.read(&mut buf).await {
