@@ -5,7 +5,7 @@
 use crate::stats::now_ns;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,6 +32,39 @@ pub struct Shared {
     pub ending: AtomicBool,
     /// `: ping` comments received.
     pub heartbeats: AtomicU64,
+    /// Each stream's own view, in the order given to [`open_streams`].
+    pub streams: Vec<StreamView>,
+}
+
+/// One stream's events and end, for scenarios that judge streams one by
+/// one (bench/src/burst.rs) rather than in sum.
+#[derive(Default)]
+pub struct StreamView {
+    /// Events received that carried `"ts"`.
+    pub received: AtomicU64,
+    /// `now_ns` of the last such event.
+    pub last_rx_ns: AtomicU64,
+    /// How the stream ended: [`END_OPEN`], [`END_CLEAN`] or [`END_CUT`].
+    pub end: AtomicU8,
+    /// The last comment other than `ping` (a server's close reason).
+    pub note: Mutex<Option<String>>,
+}
+
+/// [`StreamView::end`]: still open.
+pub const END_OPEN: u8 = 0;
+/// Ended with the body's last chunk (or, without chunks, by the close).
+pub const END_CLEAN: u8 = 1;
+/// Cut off: the connection closed or failed mid-body.
+pub const END_CUT: u8 = 2;
+
+impl StreamView {
+    fn update(&self, reader: &SseReader) {
+        self.received.store(reader.received, Ordering::Relaxed);
+        self.last_rx_ns.store(reader.last_rx_ns, Ordering::Relaxed);
+        if reader.note.is_some() {
+            *self.note.lock().unwrap_or_else(|p| p.into_inner()) = reader.note.clone();
+        }
+    }
 }
 
 impl Shared {
@@ -94,17 +127,17 @@ pub async fn open_streams(
     concurrency: usize,
     phase_timeout: Duration,
 ) -> (StreamSet, OpenReport) {
-    let shared = Arc::new(Shared::default());
+    let n = streams.len();
+    let shared = Arc::new(Shared {
+        streams: (0..n).map(|_| StreamView::default()).collect(),
+        ..Shared::default()
+    });
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Result<u64, String>)>();
     let started = now_ns();
-    let n = streams.len();
     let mut tasks = Vec::with_capacity(n);
     for (idx, (path, token)) in streams.into_iter().enumerate() {
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
-             Cache-Control: no-cache\r\nCookie: access_token={token}\r\n\r\n"
-        );
+        let request = request(addr, &path, &token);
         let (sem, tx, shared) = (sem.clone(), tx.clone(), shared.clone());
         tasks.push(tokio::spawn(async move {
             let Ok(permit) = sem.acquire_owned().await else {
@@ -121,7 +154,7 @@ pub async fn open_streams(
             match opened {
                 Ok((sock, reader)) => {
                     let _ = tx.send((idx, Ok(now_ns() - t0)));
-                    read_rest(sock, reader, &shared).await;
+                    read_rest(sock, reader, &shared, idx).await;
                 }
                 Err(e) => {
                     let _ = tx.send((idx, Err(e)));
@@ -157,6 +190,28 @@ pub async fn open_streams(
     }
     report.seconds = (now_ns() - started) as f64 / 1e9;
     (StreamSet { shared, tasks }, report)
+}
+
+/// The GET of one stream at `path`, `token` in the cookie.
+fn request(addr: SocketAddr, path: &str, token: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+         Cache-Control: no-cache\r\nCookie: access_token={token}\r\n\r\n"
+    )
+}
+
+/// Opens one stream up to its first event and hands back the socket,
+/// which the caller holds and never reads: a browser tab that stalled
+/// (its receive window fills, then the server's send buffer).
+pub async fn open_stalled(addr: SocketAddr, path: &str, token: &str) -> Result<TcpStream, String> {
+    let request = request(addr, path, token);
+    let unshared = Shared::default();
+    let opened = open_one(addr, request.as_bytes(), &unshared);
+    match tokio::time::timeout(Duration::from_secs(30), opened).await {
+        Ok(Ok((sock, _))) => Ok(sock),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timeout before first event".into()),
+    }
 }
 
 async fn open_one(
@@ -229,8 +284,12 @@ async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     socket.connect(addr).await
 }
 
-async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared) {
+async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared, idx: usize) {
     let mut buf = [0u8; 4096];
+    let view = &shared.streams[idx];
+    // A comment before the first event (nchan's `: hi`) is no close reason.
+    reader.note = None;
+    view.update(&reader);
     let clean = loop {
         match sock.read(&mut buf).await {
             // A body without chunked framing (nchan's EventSource) ends
@@ -238,7 +297,9 @@ async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared) 
             Ok(0) => break reader.done || !reader.chunked,
             Err(_) => break reader.done,
             Ok(n) => {
-                if reader.feed(&buf[..n], shared).is_err() {
+                let fed = reader.feed(&buf[..n], shared);
+                view.update(&reader);
+                if fed.is_err() {
                     break false;
                 }
                 if reader.done {
@@ -247,6 +308,8 @@ async fn read_rest(mut sock: TcpStream, mut reader: SseReader, shared: &Shared) 
             }
         }
     };
+    view.end
+        .store(if clean { END_CLEAN } else { END_CUT }, Ordering::Relaxed);
     shared.alive.fetch_sub(1, Ordering::Relaxed);
     if shared.ending.load(Ordering::Relaxed) && clean {
         shared.ended.fetch_add(1, Ordering::Relaxed);
@@ -269,6 +332,12 @@ pub struct SseReader {
     has_data: bool,
     /// Complete SSE events seen.
     pub events: u64,
+    /// Of those, the ones carrying `"ts"`, and `now_ns` of the last.
+    pub received: u64,
+    pub last_rx_ns: u64,
+    /// The last comment other than `ping` (the gateway's close reason for
+    /// ends a browser may retry, nchan's `410 Gone`).
+    pub note: Option<String>,
     /// Response status, 0 until the head is read.
     pub status: u16,
     /// The body ended cleanly (last chunk).
@@ -400,8 +469,12 @@ impl SseReader {
             self.data
                 .extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
             self.has_data = true;
-        } else if line.starts_with(b":") {
+        } else if let Some(text) = line.strip_prefix(b":") {
             shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+            let text = String::from_utf8_lossy(text);
+            if text.trim() != "ping" {
+                self.note = Some(text.trim().to_string());
+            }
         }
         line.clear();
         self.line = line;
@@ -418,6 +491,8 @@ impl SseReader {
                 .push(now.saturating_sub(ts));
             shared.received.fetch_add(1, Ordering::Relaxed);
             shared.last_rx_ns.fetch_max(now, Ordering::Relaxed);
+            self.received += 1;
+            self.last_rx_ns = now;
         }
         self.data.clear();
         self.has_data = false;
@@ -483,6 +558,10 @@ mod tests {
             assert!(!r.done, "the end is the connection's close");
             assert_eq!(shared.received.load(Ordering::Relaxed), 1);
             assert_eq!(shared.heartbeats.load(Ordering::Relaxed), 2);
+            assert_eq!(r.received, 1);
+            if cut < wire.len() - 3 {
+                assert_eq!(r.note.as_deref(), Some("410: 410 Gone"), "cut {cut}");
+            }
         }
     }
 

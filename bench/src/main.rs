@@ -13,6 +13,7 @@
 //! throughput, time to first event, connection rate, memory and CPU. Writes
 //! `docs/bench/<name>.{json,md,png}`. See docs/PERFORMANCE.md.
 
+mod burst;
 mod client;
 mod fanout_once;
 mod jwt;
@@ -94,6 +95,17 @@ options:
                      Last-Event-ID (1)
   --soak-rate N      events/s published through the publish script (100)
   --soak-group N     streams per execution (50)
+  --bursts           burst mode instead of steps: N readers of one execution,
+                     then K events of B bytes published at once (one Redis
+                     pipeline of PUBLISH); per reader the events received,
+                     the time to the last, early closes and their reason.
+                     Cases (default: 1,60,20000 20,300,20000 20,300,2000
+                     and the neighbour 20,300,20000) in docs/bench/burst.*
+  --burst N,K,B      a burst case instead of the defaults (repeatable)
+  --neighbour N,K,B  a case with one more reader of the execution that
+                     opens its stream and never reads (repeatable)
+  --burst-script     each case also through the history publish script
+  --burst-wait S     wait for the readers at most S s after a burst (10)
   --url URL          benchmark a running gateway (loopback only) instead;
                      needs --redis-url; --jwt-secret (default: the bench's);
                      --server-pid PID to read its memory and CPU
@@ -130,6 +142,15 @@ struct Opts {
     p3_variants: Vec<(String, PathBuf)>,
     /// Soak mode (`--soak`) instead of the steps.
     soak: Option<soak::SoakOpts>,
+    /// Burst mode (`--bursts`) instead of the steps.
+    bursts: Option<BurstOpts>,
+}
+
+#[derive(Debug, Clone)]
+struct BurstOpts {
+    cases: Vec<burst::Case>,
+    vias: Vec<redis::Via>,
+    wait: Duration,
 }
 
 fn repo_root() -> PathBuf {
@@ -196,7 +217,14 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         variants: Vec::new(),
         p3_variants: Vec::new(),
         soak: None,
+        bursts: None,
     };
+    let mut bursts = BurstOpts {
+        cases: Vec::new(),
+        vias: vec![redis::Via::Publish],
+        wait: Duration::from_secs(10),
+    };
+    let mut bursts_on = false;
     let mut soak = soak::SoakOpts {
         streams: 5000,
         churn: 0.01,
@@ -269,6 +297,21 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--compare-p3" => o.p3_variants.push(name_path(flag, &value()?)?),
             "--hold-seconds" => o.hold_s = value()?.parse().map_err(|_| "bad --hold-seconds")?,
             "--soak" => soak_on = true,
+            "--bursts" => bursts_on = true,
+            "--burst" | "--neighbour" => {
+                let stalled = usize::from(flag == "--neighbour");
+                bursts.cases.push(burst::Case::parse(&value()?, stalled)?);
+                bursts_on = true;
+            }
+            "--burst-script" => {
+                bursts.vias.push(redis::Via::Script);
+                bursts_on = true;
+            }
+            "--burst-wait" => {
+                let s: f64 = value()?.parse().map_err(|_| "bad --burst-wait")?;
+                bursts.wait = Duration::from_secs_f64(s.clamp(0.1, 120.0));
+                bursts_on = true;
+            }
             "--soak-streams" => {
                 soak.streams = value()?.parse().map_err(|_| "bad --soak-streams")?
             }
@@ -286,6 +329,15 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
         i += 1;
+    }
+    if bursts_on {
+        if bursts.cases.is_empty() {
+            bursts.cases = burst::Case::defaults();
+        }
+        let most = bursts.cases.iter().map(|c| c.readers + c.stalled);
+        o.steps = vec![most.max().unwrap_or(1)];
+        o.name = "burst".into();
+        o.bursts = Some(bursts);
     }
     if let Some(n) = name {
         o.name = n;
@@ -1023,11 +1075,15 @@ fn run(opts: Opts) -> Result<(), String> {
         })
         .collect();
     let mut skipped: Vec<String> = Vec::new();
+    let mut bursts: Vec<report::Burst> = Vec::new();
     let result: Result<(), String> = rt.block_on(async {
         // Warm-up: a few streams per server so first-request costs (lazy
         // init, page faults of the first instances) are not in step 1.
         for s in servers.iter_mut() {
             let _ = run_step(&ctx, s, 20, true).await?;
+        }
+        if let Some(b) = &opts.bursts {
+            return run_bursts(&ctx, &mut servers, b, &mut bursts).await;
         }
         for &n in &steps {
             for (i, s) in servers.iter_mut().enumerate() {
@@ -1063,6 +1119,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 let snap = Results {
                     meta: meta.clone(),
                     runs: runs.clone(),
+                    bursts: Vec::new(),
                 };
                 if let Ok(text) = serde_json::to_string_pretty(&snap) {
                     let _ = std::fs::write(work.join("progress.json"), text);
@@ -1077,12 +1134,17 @@ fn run(opts: Opts) -> Result<(), String> {
     meta.notes = notes;
     meta.notes.extend(skipped);
     meta.loadavg_end = loadavg();
-    meta.notes.push(
+    meta.notes.push(if opts.bursts.is_some() {
+        "Client (this tool: one thread for all streams), Redis and the server share the \
+         same 2 CPUs: the readers of a burst are read by one thread, so the time to the last \
+         event includes the tool's own reading."
+            .into()
+    } else {
         "Client (this tool: one thread for all streams plus a publisher thread), Redis and \
          the server share the same 2 CPUs; CPU shares per phase are in the details table."
-            .into(),
-    );
-    let results = Results { meta, runs };
+            .into()
+    });
+    let results = Results { meta, runs, bursts };
     let partial = result.is_err();
     let base = opts.out.join(if partial {
         format!("{}-partial", opts.name)
@@ -1109,26 +1171,36 @@ fn write_outputs(results: &Results, base: &Path) {
         Err(e) => eprintln!("error: results to JSON: {e}"),
     }
     let mut text = report::markdown(results);
-    text.push_str(&format!(
-        "\n![latency and memory per stream](./{})\n",
-        png.file_name().and_then(|n| n.to_str()).unwrap_or("")
-    ));
+    // A burst run has no steps to plot.
+    let plotted = results.runs.iter().any(|r| !r.steps.is_empty());
+    if plotted {
+        text.push_str(&format!(
+            "\n![latency and memory per stream](./{})\n",
+            png.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        ));
+    }
     if let Err(e) = std::fs::write(&md, &text) {
         eprintln!("error: {}: {e}", md.display());
     }
-    match report::plot(results, &png) {
-        Ok(true) => {}
-        Ok(false) => eprintln!(
-            "note: no TrueType font found (SSE_BENCH_FONT, fonts-dejavu-core): plot drawn without text"
-        ),
-        Err(e) => eprintln!("error: plot: {e}"),
+    if plotted {
+        match report::plot(results, &png) {
+            Ok(true) => {}
+            Ok(false) => eprintln!(
+                "note: no TrueType font found (SSE_BENCH_FONT, fonts-dejavu-core): plot drawn without text"
+            ),
+            Err(e) => eprintln!("error: plot: {e}"),
+        }
     }
     println!("{text}");
     say(format!(
-        "wrote {}, {}, {}",
+        "wrote {}, {}{}",
         json.display(),
         md.display(),
-        png.display()
+        if plotted {
+            format!(", {}", png.display())
+        } else {
+            String::new()
+        }
     ));
 }
 
@@ -1268,7 +1340,7 @@ async fn publish(
             })
             .await
         }
-        (Kind::Nchan, redis::Payload::Live) => {
+        (Kind::Nchan, _) => {
             blocking(move || nchan::publish(addr, &ids, payload, rate, count)).await
         }
     }
@@ -1311,6 +1383,49 @@ async fn close_set(
     let dropped = set.shared.dropped.load(Ordering::Relaxed);
     let aborted = set.finish(Duration::from_secs(30)).await;
     ((stats::now_ns() - t0) as f64 / 1e9, aborted, dropped)
+}
+
+/// Every burst case, each way of publishing, servers alternating within
+/// a case; each result lands in `out` as it is measured.
+async fn run_bursts(
+    ctx: &Ctx,
+    servers: &mut [Server],
+    b: &BurstOpts,
+    out: &mut Vec<report::Burst>,
+) -> Result<(), String> {
+    let mut seq = 0;
+    for case in &b.cases {
+        for &via in &b.vias {
+            for s in servers.iter_mut() {
+                if via == redis::Via::Script && s.kind == Kind::Nchan {
+                    continue;
+                }
+                seq += 1;
+                let r = burst::run(ctx, s, *case, via, b.wait, seq).await?;
+                let early = r.per_reader.iter().filter(|x| x.closed_early).count();
+                let slowest = r
+                    .per_reader
+                    .iter()
+                    .filter_map(|x| x.last_ms)
+                    .fold(0.0, f64::max);
+                say(format!(
+                    "{}: burst {} × {} × {} B{} via {}: {} of {} readers got all, {} closed early, last event at {:.0} ms",
+                    r.target,
+                    r.readers,
+                    r.events,
+                    r.bytes,
+                    if r.stalled > 0 { " +stalled" } else { "" },
+                    r.via,
+                    r.complete(),
+                    r.readers,
+                    early,
+                    slowest,
+                ));
+                out.push(r);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One step: open `n` streams, idle, latency, close; then fan-out.

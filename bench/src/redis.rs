@@ -163,6 +163,8 @@ pub enum Payload {
     Live,
     /// `result_stored`: ends an execution stream.
     Terminal,
+    /// A `Live` event padded to this many bytes (a `"pad"` field).
+    Padded(usize),
 }
 
 /// The body of event `seq` on execution `id` (the same bytes whether it
@@ -176,8 +178,73 @@ pub fn event(payload: Payload, id: &str, seq: u64) -> Vec<u8> {
         Payload::Terminal => {
             format!(r#"{{"event_type":"result_stored","execution_id":"{id}","seq":{seq}}}"#)
         }
+        Payload::Padded(bytes) => {
+            let mut e = event(Payload::Live, id, seq);
+            // `}` out, `,"pad":"` + x… + `"}` in: 9 bytes besides the x's.
+            let pad = bytes.saturating_sub(e.len() + 9);
+            e.pop();
+            e.extend_from_slice(br#","pad":""#);
+            e.resize(e.len() + pad, b'x');
+            e.extend_from_slice(br#""}"#);
+            return e;
+        }
     }
     .into_bytes()
+}
+
+/// How a burst reaches Redis: plain `PUBLISH`, as the Python producers
+/// do, or the gateway's history publish script (`XADD` + `PUBLISH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Publish,
+    Script,
+}
+
+/// Publishes `count` events of `payload` on execution `id` at once: every
+/// command in one pipeline (one write), then every reply read.
+/// `receivers` sums the `PUBLISH` replies (the script's are entry ids).
+pub fn burst(
+    addr: SocketAddr,
+    id: &str,
+    payload: Payload,
+    count: u64,
+    via: Via,
+) -> io::Result<Published> {
+    use sse_gateway::{config::HistoryLimits, history};
+    let channel = format!("sse:exec:{id}");
+    let key = history::key("history:", &channel);
+    let limits = HistoryLimits {
+        max_len: 1000,
+        ttl_seconds: 3600,
+    };
+    let cmds: Vec<Vec<Vec<u8>>> = (0..count)
+        .map(|seq| {
+            let e = event(payload, id, seq);
+            match via {
+                Via::Publish => vec![b"PUBLISH".to_vec(), channel.clone().into_bytes(), e],
+                Via::Script => {
+                    let text = String::from_utf8_lossy(&e);
+                    history::publish_command(&key, &channel, &text, limits, false)
+                }
+            }
+        })
+        .collect();
+    let mut r = Redis::connect(addr)?;
+    let mut result = Published {
+        first_ns: now_ns(),
+        ..Published::default()
+    };
+    let replies = r.pipeline(&cmds)?;
+    result.last_ns = now_ns();
+    for v in replies {
+        match v {
+            Value::Int(n) => result.receivers += n.max(0) as u64,
+            Value::Error(e) => return Err(other(e)),
+            _ => {}
+        }
+        result.commands += 1;
+    }
+    Ok(result)
 }
 
 /// Wall-time bound of a paced run: `count / rate + 30 s` (60 s at once).
@@ -292,4 +359,23 @@ pub fn publish(
         .join()
         .map_err(|_| other("reply reader panicked"))??;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_events_have_the_size_asked_and_stay_json() {
+        for bytes in [2000, 20_000] {
+            let e = event(Payload::Padded(bytes), "exec-1", 7);
+            assert_eq!(e.len(), bytes);
+            let v: serde_json::Value = serde_json::from_slice(&e).unwrap();
+            assert_eq!(v["seq"], 7);
+            assert!(v["ts"].is_u64());
+        }
+        // Smaller than the event itself: the event, with an empty pad.
+        let e = event(Payload::Padded(10), "exec-1", 7);
+        assert!(serde_json::from_slice::<serde_json::Value>(&e).is_ok());
+    }
 }

@@ -10,6 +10,55 @@ use std::path::Path;
 pub struct Results {
     pub meta: Meta,
     pub runs: Vec<Run>,
+    /// Burst and stalled-neighbour scenarios (`--bursts`).
+    #[serde(default)]
+    pub bursts: Vec<Burst>,
+}
+
+/// One burst: K events of B bytes published at once to N readers of one
+/// execution (and, for the neighbour case, one more that never reads).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Burst {
+    pub target: String,
+    /// `PUBLISH`, `publish script` or `POST` (nchan).
+    pub via: String,
+    pub readers: usize,
+    pub events: u64,
+    pub bytes: usize,
+    /// Extra readers of the execution that open and never read.
+    pub stalled: usize,
+    pub opened: usize,
+    pub open_errors: BTreeMap<String, usize>,
+    /// The wait for the readers after the publish, at most.
+    pub wait_seconds: f64,
+    /// From the publish to the end of the wait (all had K, or the bound).
+    pub seconds: f64,
+    /// Each reader that opened.
+    pub per_reader: Vec<BurstReader>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BurstReader {
+    /// Burst events received.
+    pub received: u64,
+    /// From the publish to the last of them (ms), if any came.
+    pub last_ms: Option<f64>,
+    /// The server ended the stream before the tool did.
+    pub closed_early: bool,
+    /// …with its body's last chunk (else cut off mid-body).
+    pub clean: bool,
+    /// The last comment before the end other than `ping` (a close reason).
+    pub note: Option<String>,
+}
+
+impl Burst {
+    /// Readers that got every event.
+    pub fn complete(&self) -> usize {
+        self.per_reader
+            .iter()
+            .filter(|r| r.received >= self.events)
+            .count()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -504,6 +553,23 @@ pub fn markdown(r: &Results) -> String {
             .unwrap_or_else(|| "n/a".into()),
         m.seconds_total,
     );
+    if r.runs.iter().any(|run| !run.steps.is_empty()) {
+        steps(r, &mut s);
+    }
+    bursts(r, &mut s);
+    if !m.notes.is_empty() {
+        s.push_str("\nNotes:\n\n");
+        for n in &m.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+/// The tables of the steps (open, idle, latency, fan-out, memory) and the
+/// side-by-side ratios.
+fn steps(r: &Results, s: &mut String) {
+    let m = &r.meta;
     let st = &m.settings;
     let _ = writeln!(
         s,
@@ -673,14 +739,149 @@ pub fn markdown(r: &Results) -> String {
             );
         }
     }
-    side_by_side(r, &mut s);
-    if !m.notes.is_empty() {
-        s.push_str("\nNotes:\n\n");
-        for n in &m.notes {
-            let _ = writeln!(s, "- {n}");
+    side_by_side(r, s);
+}
+
+/// The burst table: per target and case, how many readers got all K
+/// events, how many each got, how long until the last arrived, and the
+/// streams the server ended early (with the reason it gave, if any).
+fn bursts(r: &Results, s: &mut String) {
+    if r.bursts.is_empty() {
+        return;
+    }
+    s.push_str(
+        "\nBursts: K events of B bytes published at once (one pipeline) to N readers of \
+         one execution, each reading as fast as it can; \"+1 stalled\": one more reader of \
+         the same execution opened the stream and never read. Received: burst events per \
+         reader (min / median / max); last event: ms from the publish to a reader's last \
+         burst event (median / max over the readers that got any).\n\n\
+         | target | N × K × B | via | readers with all K | received min / median / max | \
+         last event p50 / max ms | closed early | close reasons |\n\
+         |---|---|---|---:|---|---|---:|---|\n",
+    );
+    for b in &r.bursts {
+        let mut got: Vec<u64> = b.per_reader.iter().map(|x| x.received).collect();
+        got.sort_unstable();
+        let mut last: Vec<f64> = b.per_reader.iter().filter_map(|x| x.last_ms).collect();
+        last.sort_by(f64::total_cmp);
+        let mid = |n: usize| n / 2;
+        let received = match (got.first(), got.last()) {
+            (Some(lo), Some(hi)) => format!("{lo} / {} / {hi}", got[mid(got.len())]),
+            _ => "–".into(),
+        };
+        let times = match last.last() {
+            Some(hi) => format!("{} / {}", f1(last[mid(last.len())]), f1(*hi)),
+            None => "–".into(),
+        };
+        let early: Vec<&BurstReader> = b.per_reader.iter().filter(|x| x.closed_early).collect();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        for x in &early {
+            let end = if x.clean { "clean end" } else { "cut" };
+            let why = match &x.note {
+                Some(n) => format!("{end}, `: {n}`"),
+                None => format!("{end}, no comment"),
+            };
+            *reasons.entry(why).or_default() += 1;
+        }
+        for (e, n) in &b.open_errors {
+            reasons.insert(format!("not opened: {e}"), *n);
+        }
+        let reasons: Vec<String> = reasons.iter().map(|(k, n)| format!("{n}× {k}")).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} × {} × {} B{} | {} | {} of {} | {} | {} | {} | {} |",
+            b.target,
+            b.readers,
+            b.events,
+            b.bytes,
+            if b.stalled > 0 {
+                format!(" +{} stalled", b.stalled)
+            } else {
+                String::new()
+            },
+            b.via,
+            b.complete(),
+            b.readers,
+            received,
+            times,
+            early.len(),
+            if reasons.is_empty() {
+                "–".into()
+            } else {
+                reasons.join("; ")
+            },
+        );
+    }
+    bursts_side_by_side(r, s);
+}
+
+/// The bursts again, one row per case and way of publishing, one column
+/// per target: readers with all K (by when the last of them had them) and
+/// the readers cut early with what they had got. nchan's POSTs share the
+/// `PUBLISH` rows.
+fn bursts_side_by_side(r: &Results, s: &mut String) {
+    let mut targets: Vec<&str> = Vec::new();
+    let mut rows: Vec<(String, Vec<(&str, String)>)> = Vec::new();
+    for b in &r.bursts {
+        if !targets.contains(&b.target.as_str()) {
+            targets.push(&b.target);
+        }
+        let via = if b.via == "POST" { "PUBLISH" } else { &b.via };
+        let row = format!(
+            "| {} × {} × {} B{} | {via} |",
+            b.readers,
+            b.events,
+            b.bytes,
+            if b.stalled > 0 {
+                format!(" +{} stalled", b.stalled)
+            } else {
+                String::new()
+            }
+        );
+        let full: Vec<f64> = b
+            .per_reader
+            .iter()
+            .filter(|x| x.received >= b.events)
+            .filter_map(|x| x.last_ms)
+            .collect();
+        let cut: Vec<u64> = b
+            .per_reader
+            .iter()
+            .filter(|x| x.closed_early)
+            .map(|x| x.received)
+            .collect();
+        let mut cell = format!("{}/{}", b.complete(), b.readers);
+        if let Some(last) = full.iter().copied().reduce(f64::max) {
+            let _ = write!(cell, " by {} ms", f1(last));
+        }
+        if let (Some(lo), Some(hi)) = (cut.iter().min(), cut.iter().max()) {
+            let got = if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}–{hi}")
+            };
+            let _ = write!(cell, "; {} cut (got {got})", cut.len());
+        }
+        match rows.iter_mut().find(|(k, _)| *k == row) {
+            Some((_, cells)) => cells.push((&b.target, cell)),
+            None => rows.push((row, vec![(&b.target, cell)])),
         }
     }
-    s
+    s.push_str("\nSide by side (readers with all K by the last one's time; readers cut early and how many events they had got):\n\n| N × K × B | via |");
+    for t in &targets {
+        let _ = write!(s, " {t} |");
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---|".repeat(targets.len()));
+    s.push('\n');
+    for (row, cells) in &rows {
+        s.push_str(row);
+        for t in &targets {
+            let cell = cells.iter().find(|(c, _)| c == t).map_or("–", |(_, v)| v);
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
 }
 
 /// Finds a TrueType font for plot labels: `SSE_BENCH_FONT`, DejaVu Sans, or
