@@ -25,6 +25,8 @@ def cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too."""
     while True:
         port = free_port()
+        if port + 10_000 > 65_535:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port + 10_000))
