@@ -21,7 +21,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import (
     EventTooLargeError,
@@ -57,6 +57,9 @@ MAX_EVENT_BYTES_LIMIT = 8 * 1024 * 1024 // 2
 
 _ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,%d}\Z" % MAX_ID_LEN)
 _JSON_WHITESPACE = " \t\n\r"
+
+ScriptArgs = Tuple[List[str], List[Union[str, bytes]]]
+"""``KEYS`` and ``ARGV`` of one run of the publish script."""
 
 Event = Union[str, bytes, bytearray, memoryview, Mapping[str, Any]]
 """An event: JSON text (``str`` or bytes, published as given, never
@@ -97,7 +100,7 @@ class ProducerConfig:
         as in the gateway."""
         env = os.environ if environ is None else environ
         base = cls()
-        values: dict = {}
+        values: Dict[str, Any] = {}
         for name, default in vars(base).items():
             raw = env.get(name.upper())
             if raw is None or not raw.strip():
@@ -124,7 +127,7 @@ class ProducerConfig:
         Redis Cluster slot, so the script touches one shard."""
         return f"{self.history_key_prefix}{{{channel}}}"
 
-    def script_args(self, channel: str, event: bytes, sharded: bool) -> Tuple[List[str], List[Union[str, bytes]]]:
+    def script_args(self, channel: str, event: bytes, sharded: bool) -> "ScriptArgs":
         """``KEYS`` and ``ARGV`` of the publish script, as the gateway's
         ``history::publish_command`` builds them: the publish command is
         always passed, ``SPUBLISH`` on Redis Cluster (sharded pub/sub, what
@@ -153,7 +156,7 @@ def check_id(what: str, value: str) -> str:
     return value
 
 
-class _TopLevel(list):
+class _TopLevel(List[Tuple[str, Any]]):
     """The top-level object's ``(key, value)`` pairs, in text order."""
 
 

@@ -11,7 +11,7 @@ Redis: no HTTP hop, no service token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import redis
 import redis.asyncio
@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
-from .contract import PUBLISH_SCRIPT, PUBLISH_SCRIPT_SHA1, Event, ProducerConfig, prepare_event
+from .contract import PUBLISH_SCRIPT, PUBLISH_SCRIPT_SHA1, Event, ProducerConfig, ScriptArgs, prepare_event
 from .errors import RedisPublishError
 
 
@@ -48,12 +48,12 @@ class _Base:
         self.sharded = sharded
         self._script_loaded = False
 
-    def _execution(self, execution_id: str, event: Event) -> tuple:
+    def _execution(self, execution_id: str, event: Event) -> Tuple[str, ScriptArgs]:
         channel = self.config.execution_channel(execution_id)
         data = prepare_event(event, self.config.max_event_bytes, execution_id)
         return channel, self.config.script_args(channel, data, self.sharded)
 
-    def _notification(self, user_id: str, notification: Event) -> tuple:
+    def _notification(self, user_id: str, notification: Event) -> Tuple[str, ScriptArgs]:
         channel = self.config.notification_channel(user_id)
         data = prepare_event(notification, self.config.max_event_bytes)
         return channel, self.config.script_args(channel, data, self.sharded)
@@ -69,7 +69,7 @@ class Producer(_Base):
 
     def __init__(
         self,
-        client: Union["redis.Redis[Any]", RedisCluster],
+        client: Union[redis.Redis, RedisCluster],
         config: Optional[ProducerConfig] = None,
     ) -> None:
         super().__init__(client, config, isinstance(client, RedisCluster))
@@ -115,7 +115,7 @@ class Producer(_Base):
             raise RedisPublishError(f"SCRIPT LOAD answered {sha}, expected {PUBLISH_SCRIPT_SHA1}")
         self._script_loaded = True
 
-    def _run(self, keys: list, args: list) -> str:
+    def _run(self, keys: List[str], args: List[Union[str, bytes]]) -> str:
         if not self._script_loaded:
             self.load_script()
         try:
@@ -126,7 +126,7 @@ class Producer(_Base):
                 self.load_script()
                 reply = self.client.evalsha(PUBLISH_SCRIPT_SHA1, len(keys), *keys, *args)
         except RedisError as e:
-            raise RedisPublishError(f"publish to {args[0]} failed: {e}") from e
+            raise RedisPublishError(f"publish to {_text(args[0])} failed: {e}") from e
         return _text(reply)
 
     def close(self) -> None:
@@ -140,7 +140,7 @@ class AsyncProducer(_Base):
 
     def __init__(
         self,
-        client: Union["redis.asyncio.Redis[Any]", AsyncRedisCluster],
+        client: Union[redis.asyncio.Redis, AsyncRedisCluster],
         config: Optional[ProducerConfig] = None,
     ) -> None:
         super().__init__(client, config, isinstance(client, AsyncRedisCluster))
@@ -178,7 +178,7 @@ class AsyncProducer(_Base):
             raise RedisPublishError(f"SCRIPT LOAD answered {sha}, expected {PUBLISH_SCRIPT_SHA1}")
         self._script_loaded = True
 
-    async def _run(self, keys: list, args: list) -> str:
+    async def _run(self, keys: List[str], args: List[Union[str, bytes]]) -> str:
         if not self._script_loaded:
             await self.load_script()
         try:
@@ -188,7 +188,7 @@ class AsyncProducer(_Base):
                 await self.load_script()
                 reply = await self.client.evalsha(PUBLISH_SCRIPT_SHA1, len(keys), *keys, *args)
         except RedisError as e:
-            raise RedisPublishError(f"publish to {args[0]} failed: {e}") from e
+            raise RedisPublishError(f"publish to {_text(args[0])} failed: {e}") from e
         return _text(reply)
 
     async def aclose(self) -> None:
