@@ -22,6 +22,7 @@ from sse_gateway_producer import (
     MissingEventTypeError,
     NotJsonObjectError,
     Producer,
+    ProducerConfig,
     Published,
     RedisPublishError,
     ReservedFieldError,
@@ -137,10 +138,12 @@ def test_the_same_bytes_as_the_gateways_post_route(gateway: Gateway, redis_serve
         assert via_post["channel"] == via_python.channel
         ids += [via_post["id"], via_python.id]
     messages = []
+    deadline = time.monotonic() + 10
     while len(messages) < 2 * len(bodies):
-        m = sub.get_message(timeout=5)
-        assert m is not None, f"only {messages}"
-        messages.append(m["data"])
+        assert time.monotonic() < deadline, f"only {messages}"
+        m = sub.get_message(timeout=1)  # None for the (ignored) subscribe reply too
+        if m is not None:
+            messages.append(m["data"])
     sub.close()
     for a, b in zip(messages[::2], messages[1::2]):
         assert _live_without_id(a) == _live_without_id(b)
@@ -241,3 +244,41 @@ def test_async_producer(gateway: Gateway, redis_server: RedisServer) -> None:
     assert [e.id for e in got] == [p.id for p in sent]
     assert got[1].data == f'{{"event_type":"result_stored","result":null,"execution_id":"{eid}"}}'
     assert stream.next() is None
+
+
+def test_changed_prefixes_and_limits_agree_through_from_env(redis_server: RedisServer) -> None:
+    """One set of variables configures both sides."""
+    env = {
+        "EXEC_CHANNEL_PREFIX": "py:exec:",
+        "NOTIF_CHANNEL_PREFIX": "py:notif:",
+        "HISTORY_KEY_PREFIX": "py:hist:",
+        "EXEC_KEY_PREFIX": "py:rec:",
+        "HISTORY_TTL_SECONDS": "600",
+        "MAX_EVENT_BYTES": "1024",
+    }
+    gw = Gateway(redis_server.url, env)
+    try:
+        client = redis_server.client()
+        producer = Producer(client, ProducerConfig.from_env(env))
+        eid, user = new_id(), new_id("user")
+        put_execution(client, eid, user, prefix="py:rec:")
+        stream = gw.stream(exec_path(eid), user)
+        stream.take(1)
+        big = '{"event_type":"x","pad":"' + "p" * 1100 + '"}'
+        with pytest.raises(EventTooLargeError):
+            producer.publish_execution_event(eid, big)
+        assert gw.post_event(exec_path(eid), big.encode())[0] == 413
+        done = producer.publish_execution_event(eid, '{"event_type":"result_stored"}')
+        assert done.channel == f"py:exec:{eid}"
+        assert 0 < client.ttl(f"py:hist:{{py:exec:{eid}}}") <= 600
+        got = stream.take(1)[0]
+        assert got.id == done.id
+        assert stream.next() is None
+        notif = gw.stream("/api/v1/events/notifications/stream", user, last_event_id="0-0")
+        sent = producer.publish_notification(user, '{"title":"t"}')
+        assert sent.channel == f"py:notif:{user}"
+        got = notif.next()
+        assert got is not None and (got.id, got.data) == (sent.id, '{"title":"t"}')
+        notif.close()
+    finally:
+        gw.stop()
