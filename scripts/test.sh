@@ -116,6 +116,14 @@ SSE_GATEWAY_WASM=$SSE_GATEWAY_P3_WASM \
 [ "${PIPESTATUS[0]}" -eq 0 ] || bstatus=1
 set -e
 
+echo "== python producer $(date +%T)"
+# clients/python against the portable build and a real Redis (and Cluster);
+# its pytest summary line is counted below, as the browser's TAP lines are.
+set +e
+timeout -k 10 600 scripts/test-python.sh 2>&1 | tee -a "$blog"
+[ "${PIPESTATUS[0]}" -eq 0 ] || bstatus=1
+set -e
+
 echo "== bench and fuzz $(date +%T)"
 # --- bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
 # Both build against the crate as a library, so an API change that breaks
@@ -147,9 +155,10 @@ rm -f "$blog.bench"
 # --- end of bench/ and fuzz/ ------------------------------------------------
 
 # One closing line for the whole suite: cargo's binaries under both hosts
-# plus the browser.
+# plus the browser and pytest.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      /^# pass / { p += $3 } /^# fail / { f += $3 }
+     /^=+ .*[0-9]+ (passed|failed|errors?)[ ,].*in [0-9.]+s/ { for (i = 2; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|errors?)/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$slog" "$plog" "$blog"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 exit "$bstatus"
