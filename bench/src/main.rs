@@ -50,7 +50,11 @@ presets:
 options:
   --steps LIST       stream counts, e.g. 100,1000,5000
   --targets LIST     wasmtime,native[,spin] (spin when one is found: $SPIN,
-                     PATH, ../shared/spin/install.sh); also
+                     PATH, ../shared/spin/install.sh; the Spin build under
+                     spin.toml, or with --wasm that component configured
+                     by `spin up -e`); also
+                     spin-p3     the p3 component under `spin up -f
+                                 spin-p3.toml -e ...` (C = 256)
                      p3 / p3-C   the WASIp3 build under wasmtime serve, C
                                  concurrent requests per instance (256)
                      nchan       nginx + nchan, messages in memory
@@ -74,10 +78,12 @@ options:
   --out DIR          results directory (docs/bench)
   --name NAME        results file name (quick / full)
   --compare N=PATH   also serve the component PATH as target wasmtime-N in
-                     the same run (A/B of a src change; repeatable)
+                     the same run (A/B of a src change; repeatable), and
+                     as spin-N when --targets/--add-targets name spin
   --compare-p3 N=PATH also serve the p3 component PATH as target p3.N
                      (C = 256) in the same run (repeatable; N goes into
-                     execution ids: letters, digits, - _ . :)
+                     execution ids: letters, digits, - _ . :), and as
+                     spin-p3.N when the targets name spin-p3
   --wasmtime-arg A   extra `wasmtime serve` argument, every wasmtime
                      target (repeat for each)
   --target-arg T=A   extra host argument for target T only (repeatable),
@@ -239,6 +245,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut name = None;
     let mut p3_concurrency: Vec<usize> = Vec::new();
     let mut added: Vec<String> = Vec::new();
+    // Spin compare variants only when spin is asked for, not when it is
+    // in the default targets because a Spin was found.
+    let mut spin_named = false;
     let mut i = 0;
     while i < args.len() {
         let flag = args[i].as_str();
@@ -261,8 +270,14 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 o.fanout_s = 5.0;
             }
             "--steps" => o.steps = list(&value()?)?,
-            "--targets" => o.targets = list(&value()?)?,
-            "--add-targets" => added.extend(list::<String>(&value()?)?),
+            "--targets" => {
+                o.targets = list(&value()?)?;
+                spin_named = o.targets.iter().any(|t| t == "spin");
+            }
+            "--add-targets" => {
+                added.extend(list::<String>(&value()?)?);
+                spin_named |= added.iter().any(|t| t == "spin");
+            }
             "--rate" => o.rate = value()?.parse().map_err(|_| "bad --rate")?,
             "--phase-seconds" => o.phase_s = value()?.parse().map_err(|_| "bad --phase-seconds")?,
             "--idle-seconds" => o.idle_s = value()?.parse().map_err(|_| "bad --idle-seconds")?,
@@ -354,11 +369,29 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         o.soak = Some(soak);
     }
     o.targets.extend(added);
+    // Each compare variant's targets, at the end unless --targets already
+    // placed them (which orders the report's columns).
+    let mut variant_targets: Vec<String> = Vec::new();
     for (name, _) in &o.variants {
-        o.targets.push(format!("wasmtime-{name}"));
+        variant_targets.push(format!("wasmtime-{name}"));
     }
     for (name, _) in &o.p3_variants {
-        o.targets.push(format!("p3.{name}"));
+        variant_targets.push(format!("p3.{name}"));
+    }
+    if spin_named && o.targets.iter().any(|t| t == "spin") {
+        for (name, _) in &o.variants {
+            variant_targets.push(format!("spin-{name}"));
+        }
+    }
+    if o.targets.iter().any(|t| t == "spin-p3") {
+        for (name, _) in &o.p3_variants {
+            variant_targets.push(format!("spin-p3.{name}"));
+        }
+    }
+    for t in variant_targets {
+        if !o.targets.contains(&t) {
+            o.targets.push(t);
+        }
     }
     if !p3_concurrency.is_empty() {
         let at = o.targets.iter().position(|t| t == "p3");
@@ -379,12 +412,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "wasmtime",
             "native",
             "spin",
+            "spin-p3",
             "url",
             "p3",
             "nchan",
             "nchan-redis",
         ];
-        if !known.contains(&t.as_str()) && !t.starts_with("wasmtime-") && p3_c(t).is_none() {
+        let variant = ["wasmtime-", "spin-", "spin-p3."]
+            .iter()
+            .any(|p| t.starts_with(p));
+        if !known.contains(&t.as_str()) && !variant && p3_c(t).is_none() {
             return Err(format!("unknown target {t:?}"));
         }
     }
@@ -635,6 +672,30 @@ fn build_component(variant: &str) -> Result<PathBuf, String> {
             "scripts/build.sh {variant} printed {printed:?}, not a file"
         ))
     }
+}
+
+/// spin-p3.toml with its `source` set to `wasm` (an absolute path), in
+/// `dir`: the manifest for a component configured by `spin up -e`.
+fn spin_env_manifest(root: &Path, wasm: &Path, dir: &Path) -> Result<PathBuf, String> {
+    const SOURCE: &str = "source = \"target/p3/wasm32-wasip2/release/sse_gateway.wasm\"";
+    let shipped = root.join("spin-p3.toml");
+    let text =
+        std::fs::read_to_string(&shipped).map_err(|e| format!("{}: {e}", shipped.display()))?;
+    if !text.contains(SOURCE) {
+        return Err(format!("spin-p3.toml lacks `{SOURCE}`"));
+    }
+    let wasm = wasm
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let text = text.replacen(
+        SOURCE,
+        &format!("source = {:?}", wasm.display().to_string()),
+        1,
+    );
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Spin as the tests find it: `$SPIN`, `spin` on PATH, or what
@@ -995,30 +1056,71 @@ fn run(opts: Opts) -> Result<(), String> {
                     .map_err(|e| format!("native baseline: {e}"))?;
                 Server::started(target, addr, child, Kind::Gateway, cap2)
             }
-            "spin" => {
+            t if t == "spin" || t.starts_with("spin-") => {
                 let spin = find_spin().ok_or("no Spin found ($SPIN, PATH, ../shared/spin)")?;
                 meta.spin = Some(procs::first_line(&spin, &["--version"]));
-                // The default build lands where the shipped spin.toml's
-                // `source` points, so the manifest is used as is.
-                build_component("spin")?;
-                let toml = root.join("spin.toml");
+                let p3 = t == "spin-p3" || t.starts_with("spin-p3.");
+                // The component configured by the environment (`-e`): the
+                // p3 build, or a portable one (--wasm, --compare). Without
+                // either, the Spin build under the shipped spin.toml.
+                let env_wasm = if p3 {
+                    Some(component(&opts.p3_variants, "spin-p3.", t, &opts.p3_wasm, "p3")?.0)
+                } else if t == "spin" && opts.wasm.is_none() {
+                    None
+                } else {
+                    Some(component(&opts.variants, "spin-", t, &opts.wasm, "portable")?.0)
+                };
+                let state = if t == "spin" {
+                    "spin-state".to_string()
+                } else {
+                    format!("{t}-state")
+                };
                 let mut cmd = Command::new(spin);
-                cmd.arg("up")
-                    .arg("-f")
-                    .arg(&toml)
-                    .args(["--listen", &addr.to_string()])
+                cmd.arg("up");
+                match &env_wasm {
+                    // The default build lands where the shipped spin.toml's
+                    // `source` points, so the manifest is used as is.
+                    None => {
+                        build_component("spin")?;
+                        cmd.arg("-f")
+                            .arg(root.join("spin.toml"))
+                            .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
+                    }
+                    // spin-p3.toml (config from the environment, only the
+                    // Redis allowlist from variables) with its `source`
+                    // pointed at the component.
+                    Some(wasm) => {
+                        let manifest = spin_env_manifest(&root, wasm, &work.join(t))?;
+                        cmd.arg("-f")
+                            .arg(manifest)
+                            .args(["-e", &format!("REDIS_URL={redis_url}")])
+                            .args(["-e", &format!("JWT_SECRET={}", opts.jwt_secret)]);
+                    }
+                }
+                if p3 {
+                    // The README's p3 flags, as for the p3 targets.
+                    cmd.args([
+                        "--max-instance-reuse-count",
+                        "100000",
+                        "--max-instance-concurrent-reuse-count",
+                        "256",
+                    ]);
+                }
+                cmd.args(["--listen", &addr.to_string()])
                     // Spin's default per-instance log files, in the run's
                     // work directory rather than the repo's .spin/.
                     .arg("--state-dir")
-                    .arg(work.join("spin-state"))
-                    .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret)
+                    .arg(work.join(state))
+                    .args(target_args(&opts, t))
                     .env("SPIN_VARIABLE_REDIS_HOST", redis_addr.ip().to_string())
                     .env("SPIN_VARIABLE_REDIS_PORT", redis_addr.port().to_string())
                     .env("SPIN_MAX_INSTANCE_COUNT", cap.to_string());
-                meta.commands.insert("spin".into(), command_line(&cmd));
-                let child = procs::Child::spawn("spin up", cmd, &work.join("spin.log"))
+                meta.commands.insert(t.to_string(), command_line(&cmd));
+                say(format!("starting spin up for {t}"));
+                let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
                     .map_err(|e| format!("spin: {e}"))?;
-                Server::started(target, addr, child, Kind::Gateway, cap2)
+                let max = if p3 { cap1 } else { cap2 };
+                Server::started(target, addr, child, Kind::Gateway, max)
             }
             _ => unreachable!("targets are checked"),
         };
