@@ -51,6 +51,7 @@ pub const EVENTS: &[(&str, Level)] = &[
     ("stream_opened", Level::Info),
     ("stream_closed", Level::Info),
     ("last_event_id_ignored", Level::Info),
+    ("resume_unrecovered", Level::Info),
     ("dev_token_minted", Level::Info),
     ("dev_execution_created", Level::Info),
     ("request", Level::Debug),

@@ -146,6 +146,20 @@ impl Outbox {
         self.last_id = self.last_id.max(Some(id));
     }
 
+    /// The browser's `Last-Event-ID` is not in the history (trimmed,
+    /// expired, or never there): the replay that follows cannot be proven
+    /// complete. A named event, so `EventSource`'s `onmessage` and clients
+    /// that dispatch on `event_type` pass it by (as Centrifugo's
+    /// `recovered: false`).
+    pub fn unrecovered(&mut self) {
+        let ev = Event {
+            event: Some("resume"),
+            id: None,
+            data: r#"{"recovered":false}"#,
+        };
+        sse::encode_event(&mut self.outbox, &ev);
+    }
+
     /// The newest history id queued: where a catch-up reads on from.
     pub fn last_id(&self) -> Option<EntryId> {
         self.last_id

@@ -74,6 +74,15 @@ fn wait_subscribers(env: &TestEnv, channel: &str, want: i64, s: &SseStream) {
 }
 
 /// The status control event: first, built from the record, without `id:`.
+/// A `Last-Event-ID` the history no longer (or never) held: the browser
+/// is told the replay cannot be proven complete (`event: resume`).
+fn expect_unrecovered(s: &mut SseStream) {
+    let ev = s.next_event(EVENT);
+    assert_eq!(ev.event.as_deref(), Some("resume"), "{ev:?}");
+    assert_eq!(ev.json(), json!({"recovered": false}));
+    assert_eq!(ev.id, None, "{ev:?}");
+}
+
 fn expect_status(s: &mut SseStream, rec: &ExecRecord) {
     let ev = s.next_event(EVENT);
     let v = ev.json();
@@ -422,6 +431,10 @@ fn malformed_last_event_id_is_treated_as_absent() {
     ] {
         let mut s = open_exec(&env, &rec, Some(bad));
         expect_status(&mut s, &rec);
+        if bad == "0-1" {
+            // Well formed and not in the history: not proven complete.
+            expect_unrecovered(&mut s);
+        }
         for (v, id) in posted.iter().zip(&ids) {
             expect_exec_event(&mut s, v, Some(id));
         }
@@ -446,6 +459,7 @@ fn last_event_id_newer_than_history_gets_only_live_events() {
         + 60_000;
     let mut s = open_exec(&env, &rec, Some(&format!("{ahead}-0")));
     expect_status(&mut s, &rec);
+    expect_unrecovered(&mut s);
     wait_subscribers(&env, &exec_channel(&rec.id), 1, &s);
     s.assert_open_for(Duration::from_millis(500));
     let live = ev(&rec, "execution_completed", 4);
@@ -499,6 +513,21 @@ fn history_is_capped_and_expires() {
     expect_status(&mut s, &rec);
     let first = ids.len() - kept.len();
     for (v, id) in posted.iter().zip(&ids).skip(first) {
+        expect_exec_event(&mut s, v, Some(id));
+    }
+    s.assert_open_for(Duration::from_millis(300));
+    // A browser that saw only the first event comes back after it was
+    // trimmed: told, then given what the history still has (issue 22).
+    let mut s = open_exec(&env, &rec, Some(&ids[0]));
+    expect_status(&mut s, &rec);
+    expect_unrecovered(&mut s);
+    for (v, id) in posted.iter().zip(&ids).skip(first) {
+        expect_exec_event(&mut s, v, Some(id));
+    }
+    // One whose id is still there resumes with no such notice.
+    let mut s = open_exec(&env, &rec, Some(&ids[first]));
+    expect_status(&mut s, &rec);
+    for (v, id) in posted.iter().zip(&ids).skip(first + 1) {
         expect_exec_event(&mut s, v, Some(id));
     }
     s.assert_open_for(Duration::from_millis(300));

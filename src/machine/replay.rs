@@ -223,6 +223,14 @@ impl Replay {
             if entries.first().is_some_and(|(id, _)| *id == at) {
                 entries.remove(0);
                 outbox.seen(at);
+            } else {
+                // Trimmed, expired or never there: what follows may not
+                // be all the browser missed, and it is told so.
+                outbox.unrecovered();
+                logs.push(crate::log::line(
+                    "resume_unrecovered",
+                    &[("channel", self.channel.as_str().into())],
+                ));
             }
         }
         for (id, _) in &entries {
