@@ -114,10 +114,12 @@ pub const MIN_OUTBOX_BYTES: usize = 1024 * 1024;
 
 /// The least backlog bound: live messages waiting for a browser that lags
 /// behind a burst, before they are caught up from the history (or, without
-/// history ids, reported as dropped). Redis' own default soft limit for a
-/// pub/sub client (`client-output-buffer-limit pubsub 32mb 8mb 60`), so a
-/// p3 stream absorbs what a p2 stream's own connection would.
-pub const MIN_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
+/// history ids, reported as dropped). Redis' own hard limit for a pub/sub
+/// client (`client-output-buffer-limit pubsub 32mb 8mb 60`), so a p3
+/// stream absorbs what a p2 stream's own connection would. Counted per
+/// stream; on p3 the bytes are the hub's, held once for every stream of
+/// the channel (`backlog::Bytes::Shared`).
+pub const MIN_BACKLOG_BYTES: usize = 32 * 1024 * 1024;
 
 /// The least budget for plain-`PUBLISH` messages held back while the
 /// history is replayed.
@@ -732,7 +734,7 @@ mod tests {
             assert!(b.hold_bytes > e, "{e}");
             assert!(b.backlog_bytes >= b.outbox_bytes, "{e}");
             assert!(
-                b.stream_bytes(e) <= 6 * MAX_REPLY_BYTES,
+                b.stream_bytes(e) <= 9 * MAX_REPLY_BYTES,
                 "{e}: {}",
                 b.stream_bytes(e)
             );
@@ -740,7 +742,7 @@ mod tests {
             assert_eq!(c.stream, b);
         }
         // Most of it is the backlog, used only while a burst outruns the browser.
-        assert!(StreamBudget::for_event(65536).stream_bytes(65536) < 12 * 1024 * 1024);
+        assert!(StreamBudget::for_event(65536).stream_bytes(65536) < 36 * 1024 * 1024);
         for bad in ["63", &(MAX_EVENT_BYTES_LIMIT + 1).to_string(), "16777216"] {
             let e = load(&[("jwt_secret", LONG), ("max_event_bytes", bad)])
                 .err()

@@ -142,20 +142,20 @@ fn a_stalled_neighbour_holds_no_reader_up() {
     }
 }
 
-/// 900 × 20 KB (18 MB, past the 8 MiB backlog) while the browser looks
-/// away for a second: with history ids every event arrives once, in
-/// order, on the same connection (caught up from the history if the
-/// backlog overflowed; some hosts buffer it all themselves).
+/// 400 × 100 KB (40 MB, past the 32 MiB backlog) while the browser
+/// looks away for a second: with history ids every event arrives once, in
+/// order, on the same connection (caught up from the history once the
+/// backlog overflowed; some hosts buffer part of it themselves).
 #[test]
 fn a_reader_far_behind_a_burst_with_ids_catches_up_on_the_same_connection() {
-    let env = TestEnv::start();
+    let env = TestEnv::start_with(|b| b.env("MAX_EVENT_BYTES", "131072"));
     let rec = running_exec(&env);
     let mut s = open(&env, &rec);
-    burst(&env, &rec, 900, 20_000, true);
+    burst(&env, &rec, 400, 100_000, true);
     thread::sleep(Duration::from_secs(1));
-    let seen = read_burst(&mut s, 900);
+    let seen = read_burst(&mut s, 400);
     assert!(seen.ended.is_none(), "cut: {:?}", seen.ended);
-    assert_eq!(seen.numbers, (1..=900).collect::<Vec<_>>());
+    assert_eq!(seen.numbers, (1..=400).collect::<Vec<_>>());
     assert!(
         seen.ids.iter().all(Option::is_some),
         "every event has its id"
@@ -173,18 +173,18 @@ fn a_reader_far_behind_a_burst_with_ids_catches_up_on_the_same_connection() {
 /// end saying so (`: events dropped`, an aborted body), never a gap.
 #[test]
 fn a_reader_far_behind_a_plain_burst_gets_it_all_or_is_told() {
-    let env = TestEnv::start();
+    let env = TestEnv::start_with(|b| b.env("MAX_EVENT_BYTES", "131072"));
     let rec = running_exec(&env);
     let mut s = open(&env, &rec);
-    burst(&env, &rec, 600, 20_000, false);
+    burst(&env, &rec, 400, 100_000, false);
     thread::sleep(Duration::from_secs(1));
-    let seen = read_burst(&mut s, 600);
+    let seen = read_burst(&mut s, 400);
     let got = seen.numbers.len() as u64;
     assert_eq!(seen.numbers, (1..=got).collect::<Vec<_>>(), "in order");
     match seen.ended {
-        None => assert_eq!(got, 600),
+        None => assert_eq!(got, 400),
         Some((end, comments)) => {
-            eprintln!("[bursts] told after {got} of 600: {comments:?}");
+            eprintln!("[bursts] told after {got} of 400: {comments:?}");
             assert!(matches!(end, EndKind::Abrupt(_)), "{end:?}");
             assert_eq!(comments.last().map(String::as_str), Some("events dropped"));
         }

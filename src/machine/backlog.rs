@@ -15,11 +15,66 @@
 
 use crate::config::StreamBudget;
 use std::collections::VecDeque;
+use std::ops::Deref;
+use std::rc::Rc;
+
+/// A live message's bytes: owned (a p2 stream's own connection) or shared
+/// with the other subscribers of its channel (the p3 hub), so a burst that
+/// waits for many browsers of one channel is held once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bytes {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl Bytes {
+    /// The bytes as a vector (free when owned).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(rc) => rc.to_vec(),
+        }
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(rc) => rc,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        Bytes::Owned(v)
+    }
+}
+
+impl From<Rc<[u8]>> for Bytes {
+    fn from(rc: Rc<[u8]>) -> Bytes {
+        Bytes::Shared(rc)
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Bytes {
+        Bytes::Owned(b.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Bytes {
+    fn from(b: &[u8; N]) -> Bytes {
+        Bytes::Owned(b.to_vec())
+    }
+}
 
 /// Messages waiting for room in the outbox.
 #[derive(Default)]
 pub struct Backlog {
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Bytes>,
     bytes: usize,
 }
 
@@ -27,17 +82,17 @@ pub struct Backlog {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admit {
     /// Room now and nothing waiting before it: queue it to the outbox.
-    Now(Vec<u8>),
+    Now(Bytes),
     /// Waits its turn.
     Queued,
     /// The backlog passed its bound: every waiting message, this one
     /// last, handed back to be caught up or reported.
-    Overflow(Vec<Vec<u8>>),
+    Overflow(Vec<Bytes>),
 }
 
 impl Backlog {
     /// A live message, with `unsent` bytes in the outbox.
-    pub fn offer(&mut self, payload: Vec<u8>, unsent: usize, budget: &StreamBudget) -> Admit {
+    pub fn offer(&mut self, payload: Bytes, unsent: usize, budget: &StreamBudget) -> Admit {
         if self.queue.is_empty() && unsent <= budget.outbox_bytes {
             return Admit::Now(payload);
         }
@@ -52,7 +107,7 @@ impl Backlog {
 
     /// The oldest waiting message, if the outbox (`unsent` bytes) has
     /// room for it now.
-    pub fn release(&mut self, unsent: usize, budget: &StreamBudget) -> Option<Vec<u8>> {
+    pub fn release(&mut self, unsent: usize, budget: &StreamBudget) -> Option<Bytes> {
         if unsent > budget.outbox_bytes {
             return None;
         }
@@ -79,34 +134,44 @@ mod tests {
         }
     }
 
+    fn bb(byte: u8, n: usize) -> Bytes {
+        Bytes::Owned(vec![byte; n])
+    }
+
     #[test]
     fn a_burst_waits_in_order_and_drains_as_the_browser_reads() {
-        let b = budget();
+        let b_ = budget();
+        let b = &b_;
         let mut q = Backlog::default();
-        assert_eq!(q.offer(vec![1; 80], 0, &b), Admit::Now(vec![1; 80]));
-        assert_eq!(q.offer(vec![2; 80], 101, &b), Admit::Queued);
+        assert_eq!(q.offer(bb(1, 80), 0, b), Admit::Now(bb(1, 80)));
+        assert_eq!(q.offer(bb(2, 80), 101, b), Admit::Queued);
         // Room again, but the waiting one goes first.
-        assert_eq!(q.offer(vec![3; 80], 0, &b), Admit::Queued);
+        assert_eq!(q.offer(bb(3, 80), 0, b), Admit::Queued);
         assert_eq!(q.bytes(), 160);
-        assert_eq!(q.release(101, &b), None, "still full");
-        assert_eq!(q.release(100, &b), Some(vec![2; 80]));
-        assert_eq!(q.release(0, &b), Some(vec![3; 80]));
-        assert_eq!(q.release(0, &b), None);
+        assert_eq!(q.release(101, b), None, "still full");
+        assert_eq!(q.release(100, b), Some(bb(2, 80)));
+        assert_eq!(q.release(0, b), Some(bb(3, 80)));
+        assert_eq!(q.release(0, b), None);
         assert_eq!(q.bytes(), 0);
     }
 
     #[test]
     fn past_its_bound_everything_waiting_is_handed_back() {
-        let b = budget();
+        let b_ = budget();
+        let b = &b_;
         let mut q = Backlog::default();
         for n in 1..=3 {
-            assert_eq!(q.offer(vec![n; 80], 500, &b), Admit::Queued);
+            assert_eq!(q.offer(bb(n, 80), 500, b), Admit::Queued);
         }
-        let Admit::Overflow(all) = q.offer(vec![4; 80], 500, &b) else {
+        let Admit::Overflow(all) = q.offer(bb(4, 80), 500, b) else {
             panic!("320 bytes > 250");
         };
         assert_eq!(all.iter().map(|p| p[0]).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let shared: Rc<[u8]> = Rc::from(&[9u8; 3][..]);
+        let one = Bytes::from(shared.clone());
+        assert_eq!(Rc::strong_count(&shared), 2, "held once, not copied");
+        assert_eq!(one.into_vec(), vec![9; 3]);
         assert_eq!(q.bytes(), 0);
-        assert_eq!(q.release(0, &b), None, "empty after the overflow");
+        assert_eq!(q.release(0, b), None, "empty after the overflow");
     }
 }

@@ -53,7 +53,7 @@ use crate::outbox::{Close, Outbox};
 use crate::resp::{RespError, Value};
 use crate::routes::Route;
 use crate::session::{Incoming, Session, Tag};
-use backlog::{Admit, Backlog};
+use backlog::{Admit, Backlog, Bytes};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
 use held::{Held, Offer};
@@ -145,7 +145,7 @@ enum Phase {
         plan: Plan,
         deadline: u64,
         subscribed: bool,
-        early: Vec<Vec<u8>>,
+        early: Vec<Bytes>,
         replies: Replies,
         /// Cluster side commands handed to the shell and not back yet.
         outstanding: usize,
@@ -439,10 +439,12 @@ impl StreamMachine {
     }
 
     /// [`Wiring::Shared`]: a message the hub received on the channel.
-    pub fn message(&mut self, payload: &[u8], now: u64) {
+    /// Shared bytes ([`Bytes::Shared`], the hub's) are kept, not copied,
+    /// while they wait for the browser.
+    pub fn message(&mut self, payload: impl Into<Bytes>, now: u64) {
         match &mut self.phase {
-            Phase::Opening { early, .. } => early.push(payload.to_vec()),
-            Phase::Live { .. } => self.live_message(payload.to_vec(), now),
+            Phase::Opening { early, .. } => early.push(payload.into()),
+            Phase::Live { .. } => self.live_message(payload.into(), now),
             Phase::Identifying { .. } | Phase::Over => {}
         }
     }
@@ -567,11 +569,13 @@ impl StreamMachine {
                 item,
             ) => match item {
                 Incoming::Subscribed => *subscribed = true,
-                Incoming::Message(p) => early.push(p),
+                Incoming::Message(p) => early.push(p.into()),
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
             (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
-            (Phase::Live { .. }, Incoming::Message(payload)) => self.live_message(payload, now),
+            (Phase::Live { .. }, Incoming::Message(payload)) => {
+                self.live_message(payload.into(), now)
+            }
             (Phase::Live { .. }, Incoming::Reply(Tag::History, v)) => self.history_page(v, now),
             (
                 Phase::Live {
@@ -588,7 +592,7 @@ impl StreamMachine {
     /// A live message: while the history is replayed, dropped or held by
     /// the replay; else admitted by the backlog (now, later, or given up
     /// for a catch-up), then delivered.
-    fn live_message(&mut self, payload: Vec<u8>, now: u64) {
+    fn live_message(&mut self, payload: Bytes, now: u64) {
         let Phase::Live {
             outbox,
             replay,
@@ -602,13 +606,13 @@ impl StreamMachine {
             return;
         }
         if let Some(r) = replay.as_mut() {
-            if let Err(dropped) = r.live(payload, &mut self.logs) {
+            if let Err(dropped) = r.live(payload.into_vec(), &mut self.logs) {
                 self.overrun(dropped, now);
             }
             return;
         }
         match backlog.offer(payload, outbox.pending().len(), &self.budget) {
-            Admit::Now(payload) => self.deliver(payload, now),
+            Admit::Now(payload) => self.deliver(payload.into_vec(), now),
             Admit::Queued => {}
             Admit::Overflow(waiting) => self.catch_up(waiting, now),
         }
@@ -649,7 +653,7 @@ impl StreamMachine {
                 return;
             }
             match backlog.release(outbox.pending().len(), &self.budget) {
-                Some(payload) => self.deliver(payload, now),
+                Some(payload) => self.deliver(payload.into_vec(), now),
                 None => return,
             }
         }
@@ -660,7 +664,7 @@ impl StreamMachine {
     /// (the paged replay a resume uses), and the stream goes on as if
     /// nothing happened; a plain one (no history) is lost, and the browser
     /// is told ([`Self::overrun`]).
-    fn catch_up(&mut self, waiting: Vec<Vec<u8>>, now: u64) {
+    fn catch_up(&mut self, waiting: Vec<Bytes>, now: u64) {
         let plain = waiting.iter().filter(|p| split_live(p).0.is_none()).count();
         let key = self.history_key.clone().filter(|_| plain == 0);
         let Phase::Live { outbox, replay, .. } = &mut self.phase else {
@@ -674,14 +678,17 @@ impl StreamMachine {
             &[
                 ("channel", self.channel.as_str().into()),
                 ("messages", waiting.len().into()),
-                ("bytes", waiting.iter().map(Vec::len).sum::<usize>().into()),
+                (
+                    "bytes",
+                    waiting.iter().map(|p| p.len()).sum::<usize>().into(),
+                ),
             ],
         ));
         let fill = self.result_of.as_ref().map(|(id, _)| id.as_str());
         let mut r = Replay::catch_up(key, outbox.last_id(), self.budget, &self.channel, fill);
         for payload in waiting {
             // Each has an id: noted as dropped, never held.
-            let _ = r.live(payload, &mut self.logs);
+            let _ = r.live(payload.into_vec(), &mut self.logs);
         }
         *replay = Some(Box::new(r));
         self.ask_page(now);

@@ -275,7 +275,7 @@ impl Pump {
             }
             Woke::Messages(Ok(messages)) => {
                 for p in messages {
-                    self.m.message(&p, now);
+                    self.m.message(p, now);
                 }
             }
             Woke::Live(Err(End::Moved(to))) if self.redirects < MAX_REDIRECTS => {

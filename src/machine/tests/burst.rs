@@ -36,6 +36,19 @@ fn numbers(sse: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A live stream whose backlog is the old 8 MiB (the default is 32 MiB),
+/// so a burst can pass it without 40 MB of test data.
+fn live_small_backlog() -> (StreamMachine, Config) {
+    let mut c = cfg(&[]);
+    c.stream.backlog_bytes = 8 << 20;
+    let mut m = opened(&c, &ok_replies());
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    let n = m.pending().len();
+    m.body_took(n, 10);
+    m.transmit();
+    (m, c)
+}
+
 /// Reads like a browser that keeps up: 64 KiB at a time until nothing
 /// is pending; returns what it read.
 fn read_all(m: &mut StreamMachine, now: u64) -> String {
@@ -68,8 +81,7 @@ fn a_burst_in_one_redis_read_reaches_a_reader_that_keeps_reading() {
 
 #[test]
 fn past_the_backlog_a_burst_with_ids_is_caught_up_from_the_history() {
-    let c = cfg(&[]);
-    let mut m = live();
+    let (mut m, c) = live_small_backlog();
     let events = burst(600, 20_000, true); // 12 MB > the 8 MiB backlog
     for p in &events {
         m.receive(message("sse:exec:e1", p).as_bytes(), 11);
@@ -117,7 +129,7 @@ fn past_the_backlog_a_burst_with_ids_is_caught_up_from_the_history() {
 
 #[test]
 fn past_the_backlog_plain_messages_end_the_stream_reconnectably() {
-    let mut m = live();
+    let (mut m, _) = live_small_backlog();
     for p in burst(600, 20_000, false) {
         m.receive(message("sse:exec:e1", &p).as_bytes(), 11);
     }
