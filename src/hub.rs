@@ -23,14 +23,14 @@ use crate::config::RedisTarget;
 use crate::resp::{self, Decoder, PubSub, RespError, Value};
 use crate::session::{Session, MAX_REPLY_BYTES};
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A subscriber's handle, unique for the hub's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubId(pub u64);
 
 /// A published payload, shared by every subscriber it is queued for.
-pub type Payload = Rc<[u8]>;
+pub type Payload = Arc<[u8]>;
 
 /// Something the shell must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,7 +494,7 @@ mod tests {
         let got_a = h.drain(a);
         let got_b = h.drain(b);
         assert!(
-            Rc::ptr_eq(&got_a[0], &got_b[0]),
+            Arc::ptr_eq(&got_a[0], &got_b[0]),
             "one payload, not a copy per stream"
         );
         assert_eq!(texts(got_a), ["1", "2"]);

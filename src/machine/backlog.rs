@@ -11,12 +11,16 @@
 //!
 //! Past [`StreamBudget::backlog_bytes`] the waiting messages are given up
 //! ([`Admit::Overflow`]): the machine then catches up from the history
-//! (messages with a history id) or tells the browser what was lost.
+//! (messages with a history id) or tells the browser what was lost. A
+//! browser that took no byte for [`STALLED_NS`] while messages waited is
+//! not reading: its bound is the outbox bound, so a stalled reader holds
+//! what it held before the backlog existed, until `write_stall_seconds`
+//! ends it.
 
 use crate::config::StreamBudget;
 use std::collections::VecDeque;
 use std::ops::Deref;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A live message's bytes: owned (a p2 stream's own connection) or shared
 /// with the other subscribers of its channel (the p3 hub), so a burst that
@@ -24,7 +28,7 @@ use std::rc::Rc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bytes {
     Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
+    Shared(Arc<[u8]>),
 }
 
 impl Bytes {
@@ -53,8 +57,8 @@ impl From<Vec<u8>> for Bytes {
     }
 }
 
-impl From<Rc<[u8]>> for Bytes {
-    fn from(rc: Rc<[u8]>) -> Bytes {
+impl From<Arc<[u8]>> for Bytes {
+    fn from(rc: Arc<[u8]>) -> Bytes {
         Bytes::Shared(rc)
     }
 }
@@ -71,11 +75,18 @@ impl<const N: usize> From<&[u8; N]> for Bytes {
     }
 }
 
+/// How long a browser may take no byte, with messages waiting, before
+/// it counts as not reading (the backlog then shrinks to the outbox bound).
+/// A reading browser's host takes bytes every round trip or sooner.
+pub const STALLED_NS: u64 = 500_000_000;
+
 /// Messages waiting for room in the outbox.
 #[derive(Default)]
 pub struct Backlog {
     queue: VecDeque<Bytes>,
     bytes: usize,
+    /// When the oldest waiting message was queued (monotonic ns).
+    since: u64,
 }
 
 /// What becomes of a live message.
@@ -91,14 +102,31 @@ pub enum Admit {
 }
 
 impl Backlog {
-    /// A live message, with `unsent` bytes in the outbox.
-    pub fn offer(&mut self, payload: Bytes, unsent: usize, budget: &StreamBudget) -> Admit {
+    /// A live message at `now`, with `unsent` bytes in the outbox and the
+    /// browser's last progress (bytes taken) at `progress`.
+    pub fn offer(
+        &mut self,
+        payload: Bytes,
+        unsent: usize,
+        budget: &StreamBudget,
+        now: u64,
+        progress: u64,
+    ) -> Admit {
         if self.queue.is_empty() && unsent <= budget.outbox_bytes {
             return Admit::Now(payload);
         }
+        if self.queue.is_empty() {
+            self.since = now;
+        }
         self.bytes += payload.len();
         self.queue.push_back(payload);
-        if self.bytes > budget.backlog_bytes {
+        let stalled = now.saturating_sub(progress.max(self.since)) > STALLED_NS;
+        let bound = if stalled {
+            budget.outbox_bytes
+        } else {
+            budget.backlog_bytes
+        };
+        if self.bytes > bound {
             self.bytes = 0;
             return Admit::Overflow(self.queue.drain(..).collect());
         }
@@ -143,10 +171,10 @@ mod tests {
         let b_ = budget();
         let b = &b_;
         let mut q = Backlog::default();
-        assert_eq!(q.offer(bb(1, 80), 0, b), Admit::Now(bb(1, 80)));
-        assert_eq!(q.offer(bb(2, 80), 101, b), Admit::Queued);
+        assert_eq!(q.offer(bb(1, 80), 0, b, 0, 0), Admit::Now(bb(1, 80)));
+        assert_eq!(q.offer(bb(2, 80), 101, b, 0, 0), Admit::Queued);
         // Room again, but the waiting one goes first.
-        assert_eq!(q.offer(bb(3, 80), 0, b), Admit::Queued);
+        assert_eq!(q.offer(bb(3, 80), 0, b, 0, 0), Admit::Queued);
         assert_eq!(q.bytes(), 160);
         assert_eq!(q.release(101, b), None, "still full");
         assert_eq!(q.release(100, b), Some(bb(2, 80)));
@@ -161,17 +189,38 @@ mod tests {
         let b = &b_;
         let mut q = Backlog::default();
         for n in 1..=3 {
-            assert_eq!(q.offer(bb(n, 80), 500, b), Admit::Queued);
+            assert_eq!(q.offer(bb(n, 80), 500, b, 0, 0), Admit::Queued);
         }
-        let Admit::Overflow(all) = q.offer(bb(4, 80), 500, b) else {
+        let Admit::Overflow(all) = q.offer(bb(4, 80), 500, b, 0, 0) else {
             panic!("320 bytes > 250");
         };
         assert_eq!(all.iter().map(|p| p[0]).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        let shared: Rc<[u8]> = Rc::from(&[9u8; 3][..]);
+        let shared: Arc<[u8]> = Arc::from(&[9u8; 3][..]);
         let one = Bytes::from(shared.clone());
-        assert_eq!(Rc::strong_count(&shared), 2, "held once, not copied");
+        assert_eq!(Arc::strong_count(&shared), 2, "held once, not copied");
         assert_eq!(one.into_vec(), vec![9; 3]);
         assert_eq!(q.bytes(), 0);
         assert_eq!(q.release(0, b), None, "empty after the overflow");
+    }
+
+    #[test]
+    fn a_browser_that_takes_nothing_keeps_only_the_outbox_bound_waiting() {
+        let b_ = budget();
+        let b = &b_;
+        let mut q = Backlog::default();
+        // Idle for a long time, then a burst: not stalled, the clock
+        // starts with the first waiting message.
+        let t = 100 * STALLED_NS;
+        assert_eq!(q.offer(bb(1, 80), 500, b, t, 0), Admit::Queued);
+        assert_eq!(q.offer(bb(2, 80), 500, b, t + STALLED_NS, 0), Admit::Queued);
+        // No byte taken for longer than STALLED_NS: 160 > the outbox bound.
+        let late = t + STALLED_NS + 1;
+        assert!(matches!(
+            q.offer(bb(3, 80), 500, b, late, 0),
+            Admit::Overflow(_)
+        ));
+        // Progress keeps the larger bound.
+        assert_eq!(q.offer(bb(4, 80), 500, b, late, late), Admit::Queued);
+        assert_eq!(q.offer(bb(5, 80), 500, b, late, late), Admit::Queued);
     }
 }

@@ -611,7 +611,8 @@ impl StreamMachine {
             }
             return;
         }
-        match backlog.offer(payload, outbox.pending().len(), &self.budget) {
+        let progress = self.timers.progress();
+        match backlog.offer(payload, outbox.pending().len(), &self.budget, now, progress) {
             Admit::Now(payload) => self.deliver(payload.into_vec(), now),
             Admit::Queued => {}
             Admit::Overflow(waiting) => self.catch_up(waiting, now),

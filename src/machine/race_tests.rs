@@ -257,7 +257,7 @@ impl World {
                                 .and_then(|n| n.trim_end_matches('}').parse::<usize>().ok()),
                         );
                     }
-                    c.m.message(std::rc::Rc::<[u8]>::from(p), now)
+                    c.m.message(std::sync::Arc::<[u8]>::from(p), now)
                 }
             },
             Step::Reply => {

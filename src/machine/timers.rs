@@ -84,6 +84,11 @@ impl Timers {
         self.user_check = Some(now.saturating_add(self.heartbeat));
     }
 
+    /// When the browser last took bytes (or the stream went live).
+    pub fn progress(&self) -> u64 {
+        self.progress
+    }
+
     /// The browser took bytes: the heartbeat and the stall clock restart.
     pub fn wrote(&mut self, now: u64) {
         self.idle = now.saturating_add(self.heartbeat);
