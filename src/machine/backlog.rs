@@ -98,7 +98,8 @@ pub enum Admit {
     Queued,
     /// The backlog passed its bound: every waiting message, this one
     /// last, handed back to be caught up or reported.
-    Overflow(Vec<Bytes>),
+    /// `stalled`: the browser is not reading ([`STALLED_NS`]).
+    Overflow { waiting: Vec<Bytes>, stalled: bool },
 }
 
 impl Backlog {
@@ -128,7 +129,8 @@ impl Backlog {
         };
         if self.bytes > bound {
             self.bytes = 0;
-            return Admit::Overflow(self.queue.drain(..).collect());
+            let waiting = self.queue.drain(..).collect();
+            return Admit::Overflow { waiting, stalled };
         }
         Admit::Queued
     }
@@ -191,7 +193,11 @@ mod tests {
         for n in 1..=3 {
             assert_eq!(q.offer(bb(n, 80), 500, b, 0, 0), Admit::Queued);
         }
-        let Admit::Overflow(all) = q.offer(bb(4, 80), 500, b, 0, 0) else {
+        let Admit::Overflow {
+            waiting: all,
+            stalled: false,
+        } = q.offer(bb(4, 80), 500, b, 0, 0)
+        else {
             panic!("320 bytes > 250");
         };
         assert_eq!(all.iter().map(|p| p[0]).collect::<Vec<_>>(), [1, 2, 3, 4]);
@@ -217,7 +223,7 @@ mod tests {
         let late = t + STALLED_NS + 1;
         assert!(matches!(
             q.offer(bb(3, 80), 500, b, late, 0),
-            Admit::Overflow(_)
+            Admit::Overflow { stalled: true, .. }
         ));
         // Progress keeps the larger bound.
         assert_eq!(q.offer(bb(4, 80), 500, b, late, late), Admit::Queued);

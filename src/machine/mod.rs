@@ -615,7 +615,7 @@ impl StreamMachine {
         match backlog.offer(payload, outbox.pending().len(), &self.budget, now, progress) {
             Admit::Now(payload) => self.deliver(payload.into_vec(), now),
             Admit::Queued => {}
-            Admit::Overflow(waiting) => self.catch_up(waiting, now),
+            Admit::Overflow { waiting, stalled } => self.catch_up(waiting, stalled, now),
         }
     }
 
@@ -665,13 +665,20 @@ impl StreamMachine {
     /// (the paged replay a resume uses), and the stream goes on as if
     /// nothing happened; a plain one (no history) is lost, and the browser
     /// is told ([`Self::overrun`]).
-    fn catch_up(&mut self, waiting: Vec<Bytes>, now: u64) {
+    ///
+    /// A browser that is not reading (`stalled`) and lost a plain message
+    /// is dropped as a slow client at once: there is nothing to flush to
+    /// it, and its subscription should not outlive it.
+    fn catch_up(&mut self, waiting: Vec<Bytes>, stalled: bool, now: u64) {
         let plain = waiting.iter().filter(|p| split_live(p).0.is_none()).count();
         let key = self.history_key.clone().filter(|_| plain == 0);
         let Phase::Live { outbox, replay, .. } = &mut self.phase else {
             return;
         };
         let Some(key) = key else {
+            if stalled {
+                outbox.close(Close::SlowClient);
+            }
             return self.overrun(plain.max(1), now);
         };
         self.logs.push(log::line(
