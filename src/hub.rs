@@ -75,6 +75,8 @@ struct Subscriber {
     channel: Vec<u8>,
     queue: VecDeque<Payload>,
     live: bool,
+    /// Messages too large to decode since the last drain.
+    dropped: usize,
 }
 
 /// The state of one subscription connection.
@@ -132,6 +134,7 @@ impl Hub {
             Subscriber {
                 channel: channel.to_vec(),
                 queue: VecDeque::new(),
+                dropped: 0,
                 live,
             },
         );
@@ -147,6 +150,14 @@ impl Hub {
         if let Some(sub) = self.subscribers.remove(&id) {
             self.detach(id, &sub.channel);
         }
+    }
+
+    /// How many messages for `id` were too large to decode since the last
+    /// call (its stream tells its browser; the connection goes on).
+    pub fn take_dropped(&mut self, id: SubId) -> usize {
+        self.subscribers
+            .get_mut(&id)
+            .map_or(0, |s| std::mem::take(&mut s.dropped))
     }
 
     /// Takes the messages queued for `id`, oldest first.
@@ -204,6 +215,7 @@ impl Hub {
         while let Some(value) = self.decoder.next()? {
             match value.into_pubsub() {
                 Ok(PubSub::Message { channel, payload }) => self.deliver(&channel, payload),
+                Ok(PubSub::Dropped { channel, .. }) => self.dropped(&channel),
                 Ok(PubSub::Subscribed { channel, .. }) => self.confirmed(channel)?,
                 Ok(PubSub::Unsubscribed { channel, .. }) => self.unsubscribed(channel),
                 Err(Value::Push(_)) => {} // a push we don't act on (client tracking)
@@ -279,6 +291,22 @@ impl Hub {
         for id in overflowed {
             self.leave(id);
             self.notices.push(Notice::Overflow(id));
+        }
+    }
+
+    /// A message on `channel` was too large to decode: each subscriber is
+    /// woken to hear it (it costs this channel's streams, not the rest).
+    fn dropped(&mut self, channel: &[u8]) {
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
+        for id in &ch.subscribers {
+            if let Some(sub) = self.subscribers.get_mut(id) {
+                if sub.queue.is_empty() && sub.dropped == 0 {
+                    self.notices.push(Notice::Ready(*id));
+                }
+                sub.dropped += 1;
+            }
         }
     }
 
@@ -501,6 +529,34 @@ mod tests {
         assert_eq!(texts(got_b), ["1", "2"]);
         assert_eq!(texts(h.drain(other)), ["x"]);
         assert!(h.drain(a).is_empty());
+    }
+
+    /// A message too large for the frame limit (anyone who may `PUBLISH`
+    /// can send one) costs its own channel's subscribers, who are told,
+    /// not the connection and every other stream on it.
+    #[test]
+    fn an_oversized_message_costs_its_channel_not_the_connection() {
+        let mut h = hub(8);
+        let victim = h.join(b"c");
+        let other = h.join(b"d");
+        h.receive(format!("{}{}", sub_ack("c", 1), sub_ack("d", 2)).as_bytes())
+            .unwrap();
+        h.take_notices();
+        let huge = "x".repeat(crate::session::MAX_REPLY_BYTES + 1);
+        let bytes = format!("{}{}", message("c", &huge), message("d", "after"));
+        for chunk in bytes.as_bytes().chunks(64 * 1024) {
+            h.receive(chunk).unwrap();
+        }
+        assert_eq!(
+            h.take_notices(),
+            vec![Notice::Ready(victim), Notice::Ready(other)]
+        );
+        assert_eq!(h.take_dropped(victim), 1);
+        assert!(h.drain(victim).is_empty());
+        assert_eq!(h.take_dropped(other), 0);
+        assert_eq!(texts(h.drain(other)), ["after"]);
+        h.receive(message("c", "next").as_bytes()).unwrap();
+        assert_eq!(texts(h.drain(victim)), ["next"], "still subscribed");
     }
 
     #[test]

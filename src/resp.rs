@@ -54,6 +54,10 @@ pub enum Value {
     Map(Vec<(Value, Value)>),
     /// RESP3 out-of-band push (`>`), e.g. a pub/sub message.
     Push(Vec<Value>),
+    /// A bulk string inside a push too large for the decoder's frame
+    /// limit: discarded unread, only its length kept, so one oversized
+    /// message costs its own channel, not the connection.
+    Skipped(usize),
 }
 
 impl Value {
@@ -171,6 +175,7 @@ impl Value {
             Value::Array(_) => "array",
             Value::Map(_) => "map",
             Value::Push(_) => "push",
+            Value::Skipped(_) => "skipped bulk string",
         }
     }
 }
@@ -190,6 +195,14 @@ pub enum PubSub {
         channel: Vec<u8>,
         /// The published payload, unchanged.
         payload: Vec<u8>,
+    },
+    /// A published message too large for the connection's frame limit,
+    /// discarded unread ([`Value::Skipped`]): its subscribers are told.
+    Dropped {
+        /// Channel the message was published to.
+        channel: Vec<u8>,
+        /// The payload's length.
+        bytes: usize,
     },
     /// Confirmation of a (s|p)SUBSCRIBE; `count` is the connection's number of
     /// subscriptions afterwards. For a pattern subscription `channel` holds
@@ -214,6 +227,7 @@ pub enum PubSub {
 #[derive(Debug, Clone, Copy)]
 enum PubSubKind {
     Message,
+    Dropped,
     PMessage,
     Subscribed,
     Unsubscribed,
@@ -248,8 +262,11 @@ fn pubsub_kind(items: &[Value]) -> Option<PubSubKind> {
     let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
     let bytes = |i: usize| items.get(i).and_then(Value::as_bytes).is_some();
     let int = |i: usize| items.get(i).and_then(Value::as_int).is_some();
+    let skipped = |i: usize| matches!(items.get(i), Some(Value::Skipped(_)));
     if items.len() == 3 && (is("message") || is("smessage")) && bytes(1) && bytes(2) {
         Some(PubSubKind::Message)
+    } else if items.len() == 3 && (is("message") || is("smessage")) && bytes(1) && skipped(2) {
+        Some(PubSubKind::Dropped)
     } else if items.len() == 4 && is("pmessage") && bytes(2) && bytes(3) {
         Some(PubSubKind::PMessage)
     } else if items.len() == 3
@@ -272,12 +289,20 @@ fn pubsub_kind(items: &[Value]) -> Option<PubSubKind> {
 /// Builds the message from items already checked by [`pubsub_kind`].
 fn build_pubsub(kind: PubSubKind, items: Vec<Value>) -> PubSub {
     let count = items.get(2).and_then(Value::as_int).unwrap_or(0);
+    let skipped = match items.get(2) {
+        Some(Value::Skipped(n)) => *n,
+        _ => 0,
+    };
     let mut it = items.into_iter().skip(1).map(into_bytes);
     let mut next = || it.next().unwrap_or_default();
     match kind {
         PubSubKind::Message => PubSub::Message {
             channel: next(),
             payload: next(),
+        },
+        PubSubKind::Dropped => PubSub::Dropped {
+            channel: next(),
+            bytes: skipped,
         },
         PubSubKind::PMessage => {
             let _pattern = next();

@@ -52,6 +52,9 @@ pub enum Incoming {
     Subscribed,
     /// A message published on the subscribed channel.
     Message(Vec<u8>),
+    /// A message on the channel too large for the frame limit, discarded
+    /// unread (the connection goes on).
+    Dropped,
 }
 
 /// The most bytes buffered for one incomplete reply (a record with a large
@@ -142,6 +145,9 @@ impl Session {
                     match push {
                         PubSub::Message { channel, payload } if channel == self.channel => {
                             out.push(Incoming::Message(payload))
+                        }
+                        PubSub::Dropped { channel, .. } if channel == self.channel => {
+                            out.push(Incoming::Dropped)
                         }
                         PubSub::Subscribed { channel, .. } if channel == self.channel => {
                             out.push(Incoming::Subscribed)

@@ -190,3 +190,43 @@ fn a_reader_far_behind_a_plain_burst_gets_it_all_or_is_told() {
         }
     }
 }
+
+/// One message larger than the gateway's 8 MiB frame limit, published
+/// with plain `PUBLISH` (anyone who can reach Redis can send one), costs
+/// only its own channel's streams, which are told (`: events dropped`, a
+/// reconnectable end); another user's stream on the same instance and
+/// subscription connection (p3) goes on (issue 26 item 1).
+#[test]
+fn a_message_too_large_to_decode_costs_only_its_channel() {
+    let env = TestEnv::start();
+    let rec = running_exec(&env);
+    let mut victim = open(&env, &rec);
+    let auth = bearer(&jwt::token("bob", "user"));
+    let mut other = open_stream(
+        env.gw.addr(),
+        NOTIF_STREAM_PATH,
+        &[("Authorization", &auth)],
+    );
+    env.redis
+        .wait_numsub(&notif_channel("bob"), 1, Duration::from_secs(10))
+        .expect("bob subscribed");
+    let huge = format!(
+        r#"{{"event_type":"tick","pad":"{}"}}"#,
+        "x".repeat(9_000_000)
+    );
+    env.redis.publish(&exec_channel(&rec.id), &huge);
+    let seen = read_burst(&mut victim, 1);
+    assert!(seen.numbers.is_empty(), "{:?}", seen.numbers);
+    let (end, comments) = seen.ended.expect("the victim's stream ends");
+    assert!(matches!(end, EndKind::Abrupt(_)), "{end:?}");
+    assert_eq!(comments.last().map(String::as_str), Some("events dropped"));
+    env.redis
+        .publish(&notif_channel("bob"), r#"{"title":"still here"}"#);
+    assert_eq!(other.next_json(EVENT)["title"], "still here");
+    let log = env.gw.log();
+    assert!(log.contains("too large"), "the drop is logged");
+    assert!(
+        !log.contains("redis_subscription_lost"),
+        "the connection went on"
+    );
+}

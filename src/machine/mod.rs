@@ -146,6 +146,8 @@ enum Phase {
         deadline: u64,
         subscribed: bool,
         early: Vec<Bytes>,
+        /// Messages too large to decode before the stream started.
+        too_large: usize,
         replies: Replies,
         /// Cluster side commands handed to the shell and not back yet.
         outstanding: usize,
@@ -364,6 +366,7 @@ impl StreamMachine {
             deadline,
             subscribed: false,
             early: Vec::new(),
+            too_large: 0,
             replies: Replies::default(),
             outstanding: 0,
         };
@@ -445,6 +448,19 @@ impl StreamMachine {
         match &mut self.phase {
             Phase::Opening { early, .. } => early.push(payload.into()),
             Phase::Live { .. } => self.live_message(payload.into(), now),
+            Phase::Identifying { .. } | Phase::Over => {}
+        }
+    }
+
+    /// `n` messages on the channel were too large to decode (the
+    /// connection's frame limit) and were discarded unread: nothing can
+    /// give them back, so the browser is told (`Close::Overrun`), as for
+    /// a plain message a full backlog had to drop. While opening, once
+    /// the stream has started.
+    pub fn too_large(&mut self, n: usize, now: u64) {
+        match &mut self.phase {
+            Phase::Opening { too_large, .. } => *too_large += n,
+            Phase::Live { .. } => self.overrun(n, "too large", now),
             Phase::Identifying { .. } | Phase::Over => {}
         }
     }
@@ -564,18 +580,21 @@ impl StreamMachine {
                     subscribed,
                     early,
                     replies,
+                    too_large,
                     ..
                 },
                 item,
             ) => match item {
                 Incoming::Subscribed => *subscribed = true,
                 Incoming::Message(p) => early.push(p.into()),
+                Incoming::Dropped => *too_large += 1,
                 Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
             },
             (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
             (Phase::Live { .. }, Incoming::Message(payload)) => {
                 self.live_message(payload.into(), now)
             }
+            (Phase::Live { .. }, Incoming::Dropped) => self.overrun(1, "too large", now),
             (Phase::Live { .. }, Incoming::Reply(Tag::History, v)) => self.history_page(v, now),
             (
                 Phase::Live {
@@ -607,7 +626,7 @@ impl StreamMachine {
         }
         if let Some(r) = replay.as_mut() {
             if let Err(dropped) = r.live(payload.into_vec(), &mut self.logs) {
-                self.overrun(dropped, now);
+                self.overrun(dropped, "replay backlog full", now);
             }
             return;
         }
@@ -679,7 +698,7 @@ impl StreamMachine {
             if stalled {
                 outbox.close(Close::SlowClient);
             }
-            return self.overrun(plain.max(1), now);
+            return self.overrun(plain.max(1), "backlog full", now);
         };
         self.logs.push(log::line(
             "catch_up",
@@ -705,7 +724,7 @@ impl StreamMachine {
     /// `dropped` live messages without a history id were given up: the
     /// browser gets a reconnectable end (`Close::Overrun`), an execution
     /// stream then opens with a fresh status event.
-    fn overrun(&mut self, dropped: usize, now: u64) {
+    fn overrun(&mut self, dropped: usize, reason: &'static str, now: u64) {
         let Phase::Live { outbox, .. } = &mut self.phase else {
             return;
         };
@@ -714,6 +733,7 @@ impl StreamMachine {
             &[
                 ("channel", self.channel.as_str().into()),
                 ("messages", dropped.into()),
+                ("reason", reason.into()),
             ],
         ));
         outbox.end(Close::Overrun, self.rules.retry_ms);
@@ -1006,6 +1026,7 @@ impl StreamMachine {
             plan,
             early,
             replies,
+            too_large,
             ..
         } = std::mem::replace(&mut self.phase, Phase::Over)
         else {
@@ -1051,6 +1072,9 @@ impl StreamMachine {
         self.paged(paged, now);
         for payload in early {
             self.live_message(payload, now);
+        }
+        if too_large > 0 {
+            self.overrun(too_large, "too large", now);
         }
         if let Phase::Live { outbox, .. } = &self.phase {
             self.logs.push(log::line(

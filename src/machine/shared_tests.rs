@@ -552,3 +552,28 @@ fn a_page_asked_after_the_dropped_message_ends_the_history_however_short() {
         vec![(Some("5-10".into()), "10".into())]
     );
 }
+
+/// The hub discarded a message too large to decode: the stream tells its
+/// browser (reconnectable), and one told while opening hears it at start.
+#[test]
+fn a_message_too_large_for_the_hub_ends_the_stream_reconnectably() {
+    let mut m = answered(ok);
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    m.body_took(m.pending().len(), 7);
+    m.too_large(1, 8);
+    assert_eq!(pending(&m), "retry: 3000\n\n: events dropped\n\n");
+    let mut m = open(&cfg());
+    m.join_channel();
+    m.subscribed(5);
+    m.too_large(2, 5);
+    for r in m.take_requests() {
+        m.reply(r.tag, ok(r.tag), 6);
+    }
+    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(
+        pending(&m).ends_with(": events dropped\n\n"),
+        "{}",
+        pending(&m)
+    );
+    assert!(m.logs().any(|l| l.contains(r#""messages":2"#)));
+}

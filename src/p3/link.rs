@@ -128,8 +128,9 @@ impl Subscription {
         .await
     }
 
-    /// The next messages, oldest first, or how the subscription ended.
-    pub async fn next(&self) -> Result<Vec<Payload>, End> {
+    /// The next messages, oldest first, and how many were too large to
+    /// decode since the last call; or how the subscription ended.
+    pub async fn next(&self) -> Result<(Vec<Payload>, usize), End> {
         future::poll_fn(|cx| {
             let ready = self.link.with_mailbox(self.id, cx, |m| match &m.ended {
                 Some(end) => Poll::Ready(Err(end.clone())),
@@ -139,7 +140,10 @@ impl Subscription {
                 }
                 None => Poll::Pending,
             });
-            ready.map_ok(|()| self.link.hub.borrow_mut().drain(self.id))
+            ready.map_ok(|()| {
+                let mut hub = self.link.hub.borrow_mut();
+                (hub.drain(self.id), hub.take_dropped(self.id))
+            })
         })
         .await
     }

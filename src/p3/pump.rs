@@ -143,7 +143,7 @@ struct Pump {
 /// What woke the pump.
 enum Woke {
     Live(Result<(), End>),
-    Messages(Result<Vec<Payload>, End>),
+    Messages(Result<(Vec<Payload>, usize), End>),
     Answers(Vec<(Tag, Result<Value, ApiError>)>),
     Wrote(StreamWriter<u8>, StreamResult),
     Timer,
@@ -273,9 +273,12 @@ impl Pump {
                 self.live = true;
                 self.m.subscribed(now);
             }
-            Woke::Messages(Ok(messages)) => {
+            Woke::Messages(Ok((messages, too_large))) => {
                 for p in messages {
                     self.m.message(p, now);
+                }
+                if too_large > 0 {
+                    self.m.too_large(too_large, now);
                 }
             }
             Woke::Live(Err(End::Moved(to))) if self.redirects < MAX_REDIRECTS => {

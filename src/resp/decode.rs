@@ -143,8 +143,14 @@ impl Decoder {
         }
     }
 
-    /// Appends bytes just read from the socket.
-    pub fn feed(&mut self, bytes: &[u8]) {
+    /// Appends bytes just read from the socket (those of a bulk string
+    /// being skipped are discarded here).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        if let Some((_, left)) = self.walk.skipped.as_mut() {
+            let n = (*left).min(bytes.len());
+            *left -= n;
+            bytes = &bytes[n..];
+        }
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -197,6 +203,17 @@ impl Decoder {
             // Incomplete: everything buffered belongs to this frame, and
             // `walk.need()` is a lower bound of its size.
             Ok(None) if avail.len().max(self.walk.need()) <= self.max_buffer => Ok(None),
+            Err(Step::TooLarge) if self.walk.skippable() => {
+                // One push payload is too large: discard it, not the
+                // connection (a subscription shared by many streams).
+                let (_, len) = self.walk.blob.expect("skippable is a blob");
+                let at = self.start + self.walk.pos;
+                let have = (self.buf.len() - at).min(len);
+                self.buf.drain(at..at + have);
+                self.walk.skipped = Some((len, len - have));
+                self.walk.blob = Some((b'$', 0));
+                self.decode_one()
+            }
             Ok(None) | Err(Step::TooLarge) => Err(RespError::TooLarge {
                 limit: self.max_buffer,
             }),
@@ -231,6 +248,10 @@ struct Walk {
     blob: Option<(u8, usize)>,
     /// Aggregates being built, innermost last.
     open: Vec<Open>,
+    /// A bulk string of a push too large for the frame limit, being
+    /// discarded: (its length, payload bytes still to discard). Its bytes
+    /// never enter the buffer; the frame's other items decode as usual.
+    skipped: Option<(usize, usize)>,
 }
 
 /// An aggregate still collecting its items.
@@ -242,6 +263,15 @@ struct Open {
 }
 
 impl Walk {
+    /// Whether the frame is too large only for the bulk string being read
+    /// inside a push, which can then be skipped rather than fail the
+    /// connection.
+    fn skippable(&self) -> bool {
+        matches!(self.blob, Some((b'$', _)))
+            && self.skipped.is_none()
+            && self.open.first().is_some_and(|o| o.kind == b'>')
+    }
+
     /// The fewest bytes the frame can have, from what has been read so far.
     fn need(&self) -> usize {
         match self.blob {
@@ -259,6 +289,9 @@ impl Walk {
             }
             let value = match self.blob {
                 Some((kind, len)) => {
+                    if self.skipped.is_some_and(|(_, left)| left > 0) {
+                        return Ok(None);
+                    }
                     let end = self.pos + len;
                     let Some(crlf) = avail.get(end..end + 2) else {
                         return Ok(None);
@@ -269,7 +302,10 @@ impl Walk {
                     let at = self.pos;
                     self.blob = None;
                     self.pos = end + 2;
-                    blob(kind, &avail[at..end], at)?
+                    match self.skipped.take() {
+                        Some((skipped, _)) => Some(Value::Skipped(skipped)),
+                        None => blob(kind, &avail[at..end], at)?,
+                    }
                 }
                 None => match self.header(avail)? {
                     None => return Ok(None),
@@ -651,6 +687,52 @@ mod tests {
             assert_eq!(values, vec![]);
             assert_eq!(err, Some(RespError::TooLarge { limit: 15 }), "{input:?}");
         }
+    }
+
+    /// One pushed message too large for the limit costs that message, not
+    /// the connection (a p3 subscription shared by many streams): its
+    /// payload is discarded unread, and what follows decodes as usual.
+    #[test]
+    fn an_oversized_push_payload_is_skipped_however_it_arrives() {
+        let big = "x".repeat(40);
+        let input = format!(
+            ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$40\r\n{big}\r\n\
+             >3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nok\r\n:5\r\n"
+        );
+        let (values, err) = same_however_split(input.as_bytes(), 40);
+        assert_eq!(err, None);
+        let push = |last: Value| {
+            Value::Push(vec![
+                Value::Bulk(b"message".to_vec()),
+                Value::Bulk(b"ch".to_vec()),
+                last,
+            ])
+        };
+        assert_eq!(
+            values,
+            vec![
+                push(Value::Skipped(40)),
+                push(Value::Bulk(b"ok".to_vec())),
+                Value::Int(5)
+            ]
+        );
+        // Never buffered: a payload far above the limit costs nothing.
+        let mut d = Decoder::new(40);
+        d.feed(b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$100000000\r\n");
+        for _ in 0..1000 {
+            d.feed(&[b'y'; 100_000]);
+            assert_eq!(d.next(), Ok(None));
+            assert!(d.buffered() < 64, "{}", d.buffered());
+        }
+        d.feed(b"\r\n");
+        assert_eq!(d.next(), Ok(Some(push(Value::Skipped(100_000_000)))));
+        // A missing CRLF after the skipped bytes is still an error.
+        let bad = format!(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$40\r\n{big}xx");
+        let (_, err) = decode_cut(bad.as_bytes(), &[], 40);
+        assert!(matches!(err, Some(RespError::Protocol(_))), "{err:?}");
+        // A reply (not a push) too large is an error as before.
+        let (_, err) = decode_cut(format!("$40\r\n{big}\r\n").as_bytes(), &[], 40);
+        assert_eq!(err, Some(RespError::TooLarge { limit: 40 }));
     }
 
     #[test]

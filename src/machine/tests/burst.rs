@@ -156,3 +156,20 @@ fn a_stalled_reader_is_cut_by_time_not_by_bytes() {
     m.handle_timeout(10 + 2 * S);
     assert!(matches!(m.poll(), Some(Event::Finished(Close::SlowClient))));
 }
+
+/// A message too large for the connection's frame limit is discarded
+/// unread (the connection goes on): the browser is told, never a gap.
+#[test]
+fn a_message_too_large_to_decode_ends_the_stream_reconnectably() {
+    let mut m = live();
+    let huge = "x".repeat(crate::session::MAX_REPLY_BYTES + 1);
+    m.receive(message("sse:exec:e1", &huge).as_bytes(), 11);
+    let logs: Vec<String> = m.logs().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains(r#""event":"messages_dropped""#) && l.contains("too large")),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|l| l.contains("redis_lost")), "{logs:?}");
+    assert!(pending(&m).ends_with("retry: 3000\n\n: events dropped\n\n"));
+}
