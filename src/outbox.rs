@@ -147,8 +147,8 @@ impl Outbox {
     }
 
     /// The browser's `Last-Event-ID` is not in the history (trimmed,
-    /// expired, or never there): the replay that follows cannot be proven
-    /// complete. A named event, so `EventSource`'s `onmessage` and clients
+    /// expired, or never there; `0-0`, "from the start", is no claim): the
+    /// replay that follows cannot be proven complete. A named event, so `EventSource`'s `onmessage` and clients
     /// that dispatch on `event_type` pass it by (as Centrifugo's
     /// `recovered: false`).
     pub fn unrecovered(&mut self) {

@@ -136,7 +136,8 @@ impl Replay {
             cursor: after,
             read: None,
             asked: true,
-            resumed: after,
+            // `0-0` (no entry has it) asks for everything: no claim to check.
+            resumed: after.filter(|id| *id != EntryId { ms: 0, seq: 0 }),
             rest: VecDeque::new(),
             last: false,
             dropped: None,
