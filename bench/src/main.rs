@@ -53,8 +53,8 @@ options:
                      PATH, ../shared/spin/install.sh; the Spin build under
                      spin.toml, or with --wasm that component configured
                      by `spin up -e`); also
-                     spin-p3     the p3 component under `spin up -f
-                                 spin-p3.toml -e ...` (C = 256)
+                     spin-p3     the p3 component under `spin up -f`
+                                 a copy of spin-p3.toml, `-e ...` (C = 256)
                      p3 / p3-C   the WASIp3 build under wasmtime serve, C
                                  concurrent requests per instance (256)
                      nchan       nginx + nchan, messages in memory
@@ -675,9 +675,12 @@ fn build_component(variant: &str) -> Result<PathBuf, String> {
 }
 
 /// spin-p3.toml with its `source` set to `wasm` (an absolute path), in
-/// `dir`: the manifest for a component configured by `spin up -e`.
+/// `dir`: the manifest for a component configured by `spin up -e`. Its
+/// Spin variables (the p3-spin build's) go unread by such a component; only
+/// the allowlist's `redis_host`/`redis_port` and the required `jwt_secret`
+/// must be set (the caller sets all three).
 fn spin_env_manifest(root: &Path, wasm: &Path, dir: &Path) -> Result<PathBuf, String> {
-    const SOURCE: &str = "source = \"target/p3/wasm32-wasip2/release/sse_gateway.wasm\"";
+    const SOURCE: &str = "source = \"target/p3-spin/wasm32-wasip2/release/sse_gateway.wasm\"";
     let shipped = root.join("spin-p3.toml");
     let text =
         std::fs::read_to_string(&shipped).map_err(|e| format!("{}: {e}", shipped.display()))?;
@@ -1086,15 +1089,17 @@ fn run(opts: Opts) -> Result<(), String> {
                             .arg(root.join("spin.toml"))
                             .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
                     }
-                    // spin-p3.toml (config from the environment, only the
-                    // Redis allowlist from variables) with its `source`
-                    // pointed at the component.
+                    // spin-p3.toml with its `source` pointed at the
+                    // component, configured by the environment; of the
+                    // manifest's variables only the Redis allowlist is
+                    // used, and jwt_secret, required there, is set too.
                     Some(wasm) => {
                         let manifest = spin_env_manifest(&root, wasm, &work.join(t))?;
                         cmd.arg("-f")
                             .arg(manifest)
                             .args(["-e", &format!("REDIS_URL={redis_url}")])
-                            .args(["-e", &format!("JWT_SECRET={}", opts.jwt_secret)]);
+                            .args(["-e", &format!("JWT_SECRET={}", opts.jwt_secret)])
+                            .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
                     }
                 }
                 if p3 {

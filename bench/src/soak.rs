@@ -169,7 +169,7 @@ pub async fn run(
                 .reconnect
                 .notify_one();
         }
-        if tick % sample_every == 0 {
+        if tick.is_multiple_of(sample_every) {
             if let Some(pid) = pid {
                 report.rss_kib.push((
                     (now_ns() - opened_at) as f64 / 1e9,

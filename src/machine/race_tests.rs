@@ -463,7 +463,7 @@ fn never(_: usize) -> bool {
 }
 
 fn even(n: usize) -> bool {
-    n % 2 == 0
+    n.is_multiple_of(2)
 }
 
 #[test]
