@@ -539,6 +539,10 @@ fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
                 }
                 let receivers: Vec<i64> = pipe.query(&mut con).unwrap();
                 delivered += receivers.iter().sum::<i64>();
+                // Paced over 4 s or more: past the 2 s write stall, so the
+                // stalled stream must be dropped while the flood goes on
+                // (a burst alone waits in its backlog, up to 32 MiB).
+                thread::sleep(Duration::from_millis(40));
             }
             done.store(true, Ordering::Relaxed);
             (delivered, started.elapsed())

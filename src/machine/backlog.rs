@@ -77,8 +77,10 @@ impl<const N: usize> From<&[u8; N]> for Bytes {
 
 /// How long a browser may take no byte, with messages waiting, before
 /// it counts as not reading (the backlog then shrinks to the outbox bound).
-/// A reading browser's host takes bytes every round trip or sooner.
-pub const STALLED_NS: u64 = 500_000_000;
+/// Two seconds: a reading browser on a lossy link can wait out a TCP
+/// retransmission timeout (1 s and more), and 500 ms cut a reading test
+/// client starved of CPU in the full suite.
+pub const STALLED_NS: u64 = 2_000_000_000;
 
 /// Messages waiting for room in the outbox.
 #[derive(Default)]
