@@ -144,6 +144,10 @@ pub struct StreamBudget {
     /// Bytes of plain-`PUBLISH` messages held while the history is
     /// replayed (at least one of the largest events).
     pub hold_bytes: usize,
+    /// The longest history entry a page reply keeps (the largest event
+    /// plus [`ENTRY_OVERHEAD`]); a longer one is discarded unread and
+    /// skipped, so no entry can make a page exceed the reply cap.
+    pub entry_bytes: usize,
 }
 
 impl StreamBudget {
@@ -157,6 +161,7 @@ impl StreamBudget {
             outbox_bytes: MIN_OUTBOX_BYTES.max(2 * (max_event + FRAME_OVERHEAD)),
             backlog_bytes: MIN_BACKLOG_BYTES.max(4 * (max_event + FRAME_OVERHEAD)),
             hold_bytes: MIN_HOLD_BYTES.max(max_event + FRAME_OVERHEAD),
+            entry_bytes: entry,
         }
     }
 

@@ -52,11 +52,15 @@ pub const ID_FIELD: &str = "_sse_id";
 const ID_PREFIX: &[u8] = b"{\"_sse_id\":\"";
 
 /// Atomic append + publish. `KEYS[1]` history stream; `ARGV`: channel,
-/// event (a compact JSON object), approximate max length, TTL seconds and
+/// event (a compact JSON object), approximate max length, TTL seconds,
 /// optionally the publish command (`SPUBLISH` on Redis Cluster; default
-/// `PUBLISH`). Returns the entry id. Producers in other languages may
-/// `EVAL` it as is.
-pub const PUBLISH_SCRIPT: &str = r#"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+/// `PUBLISH`) and the gateway's `max_event_bytes`: an event longer than
+/// that plus [`crate::config::ENTRY_OVERHEAD`] (512: room for the
+/// `execution_id` the POST route fills in) is refused with an error
+/// reply and stored nowhere, so every entry fits a history page. Returns
+/// the entry id. Producers in other languages may `EVAL` it as is.
+pub const PUBLISH_SCRIPT: &str = r#"if ARGV[6] and #ARGV[2] > tonumber(ARGV[6]) + 512 then return redis.error_reply('ERR event larger than max_event_bytes') end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local rest = string.sub(ARGV[2], 2)
 local sep = ','
@@ -79,6 +83,7 @@ pub fn publish_command(
     event: &str,
     limits: crate::config::HistoryLimits,
     sharded: bool,
+    max_event_bytes: usize,
 ) -> Vec<Vec<u8>> {
     [
         "EVAL",
@@ -90,6 +95,7 @@ pub fn publish_command(
         &limits.max_len.to_string(),
         &limits.ttl_seconds.to_string(),
         if sharded { "SPUBLISH" } else { "PUBLISH" },
+        &max_event_bytes.to_string(),
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -125,9 +131,17 @@ fn range(history_key: &str, start: &str, count: u64) -> Vec<Vec<u8>> {
     .collect()
 }
 
-/// Reads an `XRANGE` reply into `(id, event)` pairs; entries without a
-/// `data` field or with a malformed id are left out.
-pub fn parse_range(reply: Value) -> Result<Vec<(EntryId, Vec<u8>)>, RespError> {
+/// A history entry's event, or `Err(length)` for one too long to read
+/// (discarded unread, [`crate::session::Session::limit_history_entries`]):
+/// the replay skips it, in its place.
+pub type EntryData = Result<Vec<u8>, usize>;
+
+/// One history entry of a page.
+pub type Entry = (EntryId, EntryData);
+
+/// Reads an `XRANGE` reply into entries; those without a `data` field or
+/// with a malformed id are left out.
+pub fn parse_range(reply: Value) -> Result<Vec<Entry>, RespError> {
     let entries = match reply {
         Value::Array(items) => items,
         Value::Nil => return Ok(Vec::new()),
@@ -152,8 +166,10 @@ pub fn parse_range(reply: Value) -> Result<Vec<(EntryId, Vec<u8>)>, RespError> {
         let mut it = fields.into_iter();
         while let (Some(name), Some(value)) = (it.next(), it.next()) {
             if name.as_bytes() == Some(b"data") {
-                if let Value::Bulk(data) = value {
-                    out.push((id, data));
+                match value {
+                    Value::Bulk(data) => out.push((id, Ok(data))),
+                    Value::Skipped(len) => out.push((id, Err(len))),
+                    _ => {}
                 }
                 break;
             }
@@ -275,6 +291,19 @@ mod tests {
     }
 
     #[test]
+    fn the_scripts_cap_allows_the_entry_overhead() {
+        let allowance = format!("tonumber(ARGV[6]) + {}", crate::config::ENTRY_OVERHEAD);
+        assert!(PUBLISH_SCRIPT.contains(&allowance));
+        let limits = crate::config::HistoryLimits {
+            max_len: 10,
+            ttl_seconds: 60,
+        };
+        let args = publish_command("h", "c", "{}", limits, false, 4096);
+        assert_eq!(args.len(), 10, "EVAL, script, 1, key, 6 ARGV");
+        assert_eq!(args[9], b"4096");
+    }
+
+    #[test]
     fn range_replies_parse_and_skip_junk() {
         let entry = |id: &str, fields: Vec<Value>| {
             Value::Array(vec![
@@ -313,8 +342,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (EntryId::parse("1-0").unwrap(), b"{\"a\":1}".to_vec()),
-                (EntryId::parse("3-0").unwrap(), b"{\"b\":2}".to_vec()),
+                (EntryId::parse("1-0").unwrap(), Ok(b"{\"a\":1}".to_vec())),
+                (EntryId::parse("3-0").unwrap(), Ok(b"{\"b\":2}".to_vec())),
             ]
         );
         assert_eq!(parse_range(Value::Nil).unwrap(), vec![]);

@@ -54,9 +54,19 @@ impl<K: Clone> Pipeline<K> {
     /// A connection to `target` (login and database queued first); each
     /// command must be answered within `timeout_ms` of being sent.
     /// `cluster`: follow `MOVED` (see [`Pipeline::take_redirects`]).
-    pub fn new(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Pipeline<K> {
+    /// History entries longer than `entry_bytes` are discarded unread
+    /// ([`Session::limit_history_entries`]): one stream's oversized
+    /// history never resets the connection the others share.
+    pub fn new(
+        target: &RedisTarget,
+        cluster: bool,
+        timeout_ms: u64,
+        entry_bytes: usize,
+    ) -> Pipeline<K> {
+        let mut session = Session::handshake(target);
+        session.limit_history_entries(entry_bytes);
         Pipeline {
-            session: Session::handshake(target),
+            session,
             waiting: VecDeque::new(),
             timeout_ns: timeout_ms.saturating_mul(1_000_000),
             cluster,
@@ -198,7 +208,7 @@ mod tests {
     fn replies_go_to_who_asked_in_order_whatever_the_split() {
         let wire = "%1\r\n+server\r\n+redis\r\n:1\r\n-WRONGTYPE no\r\n$2\r\nhi\r\n";
         for cut in 0..wire.len() {
-            let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000);
+            let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
             p.send(7, Tag::Acquire, args(&["EVAL", "x"]), 0);
             p.send(8, Tag::Record, args(&["HGETALL", "k"]), 0);
             p.send(7, Tag::History, args(&["XRANGE", "h"]), 0);
@@ -224,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_refused_login_or_garbage_fails_everything_waiting() {
-        let mut p: Pipeline<u32> = Pipeline::new(&target(Some("pw")), false, 1000);
+        let mut p: Pipeline<u32> = Pipeline::new(&target(Some("pw")), false, 1000, usize::MAX);
         p.send(1, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
         assert!(p.receive(b"-WRONGPASS nope\r\n", &mut got).is_err());
@@ -234,7 +244,7 @@ mod tests {
             p.logs().any(|l| !l.contains("pw")),
             "no credential in the log"
         );
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000);
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         p.send(1, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
         assert!(p.receive(b"%0\r\n?garbage\r\n", &mut got).is_err());
@@ -243,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_oldest_command_sets_the_deadline_and_a_lost_connection_fails_all() {
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000);
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         assert_eq!(p.deadline(), None);
         p.send(1, Tag::Renew, args(&["EVAL"]), 5);
         p.send(2, Tag::Release, args(&["EVAL"]), 9);
@@ -257,7 +267,7 @@ mod tests {
 
     #[test]
     fn cluster_moved_is_a_bounded_redirect_with_the_same_command() {
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), true, 1000);
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), true, 1000, usize::MAX);
         p.send(3, Tag::Record, args(&["HGETALL", "k"]), 0);
         p.send(4, Tag::Acquire, args(&["EVAL", "x"]), 0);
         p.take_outgoing();
@@ -267,7 +277,7 @@ mod tests {
         assert_eq!(got.len(), 1, "the acquire's answer");
         let r = p.take_redirects();
         assert_eq!((r.len(), r[0].key, r[0].to.port), (1, 3, 7001));
-        let mut owner: Pipeline<u32> = Pipeline::new(&target(None), true, 1000);
+        let mut owner: Pipeline<u32> = Pipeline::new(&target(None), true, 1000, usize::MAX);
         let mut r = r;
         owner.resend(r.remove(0));
         assert!(String::from_utf8(owner.take_outgoing())
@@ -282,7 +292,7 @@ mod tests {
                 .unwrap();
             if let Some(r) = owner.take_redirects().pop() {
                 hops += 1;
-                owner = Pipeline::new(&target(None), true, 1000);
+                owner = Pipeline::new(&target(None), true, 1000, usize::MAX);
                 owner.resend(r);
                 continue;
             }
@@ -291,7 +301,7 @@ mod tests {
         }
         assert_eq!(hops, MAX_REDIRECTS);
         // Off Cluster a MOVED is that command's 503.
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000);
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         p.send(3, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
         p.receive(b"%0\r\n-MOVED 12 10.0.0.2:7001\r\n", &mut got)

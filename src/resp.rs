@@ -832,9 +832,18 @@ mod tests {
 
     #[test]
     fn frame_bigger_than_max_buffer_is_too_large() {
-        // Known from the header alone.
+        // Known from the header alone: a bulk string is discarded unread
+        // (the command that asked gets `Skipped`), the connection goes on.
         let mut d = Decoder::new(64);
         d.feed(b"$100\r\n");
+        assert_eq!(d.next(), Ok(None));
+        d.feed(&[b'a'; 100]);
+        d.feed(b"\r\n:7\r\n");
+        assert_eq!(d.next(), Ok(Some(Value::Skipped(100))));
+        assert_eq!(d.next(), Ok(Some(Value::Int(7))));
+        let mut d = Decoder::new(64);
+        d.feed(b"*100\r\n");
+        d.feed(&b":1\r\n".repeat(20));
         assert_eq!(d.next(), Err(RespError::TooLarge { limit: 64 }));
 
         // An unterminated line that keeps growing.

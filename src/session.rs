@@ -64,6 +64,9 @@ pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 /// One stream's Redis connection state.
 pub struct Session {
     decoder: Decoder,
+    /// The longest history entry a page's reply may hold; longer ones
+    /// are discarded unread ([`Session::limit_history_entries`]).
+    history_entry: usize,
     pending: VecDeque<Tag>,
     outgoing: Vec<u8>,
     channel: Vec<u8>,
@@ -92,6 +95,7 @@ impl Session {
     pub fn handshake(target: &RedisTarget) -> Session {
         let mut s = Session {
             decoder: Decoder::new(MAX_REPLY_BYTES),
+            history_entry: usize::MAX,
             pending: VecDeque::new(),
             outgoing: Vec::new(),
             channel: Vec::new(),
@@ -110,6 +114,15 @@ impl Session {
             s.command(Tag::Select, &[b"SELECT", target.db.to_string().as_bytes()]);
         }
         s
+    }
+
+    /// History entries longer than `bytes` (`max_event_bytes` plus the
+    /// entry's overhead: only a producer that bypassed the publish
+    /// script's cap writes one) are discarded unread from `XRANGE`
+    /// replies, so a page of them can never exceed the reply cap and
+    /// reset a connection other streams share; the replay skips them.
+    pub fn limit_history_entries(&mut self, bytes: usize) {
+        self.history_entry = bytes;
     }
 
     /// Queues one command whose reply will come back with `tag`.
@@ -138,7 +151,16 @@ impl Session {
     /// An error means the connection is unusable and must be closed.
     pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<Incoming>) -> Result<(), RespError> {
         self.decoder.feed(bytes);
-        while let Some(value) = self.decoder.next()? {
+        loop {
+            // The next reply frame is this command's (pushes may come
+            // first; they are not bound by it).
+            self.decoder.limit_bulk(match self.pending.front() {
+                Some(Tag::History) => self.history_entry,
+                _ => usize::MAX,
+            });
+            let Some(value) = self.decoder.next()? else {
+                break;
+            };
             // Moved, not copied: this runs for every event.
             let value = match value.into_pubsub() {
                 Ok(push) => {

@@ -57,7 +57,9 @@ fn burst(env: &TestEnv, rec: &ExecRecord, count: u64, size: usize, ids: bool) {
     for n in 1..=count {
         let e = event(rec, n, size);
         if ids {
-            let args = publish_command(&history_key(&channel), &channel, &e, limits, false);
+            // The cap the gateways of this file run with (131,072 at most).
+            let args =
+                publish_command(&history_key(&channel), &channel, &e, limits, false, 131_072);
             let mut cmd = redis::cmd("EVAL");
             for a in &args[1..] {
                 cmd.arg(a.as_slice());

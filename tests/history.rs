@@ -400,3 +400,87 @@ fn a_result_stored_on_a_later_history_page_gets_the_records_result() {
     }
     expect_slots_released(&env.redis, USER, RELEASE);
 }
+
+/// Seven 2 MB entries in one execution's history, written around the
+/// publish script's cap (a producer's own `XADD`, or the script run
+/// without its `max_event_bytes` argument): a page of them is larger than
+/// a Redis reply may be. Before, every open of that execution was a 503
+/// and (p3) each reset the instance's shared command connection, failing
+/// another user's commands. Now the oversized entries are skipped with a
+/// log line, the execution opens with every other event once, in order,
+/// and a neighbour's stream goes on. The script itself refuses such an
+/// event when given the cap (issue 26 item 3).
+#[test]
+fn oversized_history_entries_cost_only_themselves() {
+    let env = TestEnv::start();
+    let rec = running_exec(&env);
+    let auth = bearer(&jwt::token("bob", "user"));
+    let mut bob = open_stream(
+        env.gw.addr(),
+        NOTIF_STREAM_PATH,
+        &[("Authorization", &auth)],
+    );
+    env.redis
+        .wait_numsub(&notif_channel("bob"), 1, Duration::from_secs(10))
+        .expect("bob subscribed");
+
+    let channel = exec_channel(&rec.id);
+    let key = history_key(&channel);
+    let mut con = env.redis.conn();
+    let first = publish_exec(&env, &rec.id, &tick(1, 10));
+    let big = tick(99, 2_000_000).to_string();
+    for _ in 0..7 {
+        let _: String = redis::cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("data")
+            .arg(&big)
+            .query(&mut con)
+            .expect("XADD");
+    }
+    // The script with the gateway's cap refuses it, stores nothing.
+    let refused: redis::RedisResult<String> = redis::cmd("EVAL")
+        .arg(sse_gateway::history::PUBLISH_SCRIPT)
+        .arg(1)
+        .arg(&key)
+        .arg(&channel)
+        .arg(&big)
+        .arg(1000)
+        .arg(3600)
+        .arg("PUBLISH")
+        .arg(65536)
+        .query(&mut con);
+    let err = refused.expect_err("an event over max_event_bytes is refused");
+    assert!(
+        err.to_string().contains("larger than max_event_bytes"),
+        "{err}"
+    );
+    let len: u64 = redis::cmd("XLEN").arg(&key).query(&mut con).unwrap();
+    assert_eq!(len, 8, "the refused event was not stored");
+    let last = publish_exec(&env, &rec.id, &tick(2, 10));
+
+    for round in 0..2 {
+        let mut r = Reader::open(env.gw.addr(), &rec, None);
+        r.status();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let ev = r
+                .next(EVENT)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            got.push(ev.id.unwrap_or_default());
+        }
+        assert_eq!(got, vec![first.clone(), last.clone()], "round {round}");
+        r.disconnect();
+    }
+    env.redis
+        .publish(&notif_channel("bob"), r#"{"title":"still here"}"#);
+    assert_eq!(bob.next_json(EVENT)["title"], "still here");
+    let log = env.gw.log();
+    let skipped = log
+        .lines()
+        .filter(|l| l.contains("message_skipped") && l.contains("too large"))
+        .count();
+    assert_eq!(skipped, 14, "seven entries skipped per open");
+    assert!(!log.contains("redis_command_connection_lost"), "{log}");
+    assert!(!log.contains("\"status\":503"), "no open was refused");
+}

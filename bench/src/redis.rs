@@ -224,7 +224,8 @@ pub fn burst(
                 Via::Publish => vec![b"PUBLISH".to_vec(), channel.clone().into_bytes(), e],
                 Via::Script => {
                     let text = String::from_utf8_lossy(&e);
-                    history::publish_command(&key, &channel, &text, limits, false)
+                    let cap = sse_gateway::config::MAX_EVENT_BYTES_LIMIT;
+                    history::publish_command(&key, &channel, &text, limits, false, cap)
                 }
             }
         })

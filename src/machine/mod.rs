@@ -256,7 +256,7 @@ impl StreamMachine {
         let mut m = StreamMachine {
             phase: Phase::Over,
             channel: String::new(),
-            session: Session::handshake(&cfg.redis),
+            session: session(&cfg.redis, &cfg.stream),
             base: cfg.redis.clone(),
             target: cfg.redis.clone(),
             cluster: cfg.redis_cluster,
@@ -398,7 +398,8 @@ impl StreamMachine {
     /// The opening pipeline: handshake, `(S)SUBSCRIBE`, the history read
     /// (same slot as the channel) and, off Cluster, the side commands.
     fn pipeline(&mut self) -> Session {
-        let session = Session::subscribe(&self.base, &self.channel, self.cluster);
+        let mut session = Session::subscribe(&self.base, &self.channel, self.cluster);
+        session.limit_history_entries(self.budget.entry_bytes);
         let previous = std::mem::replace(&mut self.session, session);
         self.queue_reads();
         std::mem::replace(&mut self.session, previous)
@@ -534,7 +535,7 @@ impl StreamMachine {
                 if self.redirects > MAX_REDIRECTS {
                     return self.redis_failed("too many cluster redirects", now);
                 }
-                let mut session = Session::handshake(&self.base);
+                let mut session = session(&self.base, &self.budget);
                 if let Some(args) = &self.user_lookup {
                     session.command_owned(Tag::User, args);
                 }
@@ -1260,6 +1261,14 @@ fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<Strin
     if let Err(skip) = outbox.message(payload) {
         logs.push(opening::skipped(channel, skip.reason(), payload.len()));
     }
+}
+
+/// A connection's session that reads this stream's history: entries
+/// past the budget's `entry_bytes` are discarded unread.
+fn session(target: &RedisTarget, budget: &StreamBudget) -> Session {
+    let mut s = Session::handshake(target);
+    s.limit_history_entries(budget.entry_bytes);
+    s
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ pub struct Opened {
     /// `retry:` and the status snapshot, queued.
     pub outbox: Outbox,
     /// The history's first page, when a history was read.
-    pub page: Option<Vec<(EntryId, Vec<u8>)>>,
+    pub page: Option<Vec<history::Entry>>,
     /// Execution streams: what fills a replayed `result_stored` that came
     /// without its result (read in the same pipeline as the first page).
     pub fill: Option<RecordResult>,

@@ -54,8 +54,14 @@ impl Publish {
         let event = prepare_publish(self.kind, body, self.execution_id.as_deref())
             .map_err(ApiError::bad_request)?;
         let key = history::key(&cfg.prefixes.history_key, &self.channel);
-        let args =
-            history::publish_command(&key, &self.channel, &event, cfg.history, cfg.redis_cluster);
+        let args = history::publish_command(
+            &key,
+            &self.channel,
+            &event,
+            cfg.history,
+            cfg.redis_cluster,
+            cfg.max_event_bytes,
+        );
         Ok(Command::tagged(cfg, Tag::Publish, args, now))
     }
 

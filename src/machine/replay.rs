@@ -52,7 +52,7 @@
 
 use super::opening::{filled, skipped, RecordResult};
 use crate::config::StreamBudget;
-use crate::history::{self, split_live, EntryId};
+use crate::history::{self, split_live, Entry, EntryData, EntryId};
 use crate::outbox::{Close, Outbox};
 use crate::result_fill::needs_result;
 use std::collections::VecDeque;
@@ -77,7 +77,7 @@ pub struct Replay {
     resumed: Option<EntryId>,
     /// Entries of the page being replayed (and, after the last page, the
     /// held plain messages) not queued yet: waiting for the record's result.
-    rest: VecDeque<(Option<EntryId>, Vec<u8>)>,
+    rest: VecDeque<(Option<EntryId>, EntryData)>,
     /// The page read was shorter than asked.
     last: bool,
     /// The newest history id among live messages dropped while pages were
@@ -214,7 +214,7 @@ impl Replay {
     /// finished execution) the stored result follow.
     pub fn page(
         &mut self,
-        mut entries: Vec<(EntryId, Vec<u8>)>,
+        mut entries: Vec<Entry>,
         outbox: &mut Outbox,
         logs: &mut Vec<String>,
     ) -> Paged {
@@ -222,7 +222,7 @@ impl Replay {
         self.last = (entries.len() as u64) < self.budget.page_entries;
         if let Some(at) = self.resumed.take() {
             if entries.first().is_some_and(|(id, _)| *id == at) {
-                entries.remove(0);
+                let _ = entries.remove(0);
                 outbox.seen(at);
             } else {
                 // Trimmed, expired or never there: what follows may not
@@ -269,6 +269,18 @@ impl Replay {
                     self.rest.clear();
                     break;
                 }
+                let event = match event {
+                    Ok(event) => event,
+                    Err(len) => {
+                        // Longer than any event the publish script stores:
+                        // passed over in its place, never read again.
+                        if let Some(id) = id {
+                            outbox.seen(id);
+                        }
+                        logs.push(skipped(&self.channel, "too large", len));
+                        continue;
+                    }
+                };
                 let event = match &self.fill {
                     Some(f)
                         if f.result.is_none()
@@ -276,7 +288,7 @@ impl Replay {
                             && !self.settled
                             && needs_result(&event) =>
                     {
-                        self.rest.push_front((id, event));
+                        self.rest.push_front((id, Ok(event)));
                         self.waiting = true;
                         return Paged::Result;
                     }
@@ -304,7 +316,7 @@ impl Replay {
             }
             self.held_bytes = 0;
             let held = std::mem::take(&mut self.held);
-            self.rest.extend(held.into_iter().map(|p| (None, p)));
+            self.rest.extend(held.into_iter().map(|p| (None, Ok(p))));
         }
     }
 

@@ -36,10 +36,12 @@ struct Mailbox {
 
 struct Shared {
     pipeline: RefCell<Pipeline<StreamId>>,
-    /// Its node (on Cluster one pipeline per node), `cluster`, the timeout.
+    /// Its node (on Cluster one pipeline per node), `cluster`, the timeout
+    /// and the longest history entry read.
     target: RedisTarget,
     cluster: bool,
     timeout_ms: u64,
+    entry_bytes: usize,
     writer: RefCell<Option<Waker>>,
     /// The watchdog, idle while nothing is waiting (so an idle instance
     /// uses no CPU).
@@ -68,10 +70,11 @@ pub struct Client {
     target: RedisTarget,
     cluster: bool,
     timeout_ms: u64,
+    entry_bytes: usize,
 }
 
 impl Client {
-    pub fn new(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Client {
+    pub fn new(target: &RedisTarget, cluster: bool, timeout_ms: u64, entry_bytes: usize) -> Client {
         let id = NEXT_ID.get();
         NEXT_ID.set(id + 1);
         MAILBOXES.with_borrow_mut(|m| m.insert(id, Mailbox::default()));
@@ -80,6 +83,7 @@ impl Client {
             target: target.clone(),
             cluster,
             timeout_ms,
+            entry_bytes,
         }
     }
 
@@ -88,7 +92,12 @@ impl Client {
         if requests.is_empty() {
             return;
         }
-        let shared = connection(&self.target, self.cluster, self.timeout_ms);
+        let shared = connection(
+            &self.target,
+            self.cluster,
+            self.timeout_ms,
+            self.entry_bytes,
+        );
         let now = clock::now();
         for r in requests {
             shared
@@ -123,16 +132,22 @@ impl Drop for Client {
 }
 
 /// The open command connection to `target`'s node, opened if there is none.
-fn connection(target: &RedisTarget, cluster: bool, timeout_ms: u64) -> Rc<Shared> {
+fn connection(
+    target: &RedisTarget,
+    cluster: bool,
+    timeout_ms: u64,
+    entry_bytes: usize,
+) -> Rc<Shared> {
     let node = (target.host.clone(), target.port);
     CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(s) if !s.dead.get() => s.clone(),
         _ => {
             let s = Rc::new(Shared {
-                pipeline: RefCell::new(Pipeline::new(target, cluster, timeout_ms)),
+                pipeline: RefCell::new(Pipeline::new(target, cluster, timeout_ms, entry_bytes)),
                 target: target.clone(),
                 cluster,
                 timeout_ms,
+                entry_bytes,
                 writer: RefCell::new(None),
                 watchdog: RefCell::new(None),
                 dead: Cell::new(false),
@@ -160,7 +175,7 @@ impl Shared {
         for r in self.pipeline.borrow_mut().take_redirects() {
             let mut node = self.target.clone();
             (node.host, node.port) = (r.to.host.clone(), r.to.port);
-            let owner = connection(&node, self.cluster, self.timeout_ms);
+            let owner = connection(&node, self.cluster, self.timeout_ms, self.entry_bytes);
             owner.pipeline.borrow_mut().resend(r);
             owner.wake_writer();
         }

@@ -57,7 +57,12 @@ pub async fn serve(
     let m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who, req);
     let mut s = Pump {
         m,
-        client: Client::new(&cfg.redis, cfg.redis_cluster, cfg.redis_timeout_ms),
+        client: Client::new(
+            &cfg.redis,
+            cfg.redis_cluster,
+            cfg.redis_timeout_ms,
+            cfg.stream.entry_bytes,
+        ),
         sub: None,
         live: false,
         channel: String::new(),

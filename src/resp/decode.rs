@@ -118,6 +118,9 @@ pub struct Decoder {
     start: usize,
     /// Largest frame accepted, in bytes.
     max_buffer: usize,
+    /// Longest bulk string kept inside a reply (not a push) frame; a
+    /// longer one is discarded unread ([`Decoder::limit_bulk`]).
+    max_bulk: usize,
     /// Progress through the current frame, kept across reads.
     walk: Walk,
     /// Set by the first error; every later `next` repeats it.
@@ -138,9 +141,19 @@ impl Decoder {
             buf: Vec::new(),
             start: 0,
             max_buffer,
+            max_bulk: usize::MAX,
             walk: Walk::default(),
             failed: None,
         }
+    }
+
+    /// Bulk strings longer than `max` inside the reply frames decoded from
+    /// now on (not pushes) are discarded unread as [`Value::Skipped`]: a
+    /// caller that knows what the next reply may hold (a history page of
+    /// entries of a known largest size) bounds it, so one oversized item
+    /// costs that item, not the frame or the connection.
+    pub fn limit_bulk(&mut self, max: usize) {
+        self.max_bulk = max;
     }
 
     /// Appends bytes just read from the socket (those of a bulk string
@@ -194,7 +207,7 @@ impl Decoder {
 
     fn decode_one(&mut self) -> Result<Option<Value>, RespError> {
         let avail = &self.buf[self.start..];
-        match self.walk.advance(avail, self.max_buffer) {
+        match self.walk.advance(avail, self.max_buffer, self.max_bulk) {
             Ok(Some((len, value))) => {
                 self.start += len;
                 self.walk = Walk::default();
@@ -204,8 +217,8 @@ impl Decoder {
             // `walk.need()` is a lower bound of its size.
             Ok(None) if avail.len().max(self.walk.need()) <= self.max_buffer => Ok(None),
             Err(Step::TooLarge) if self.walk.skippable() => {
-                // One push payload is too large: discard it, not the
-                // connection (a subscription shared by many streams).
+                // One bulk string is too large: discard it, not the
+                // connection (shared by many streams on p3).
                 let (_, len) = self.walk.blob.expect("skippable is a blob");
                 let at = self.start + self.walk.pos;
                 let have = (self.buf.len() - at).min(len);
@@ -263,13 +276,17 @@ struct Open {
 }
 
 impl Walk {
-    /// Whether the frame is too large only for the bulk string being read
-    /// inside a push, which can then be skipped rather than fail the
-    /// connection.
+    /// Whether the frame is too large only for the bulk string being read,
+    /// which can then be skipped rather than fail the connection.
     fn skippable(&self) -> bool {
-        matches!(self.blob, Some((b'$', _)))
+        matches!(self.blob, Some((b'$', _))) && self.skipped.is_none()
+    }
+
+    /// Whether the bulk string being read is over `max_bulk` in a reply.
+    fn over_bulk(&self, max_bulk: usize) -> bool {
+        matches!(self.blob, Some((b'$', len)) if len > max_bulk)
             && self.skipped.is_none()
-            && self.open.first().is_some_and(|o| o.kind == b'>')
+            && self.open.first().is_none_or(|o| o.kind != b'>')
     }
 
     /// The fewest bytes the frame can have, from what has been read so far.
@@ -282,9 +299,14 @@ impl Walk {
 
     /// Walks as far as `avail` allows: the frame's length and value once
     /// complete, `None` when more bytes are needed.
-    fn advance(&mut self, avail: &[u8], limit: usize) -> Result<Option<(usize, Value)>, Step> {
+    fn advance(
+        &mut self,
+        avail: &[u8],
+        limit: usize,
+        max_bulk: usize,
+    ) -> Result<Option<(usize, Value)>, Step> {
         loop {
-            if self.need() > limit {
+            if self.need() > limit || self.over_bulk(max_bulk) {
                 return Err(Step::TooLarge);
             }
             let value = match self.blob {
@@ -643,8 +665,17 @@ mod tests {
             ),
             "{err:?}"
         );
-        let (_, err) = same_however_split(b"$9999999999999999999\r\n", 1 << 10);
-        assert!(err.is_some(), "a blob longer than memory is refused");
+        // A blob longer than memory is refused (32 bits) or discarded as
+        // it comes (64 bits), never buffered.
+        let mut d = Decoder::new(1 << 10);
+        d.feed(b"$9999999999999999999\r\n");
+        for _ in 0..100 {
+            d.feed(&[b'z'; 4096]);
+            match d.next() {
+                Ok(None) => assert!(d.buffered() < 64),
+                other => assert!(matches!(other, Err(RespError::Protocol(_))), "{other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -678,11 +709,7 @@ mod tests {
 
     #[test]
     fn too_large_however_it_arrives() {
-        for input in [
-            &b"$100\r\n"[..],
-            b"*3\r\n:1\r\n:2\r\n:3\r\n",
-            b"+aaaaaaaaaaaaaaaaaa",
-        ] {
+        for input in [&b"*3\r\n:1\r\n:2\r\n:3\r\n"[..], b"+aaaaaaaaaaaaaaaaaa"] {
             let (values, err) = same_however_split(input, 15);
             assert_eq!(values, vec![]);
             assert_eq!(err, Some(RespError::TooLarge { limit: 15 }), "{input:?}");
@@ -730,9 +757,55 @@ mod tests {
         let bad = format!(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$40\r\n{big}xx");
         let (_, err) = decode_cut(bad.as_bytes(), &[], 40);
         assert!(matches!(err, Some(RespError::Protocol(_))), "{err:?}");
-        // A reply (not a push) too large is an error as before.
-        let (_, err) = decode_cut(format!("$40\r\n{big}\r\n").as_bytes(), &[], 40);
-        assert_eq!(err, Some(RespError::TooLarge { limit: 40 }));
+        // A reply's bulk string too large is skipped the same way: the
+        // command that asked gets `Skipped`, the connection goes on.
+        let input = format!("*2\r\n$40\r\n{big}\r\n$2\r\nok\r\n$40\r\n{big}\r\n:1\r\n");
+        let (values, err) = same_however_split(input.as_bytes(), 40);
+        assert_eq!(err, None);
+        assert_eq!(
+            values,
+            vec![
+                Value::Array(vec![Value::Skipped(40), Value::Bulk(b"ok".to_vec())]),
+                Value::Skipped(40),
+                Value::Int(1)
+            ]
+        );
+    }
+
+    /// A reply whose items may be at most `limit_bulk` long (a history
+    /// page) keeps those and discards longer ones unread, whatever else
+    /// fits the frame; pushes keep the frame limit alone.
+    #[test]
+    fn a_bulk_limit_skips_long_items_of_replies_only() {
+        let item = |n: usize| format!("${n}\r\n{}\r\n", "y".repeat(n));
+        let reply = format!("*4\r\n{}{}{}{}", item(3), item(30), item(4), item(5));
+        let push = format!(">2\r\n{}{}", item(30), item(2));
+        let input = format!("{reply}{push}");
+        for cut in 0..input.len() {
+            let mut d = Decoder::new(1000);
+            d.limit_bulk(4);
+            let mut got = Vec::new();
+            for part in [&input.as_bytes()[..cut], &input.as_bytes()[cut..]] {
+                d.feed(part);
+                while let Some(v) = d.next().unwrap() {
+                    got.push(v);
+                }
+            }
+            let bulk = |n: usize| Value::Bulk(vec![b'y'; n]);
+            assert_eq!(
+                got,
+                vec![
+                    Value::Array(vec![
+                        bulk(3),
+                        Value::Skipped(30),
+                        bulk(4),
+                        Value::Skipped(5)
+                    ]),
+                    Value::Push(vec![bulk(30), bulk(2)]),
+                ],
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

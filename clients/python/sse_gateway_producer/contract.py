@@ -34,8 +34,11 @@ from .errors import (
 
 #: Atomic append + publish, byte for byte the gateway's ``PUBLISH_SCRIPT``.
 #: ``KEYS[1]`` history stream; ``ARGV``: channel, event (a JSON object),
-#: approximate max length, TTL seconds, publish command. Returns the entry id.
-PUBLISH_SCRIPT = """local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+#: approximate max length, TTL seconds, publish command and (optional) the
+#: gateway's ``max_event_bytes``: an event longer than that plus 512 bytes is
+#: refused with an error reply and stored nowhere. Returns the entry id.
+PUBLISH_SCRIPT = """if ARGV[6] and #ARGV[2] > tonumber(ARGV[6]) + 512 then return redis.error_reply('ERR event larger than max_event_bytes') end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local rest = string.sub(ARGV[2], 2)
 local sep = ','
@@ -140,6 +143,7 @@ class ProducerConfig:
                 str(self.history_max_len),
                 str(self.history_ttl_seconds),
                 "SPUBLISH" if sharded else "PUBLISH",
+                str(self.max_event_bytes),
             ],
         )
 

@@ -58,8 +58,8 @@ def test_script_arguments_and_names() -> None:
     assert c.notification_channel("u:1") == "sse:notif:u:1"
     keys, args = c.script_args("sse:exec:e-1", b'{"a":1}', sharded=False)
     assert keys == ["history:{sse:exec:e-1}"]
-    assert args == ["sse:exec:e-1", b'{"a":1}', "1000", "86400", "PUBLISH"]
-    assert c.script_args("c", b"{}", sharded=True)[1][-1] == "SPUBLISH"
+    assert args == ["sse:exec:e-1", b'{"a":1}', "1000", "86400", "PUBLISH", "65536"]
+    assert c.script_args("c", b"{}", sharded=True)[1][-2] == "SPUBLISH"
 
 
 def test_config_from_env_uses_the_gateways_variable_names() -> None:

@@ -539,3 +539,46 @@ fn a_result_stored_on_the_first_page_is_filled_from_the_record_read_with_it() {
         "filled, and the terminal event ends it before the stored result: {got}"
     );
 }
+
+/// A history holding entries far larger than `max_event_bytes` (written
+/// around the publish script's cap) stays readable: each oversized entry
+/// is discarded unread and skipped with a log line, in its place; every
+/// other event arrives once, in order, and the connection is never lost
+/// (before, a page of seven 2 MB entries was a reply over the cap: every
+/// open of the execution a 503, and on p3 the shared connection reset).
+#[test]
+fn oversized_history_entries_are_skipped_not_fatal() {
+    let c = cfg(&[]);
+    let big = |n: u64| entry(n, "t", 2_000_000);
+    let all: Vec<(String, String)> = (1..=20)
+        .map(|n| match n {
+            3 | 9..=15 => big(n),
+            _ => entry(n, "t", 10),
+        })
+        .collect();
+    let mut m = opened_with_page(&c, &all[..7], "running");
+    let run = drive(&mut m, &all, 1 << 20, 20);
+    assert_eq!(run.end, None, "the stream stays open");
+    let want: Vec<_> = numbered(1, 20)
+        .into_iter()
+        .filter(|(_, n)| !matches!(n.parse::<u64>().unwrap(), 3 | 9..=15))
+        .collect();
+    assert_eq!(history_events(&run), want);
+    let logs: Vec<String> = m.logs().collect();
+    let skipped = logs
+        .iter()
+        .filter(|l| l.contains("message_skipped") && l.contains("too large"))
+        .count();
+    assert_eq!(skipped, 8, "{logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("redis")), "{logs:?}");
+    // A live copy of a skipped entry is not sent either.
+    m.receive(
+        message(
+            "sse:exec:e1",
+            r#"{"_sse_id":"5-15","event_type":"t","n":15}"#,
+        )
+        .as_bytes(),
+        40,
+    );
+    assert_eq!(events(&pending(&m)), vec![]);
+}
