@@ -1,7 +1,8 @@
 # Sourced by the other scripts: finds or installs what the gateway needs on a
 # fresh machine (wasm target, clang and llvm for ring's C code, redis-server,
 # dnsmasq for the name tests, wasmtime) and exports WASMTIME; find_spin
-# exports SPIN. Components are built by scripts/build.sh.
+# exports SPIN; ensure_registry installs the OCI registry of tests/oci.rs.
+# Components are built by scripts/build.sh.
 # wasmtime is compiled from crates.io once (15-20 min on 2 cores) and cached
 # under $SSE_GATEWAY_CACHE (default ~/.cache/sse-gateway).
 
@@ -42,6 +43,15 @@ ensure_clang() {
 # dnsmasq-base is the binary alone, without a system service.
 ensure_dnsmasq() {
     PATH="$PATH:/usr/sbin" apt_install dnsmasq dnsmasq-base
+}
+
+# tests/oci.rs pushes the Spin apps to a registry on loopback and runs them
+# from it: Debian's docker-registry (distribution 2.8), run by the test as a
+# plain process with its own config and storage. Where an init system runs
+# package services, the package's own service (port 5000, its config in
+# /etc/docker/registry) is no part of the tests.
+ensure_registry() {
+    apt_install docker-registry docker-registry
 }
 
 ensure_wasmtime() {

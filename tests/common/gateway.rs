@@ -198,6 +198,9 @@ pub struct GatewayBuilder {
     host_env: Vec<(String, String)>,
     /// Under Spin, this component instead of the default build.
     spin_wasm: Option<PathBuf>,
+    /// Under Spin, the app at this registry reference (`spin up --from`)
+    /// instead of a manifest.
+    spin_from: Option<String>,
 }
 
 impl GatewayBuilder {
@@ -213,6 +216,7 @@ impl GatewayBuilder {
             spin_outbound: SpinOutbound::default(),
             host_env: Vec::new(),
             spin_wasm: None,
+            spin_from: None,
         }
     }
 
@@ -260,6 +264,15 @@ impl GatewayBuilder {
     /// default build.
     pub fn spin_wasm(mut self, wasm: PathBuf) -> Self {
         self.spin_wasm = Some(wasm);
+        self
+    }
+
+    /// Under Spin, `spin up --from REFERENCE`: the app pushed to a registry
+    /// (with its own manifest, so no allowlist change applies) instead of
+    /// the shipped manifest. Registry options (`--insecure`, `--cache-dir`)
+    /// go through [`GatewayBuilder::arg`].
+    pub fn spin_from(mut self, reference: &str) -> Self {
+        self.spin_from = Some(reference.to_string());
         self
     }
 
@@ -339,14 +352,29 @@ impl GatewayBuilder {
 
     fn spawn_spin(&self, port: u16, log_path: &Path, dir: &Path) -> Result<Child, (String, bool)> {
         let spin = spin_bin().unwrap_or_else(|e| panic!("{e}"));
-        let wasm = self.spin_wasm.clone().unwrap_or_else(spin_component_wasm);
         let variables = spin_variables(&self.env).unwrap_or_else(|e| panic!("{e}"));
         fs::create_dir_all(dir).map_err(|e| (format!("create {}: {e}", dir.display()), false))?;
-        let manifest = spin_manifest(&wasm, &self.spin_outbound, dir).map_err(|e| (e, false))?;
+        let app = match &self.spin_from {
+            Some(reference) => {
+                let changed =
+                    !self.spin_outbound.extra.is_empty() || self.spin_outbound.only.is_some();
+                if changed || self.spin_wasm.is_some() {
+                    let why = format!("spin up --from {reference} runs the pushed manifest as is");
+                    return Err((why, false));
+                }
+                reference.clone()
+            }
+            None => {
+                let wasm = self.spin_wasm.clone().unwrap_or_else(spin_component_wasm);
+                let manifest =
+                    spin_manifest(&wasm, &self.spin_outbound, dir).map_err(|e| (e, false))?;
+                manifest.display().to_string()
+            }
+        };
         let mut cmd = Command::new(&spin);
         cmd.arg("up")
             .arg("-f")
-            .arg(&manifest)
+            .arg(&app)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             // Spin's default per-app state (logs/) in a private directory:
@@ -363,11 +391,7 @@ impl GatewayBuilder {
         }
         cmd.envs(variables);
         cmd.envs(self.host_env.iter().map(|(k, v)| (k, v)));
-        let line = format!(
-            "{} up -f {} --listen 127.0.0.1:{port}",
-            spin.display(),
-            manifest.display()
-        );
+        let line = format!("{} up -f {app} --listen 127.0.0.1:{port}", spin.display(),);
         spawn_host(cmd, port, log_path, &line)
     }
 }
