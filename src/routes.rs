@@ -133,7 +133,7 @@ fn admin_route(method: &str, rest: &str) -> Result<Route, ApiError> {
     let ["replay", x, "status"] = segments.as_slice() else {
         return Err(ApiError::not_found());
     };
-    match method.to_ascii_uppercase().as_str() {
+    match method {
         "GET" => id(x, "session id").map(Route::ReplayStatus),
         "OPTIONS" => Ok(Route::Preflight("GET")),
         _ => Err(ApiError::method_not_allowed("GET")),
@@ -258,6 +258,8 @@ mod tests {
             ("Get", "/api/v1/events/executions/x"),
             ("post", "/api/v1/events/executions/x"),
             ("get", "/demo"),
+            ("get", "/api/v1/admin/events/replay/s-1/status"),
+            ("options", "/api/v1/admin/events/replay/s-1/status"),
         ] {
             assert_eq!(route(m, p).unwrap_err().status, 405, "{m} {p}");
         }
