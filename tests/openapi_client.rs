@@ -57,8 +57,18 @@ fn built_client() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let dir = crate_dir().join("clients/openapi-ts");
-            run(&dir, "npm", &["ci", "--no-audit", "--no-fund", "--silent"])?;
-            run(&dir, "npm", &["run", "--silent", "build"])?;
+            run(
+                &dir,
+                "npm",
+                &[
+                    "ci",
+                    "--prefer-offline",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ],
+            )?;
+            run(&dir, "npm", &["run", "--loglevel=error", "build"])?;
             Ok(dir.join("dist/stream.js"))
         })
         .clone()
