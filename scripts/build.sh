@@ -67,6 +67,7 @@ case "$variant" in
         fi
         ln -sfn "$PWD/src" "$scratch/src"
         ln -sfn "$PWD/static" "$scratch/static"
+        ln -sfn "$PWD/openapi.json" "$scratch/openapi.json"
         cp Cargo.lock "$scratch/Cargo.lock"
         {
             cat Cargo.toml

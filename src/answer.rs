@@ -95,6 +95,16 @@ pub fn health() -> Answer {
     Answer::json(200, body.to_string().into_bytes())
 }
 
+/// The OpenAPI 3.1 document of every route, the repository's
+/// `openapi.json` as it is (`tests/openapi.rs` checks it against the router).
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// `GET /api/v1/events/openapi.json`: the OpenAPI document, byte for byte
+/// [`OPENAPI_JSON`] (no auth, no Redis I/O).
+pub fn openapi() -> Answer {
+    Answer::json(200, OPENAPI_JSON.as_bytes().to_vec())
+}
+
 /// `GET /api/v1/events/health/ready` from the reply to `PING`: 200 on
 /// `PONG`, else 503 with `retry-after` (an unexpected reply is logged).
 pub fn ready(pong: Result<String, ApiError>) -> Answer {
@@ -160,6 +170,15 @@ mod tests {
         assert_eq!(a.status, 200);
         assert_eq!(body(&a)["status"], "ok");
         assert!(a.logs.is_empty());
+    }
+
+    #[test]
+    fn the_openapi_document_is_the_files_bytes() {
+        let a = openapi();
+        assert_eq!(a.status, 200);
+        assert_eq!(a.headers, vec![("content-type", "application/json".into())]);
+        assert_eq!(a.body, OPENAPI_JSON.as_bytes());
+        assert_eq!(body(&a)["openapi"], "3.1.0");
     }
 
     #[test]

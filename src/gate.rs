@@ -31,7 +31,8 @@ pub enum Verdict {
     /// A CORS preflight that passed: `204` with [`Decision::headers`].
     Preflight,
     /// Serve `route`. `who` is the verified caller (`None` for the routes
-    /// that need no token: health, the demo page, dev tokens).
+    /// that need no token: health, the OpenAPI document, the demo page, dev
+    /// tokens).
     Serve {
         route: Route,
         cfg: Box<Config>,
@@ -117,7 +118,7 @@ fn gate(
     }
     let public = matches!(
         route,
-        Route::Health | Route::Ready | Route::DemoPage | Route::DevToken
+        Route::Health | Route::Ready | Route::OpenApi | Route::DemoPage | Route::DevToken
     );
     let who = if public {
         None

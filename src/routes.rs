@@ -24,6 +24,9 @@ pub enum Route {
     Health,
     /// `GET /api/v1/events/health/ready`: readiness (Redis answers `PING`), no auth.
     Ready,
+    /// `GET /api/v1/events/openapi.json`: this API's OpenAPI document
+    /// (`openapi.json`, compiled in), no auth.
+    OpenApi,
     /// `OPTIONS` on a known path: a CORS preflight; holds the path's methods.
     Preflight(&'static str),
     /// `GET /demo`: the demo page (only with `dev_mode`).
@@ -96,6 +99,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["dev", "executions"] => ("POST", is("POST").then_some(Ok(Route::DevExecution))),
         ["health"] => ("GET", is("GET").then_some(Ok(Route::Health))),
         ["health", "ready"] => ("GET", is("GET").then_some(Ok(Route::Ready))),
+        ["openapi.json"] => ("GET", is("GET").then_some(Ok(Route::OpenApi))),
         ["notifications", "stream"] if is("GET") => {
             ("GET, POST", Some(Ok(Route::NotificationStream)))
         }
@@ -133,7 +137,7 @@ fn admin_route(method: &str, rest: &str) -> Result<Route, ApiError> {
     let ["replay", x, "status"] = segments.as_slice() else {
         return Err(ApiError::not_found());
     };
-    match method.to_ascii_uppercase().as_str() {
+    match method {
         "GET" => id(x, "session id").map(Route::ReplayStatus),
         "OPTIONS" => Ok(Route::Preflight("GET")),
         _ => Err(ApiError::method_not_allowed("GET")),
@@ -178,6 +182,16 @@ mod tests {
         assert_eq!(
             route("GET", "/api/v1/events/replay/s-1/status"),
             Ok(Route::ReplayStatus("s-1".into()))
+        );
+        assert_eq!(
+            route("GET", "/api/v1/events/openapi.json"),
+            Ok(Route::OpenApi)
+        );
+        assert_eq!(
+            route("POST", "/api/v1/events/openapi.json")
+                .unwrap_err()
+                .headers,
+            vec![("allow", "GET".to_string())]
         );
     }
 
@@ -258,6 +272,8 @@ mod tests {
             ("Get", "/api/v1/events/executions/x"),
             ("post", "/api/v1/events/executions/x"),
             ("get", "/demo"),
+            ("get", "/api/v1/admin/events/replay/s-1/status"),
+            ("options", "/api/v1/admin/events/replay/s-1/status"),
         ] {
             assert_eq!(route(m, p).unwrap_err().status, 405, "{m} {p}");
         }

@@ -357,6 +357,7 @@ pub fn route_name(route: Option<&Route>) -> &'static str {
         Some(Route::PublishNotification(_)) => "/api/v1/events/notifications/{user_id}",
         Some(Route::Health) => "/api/v1/events/health",
         Some(Route::Ready) => "/api/v1/events/health/ready",
+        Some(Route::OpenApi) => "/api/v1/events/openapi.json",
         Some(Route::Preflight(_)) => "preflight",
         Some(Route::DemoPage) => "/demo",
         Some(Route::DevToken) => "/api/v1/events/dev/token",

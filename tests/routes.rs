@@ -628,6 +628,34 @@ fn readiness_reports_redis_and_recovers() {
 }
 
 // ---------------------------------------------------------------------------
+// the OpenAPI document
+// ---------------------------------------------------------------------------
+
+/// The running gateway serves the repository's `openapi.json` byte for
+/// byte (tests/openapi.rs checks the document against the router), as
+/// JSON, without a token; it is `GET` only.
+#[test]
+fn the_openapi_document_is_served_byte_for_byte() {
+    let env = TestEnv::start();
+    let addr = env.gw.addr();
+    let file = std::fs::read(crate_dir().join("openapi.json")).expect("openapi.json");
+    let resp = get(addr, OPENAPI_PATH, &[]);
+    assert_eq!(resp.status, 200, "{:?} {:?}", resp.headers, resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let differs = resp.body.iter().zip(&file).position(|(a, b)| a != b);
+    assert!(
+        resp.body == file,
+        "served {} bytes, the file has {}; first difference at byte {differs:?}",
+        resp.body.len(),
+        file.len()
+    );
+    assert_eq!(resp.json()["openapi"], "3.1.0");
+    let resp = request(addr, "POST", OPENAPI_PATH, &[], Some(b"{}"));
+    expect_json_error(&resp, 405, "MethodNotAllowedError");
+    assert_eq!(allow_methods(&resp), vec!["GET"]);
+}
+
+// ---------------------------------------------------------------------------
 // 404 / 405
 // ---------------------------------------------------------------------------
 

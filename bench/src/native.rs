@@ -215,6 +215,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     let Some(who) = who else {
         return match route {
             Route::Health => out.answer(answer::health()),
+            Route::OpenApi => out.answer(answer::openapi()),
             Route::Ready => ready(&cfg, &out).await,
             _ => out.error(&ApiError::not_found()),
         };

@@ -84,7 +84,9 @@ fn respond(req: IncomingRequest, method: &str, path_and_query: &str, mut out: Re
             Route::DemoPage => out.answer(crate::dev::demo_page()),
             Route::DevToken => dev::token(&cfg, req, out),
             Route::Ready => publish::ready(&cfg, out),
-            _ => out.answer(answer::health()),
+            Route::Health => out.answer(answer::health()),
+            Route::OpenApi => out.answer(answer::openapi()),
+            _ => out.error(&ApiError::not_found()),
         };
     };
     if let Some(topic) = Topic::of(&route) {

@@ -85,6 +85,7 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
         return match route {
             Route::Ready => ready(&cfg, &cors).await,
             Route::Health => health(&cfg, &cors),
+            Route::OpenApi => answer_response(answer::openapi(), &cors),
             Route::DemoPage => answer_response(crate::dev::demo_page(), &cors),
             Route::DevToken => {
                 let declared = header(&entries, "content-length");

@@ -130,3 +130,6 @@ pub const HEALTH_PATH: &str = "/api/v1/events/health";
 
 /// Readiness: answers `PING` through Redis (503 when it does not).
 pub const READY_PATH: &str = "/api/v1/events/health/ready";
+
+/// The OpenAPI document (`openapi.json`, served as it is).
+pub const OPENAPI_PATH: &str = "/api/v1/events/openapi.json";
