@@ -101,6 +101,11 @@ pub const FRAME_OVERHEAD: usize = 128;
 /// page of the largest events fits in this many bytes (at least one entry).
 pub const REPLAY_PAGE_BYTES: usize = 512 * 1024;
 
+/// Memory one instance may give its streams' worst case (3 GiB of
+/// wasm32's 4 GiB: the rest is the hub, the connections and allocator
+/// slack).
+pub const INSTANCE_STREAM_BYTES: usize = 3 << 30;
+
 /// The most entries one history page asks for (small events).
 pub const MAX_PAGE_ENTRIES: u64 = 100;
 
@@ -176,10 +181,26 @@ impl StreamBudget {
     /// the outbox bound plus one event, and the live backlog behind it)
     /// and the held plain messages.
     pub fn stream_bytes(&self, max_event: usize) -> usize {
+        self.steady_bytes(max_event) + self.backlog_bytes
+    }
+
+    /// [`StreamBudget::stream_bytes`] without the live backlog, which
+    /// lasts only while its browser keeps reading (a stalled one is cut
+    /// within [`crate::machine::backlog`]'s stall time) and on p3 is the
+    /// hub's bytes, held once for every stream of the channel.
+    pub fn steady_bytes(&self, max_event: usize) -> usize {
         let page = self.page_reply_bytes(max_event);
         let replay = self.low_water + page + self.page_entries as usize * FRAME_OVERHEAD;
-        let live = self.outbox_bytes + max_event + FRAME_OVERHEAD + self.backlog_bytes;
+        let live = self.outbox_bytes + max_event + FRAME_OVERHEAD;
         2 * page + replay.max(live) + self.hold_bytes
+    }
+
+    /// The default `max_streams_per_instance`: as many streams as
+    /// [`INSTANCE_STREAM_BYTES`] holds at [`StreamBudget::steady_bytes`]
+    /// each (1,530 at the default 64 KiB events, 127 at 4 MiB), so a
+    /// full instance stays clear of wasm32's 4 GiB memory.
+    pub fn instance_streams(&self, max_event: usize) -> u64 {
+        (INSTANCE_STREAM_BYTES / self.steady_bytes(max_event)).max(1) as u64
     }
 }
 
@@ -198,6 +219,11 @@ pub struct Limits {
     /// How long a publish body may take to arrive (408 after), so a body
     /// that never completes can't hold an instance.
     pub max_body_seconds: u64,
+    /// Streams one instance serves at once (the `p3` build; a p2 instance
+    /// serves one): more get a 503 with `retry-after`, so an instance
+    /// never takes on more than its memory holds
+    /// ([`StreamBudget::instance_streams`]).
+    pub max_streams_per_instance: u64,
 }
 
 /// Everything a request needs, validated once per request. (`Clone`: a
@@ -294,6 +320,7 @@ pub const VARIABLES: &[&str] = &[
     "max_streams_per_user",
     "max_stream_seconds",
     "write_stall_seconds",
+    "max_streams_per_instance",
     "max_header_bytes",
     "max_body_seconds",
     "slots_key_prefix",
@@ -408,6 +435,12 @@ impl Config {
                 max_header_bytes: src.number("max_header_bytes", 16 * 1024, 1024, 1024 * 1024)?
                     as usize,
                 max_body_seconds: src.number("max_body_seconds", 10, 1, 3600)?,
+                max_streams_per_instance: src.number(
+                    "max_streams_per_instance",
+                    stream.instance_streams(max_event_bytes),
+                    1,
+                    100_000,
+                )?,
             },
             dev_mode: src.flag("dev_mode")?,
             log_level: crate::log::Level::parse(&src.text("log_level", "info"))
@@ -698,6 +731,9 @@ mod tests {
     fn cors_and_limits() {
         let c = load(&[("jwt_secret", LONG)]).unwrap();
         assert_eq!(c.cors, CorsPolicy::default());
+        let big = load(&[("jwt_secret", LONG), ("max_event_bytes", "4194304")]).unwrap();
+        assert_eq!(big.limits.max_streams_per_instance, 127);
+        assert_eq!(c.limits.max_streams_per_instance, 1530);
         assert_eq!(c.limits.max_streams_per_user, 10);
         assert_eq!(c.limits.max_stream_seconds, 3600);
         let e = load(&[("jwt_secret", LONG), ("cors_allowed_origins", "*")])

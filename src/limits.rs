@@ -25,6 +25,30 @@ redis.call('ZADD', KEYS[1], 'XX', now + ARGV[2], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1"#;
 
+/// What a browser refused by [`admit_to_instance`] waits before retrying.
+pub const INSTANCE_RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Per-instance admission (the `p3` build serves many streams per
+/// instance): one more stream when `open` are already served, or the 503
+/// (with `retry-after`: `EventSource` and the fetch client reconnect, and
+/// the host may route the retry elsewhere) and its `instance_full` log
+/// line. `max` is `max_streams_per_instance`, by default what the
+/// instance's memory holds at each stream's worst case, so a full
+/// instance refuses rather than traps and takes every stream with it.
+pub fn admit_to_instance(open: usize, max: u64) -> Result<(), (ApiError, String)> {
+    if (open as u64) < max {
+        return Ok(());
+    }
+    let line = crate::log::line(
+        "instance_full",
+        &[("streams", open.into()), ("limit", max.into())],
+    );
+    Err((
+        ApiError::service_unavailable(INSTANCE_RETRY_AFTER_SECONDS),
+        line,
+    ))
+}
+
 /// A stream's slot: the set it lives in and its member name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
@@ -172,6 +196,20 @@ mod tests {
         assert_eq!(content_length(&v(&[])), None);
         assert_eq!(content_length(&v(&["-1"])), None);
         assert_eq!(content_length(&v(&["12abc"])), None);
+    }
+
+    #[test]
+    fn an_instance_admits_up_to_its_limit_then_503s_with_retry_after() {
+        assert!(admit_to_instance(0, 1).is_ok());
+        assert!(admit_to_instance(2, 3).is_ok());
+        let (e, line) = admit_to_instance(3, 3).unwrap_err();
+        assert_eq!(e.status, 503);
+        assert!(e.headers.contains(&("retry-after", "1".to_string())));
+        assert!(
+            line.contains("instance_full") && line.contains("\"limit\":3"),
+            "{line}"
+        );
+        assert!(admit_to_instance(4, 3).is_err());
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub const EVENTS: &[(&str, Level)] = &[
     ("redis_bad_record", Level::Error),
     ("auth_failed", Level::Warn),
     ("stream_limit", Level::Warn),
+    ("instance_full", Level::Warn),
     ("message_skipped", Level::Warn),
     ("messages_dropped", Level::Warn),
     ("catch_up", Level::Info),

@@ -232,3 +232,73 @@ fn a_message_too_large_to_decode_costs_only_its_channel() {
         "the connection went on"
     );
 }
+
+/// Per-instance admission (issue 26 item 4): a p3 instance serves at most
+/// `max_streams_per_instance` streams; one more is a 503 with
+/// `retry-after` (the browser retries; the host may route it elsewhere)
+/// instead of taking the instance past the memory its streams may need,
+/// and a place frees up when a stream leaves. The streams already in are
+/// untouched.
+#[test]
+fn a_full_instance_refuses_with_retry_after_and_admits_again_when_a_stream_leaves() {
+    let env = TestEnv::start_with(|b| {
+        b.env("MAX_STREAMS_PER_INSTANCE", "3")
+            .env("HEARTBEAT_SECONDS", "1")
+            .env("MAX_STREAMS_PER_USER", "0")
+    });
+    let rec = running_exec(&env);
+    let mut streams: Vec<SseStream> = (0..3).map(|_| open(&env, &rec)).collect();
+    let auth = bearer(&jwt::token(&rec.user_id, "user"));
+    let get = || {
+        let mut resp = send_get(
+            env.gw.addr(),
+            &exec_path(&rec.id),
+            &[("Authorization", &auth), ("Accept", "text/event-stream")],
+            Duration::from_secs(15),
+        )
+        .expect("GET");
+        let status = resp.status;
+        let retry = resp.header("retry-after").map(str::to_string);
+        let body = if status == 200 {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&resp.read_to_end(Duration::from_secs(5)).0).into_owned()
+        };
+        (status, retry, body)
+    };
+    let (status, retry, body) = get();
+    if !p3::p3_build() {
+        assert_eq!(status, 200, "{body}");
+        println!(
+            "[e2e] a_full_instance_refuses...: p3 only (a p2 instance serves one stream); \
+             a fourth stream opened under {}",
+            host().name()
+        );
+        return;
+    }
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(body.contains("ServiceUnavailableError"), "{body}");
+    assert!(
+        env.gw.log().contains("instance_full"),
+        "the refusal is logged"
+    );
+    // The three inside go on.
+    env.redis
+        .publish(&exec_channel(&rec.id), r#"{"event_type":"tick","n":1}"#);
+    for s in &mut streams {
+        assert_eq!(s.next_json(EVENT)["n"], 1);
+    }
+    // One leaves: its place is given back once the instance notices.
+    drop(streams.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = get();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(std::time::Instant::now() < deadline, "no place freed");
+        thread::sleep(Duration::from_millis(250));
+    }
+}

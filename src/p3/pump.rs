@@ -16,6 +16,7 @@ use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::Payload;
+use crate::limits;
 use crate::machine::command::{MAX_REDIRECTS, RETRY_AFTER_SECONDS};
 use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
@@ -47,6 +48,14 @@ pub async fn serve(
             l.answered(status);
         }
     };
+    let admitted = match Admitted::take(cfg.limits.max_streams_per_instance) {
+        Ok(a) => a,
+        Err((e, line)) => {
+            print(std::iter::once(line));
+            answered(e.status);
+            return error_response(&e, &cors);
+        }
+    };
     let req = Opening {
         topic,
         last_event_id: last_event_id.as_deref(),
@@ -70,6 +79,7 @@ pub async fn serve(
         cfg,
         last_write: None,
         timer: None,
+        _admitted: admitted,
     };
     loop {
         s.step();
@@ -143,6 +153,31 @@ struct Pump {
     last_write: Option<u64>,
     /// The armed timer, kept across wake-ups (see [`Pump::wait`]).
     timer: Option<Timer>,
+    /// Counted against `max_streams_per_instance` while the pump lives.
+    _admitted: Admitted,
+}
+
+thread_local! {
+    /// Streams this instance serves (admitted, not yet dropped).
+    static SERVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One stream's place in the instance's admission count
+/// ([`limits::admit_to_instance`]), given back when dropped.
+struct Admitted;
+
+impl Admitted {
+    fn take(max: u64) -> Result<Admitted, (ApiError, String)> {
+        limits::admit_to_instance(SERVING.get(), max)?;
+        SERVING.set(SERVING.get() + 1);
+        Ok(Admitted)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        SERVING.set(SERVING.get().saturating_sub(1));
+    }
 }
 
 /// What woke the pump.
