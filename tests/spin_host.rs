@@ -133,18 +133,19 @@ fn spin_redis_password_authenticates() {
     assert_eq!(s.next_json(EVENT)["event_type"], "status", "{}", gw.log());
 }
 
-/// The commands of README.md's "Running on Spin" block.
-fn readme_spin_commands() -> Vec<String> {
+/// The commands of the `nth` ```sh block of README.md's section `heading`.
+fn readme_commands(heading: &str, nth: usize) -> Vec<String> {
     let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
     let section = readme
-        .split("\n## Running on Spin")
+        .split(&format!("\n## {heading}"))
         .nth(1)
-        .expect("README.md has a \"Running on Spin\" section");
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap_or_else(|| panic!("README.md has a \"{heading}\" section"));
     let block = section
         .split("```sh\n")
-        .nth(1)
+        .nth(nth)
         .and_then(|b| b.split("```").next())
-        .expect("the Spin section has a ```sh block");
+        .unwrap_or_else(|| panic!("the {heading} section has ```sh block {nth}"));
     block
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -154,7 +155,26 @@ fn readme_spin_commands() -> Vec<String> {
 
 #[test]
 fn spin_readme_commands_work_word_for_word() {
-    let commands = readme_spin_commands();
+    readme_commands_serve_a_healthy_gateway(readme_commands("Running on Spin", 1));
+}
+
+/// The same for the p3 build's manifest (issue 25 item 1): `spin build -f
+/// spin-p3.toml` (a plain cargo build) then `spin up -f spin-p3.toml`.
+#[test]
+fn spin_p3_readme_commands_work_word_for_word() {
+    if !p3::p3_build() {
+        println!("[e2e] spin_p3_readme_commands_work_word_for_word: p3 Spin pass only");
+        return;
+    }
+    let commands = readme_commands("The WASIp3 build", 2);
+    assert!(commands[0].contains("spin-p3.toml"), "{commands:?}");
+    readme_commands_serve_a_healthy_gateway(commands);
+}
+
+/// Runs `commands` (the last one, `spin up`, in the background) with the
+/// README's fixed ports in a private network namespace; the gateway they
+/// start must answer its readiness check with Redis reachable.
+fn readme_commands_serve_a_healthy_gateway(commands: Vec<String>) {
     assert!(
         commands.iter().any(|c| c.contains("spin up")),
         "no `spin up` in {commands:?}"

@@ -129,28 +129,38 @@ pub struct SpinOutbound {
     pub only: Option<Vec<String>>,
 }
 
-/// The manifest `spin up` runs: the shipped `spin.toml` itself when `wasm`
-/// is the file its `source` names and no entry is added; otherwise a copy in
-/// `dir` whose only changes are the `source` line (an absolute path to
-/// `wasm`) and `outbound` applied to `allowed_outbound_hosts`.
+/// The manifest `spin up` runs: the shipped manifest of the build under
+/// test (`spin.toml`, or `spin-p3.toml` in the p3 passes) itself when
+/// `wasm` is the file its `source` names and no entry is added; otherwise
+/// a copy in `dir` whose only changes are the `source` line (an absolute
+/// path to `wasm`) and `outbound` applied to `allowed_outbound_hosts`.
 pub fn spin_manifest(wasm: &Path, outbound: &SpinOutbound, dir: &Path) -> Result<PathBuf, String> {
-    const SOURCE: &str = "source = \"target/wasm32-wasip2/release/sse_gateway.wasm\"";
+    let (file, built) = if super::p3::p3_build() {
+        (
+            "spin-p3.toml",
+            "target/p3-spin/wasm32-wasip2/release/sse_gateway.wasm",
+        )
+    } else {
+        ("spin.toml", "target/wasm32-wasip2/release/sse_gateway.wasm")
+    };
+    let source_line = format!("source = {built:?}");
+    let source_line = source_line.as_str();
     const ALLOWED: &str = "allowed_outbound_hosts = [";
-    let shipped = crate_dir().join("spin.toml");
-    let named = crate_dir().join("target/wasm32-wasip2/release/sse_gateway.wasm");
+    let shipped = crate_dir().join(file);
+    let named = crate_dir().join(built);
     let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
     if same(wasm, &named) && outbound.extra.is_empty() && outbound.only.is_none() {
         return Ok(shipped);
     }
-    let text = fs::read_to_string(&shipped).map_err(|e| format!("read spin.toml: {e}"))?;
-    if !text.contains(SOURCE) || !text.contains(ALLOWED) {
+    let text = fs::read_to_string(&shipped).map_err(|e| format!("read {file}: {e}"))?;
+    if !text.contains(source_line) || !text.contains(ALLOWED) {
         return Err(format!(
-            "spin.toml lacks `{SOURCE}` or `{ALLOWED}`: the harness cannot point it at {}",
+            "{file} lacks `{source_line}` or `{ALLOWED}`: the harness cannot point it at {}",
             wasm.display()
         ));
     }
     let source = format!("source = {:?}", wasm.display().to_string());
-    let mut text = text.replacen(SOURCE, &source, 1);
+    let mut text = text.replacen(source_line, &source, 1);
     let quoted = |entries: &[String]| {
         entries
             .iter()
@@ -167,7 +177,7 @@ pub fn spin_manifest(wasm: &Path, outbound: &SpinOutbound, dir: &Path) -> Result
     }
     let allowed = format!("{ALLOWED}{}", quoted(&outbound.extra));
     let text = text.replacen(ALLOWED, &allowed, 1);
-    let path = dir.join("spin.toml");
+    let path = dir.join(file);
     fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
     Ok(path)
 }
