@@ -8,7 +8,16 @@
 //! command's answer alone (a 503 for its stream): the connection goes on.
 //! A connection that breaks, or whose oldest command goes unanswered past
 //! its deadline, fails every command still waiting; the shell then opens a
-//! fresh one for the next command. On Redis Cluster there is one per node:
+//! fresh one for the next command.
+//!
+//! History pages are the large replies (up to a page budget each, and a
+//! stream that never reads still asks its first): at most [`PAGE_WINDOW`]
+//! of them are in flight on a connection. The rest wait here, unsent and
+//! with no deadline running, taken in turn across the users that asked
+//! ([`owner_of`]), so one user's many replays delay another user's page
+//! by one page each at most; every other command (opens, record reads,
+//! lease renewals) is written at once, behind at most that window, and a
+//! deep queue of pages never trips the overdue-command rule. On Redis Cluster there is one per node:
 //! a command refused with `MOVED` comes back as a [`Redirect`] for the
 //! shell to send on the owner's pipeline (a bounded number of times).
 
@@ -19,6 +28,18 @@ use crate::machine::command::{unavailable, MAX_REDIRECTS};
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
 use std::collections::VecDeque;
+
+/// History pages in flight on one connection at most.
+pub const PAGE_WINDOW: usize = 4;
+
+/// The fairness key of the user `user_id` (pages are taken in turn
+/// across these).
+pub fn owner_of(user_id: &str) -> u64 {
+    // FNV-1a: stable, cheap, no dependency; collisions only merge turns.
+    user_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// One command's answer, for the stream `K` that sent it.
 pub type Answer<K> = (K, Tag, Result<Value, ApiError>);
@@ -32,10 +53,44 @@ pub struct Redirect<K> {
 
 struct Waiting<K> {
     key: K,
+    owner: u64,
     tag: Tag,
     deadline: u64,
     args: Vec<Vec<u8>>,
     redirects: usize,
+}
+
+/// Pages waiting for the window, in turn across owners: one queue per
+/// owner, owners in round-robin order.
+struct Turns<T> {
+    owners: VecDeque<(u64, VecDeque<T>)>,
+}
+
+impl<T> Turns<T> {
+    fn push(&mut self, owner: u64, item: T) {
+        match self.owners.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, q)) => q.push_back(item),
+            None => self.owners.push_back((owner, VecDeque::from([item]))),
+        }
+    }
+
+    /// The next owner's oldest item; that owner goes to the back.
+    fn pop(&mut self) -> Option<T> {
+        let (owner, mut q) = self.owners.pop_front()?;
+        let item = q.pop_front();
+        if !q.is_empty() {
+            self.owners.push_back((owner, q));
+        }
+        item
+    }
+
+    fn len(&self) -> usize {
+        self.owners.iter().map(|(_, q)| q.len()).sum()
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.owners.drain(..).flat_map(|(_, q)| q)
+    }
 }
 
 /// The state of one shared command connection.
@@ -44,6 +99,10 @@ pub struct Pipeline<K> {
     /// Who asked, in the order the commands went out, with their deadline
     /// (and, on Cluster, their arguments for a redirect).
     waiting: VecDeque<Waiting<K>>,
+    /// History pages not sent yet (the window is full).
+    pages: Turns<Waiting<K>>,
+    /// History pages among `waiting`.
+    pages_in_flight: usize,
     timeout_ns: u64,
     cluster: bool,
     redirects: Vec<Redirect<K>>,
@@ -68,6 +127,10 @@ impl<K: Clone> Pipeline<K> {
         Pipeline {
             session,
             waiting: VecDeque::new(),
+            pages: Turns {
+                owners: VecDeque::new(),
+            },
+            pages_in_flight: 0,
             timeout_ns: timeout_ms.saturating_mul(1_000_000),
             cluster,
             redirects: Vec::new(),
@@ -75,29 +138,60 @@ impl<K: Clone> Pipeline<K> {
         }
     }
 
-    /// Queues `args` for stream `key`, sent at `now` (monotonic ns).
-    pub fn send(&mut self, key: K, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
-        let deadline = now.saturating_add(self.timeout_ns);
-        self.queue(Waiting {
-            key,
-            tag,
-            deadline,
-            args,
-            redirects: 0,
-        });
+    /// Queues `args` for stream `key` of user `owner` ([`owner_of`]) at
+    /// `now` (monotonic ns): sent at once, or (a history page past the
+    /// window) when its turn comes.
+    pub fn send(&mut self, key: K, owner: u64, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
+        self.queue(
+            Waiting {
+                key,
+                owner,
+                tag,
+                deadline: 0,
+                args,
+                redirects: 0,
+            },
+            now,
+        );
     }
 
     /// Sends a command another node's pipeline redirected here.
-    pub fn resend(&mut self, r: Redirect<K>) {
-        self.queue(r.cmd);
+    pub fn resend(&mut self, r: Redirect<K>, now: u64) {
+        self.queue(r.cmd, now);
     }
 
-    fn queue(&mut self, mut w: Waiting<K>) {
+    fn queue(&mut self, w: Waiting<K>, now: u64) {
+        if w.tag == Tag::History {
+            if self.pages_in_flight >= PAGE_WINDOW {
+                return self.pages.push(w.owner, w);
+            }
+            self.pages_in_flight += 1;
+        }
+        self.write(w, now);
+    }
+
+    /// Writes `w`; its answer is due `timeout_ms` from now.
+    fn write(&mut self, mut w: Waiting<K>, now: u64) {
         self.session.command_owned(w.tag, &w.args);
         if !self.cluster {
             w.args = Vec::new(); // only a redirect needs them again
         }
+        w.deadline = now.saturating_add(self.timeout_ns);
         self.waiting.push_back(w);
+    }
+
+    /// The answer of the oldest command in flight is in: if it was a page,
+    /// the next page in turn goes out.
+    fn answered(&mut self, now: u64) -> Option<Waiting<K>> {
+        let w = self.waiting.pop_front()?;
+        if w.tag == Tag::History {
+            self.pages_in_flight -= 1;
+            if let Some(next) = self.pages.pop() {
+                self.pages_in_flight += 1;
+                self.write(next, now);
+            }
+        }
+        Some(w)
     }
 
     /// Cluster: commands refused with `MOVED`, for the owner's pipeline.
@@ -110,9 +204,9 @@ impl<K: Clone> Pipeline<K> {
         self.session.take_outgoing()
     }
 
-    /// Commands still waiting for their reply.
+    /// Commands still waiting for their reply (sent or in turn).
     pub fn waiting(&self) -> usize {
-        self.waiting.len()
+        self.waiting.len() + self.pages.len()
     }
 
     /// When the oldest command's answer is overdue: the shell then calls
@@ -121,10 +215,15 @@ impl<K: Clone> Pipeline<K> {
         self.waiting.front().map(|w| w.deadline)
     }
 
-    /// Bytes read from the socket: the answers they completed go to
-    /// `answers`. An error means the connection is unusable (a protocol
+    /// Bytes read from the socket at `now`: the answers they completed go
+    /// to `answers`. An error means the connection is unusable (a protocol
     /// error, the login refused); every waiting command has then failed too.
-    pub fn receive(&mut self, bytes: &[u8], answers: &mut Vec<Answer<K>>) -> Result<(), RespError> {
+    pub fn receive(
+        &mut self,
+        bytes: &[u8],
+        now: u64,
+        answers: &mut Vec<Answer<K>>,
+    ) -> Result<(), RespError> {
         let mut feed = bytes;
         loop {
             let mut items = Vec::new();
@@ -132,7 +231,7 @@ impl<K: Clone> Pipeline<K> {
             feed = &[];
             for item in items {
                 if let Incoming::Reply(tag, value) = item {
-                    if let Some(w) = self.waiting.pop_front() {
+                    if let Some(w) = self.answered(now) {
                         answers.push((w.key, tag, Ok(value)));
                     }
                 }
@@ -145,7 +244,7 @@ impl<K: Clone> Pipeline<K> {
                 Err(e @ (RespError::Server(_) | RespError::Moved(_)))
                     if self.session.awaiting_replies() < self.waiting.len() =>
                 {
-                    let Some(mut w) = self.waiting.pop_front() else {
+                    let Some(mut w) = self.answered(now) else {
                         continue;
                     };
                     match e {
@@ -172,12 +271,15 @@ impl<K: Clone> Pipeline<K> {
     /// The connection is gone (`detail` says why, logged once): every
     /// waiting command fails (503).
     pub fn failed(&mut self, detail: &str) -> Vec<Answer<K>> {
-        if self.waiting.is_empty() {
+        if self.waiting() == 0 {
             return Vec::new();
         }
         let e = unavailable(&mut self.logs, detail);
+        self.pages_in_flight = 0;
+        let queued: Vec<Waiting<K>> = self.pages.drain().collect();
         self.waiting
             .drain(..)
+            .chain(queued)
             .map(|w| (w.key, w.tag, Err(e.clone())))
             .collect()
     }
@@ -209,15 +311,15 @@ mod tests {
         let wire = "%1\r\n+server\r\n+redis\r\n:1\r\n-WRONGTYPE no\r\n$2\r\nhi\r\n";
         for cut in 0..wire.len() {
             let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
-            p.send(7, Tag::Acquire, args(&["EVAL", "x"]), 0);
-            p.send(8, Tag::Record, args(&["HGETALL", "k"]), 0);
-            p.send(7, Tag::History, args(&["XRANGE", "h"]), 0);
+            p.send(7, 0, Tag::Acquire, args(&["EVAL", "x"]), 0);
+            p.send(8, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
+            p.send(7, 0, Tag::History, args(&["XRANGE", "h"]), 0);
             let out = String::from_utf8(p.take_outgoing()).unwrap();
             assert!(out.starts_with("*2\r\n$5\r\nHELLO"), "{out}");
             assert!(out.find("EVAL").unwrap() < out.find("HGETALL").unwrap());
             let mut got = Vec::new();
-            p.receive(&wire.as_bytes()[..cut], &mut got).unwrap();
-            p.receive(&wire.as_bytes()[cut..], &mut got).unwrap();
+            p.receive(&wire.as_bytes()[..cut], 0, &mut got).unwrap();
+            p.receive(&wire.as_bytes()[cut..], 0, &mut got).unwrap();
             let got: Vec<_> = got.iter().map(|(k, t, r)| (*k, *t, status(r))).collect();
             assert_eq!(
                 got,
@@ -232,12 +334,92 @@ mod tests {
         }
     }
 
+    /// The keys of the `XRANGE`s in `out` (each asks `XRANGE k<key> ...`).
+    fn pages_sent(out: &[u8]) -> Vec<u32> {
+        let out = String::from_utf8_lossy(out);
+        out.split("XRANGE\r\n")
+            .skip(1)
+            .map(|rest| {
+                let key = rest.lines().nth(1).unwrap();
+                key.trim_start_matches('k').parse().unwrap()
+            })
+            .collect()
+    }
+
+    fn page_reply() -> &'static [u8] {
+        b"*0\r\n"
+    }
+
+    /// A user with many replays (a stream each, never reading) fills the
+    /// window; another user's page is sent after one more of theirs, and
+    /// the other commands go out at once. Queued pages run no deadline.
+    #[test]
+    fn pages_wait_for_the_window_in_turn_across_users() {
+        let (a, b) = (owner_of("mallory"), owner_of("victim"));
+        assert_ne!(a, b);
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut got = Vec::new();
+        p.receive(b"%0\r\n", 0, &mut got).unwrap(); // HELLO
+        for k in 1..=10 {
+            p.send(k, a, Tag::History, args(&["XRANGE", &format!("k{k}")]), 5);
+        }
+        p.send(99, b, Tag::History, args(&["XRANGE", "k99"]), 6);
+        p.send(98, b, Tag::Record, args(&["HGETALL", "r"]), 7);
+        let out = p.take_outgoing();
+        assert_eq!(pages_sent(&out), vec![1, 2, 3, 4]);
+        assert!(
+            String::from_utf8_lossy(&out).contains("HGETALL"),
+            "not held back"
+        );
+        assert_eq!(p.waiting(), 12);
+        assert_eq!(p.deadline(), Some(5 + 1_000_000_000));
+        // Answers in the order sent; each page answered lets one more out.
+        let mut order = Vec::new();
+        let mut now = 100;
+        let mut keys = Vec::new();
+        for _ in 0..4 {
+            p.receive(page_reply(), now, &mut got).unwrap();
+            order.extend(pages_sent(&p.take_outgoing()));
+            now += 1;
+        }
+        p.receive(b"%0\r\n", now, &mut got).unwrap(); // the record
+        while p.waiting() > 0 {
+            p.receive(page_reply(), now, &mut got).unwrap();
+            order.extend(pages_sent(&p.take_outgoing()));
+        }
+        assert_eq!(order, vec![5, 99, 6, 7, 8, 9, 10]);
+        keys.extend(got.iter().map(|(k, _, _)| *k));
+        assert_eq!(keys, vec![1, 2, 3, 4, 98, 5, 99, 6, 7, 8, 9, 10]);
+        // A page written late gets its deadline when written.
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        p.receive(b"%0\r\n", 0, &mut Vec::new()).unwrap();
+        for k in 1..=5 {
+            p.send(k, a, Tag::History, args(&["XRANGE", "k"]), 0);
+        }
+        p.receive(page_reply(), 700, &mut Vec::new()).unwrap();
+        p.receive(page_reply(), 800, &mut Vec::new()).unwrap();
+        p.receive(page_reply(), 900, &mut Vec::new()).unwrap();
+        p.receive(page_reply(), 950, &mut Vec::new()).unwrap();
+        assert_eq!(
+            p.deadline(),
+            Some(700 + 1_000_000_000),
+            "the fifth, sent at 700"
+        );
+        // A lost connection fails the queued pages too.
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        for k in 1..=6 {
+            p.send(k, a, Tag::History, args(&["XRANGE", "k"]), 0);
+        }
+        assert_eq!(p.failed("gone").len(), 6);
+        assert_eq!(p.waiting(), 0);
+    }
+
     #[test]
     fn a_refused_login_or_garbage_fails_everything_waiting() {
         let mut p: Pipeline<u32> = Pipeline::new(&target(Some("pw")), false, 1000, usize::MAX);
-        p.send(1, Tag::Record, args(&["HGETALL", "k"]), 0);
+        p.send(1, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
-        assert!(p.receive(b"-WRONGPASS nope\r\n", &mut got).is_err());
+        assert!(p.receive(b"-WRONGPASS nope\r\n", 0, &mut got).is_err());
         assert_eq!(got.len(), 1);
         assert_eq!(status(&got[0].2), Err(503));
         assert!(
@@ -245,9 +427,9 @@ mod tests {
             "no credential in the log"
         );
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
-        p.send(1, Tag::Record, args(&["HGETALL", "k"]), 0);
+        p.send(1, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
-        assert!(p.receive(b"%0\r\n?garbage\r\n", &mut got).is_err());
+        assert!(p.receive(b"%0\r\n?garbage\r\n", 0, &mut got).is_err());
         assert_eq!((got.len(), p.waiting()), (1, 0));
     }
 
@@ -255,8 +437,8 @@ mod tests {
     fn the_oldest_command_sets_the_deadline_and_a_lost_connection_fails_all() {
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         assert_eq!(p.deadline(), None);
-        p.send(1, Tag::Renew, args(&["EVAL"]), 5);
-        p.send(2, Tag::Release, args(&["EVAL"]), 9);
+        p.send(1, 0, Tag::Renew, args(&["EVAL"]), 5);
+        p.send(2, 0, Tag::Release, args(&["EVAL"]), 9);
         assert_eq!(p.deadline(), Some(5 + 1_000_000_000));
         let failed = p.failed("gone");
         let keys: Vec<u32> = failed.iter().map(|(k, _, _)| *k).collect();
@@ -268,18 +450,18 @@ mod tests {
     #[test]
     fn cluster_moved_is_a_bounded_redirect_with_the_same_command() {
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), true, 1000, usize::MAX);
-        p.send(3, Tag::Record, args(&["HGETALL", "k"]), 0);
-        p.send(4, Tag::Acquire, args(&["EVAL", "x"]), 0);
+        p.send(3, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
+        p.send(4, 0, Tag::Acquire, args(&["EVAL", "x"]), 0);
         p.take_outgoing();
         let mut got = Vec::new();
-        p.receive(b"%0\r\n-MOVED 12 10.0.0.2:7001\r\n:1\r\n", &mut got)
+        p.receive(b"%0\r\n-MOVED 12 10.0.0.2:7001\r\n:1\r\n", 0, &mut got)
             .unwrap();
         assert_eq!(got.len(), 1, "the acquire's answer");
         let r = p.take_redirects();
         assert_eq!((r.len(), r[0].key, r[0].to.port), (1, 3, 7001));
         let mut owner: Pipeline<u32> = Pipeline::new(&target(None), true, 1000, usize::MAX);
         let mut r = r;
-        owner.resend(r.remove(0));
+        owner.resend(r.remove(0), 0);
         assert!(String::from_utf8(owner.take_outgoing())
             .unwrap()
             .ends_with("$7\r\nHGETALL\r\n$1\r\nk\r\n"));
@@ -288,12 +470,12 @@ mod tests {
         loop {
             let mut got = Vec::new();
             owner
-                .receive(b"%0\r\n-MOVED 12 10.0.0.3:7002\r\n", &mut got)
+                .receive(b"%0\r\n-MOVED 12 10.0.0.3:7002\r\n", 0, &mut got)
                 .unwrap();
             if let Some(r) = owner.take_redirects().pop() {
                 hops += 1;
                 owner = Pipeline::new(&target(None), true, 1000, usize::MAX);
-                owner.resend(r);
+                owner.resend(r, 0);
                 continue;
             }
             assert_eq!(status(&got[0].2), Err(503));
@@ -302,9 +484,9 @@ mod tests {
         assert_eq!(hops, MAX_REDIRECTS);
         // Off Cluster a MOVED is that command's 503.
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
-        p.send(3, Tag::Record, args(&["HGETALL", "k"]), 0);
+        p.send(3, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
-        p.receive(b"%0\r\n-MOVED 12 10.0.0.2:7001\r\n", &mut got)
+        p.receive(b"%0\r\n-MOVED 12 10.0.0.2:7001\r\n", 0, &mut got)
             .unwrap();
         assert!(p.take_redirects().is_empty());
         assert_eq!(status(&got[0].2), Err(503));

@@ -67,6 +67,8 @@ pub fn open_connections() -> usize {
 /// answers still to come.
 pub struct Client {
     id: StreamId,
+    /// Its user's turn among history pages ([`crate::pipeline::owner_of`]).
+    owner: u64,
     target: RedisTarget,
     cluster: bool,
     timeout_ms: u64,
@@ -74,12 +76,19 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(target: &RedisTarget, cluster: bool, timeout_ms: u64, entry_bytes: usize) -> Client {
+    pub fn new(
+        target: &RedisTarget,
+        cluster: bool,
+        timeout_ms: u64,
+        entry_bytes: usize,
+        owner: u64,
+    ) -> Client {
         let id = NEXT_ID.get();
         NEXT_ID.set(id + 1);
         MAILBOXES.with_borrow_mut(|m| m.insert(id, Mailbox::default()));
         Client {
             id,
+            owner,
             target: target.clone(),
             cluster,
             timeout_ms,
@@ -103,7 +112,7 @@ impl Client {
             shared
                 .pipeline
                 .borrow_mut()
-                .send(self.id, r.tag, r.args, now);
+                .send(self.id, self.owner, r.tag, r.args, now);
         }
         shared.wake_writer();
     }
@@ -176,7 +185,7 @@ impl Shared {
             let mut node = self.target.clone();
             (node.host, node.port) = (r.to.host.clone(), r.to.port);
             let owner = connection(&node, self.cluster, self.timeout_ms, self.entry_bytes);
-            owner.pipeline.borrow_mut().resend(r);
+            owner.pipeline.borrow_mut().resend(r, clock::now());
             owner.wake_writer();
         }
     }
@@ -233,7 +242,12 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
         loop {
             let bytes = net::read(&mut rx, &wire).await?;
             let mut answers = Vec::new();
-            let fed = shared.pipeline.borrow_mut().receive(&bytes, &mut answers);
+            let fed = shared
+                .pipeline
+                .borrow_mut()
+                .receive(&bytes, clock::now(), &mut answers);
+            // Pages in turn may have been let out: the writer sends them.
+            shared.wake_writer();
             print(shared.pipeline.borrow_mut().logs());
             shared.redirect();
             deliver(answers);

@@ -71,6 +71,7 @@ pub async fn serve(
             cfg.redis_cluster,
             cfg.redis_timeout_ms,
             cfg.stream.entry_bytes,
+            crate::pipeline::owner_of(&who.user_id),
         ),
         sub: None,
         live: false,
