@@ -203,15 +203,7 @@ fn a_message_too_large_to_decode_costs_only_its_channel() {
     let env = TestEnv::start();
     let rec = running_exec(&env);
     let mut victim = open(&env, &rec);
-    let auth = bearer(&jwt::token("bob", "user"));
-    let mut other = open_stream(
-        env.gw.addr(),
-        NOTIF_STREAM_PATH,
-        &[("Authorization", &auth)],
-    );
-    env.redis
-        .wait_numsub(&notif_channel("bob"), 1, Duration::from_secs(10))
-        .expect("bob subscribed");
+    let mut other = open_notifications(&env, "bob");
     let huge = format!(
         r#"{{"event_type":"tick","pad":"{}"}}"#,
         "x".repeat(9_000_000)

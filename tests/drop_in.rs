@@ -16,16 +16,6 @@ use std::time::Duration;
 const EVENT: Duration = Duration::from_secs(10);
 const END: Duration = Duration::from_secs(30);
 
-/// The execution view's phases, in the order the Python service's
-/// producers publish them.
-const RUN: [&str; 5] = [
-    "execution_requested",
-    "execution_queued",
-    "pod_created",
-    "pod_running",
-    "execution_completed",
-];
-
 const RESULT: &str = r#"{"execution_id":"x","status":"completed","exit_code":0,"stdout":"hello\n","stderr":"","lang":"python","lang_version":"3.11","resource_usage":{"execution_time_wall_seconds":0.12,"cpu_time_jiffies":3,"clk_tck_hertz":100,"peak_memory_kb":9000}}"#;
 
 fn cookie(token: &str) -> String {
@@ -160,7 +150,7 @@ fn whole_execution_ends_cleanly_and_the_client_is_done() {
         status,
         json!({"event_type":"status","execution_id":id,"timestamp":"2025-01-15T10:30:00.123456+00:00","event_id":null,"status":"queued","result":null})
     );
-    for t in RUN {
+    for t in EXECUTION_PHASES {
         publish_exec(&env, &id, &event(&id, t));
     }
     let mut stored = event(&id, "result_stored");
@@ -175,7 +165,7 @@ fn whole_execution_ends_cleanly_and_the_client_is_done() {
         "{}",
         client.transcript()
     );
-    let mut want = RUN.to_vec();
+    let mut want = EXECUTION_PHASES.to_vec();
     want.push("result_stored");
     expect_types(&client, &want);
     let last = client.event_data().last().copied().cloned().unwrap();
@@ -247,10 +237,10 @@ fn a_stream_cut_by_its_lifetime_resumes_with_every_event_once() {
     env.redis
         .put_execution(&ExecRecord::new(&id, "alice", "queued"));
     let mut client = open_client(&env, &id, &python_token("alice", 600), &[]);
-    for t in &RUN[..3] {
+    for t in &EXECUTION_PHASES[..3] {
         publish_exec(&env, &id, &event(&id, t));
     }
-    client.wait_event_type(EVENT, RUN[2]);
+    client.wait_event_type(EVENT, EXECUTION_PHASES[2]);
     // The lifetime ends the first response without its last chunk: a failed
     // read, so the client reconnects with Last-Event-ID.
     let err = client.wait_for(Duration::from_secs(20), "failed read", |v| {
@@ -268,7 +258,7 @@ fn a_stream_cut_by_its_lifetime_resumes_with_every_event_once() {
         first_ids.last().map(String::as_str)
     );
     client.wait_event_type(EVENT, "status");
-    for t in &RUN[3..] {
+    for t in &EXECUTION_PHASES[3..] {
         publish_exec(&env, &id, &event(&id, t));
     }
     publish_exec(&env, &id, &event(&id, "result_stored"));
@@ -279,7 +269,7 @@ fn a_stream_cut_by_its_lifetime_resumes_with_every_event_once() {
         "{}",
         client.transcript()
     );
-    let mut want = RUN.to_vec();
+    let mut want = EXECUTION_PHASES.to_vec();
     want.push("result_stored");
     expect_types(&client, &want);
 }
@@ -296,10 +286,10 @@ fn a_redis_restart_mid_run_loses_nothing() {
     env.redis
         .put_execution(&ExecRecord::new(&id, "alice", "queued"));
     let mut client = open_client(&env, &id, &python_token("alice", 600), &[]);
-    for t in &RUN[..2] {
+    for t in &EXECUTION_PHASES[..2] {
         publish_exec(&env, &id, &event(&id, t));
     }
-    client.wait_event_type(EVENT, RUN[1]);
+    client.wait_event_type(EVENT, EXECUTION_PHASES[1]);
     env.redis.stop();
     env.redis.restart();
     client.wait_for(EVENT, "failed read", |v| v["kind"] == "error");
@@ -308,13 +298,13 @@ fn a_redis_restart_mid_run_loses_nothing() {
     });
     assert!(reopened["last_event_id"].is_string(), "{reopened}");
     client.wait_event_type(EVENT, "status");
-    for t in &RUN[2..] {
+    for t in &EXECUTION_PHASES[2..] {
         publish_exec(&env, &id, &event(&id, t));
     }
     publish_exec(&env, &id, &event(&id, "result_stored"));
     let end = client.wait_end(END);
     assert_eq!(end["reason"], "clean", "{}", client.transcript());
-    let mut want = RUN.to_vec();
+    let mut want = EXECUTION_PHASES.to_vec();
     want.push("result_stored");
     expect_types(&client, &want);
 }

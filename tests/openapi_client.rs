@@ -17,14 +17,6 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const RUN: [&str; 5] = [
-    "execution_requested",
-    "execution_queued",
-    "pod_created",
-    "pod_running",
-    "execution_completed",
-];
-
 const RESULT: &str = r#"{"execution_id":"x","status":"completed","exit_code":0,"stdout":"hello\n","stderr":"","lang":"python","lang_version":"3.11","resource_usage":{"execution_time_wall_seconds":0.12,"peak_memory_kb":9000}}"#;
 
 /// How long the whole client run may take.
@@ -189,13 +181,13 @@ fn the_generated_client_streams_an_execution() {
             p["data"]["id"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(exec_ids.len(), RUN.len() + 1, "{transcript}");
+    assert_eq!(exec_ids.len(), EXECUTION_PHASES.len() + 1, "{transcript}");
 
     // The view: the status snapshot, every event once in order with its id,
     // the result filled from the record, then done.
     let view = events(&lines, "view");
     let mut want: Vec<String> = vec!["status".into()];
-    want.extend(RUN.iter().map(|t| t.to_string()));
+    want.extend(EXECUTION_PHASES.iter().map(|t| t.to_string()));
     want.push("result_stored".into());
     assert_eq!(event_types(&view), want, "{transcript}");
     assert_eq!(view[0]["event"], Value::Null, "an unnamed event");
@@ -215,7 +207,7 @@ fn the_generated_client_streams_an_execution() {
     // Resumed after the second event: the status, the rest once, the end.
     let resumed = events(&lines, "resume");
     let mut want: Vec<String> = vec!["status".into()];
-    want.extend(RUN[2..].iter().map(|t| t.to_string()));
+    want.extend(EXECUTION_PHASES[2..].iter().map(|t| t.to_string()));
     want.push("result_stored".into());
     assert_eq!(event_types(&resumed), want, "{transcript}");
     for (event, history_id) in resumed[1..].iter().zip(&exec_ids[2..]) {

@@ -133,3 +133,28 @@ pub const READY_PATH: &str = "/api/v1/events/health/ready";
 
 /// The OpenAPI document (`openapi.json`, served as it is).
 pub const OPENAPI_PATH: &str = "/api/v1/events/openapi.json";
+
+/// The execution view's phases, in the order the Python service's
+/// producers publish them.
+pub const EXECUTION_PHASES: [&str; 5] = [
+    "execution_requested",
+    "execution_queued",
+    "pod_created",
+    "pod_running",
+    "execution_completed",
+];
+
+/// `user`'s notification stream, subscribed (what is published next
+/// reaches it).
+pub fn open_notifications(env: &TestEnv, user: &str) -> SseStream {
+    let auth = bearer(&jwt::token(user, "user"));
+    let s = open_stream(
+        env.gw.addr(),
+        NOTIF_STREAM_PATH,
+        &[("Authorization", &auth)],
+    );
+    env.redis
+        .wait_numsub(&notif_channel(user), 1, std::time::Duration::from_secs(10))
+        .unwrap_or_else(|n| panic!("{user}'s notification stream: NUMSUB {n}"));
+    s
+}
