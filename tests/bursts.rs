@@ -187,8 +187,18 @@ fn a_reader_far_behind_a_plain_burst_gets_it_all_or_is_told() {
         None => assert_eq!(got, 400),
         Some((end, comments)) => {
             eprintln!("[bursts] told after {got} of 400: {comments:?}");
+            // The reconnect signal both real clients act on: never a
+            // clean end after a gap.
             assert!(matches!(end, EndKind::Abrupt(_)), "{end:?}");
-            assert_eq!(comments.last().map(String::as_str), Some("events dropped"));
+            if comments.is_empty() && host() == Host::Spin && p3::p3_build() {
+                // Spin's p3 build completes a body write once Spin holds
+                // the bytes; aborting the body then drops those it has not
+                // sent, the comment among them, when the reader is this
+                // far behind (docs/LIMITS.md, known host difference).
+                println!("[e2e] p3 under Spin: aborted without the comment Spin still held");
+            } else {
+                assert_eq!(comments.last().map(String::as_str), Some("events dropped"));
+            }
         }
     }
 }
