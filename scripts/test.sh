@@ -19,6 +19,10 @@ cargo clippy --target wasm32-wasip2 --no-default-features --features portable --
 cargo clippy --target wasm32-wasip2 --features otel -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features p3 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features p3-spin-variables -- -D warnings
+# deny.toml: banned crates, licenses, sources (crates.io only). Offline: the
+# advisories check needs the RustSec database from GitHub, which this CI
+# cannot reach (docs/DEPENDENCIES.md).
+"$CARGO_DENY" --offline --locked check bans licenses sources
 
 SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
 SSE_GATEWAY_SPIN_WASM=$(scripts/build.sh spin | tail -n 1)

@@ -1,12 +1,13 @@
 # Sourced by the other scripts: finds or installs what the gateway needs on a
 # fresh machine (wasm target, clang and llvm for ring's C code, redis-server,
-# dnsmasq for the name tests, wasmtime) and exports WASMTIME; find_spin
-# exports SPIN; ensure_registry installs the OCI registry of tests/oci.rs.
-# Components are built by scripts/build.sh.
-# wasmtime is compiled from crates.io once (15-20 min on 2 cores) and cached
-# under $SSE_GATEWAY_CACHE (default ~/.cache/sse-gateway).
+# dnsmasq for the name tests, wasmtime, cargo-deny) and exports WASMTIME and
+# CARGO_DENY; find_spin exports SPIN; ensure_registry installs the OCI
+# registry of tests/oci.rs. Components are built by scripts/build.sh.
+# wasmtime (15-20 min on 2 cores) and cargo-deny are compiled from crates.io
+# once and cached under $SSE_GATEWAY_CACHE (default ~/.cache/sse-gateway).
 
 WASMTIME_VERSION=48.0.8
+CARGO_DENY_VERSION=0.20.2
 SSE_GATEWAY_CACHE=${SSE_GATEWAY_CACHE:-$HOME/.cache/sse-gateway}
 
 ensure_wasm_target() {
@@ -71,6 +72,23 @@ ensure_wasmtime() {
     export WASMTIME
 }
 
+# deny.toml's checks (scripts/test.sh, docs/DEPENDENCIES.md): cargo-deny
+# compiled from crates.io once (a few minutes) and cached beside wasmtime.
+# Exports CARGO_DENY.
+ensure_cargo_deny() {
+    local root="$SSE_GATEWAY_CACHE/cargo-deny-$CARGO_DENY_VERSION"
+    if [ -n "${CARGO_DENY:-}" ] && [ -x "$CARGO_DENY" ]; then
+        :
+    elif [ -x "$root/bin/cargo-deny" ]; then
+        CARGO_DENY="$root/bin/cargo-deny"
+    else
+        echo "Installing cargo-deny $CARGO_DENY_VERSION into $root (one-time)..." >&2
+        cargo install cargo-deny --locked --version "$CARGO_DENY_VERSION" --root "$root" >&2
+        CARGO_DENY="$root/bin/cargo-deny"
+    fi
+    export CARGO_DENY
+}
+
 # The README's Spin commands (run word for word by tests/spin_host.rs) use
 # openssl, curl and ip; the base image has them, this says so if not.
 ensure_base() {
@@ -86,6 +104,7 @@ ensure_tools() {
     ensure_redis
     ensure_dnsmasq
     ensure_wasmtime
+    ensure_cargo_deny
 }
 
 # Finds Spin for the Spin half of the tests and `scripts/run.sh spin`:

@@ -18,10 +18,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jwt_compact::{
-    alg::{Hs256, Hs256Key},
-    jwk::JsonWebKey,
-    Algorithm, AlgorithmExt as _, AlgorithmSignature, Claims, TimeOptions, UntrustedToken,
-    ValidationError,
+    jwk::JsonWebKey, Algorithm, AlgorithmExt as _, AlgorithmSignature, Claims, TimeOptions,
+    UntrustedToken, ValidationError,
 };
 use pkcs1::der::Decode as _;
 use serde::Deserialize;
@@ -274,6 +272,63 @@ impl Algorithm for PublicKeyAlg {
 
     fn verify_signature(&self, signature: &RawSignature, key: &Material, message: &[u8]) -> bool {
         key.alg() == self.0 && key.verifies(message, &signature.0)
+    }
+}
+
+/// HS256 (HMAC-SHA256) with ring's HMAC: the SHA-256 the TLS stack links
+/// anyway, so the component carries one SHA-256 and one HMAC. Verification
+/// is ring's constant-time `hmac::verify`. Same name and signature length
+/// (32 bytes, checked by jwt-compact before verification) as jwt-compact's
+/// `Hs256`, so the same tokens are accepted and refused.
+pub(crate) struct Hs256;
+
+/// An HS256 secret of any length (HMAC hashes keys longer than a block).
+pub(crate) struct Hs256Key(ring::hmac::Key);
+
+impl Hs256Key {
+    pub(crate) fn new(secret: impl AsRef<[u8]>) -> Self {
+        Hs256Key(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            secret.as_ref(),
+        ))
+    }
+}
+
+/// An HS256 signature: the 32-byte HMAC-SHA256 tag.
+pub(crate) struct Hs256Signature([u8; 32]);
+
+impl AlgorithmSignature for Hs256Signature {
+    const LENGTH: Option<std::num::NonZeroUsize> = std::num::NonZeroUsize::new(32);
+
+    fn try_from_slice(slice: &[u8]) -> anyhow::Result<Self> {
+        let tag = <[u8; 32]>::try_from(slice)
+            .map_err(|_| anyhow::anyhow!("HS256 signature must be 32 bytes"))?;
+        Ok(Hs256Signature(tag))
+    }
+
+    fn as_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0)
+    }
+}
+
+impl Algorithm for Hs256 {
+    type SigningKey = Hs256Key;
+    type VerifyingKey = Hs256Key;
+    type Signature = Hs256Signature;
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("HS256")
+    }
+
+    fn sign(&self, key: &Hs256Key, message: &[u8]) -> Hs256Signature {
+        let tag = ring::hmac::sign(&key.0, message);
+        let mut out = [0; 32];
+        out.copy_from_slice(tag.as_ref());
+        Hs256Signature(out)
+    }
+
+    fn verify_signature(&self, signature: &Hs256Signature, key: &Hs256Key, message: &[u8]) -> bool {
+        ring::hmac::verify(&key.0, message, &signature.0).is_ok()
     }
 }
 
@@ -1155,8 +1210,10 @@ fn strip_quotes(value: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Tokens are signed with jwt-compact's own HS256 (RustCrypto): an
+    // issuer independent of the ring HS256 the verifier uses.
     use jwt_compact::{
-        alg::{Hs512, Hs512Key},
+        alg::{Hs256, Hs256Key, Hs512, Hs512Key},
         Algorithm, AlgorithmSignature, Header, Renamed,
     };
     use serde_json::json;
@@ -1831,7 +1888,7 @@ mod tests {
 mod key_tests {
     use super::*;
     use ed25519_compact::{KeyPair, SecretKey, Seed};
-    use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
+    use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey};
     use p256::ecdsa::SigningKey as P256Signer;
     use p256::pkcs8::DecodePrivateKey as _;
     use rsa::traits::PublicKeyParts as _;

@@ -1,11 +1,11 @@
 //! Development tokens (`dev_mode` only): what a token request may ask for
 //! and the token minted for it; `dev::token` builds the answer around it.
 
+use crate::auth::{Hs256, Hs256Key};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::routes::valid_id;
 use chrono::{DateTime, Utc};
-use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{AlgorithmExt as _, Claims, Header};
 use serde_json::{Map, Value as Json};
 

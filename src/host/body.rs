@@ -9,7 +9,7 @@
 use super::clock;
 use crate::answer::Answer;
 use crate::error::ApiError;
-use spin_sdk::http::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;
 use wasi::io::streams::OutputStream;
 
@@ -61,7 +61,7 @@ impl Responder {
     pub fn answer(self, answer: Answer) {
         let response = self.response(answer.status, &answer.headers);
         if let Ok(outgoing) = response.body() {
-            self.out.set(response);
+            ResponseOutparam::set(self.out, Ok(response));
             if let Ok(stream) = outgoing.write() {
                 for chunk in answer.body.chunks(4096) {
                     if stream.blocking_write_and_flush(chunk).is_err() {
@@ -84,7 +84,7 @@ impl Responder {
     pub fn sse(self) -> Result<SseBody, Gone> {
         let response = self.response(200, &Answer::stream_head().headers);
         let body = response.body().map_err(|_| Gone)?;
-        self.out.set(response);
+        ResponseOutparam::set(self.out, Ok(response));
         let stream = body.write().map_err(|_| Gone)?;
         Ok(SseBody {
             stream: Some(stream),

@@ -6,7 +6,20 @@ use crate::config::{Config, ConfigError, Source};
 /// Spin application variables (`spin.toml`, `SPIN_VARIABLE_*`, runtime config).
 #[cfg(not(feature = "portable"))]
 pub fn load() -> Result<Config, ConfigError> {
-    Config::load(&Source(|name: &str| spin_sdk::variables::get(name).ok()))
+    Config::load(&Source(|name: &str| {
+        variables::fermyon::spin::variables::get(name).ok()
+    }))
+}
+
+/// `fermyon:spin/variables@2.0.0` (what spin-sdk 5's `variables::get`
+/// called), bound from `wit/`.
+#[cfg(not(feature = "portable"))]
+mod variables {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "sse-gateway:component/spin-variables",
+        generate_all,
+    });
 }
 
 /// WASI environment variables, upper-cased (`wasmtime serve --env REDIS_URL=...`).

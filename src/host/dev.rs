@@ -9,7 +9,7 @@ use crate::auth::Identity;
 use crate::config::Config;
 use crate::dev::{self, Execution};
 use crate::machine::Command;
-use spin_sdk::http::IncomingRequest;
+use wasi::http::types::IncomingRequest;
 
 /// `POST /api/v1/events/dev/token`: a development token for a demo user.
 pub fn token(cfg: &Config, req: IncomingRequest, out: Responder) {

@@ -25,8 +25,8 @@ use crate::machine::Topic;
 use crate::routes::Route;
 use crate::telemetry;
 use body::Responder;
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use std::cell::Cell;
+use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 
 thread_local! {
     /// This request's `log_level` (one instance = one request).
@@ -36,14 +36,24 @@ thread_local! {
     static RECORDER: std::cell::RefCell<telemetry::Recorder> = Default::default();
 }
 
+/// The component's `wasi:http/incoming-handler` export.
+struct Handler;
+
+impl wasi::exports::http::incoming_handler::Guest for Handler {
+    fn handle(req: IncomingRequest, out: ResponseOutparam) {
+        handle(req, out)
+    }
+}
+
+wasi::http::proxy::export!(Handler);
+
 /// Answers the request, then logs it (`request`, debug) and, with the
 /// `otel` feature, exports its metrics and span.
-#[spin_sdk::http_component]
-async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let started = clock::now();
     #[cfg(feature = "otel")]
     let wall = wasi::clocks::wall_clock::now();
-    let method = req.method().to_string();
+    let method = method_name(req.method());
     let path = req.path_with_query().unwrap_or_default();
     let route = telemetry::route_of(&method, &path);
     respond(req, &method, &path, Responder::new(out));
@@ -57,6 +67,22 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         let attrs = r.span_attributes(&method, route, status);
         otel::span(&format!("{method} {route}"), &attrs, status >= 500, wall);
     });
+}
+
+/// The request method as sent (`GET`, ..., or the extension method's name).
+fn method_name(method: Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(name) => name,
+    }
 }
 
 fn respond(req: IncomingRequest, method: &str, path_and_query: &str, mut out: Responder) {

@@ -11,7 +11,7 @@ use crate::limits::BodyBudget;
 use crate::machine::publish::Publish;
 use crate::machine::Command;
 use crate::routes::Route;
-use spin_sdk::http::IncomingRequest;
+use wasi::http::types::IncomingRequest;
 
 /// `POST /api/v1/events/executions/{id}` and
 /// `POST /api/v1/events/notifications/{user_id}` (service tokens).
@@ -34,7 +34,7 @@ pub(super) fn read_body(
     limit: usize,
     max_seconds: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = crate::limits::content_length(&req.headers().get("content-length"));
+    let declared = crate::limits::content_length(&req.headers().get(&"content-length".to_string()));
     let mut budget = BodyBudget::new(declared, limit, max_seconds, clock::now())?;
     let broken = || ApiError::bad_request("request body could not be read");
     let incoming = req.consume().map_err(|_| broken())?;
