@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/tools.sh
 ensure_tools
 ensure_registry
+ensure_cargo_deny
 find_spin
 
 echo "== lints $(date +%T)"

@@ -104,7 +104,6 @@ ensure_tools() {
     ensure_redis
     ensure_dnsmasq
     ensure_wasmtime
-    ensure_cargo_deny
 }
 
 # Finds Spin for the Spin half of the tests and `scripts/run.sh spin`:
