@@ -488,18 +488,19 @@ fn oversized_history_entries_cost_only_themselves() {
     assert!(!log.contains("\"status\":503"), "no open was refused");
 }
 
-/// Issue 26 item 2: one user's replays never starve other users' opens.
-/// 200 streams of one user (`max_streams_per_user` off), opened one after
-/// another so they share an instance, replay a history of ~60 KB entries
-/// and never read: each asks ~420 KB pages until its socket's kernel
-/// buffers are full, all on the p3 instance's one command connection;
-/// meanwhile 20 other users open small executions. Before, every page went
-/// out as soon as it was asked: tens of megabytes of replies queued ahead
-/// of the others' record reads, the oldest command passed
-/// `redis_timeout_ms`, the connection was reset, replays ended and opens
-/// failed with 503. Now at most a few pages are in flight, taken in turn
-/// across users: every open succeeds and no connection is lost.
-/// (Latencies are printed for docs/PERFORMANCE.md, not asserted.)
+/// Issue 26 item 2: one user's replays do not starve other users' opens.
+/// One user (`max_streams_per_user` off) opens 200 replays of a history of
+/// ~60 KB entries, 50 at a time, and never reads them: each asks ~420 KB
+/// pages until its socket's kernel buffers are full, on the instance's
+/// shared command connection; meanwhile other users open small
+/// executions, one every 50 ms. Every open must succeed and no command
+/// connection may be lost or overdue (`redis_timeout_ms` 1 s here). The
+/// opens' latencies, alone and beside the replays, are printed for
+/// docs/PERFORMANCE.md, not asserted. At this scale the build before the
+/// page window passes too (measured: p90 537 ms vs 245 ms at 400 replays);
+/// what the window guarantees is shown exactly by the core's
+/// `pipeline::tests::pages_wait_for_the_window_in_turn_across_users`.
+/// `STALLED`, `WAVE` and `TIMEOUT_MS` scale it by hand.
 #[test]
 fn one_users_replays_do_not_starve_other_users_opens() {
     if !common::p3::p3_build() {
@@ -509,9 +510,17 @@ fn one_users_replays_do_not_starve_other_users_opens() {
         );
         return;
     }
-    const STALLED: usize = 200;
+    let num = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let stalled_n = num("STALLED", 200);
+    let wave_n = num("WAVE", 50);
+    let timeout_ms = num("TIMEOUT_MS", 1000).to_string();
     let env = TestEnv::start_with(|b| {
-        b.env("REDIS_TIMEOUT_MS", "1000")
+        b.env("REDIS_TIMEOUT_MS", &timeout_ms)
             .env("MAX_STREAMS_PER_USER", "0")
     });
     let big = ExecRecord::new(&new_execution_id(), "mallory", "running");
@@ -530,13 +539,25 @@ fn one_users_replays_do_not_starve_other_users_opens() {
     pipe.query::<()>(&mut con).expect("history");
 
     let addr = env.gw.addr();
-    // 20 users open small executions; how long each open took (to the
-    // status event), sorted.
-    let twenty_opens = |round: &str| {
+    let redis_url = env.redis.url();
+    // `n` users open small executions, one every 50 ms; how long each open
+    // took (to the status event), sorted.
+    let opens = move |round: &'static str, n: usize| {
+        let redis = redis::Client::open(redis_url.as_str()).expect("redis");
+        let mut con = redis.get_connection().expect("redis");
         let mut opens = Vec::new();
-        for i in 0..20 {
+        for i in 0..n {
             let rec = ExecRecord::new(&new_execution_id(), &format!("{round}{i}"), "running");
-            env.redis.put_execution(&rec);
+            let _: i64 = redis::cmd("HSET")
+                .arg(format!("exec:{}", rec.id))
+                .arg("user_id")
+                .arg(&rec.user_id)
+                .arg("status")
+                .arg(&rec.status)
+                .arg("updated_at")
+                .arg(&rec.updated_at)
+                .query(&mut con)
+                .expect("HSET");
             let t = Instant::now();
             let mut r = Reader::open(addr, &rec, None);
             r.status();
@@ -547,38 +568,56 @@ fn one_users_replays_do_not_starve_other_users_opens() {
         opens.sort();
         opens
     };
-    let alone = twenty_opens("a");
+    let alone = opens("a", 20);
+    // Now the same while one user opens the replays, WAVE at a time (each
+    // wave's first pages asked together).
+    let victims = {
+        let opens = opens.clone();
+        thread::spawn(move || opens("v", 40))
+    };
     let auth = bearer(&jwt::token("mallory", "user"));
     let mut held = Vec::new();
     let started = Instant::now();
-    for i in 0..STALLED {
-        let resp = send_get(
-            addr,
-            &exec_path(&big.id),
-            &[("Authorization", auth.as_str())],
-            Duration::from_secs(30),
-        )
-        .expect("GET");
-        if resp.status != 200 {
-            let log = env.gw.log();
-            panic!(
-                "replay {i} was refused ({}): {}",
-                resp.status,
-                tail(&log, 3000)
-            );
+    for wave in 0..stalled_n / wave_n {
+        let openers: Vec<_> = (0..wave_n)
+            .map(|_| {
+                let (path, auth) = (exec_path(&big.id), auth.clone());
+                thread::spawn(move || {
+                    send_get(
+                        addr,
+                        &path,
+                        &[("Authorization", auth.as_str())],
+                        Duration::from_secs(30),
+                    )
+                    .expect("GET")
+                })
+            })
+            .collect();
+        for o in openers {
+            let resp = o.join().expect("opener");
+            if resp.status != 200 {
+                let log = env.gw.log();
+                panic!(
+                    "a replay of wave {wave} was refused ({}): {}",
+                    resp.status,
+                    tail(&log, 3000)
+                );
+            }
+            held.push(resp);
         }
-        held.push(resp);
     }
     let opened_all = started.elapsed();
-    let beside = twenty_opens("v");
+    let beside = victims.join().expect("the other users' opens");
+    let pct = |v: &[Duration], q: usize| v[(v.len() - 1) * q / 100];
     println!(
-        "[history] {}: 20 users' opens alone p50 {:?}, max {:?}; beside {STALLED} stalled \
-         replays (opened in {opened_all:?}) p50 {:?}, max {:?}",
+        "[history] {}: other users' opens alone p50 {:?}, max {:?}; beside {stalled_n} \
+         replays of one user (opened in {opened_all:?}) p50 {:?}, p90 {:?}, max {:?}",
         host().name(),
-        alone[10],
-        alone[19],
-        beside[10],
-        beside[19],
+        pct(&alone, 50),
+        pct(&alone, 100),
+        pct(&beside, 50),
+        pct(&beside, 90),
+        pct(&beside, 100),
     );
     let log = env.gw.log();
     assert!(
