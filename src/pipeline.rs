@@ -7,8 +7,9 @@
 //! that order, each routed to the stream that asked. An error reply is that
 //! command's answer alone (a 503 for its stream): the connection goes on.
 //! A connection that breaks, or whose oldest command goes unanswered past
-//! its deadline, fails every command still waiting; the shell then opens a
-//! fresh one for the next command.
+//! its deadline, fails every command in flight; the shell then opens a
+//! fresh one for the next command, and for the pages that never went out
+//! ([`Pipeline::take_unsent`]).
 //!
 //! History pages are the large replies (up to a page budget each, and a
 //! stream that never reads still asks its first): at most [`PAGE_WINDOW`]
@@ -43,6 +44,17 @@ pub fn owner_of(user_id: &str) -> u64 {
 
 /// One command's answer, for the stream `K` that sent it.
 pub type Answer<K> = (K, Tag, Result<Value, ApiError>);
+
+/// History pages a lost connection never sent (they waited for the
+/// window): the next connection takes them ([`Pipeline::adopt`]), so a
+/// late reply fails only what was in flight.
+pub struct Unsent<K>(Vec<Waiting<K>>);
+
+impl<K> Unsent<K> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Cluster: a command to send again on the pipeline of `to`'s node.
 pub struct Redirect<K> {
@@ -268,6 +280,19 @@ impl<K: Clone> Pipeline<K> {
         }
     }
 
+    /// The pages still waiting for the window, never sent: take them
+    /// before [`Pipeline::failed`] to send them on the next connection.
+    pub fn take_unsent(&mut self) -> Unsent<K> {
+        Unsent(self.pages.drain().collect())
+    }
+
+    /// Pages a lost connection never sent, queued here in their turns.
+    pub fn adopt(&mut self, unsent: Unsent<K>, now: u64) {
+        for w in unsent.0 {
+            self.queue(w, now);
+        }
+    }
+
     /// The connection is gone (`detail` says why, logged once): every
     /// waiting command fails (503).
     pub fn failed(&mut self, detail: &str) -> Vec<Answer<K>> {
@@ -405,13 +430,27 @@ mod tests {
             Some(700 + 1_000_000_000),
             "the fifth, sent at 700"
         );
-        // A lost connection fails the queued pages too.
+        // A lost connection fails what was in flight; the pages it never
+        // sent go to the next connection, in their turns.
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        for k in 1..=6 {
+            p.send(k, a, Tag::History, args(&["XRANGE", &format!("k{k}")]), 0);
+        }
+        p.send(7, b, Tag::History, args(&["XRANGE", "k7"]), 0);
+        let unsent = p.take_unsent();
+        let failed: Vec<u32> = p.failed("late").iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(failed, vec![1, 2, 3, 4]);
+        assert_eq!(p.waiting(), 0);
+        let mut next: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        next.adopt(unsent, 50);
+        assert_eq!(pages_sent(&next.take_outgoing()), vec![5, 6, 7]);
+        assert_eq!(next.deadline(), Some(50 + 1_000_000_000));
+        // Failing with nothing taken still fails every page.
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         for k in 1..=6 {
             p.send(k, a, Tag::History, args(&["XRANGE", "k"]), 0);
         }
         assert_eq!(p.failed("gone").len(), 6);
-        assert_eq!(p.waiting(), 0);
     }
 
     #[test]

@@ -224,9 +224,22 @@ async fn drive(shared: Rc<Shared>) {
             detail
         }
     };
+    // Pages that never went out wait for the next connection: only what
+    // was in flight fails with this one.
+    let unsent = shared.pipeline.borrow_mut().take_unsent();
     let failed = shared.pipeline.borrow_mut().failed(&detail);
     print(shared.pipeline.borrow_mut().logs());
     deliver(failed);
+    if !unsent.is_empty() {
+        let next = connection(
+            &shared.target,
+            shared.cluster,
+            shared.timeout_ms,
+            shared.entry_bytes,
+        );
+        next.pipeline.borrow_mut().adopt(unsent, clock::now());
+        next.wake_writer();
+    }
 }
 
 async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
