@@ -433,7 +433,7 @@ async fn serve(m: StreamMachine, out: Responder) -> Resp {
                 tokio::spawn(pump.live(tx));
                 return out.sse(rx);
             }
-            Some(Event::Finished(_)) => return out.error(&ApiError::service_unavailable(2)),
+            Some(Event::Finished(_)) => return out.error(&Event::unstarted()),
             None => pump.wait(None).await,
         }
     }

@@ -54,6 +54,9 @@ pub fn serve(
                 if let Some(b) = body.take().filter(|_| why.ends_cleanly()) {
                     b.finish();
                 }
+                if let Some(out) = out.take() {
+                    out.error(&Event::unstarted());
+                }
                 break;
             }
             None => {}

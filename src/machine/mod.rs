@@ -126,8 +126,19 @@ pub enum Event {
     /// Send the `200` head with the SSE headers; then write [`StreamMachine::pending`].
     Start,
     /// The stream is over (why, for tests); drop the Redis connection
-    /// after writing [`StreamMachine::transmit`] once more.
+    /// after writing [`StreamMachine::transmit`] once more. Never before
+    /// [`Event::Start`] (a stream that ends before it starts is a
+    /// `Refuse`); a shell that meets one anyway answers
+    /// [`Event::unstarted`], so every shell answers it alike.
     Finished(Close),
+}
+
+impl Event {
+    /// The answer to a [`Event::Finished`] with no [`Event::Start`] before
+    /// it (which the machine never sends): a 503 the browser retries.
+    pub fn unstarted() -> ApiError {
+        ApiError::service_unavailable(command::RETRY_AFTER_SECONDS)
+    }
 }
 
 enum Phase {

@@ -475,3 +475,28 @@ fn cluster_renewals_and_release_go_through_their_own_commands() {
 mod burst;
 mod drop_in;
 mod replay;
+
+/// `Finished` never comes before `Start` (the shells' one answer to it,
+/// `Event::unstarted`, is for a machine bug): a stream that ends while
+/// opening is refused, one that ends at once after its first bytes has
+/// started first, whatever arrives in the same read.
+#[test]
+fn finished_never_comes_before_start() {
+    let finished = format!("{}:1\r\n{}", history(&[]), record("u1", "completed"));
+    let garbage = "?what\r\n".to_string();
+    let refused = format!("{}:0\r\n{}", history(&[]), record("u1", "running"));
+    for replies in [finished, garbage, refused] {
+        let mut m = opened(&cfg(&[]), &replies);
+        let n = m.pending().len();
+        m.body_took(n, 11);
+        m.body_gone(12);
+        let mut started = false;
+        while let Some(ev) = m.poll() {
+            match ev {
+                Event::Start => started = true,
+                Event::Finished(why) => assert!(started, "{why:?} before Start: {replies:?}"),
+                Event::Refuse(_) => assert!(!started),
+            }
+        }
+    }
+}

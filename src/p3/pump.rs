@@ -17,7 +17,7 @@ use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::Payload;
 use crate::limits;
-use crate::machine::command::{MAX_REDIRECTS, RETRY_AFTER_SECONDS};
+use crate::machine::command::MAX_REDIRECTS;
 use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
@@ -93,7 +93,7 @@ pub async fn serve(
             Some(Event::Start) => break,
             Some(Event::Finished(_)) => {
                 s.finish();
-                let e = ApiError::service_unavailable(RETRY_AFTER_SECONDS);
+                let e = Event::unstarted();
                 answered(e.status);
                 return error_response(&e, &cors);
             }
