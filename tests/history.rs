@@ -548,16 +548,7 @@ fn one_users_replays_do_not_starve_other_users_opens() {
         let mut opens = Vec::new();
         for i in 0..n {
             let rec = ExecRecord::new(&new_execution_id(), &format!("{round}{i}"), "running");
-            let _: i64 = redis::cmd("HSET")
-                .arg(format!("exec:{}", rec.id))
-                .arg("user_id")
-                .arg(&rec.user_id)
-                .arg("status")
-                .arg(&rec.status)
-                .arg("updated_at")
-                .arg(&rec.updated_at)
-                .query(&mut con)
-                .expect("HSET");
+            put_execution_on(&mut con, &rec);
             let t = Instant::now();
             let mut r = Reader::open(addr, &rec, None);
             r.status();

@@ -184,20 +184,7 @@ impl RedisServer {
 
     /// HSET the execution record `exec:{id}`.
     pub fn put_execution(&self, rec: &ExecRecord) {
-        let mut con = self.conn();
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(format!("exec:{}", rec.id))
-            .arg("user_id")
-            .arg(&rec.user_id)
-            .arg("status")
-            .arg(&rec.status)
-            .arg("updated_at")
-            .arg(&rec.updated_at);
-        if let Some(result) = &rec.result {
-            cmd.arg("result").arg(result);
-        }
-        cmd.query::<i64>(&mut con)
-            .unwrap_or_else(|e| panic!("HSET exec:{}: {e}", rec.id));
+        put_execution_on(&mut self.conn(), rec);
     }
 
     /// PUBLISH; returns the number of receivers.
@@ -345,6 +332,24 @@ fn redis_server_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     PathBuf::from("redis-server")
+}
+
+/// HSET the execution record `exec:{id}` on `con` (a thread that holds
+/// its own connection: [`RedisServer::put_execution`] opens one).
+pub fn put_execution_on(con: &mut redis::Connection, rec: &ExecRecord) {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(format!("exec:{}", rec.id))
+        .arg("user_id")
+        .arg(&rec.user_id)
+        .arg("status")
+        .arg(&rec.status)
+        .arg("updated_at")
+        .arg(&rec.updated_at);
+    if let Some(result) = &rec.result {
+        cmd.arg("result").arg(result);
+    }
+    cmd.query::<i64>(con)
+        .unwrap_or_else(|e| panic!("HSET exec:{}: {e}", rec.id));
 }
 
 /// Raw RESP PING; true when the server answers +PONG.
