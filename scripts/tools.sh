@@ -55,38 +55,36 @@ ensure_registry() {
     apt_install docker-registry docker-registry
 }
 
-ensure_wasmtime() {
-    local root="$SSE_GATEWAY_CACHE/wasmtime-$WASMTIME_VERSION"
-    if [ -n "${WASMTIME:-}" ] && [ -x "$WASMTIME" ]; then
+# Installs crate $2 at version $3 from crates.io once (cargo install, more
+# arguments after $3 passed on) under $SSE_GATEWAY_CACHE, and exports
+# variable $1 as its binary $4 (an already set, executable $1 wins).
+ensure_cached_crate() {
+    local var=$1 crate=$2 version=$3 bin=$4
+    shift 4
+    local root="$SSE_GATEWAY_CACHE/$bin-$version"
+    if [ -n "${!var:-}" ] && [ -x "${!var}" ]; then
         :
-    elif [ -x "$root/bin/wasmtime" ]; then
-        WASMTIME="$root/bin/wasmtime"
+    elif [ -x "$root/bin/$bin" ]; then
+        printf -v "$var" '%s' "$root/bin/$bin"
     else
-        echo "Installing wasmtime $WASMTIME_VERSION into $root (one-time, ~20 min)..." >&2
-        cargo install wasmtime-cli --locked --version "$WASMTIME_VERSION" \
-            --no-default-features \
-            --features run,serve,wasi-http,cranelift,component-model,component-model-async,pooling-allocator,parallel-compilation \
-            --root "$root" >&2
-        WASMTIME="$root/bin/wasmtime"
+        echo "Installing $bin $version into $root (one-time)..." >&2
+        cargo install "$crate" --locked --version "$version" "$@" --root "$root" >&2
+        printf -v "$var" '%s' "$root/bin/$bin"
     fi
-    export WASMTIME
+    export "${var?}"
 }
 
-# deny.toml's checks (scripts/test.sh, docs/DEPENDENCIES.md): cargo-deny
-# compiled from crates.io once (a few minutes) and cached beside wasmtime.
-# Exports CARGO_DENY.
+# ~20 min on 2 cores the first time.
+ensure_wasmtime() {
+    ensure_cached_crate WASMTIME wasmtime-cli "$WASMTIME_VERSION" wasmtime \
+        --no-default-features \
+        --features run,serve,wasi-http,cranelift,component-model,component-model-async,pooling-allocator,parallel-compilation
+}
+
+# deny.toml's checks (scripts/test.sh, docs/DEPENDENCIES.md): cargo-deny,
+# ~2.5 min the first time. Exports CARGO_DENY.
 ensure_cargo_deny() {
-    local root="$SSE_GATEWAY_CACHE/cargo-deny-$CARGO_DENY_VERSION"
-    if [ -n "${CARGO_DENY:-}" ] && [ -x "$CARGO_DENY" ]; then
-        :
-    elif [ -x "$root/bin/cargo-deny" ]; then
-        CARGO_DENY="$root/bin/cargo-deny"
-    else
-        echo "Installing cargo-deny $CARGO_DENY_VERSION into $root (one-time)..." >&2
-        cargo install cargo-deny --locked --version "$CARGO_DENY_VERSION" --root "$root" >&2
-        CARGO_DENY="$root/bin/cargo-deny"
-    fi
-    export CARGO_DENY
+    ensure_cached_crate CARGO_DENY cargo-deny "$CARGO_DENY_VERSION" cargo-deny
 }
 
 # The README's Spin commands (run word for word by tests/spin_host.rs) use
