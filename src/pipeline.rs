@@ -216,6 +216,12 @@ impl<K: Clone> Pipeline<K> {
         self.session.take_outgoing()
     }
 
+    /// Whether bytes wait for [`Pipeline::take_outgoing`] (a reply let
+    /// a page in turn out).
+    pub fn has_outgoing(&self) -> bool {
+        self.session.has_outgoing()
+    }
+
     /// Commands still waiting for their reply (sent or in turn).
     pub fn waiting(&self) -> usize {
         self.waiting.len() + self.pages.len()
@@ -404,6 +410,7 @@ mod tests {
         let mut keys = Vec::new();
         for _ in 0..4 {
             p.receive(page_reply(), now, &mut got).unwrap();
+            assert!(p.has_outgoing(), "the next page in turn");
             order.extend(pages_sent(&p.take_outgoing()));
             now += 1;
         }

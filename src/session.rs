@@ -142,6 +142,11 @@ impl Session {
         std::mem::take(&mut self.outgoing)
     }
 
+    /// Whether bytes wait for [`Session::take_outgoing`].
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
     /// Commands still waiting for their reply.
     pub fn awaiting_replies(&self) -> usize {
         self.pending.len()

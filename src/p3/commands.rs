@@ -259,8 +259,10 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
                 .pipeline
                 .borrow_mut()
                 .receive(&bytes, clock::now(), &mut answers);
-            // Pages in turn may have been let out: the writer sends them.
-            shared.wake_writer();
+            // A page in turn was let out: the writer sends it.
+            if shared.pipeline.borrow().has_outgoing() {
+                shared.wake_writer();
+            }
             print(shared.pipeline.borrow_mut().logs());
             shared.redirect();
             deliver(answers);
