@@ -6,8 +6,11 @@
 //! Commands are pipelined in the order they are sent; replies come back in
 //! that order, each routed to the stream that asked. An error reply is that
 //! command's answer alone (a 503 for its stream): the connection goes on.
-//! A connection that breaks, or whose oldest command goes unanswered past
-//! its deadline, fails every command in flight; the shell then opens a
+//! A connection that breaks, or that stays silent for the timeout while a
+//! command waits (since that command was written or since the last byte
+//! read, whichever is later: a large page arriving slowly on a busy
+//! instance is progress, not a wedge), fails every command in flight; the
+//! shell then opens a
 //! fresh one for the next command, and for the pages that never went out
 //! ([`Pipeline::take_unsent`]).
 //!
@@ -115,6 +118,8 @@ pub struct Pipeline<K> {
     pages: Turns<Waiting<K>>,
     /// History pages among `waiting`.
     pages_in_flight: usize,
+    /// When the connection last read bytes (monotonic ns).
+    heard: u64,
     timeout_ns: u64,
     cluster: bool,
     redirects: Vec<Redirect<K>>,
@@ -143,6 +148,7 @@ impl<K: Clone> Pipeline<K> {
                 owners: VecDeque::new(),
             },
             pages_in_flight: 0,
+            heard: 0,
             timeout_ns: timeout_ms.saturating_mul(1_000_000),
             cluster,
             redirects: Vec::new(),
@@ -227,10 +233,12 @@ impl<K: Clone> Pipeline<K> {
         self.waiting.len() + self.pages.len()
     }
 
-    /// When the oldest command's answer is overdue: the shell then calls
+    /// When the oldest command's answer is overdue (the connection silent
+    /// for the timeout since it was written): the shell then calls
     /// [`Pipeline::failed`].
     pub fn deadline(&self) -> Option<u64> {
-        self.waiting.front().map(|w| w.deadline)
+        let heard = self.heard.saturating_add(self.timeout_ns);
+        self.waiting.front().map(|w| w.deadline.max(heard))
     }
 
     /// Bytes read from the socket at `now`: the answers they completed go
@@ -242,6 +250,9 @@ impl<K: Clone> Pipeline<K> {
         now: u64,
         answers: &mut Vec<Answer<K>>,
     ) -> Result<(), RespError> {
+        if !bytes.is_empty() {
+            self.heard = self.heard.max(now);
+        }
         let mut feed = bytes;
         loop {
             let mut items = Vec::new();
@@ -428,10 +439,9 @@ mod tests {
         for k in 1..=5 {
             p.send(k, a, Tag::History, args(&["XRANGE", "k"]), 0);
         }
-        p.receive(page_reply(), 700, &mut Vec::new()).unwrap();
-        p.receive(page_reply(), 800, &mut Vec::new()).unwrap();
-        p.receive(page_reply(), 900, &mut Vec::new()).unwrap();
-        p.receive(page_reply(), 950, &mut Vec::new()).unwrap();
+        for _ in 0..4 {
+            p.receive(page_reply(), 700, &mut Vec::new()).unwrap();
+        }
         assert_eq!(
             p.deadline(),
             Some(700 + 1_000_000_000),
@@ -491,6 +501,29 @@ mod tests {
         assert_eq!(keys, vec![1, 2]);
         assert_eq!(p.waiting(), 0);
         assert_eq!(p.logs().count(), 1, "one line for the lost connection");
+    }
+
+    /// A large reply still arriving keeps the oldest command alive; a
+    /// connection silent for the timeout is overdue whatever it read before.
+    #[test]
+    fn overdue_means_silent_for_the_timeout_not_a_slow_large_reply() {
+        let s = 1_000_000_000;
+        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        p.receive(b"%0\r\n", 0, &mut Vec::new()).unwrap(); // HELLO
+        p.send(1, 0, Tag::History, args(&["XRANGE", "k"]), 0);
+        p.send(2, 0, Tag::Record, args(&["HGETALL", "r"]), 0);
+        assert_eq!(p.deadline(), Some(s));
+        let mut got = Vec::new();
+        p.receive(b"*2\r\n$3\r\nab", s * 9 / 10, &mut got).unwrap();
+        assert_eq!(p.deadline(), Some(s * 19 / 10), "bytes of the page came");
+        p.receive(b"c\r\n", s * 18 / 10, &mut got).unwrap();
+        assert_eq!(p.deadline(), Some(s * 28 / 10));
+        p.receive(b"$1\r\nd\r\n", s * 2, &mut got).unwrap();
+        assert_eq!(got.len(), 1, "the page is answered");
+        assert_eq!(p.deadline(), Some(3 * s), "the record: silent since 2 s");
+        // Nothing heard: the deadline does not move.
+        p.receive(b"", 5 * s, &mut got).unwrap();
+        assert_eq!(p.deadline(), Some(3 * s));
     }
 
     #[test]

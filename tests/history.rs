@@ -63,7 +63,7 @@ impl Reader {
         if let Some(id) = last_event_id {
             headers.push(("Last-Event-ID", id));
         }
-        let resp = send_request(
+        let mut resp = send_request(
             addr,
             "GET",
             &exec_path(&rec.id),
@@ -72,10 +72,14 @@ impl Reader {
             Duration::from_secs(15),
         )
         .expect("GET the execution stream");
-        assert_eq!(
-            resp.status, 200,
-            "Last-Event-ID {last_event_id:?}: expected a stream"
-        );
+        if resp.status != 200 {
+            let status = resp.status;
+            let (body, _) = resp.read_to_end(Duration::from_secs(2));
+            panic!(
+                "Last-Event-ID {last_event_id:?}: expected a stream, got {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
         Reader {
             resp,
             parser: SseParser::new(),
