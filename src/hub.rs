@@ -20,6 +20,7 @@
 
 use crate::cluster::{parse_moved, Moved};
 use crate::config::RedisTarget;
+use crate::failure;
 use crate::resp::{self, Decoder, PubSub, RespError, Value};
 use crate::session::{Session, MAX_REPLY_BYTES};
 use std::collections::{HashMap, VecDeque};
@@ -79,6 +80,27 @@ struct Subscriber {
     dropped: usize,
 }
 
+/// Messages queued for one subscriber between the hub's read and its
+/// stream taking them into its machine (whose backlog judges the browser),
+/// past which its stream counts as starved and is dropped (the hub and the
+/// other streams go on). A burst is read whole before any stream runs, so
+/// this must hold a whole backlog's worth of messages: 1,024 cut 14 of 20
+/// readers of 1,400 × 20 KB (28 MB, under the 32 MiB backlog). 16 bytes
+/// per queued message (shared payloads).
+pub const SUBSCRIBER_QUEUE: usize = 32_768;
+
+/// How a subscription ended without its stream leaving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The connection broke or Redis ended the subscription (why, when the
+    /// connection said): reconnectable.
+    Lost(String),
+    /// The stream fell [`SUBSCRIBER_QUEUE`] messages behind.
+    Overflow,
+    /// Cluster: the channel lives on this node; subscribe there.
+    Moved(Moved),
+}
+
 /// The state of one subscription connection.
 pub struct Hub {
     decoder: Decoder,
@@ -90,13 +112,17 @@ pub struct Hub {
     sharded: bool,
     max_queue: usize,
     notices: Vec<Notice>,
+    /// Liveness: a `PING` every `ping_ns`; the next check is at `check_at`.
+    ping_ns: u64,
+    check_at: u64,
 }
 
 impl Hub {
-    /// Queues the login (`HELLO 3`, `SELECT`) for a new connection.
-    /// `sharded` uses `SSUBSCRIBE` (Redis Cluster); `max_queue` bounds the
-    /// messages waiting for one subscriber before it is dropped.
-    pub fn new(target: &RedisTarget, sharded: bool, max_queue: usize) -> Hub {
+    /// Queues the login (`HELLO 3`, `SELECT`) for a new connection, made
+    /// at `now` (monotonic ns). `sharded` uses `SSUBSCRIBE` (Redis
+    /// Cluster); Redis is asked for a `PING` every `ping_ns`
+    /// ([`Hub::handle_timeout`]).
+    pub fn new(target: &RedisTarget, sharded: bool, ping_ns: u64, now: u64) -> Hub {
         let mut login = Session::handshake(target);
         let expected = (0..login.awaiting_replies())
             .map(|_| Expect::Reply)
@@ -109,8 +135,10 @@ impl Hub {
             subscribers: HashMap::new(),
             next_id: 0,
             sharded,
-            max_queue: max_queue.max(1),
+            max_queue: SUBSCRIBER_QUEUE,
             notices: Vec::new(),
+            ping_ns: ping_ns.max(1),
+            check_at: now.saturating_add(ping_ns.max(1)),
         }
     }
 
@@ -186,9 +214,31 @@ impl Hub {
             .count()
     }
 
+    /// When [`Hub::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> u64 {
+        self.check_at
+    }
+
+    /// Liveness, at or after [`Hub::poll_timeout`]: an answer still owed
+    /// from the last check (a `PING`, a confirmation) means Redis is gone
+    /// though TCP did not say so ([`failure::SILENT`]: the shell closes the
+    /// connection and calls [`Hub::connection_lost`]); otherwise one more
+    /// `PING` goes out.
+    pub fn handle_timeout(&mut self, now: u64) -> Result<(), &'static str> {
+        if now < self.check_at {
+            return Ok(());
+        }
+        if self.awaiting() > 0 {
+            return Err(failure::SILENT);
+        }
+        self.ping();
+        self.check_at = now.saturating_add(self.ping_ns);
+        Ok(())
+    }
+
     /// Queues a `PING`: on a subscribed RESP3 connection it is answered in
     /// order, so an answer still missing at the next check means Redis is gone.
-    pub fn ping(&mut self) {
+    fn ping(&mut self) {
         resp::encode_command(&mut self.outgoing, &[b"PING"]);
         self.expected.push_back(Expect::Reply);
     }
@@ -415,7 +465,8 @@ mod tests {
 
     /// A hub past its login, with the outgoing handshake discarded.
     fn hub(max_queue: usize) -> Hub {
-        let mut h = Hub::new(&target(None), false, max_queue);
+        let mut h = Hub::new(&target(None), false, 1000, 0);
+        h.max_queue = max_queue;
         assert_eq!(h.take_outgoing(), b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
         h.receive(b"%1\r\n+server\r\n+redis\r\n").unwrap();
         assert_eq!(h.awaiting(), 0);
@@ -689,7 +740,7 @@ mod tests {
 
     #[test]
     fn sharded_uses_ssubscribe_and_follows_moved() {
-        let mut h = Hub::new(&target(None), true, 8);
+        let mut h = Hub::new(&target(None), true, 1000, 0);
         h.take_outgoing();
         h.receive(b"%0\r\n").unwrap();
         let a = h.join(b"{x}c");
@@ -725,22 +776,34 @@ mod tests {
         assert_eq!(h.take_notices(), vec![Notice::Lost(a)]);
     }
 
+    /// A `PING` per interval, answered in order; an answer still owed at
+    /// the next check is a silent Redis.
     #[test]
-    fn ping_is_answered_in_order() {
-        let mut h = hub(8);
+    fn liveness_pings_each_interval_and_an_unanswered_check_fails() {
+        let mut h = hub(8); // made at 0, pings every 1000 ns
+        assert_eq!(h.poll_timeout(), 1000);
         let a = h.join(b"c");
-        h.ping();
+        h.handle_timeout(999).unwrap();
+        assert!(!wire(&mut h).contains("PING"), "not due yet");
+        h.receive(sub_ack("c", 1).as_bytes()).unwrap();
+        h.handle_timeout(1000).unwrap();
         assert!(wire(&mut h).ends_with("*1\r\n$4\r\nPING\r\n"));
-        assert_eq!(h.awaiting(), 2);
-        h.receive(format!("{}+PONG\r\n", sub_ack("c", 1)).as_bytes())
-            .unwrap();
+        assert_eq!((h.awaiting(), h.poll_timeout()), (1, 2000));
+        h.receive(b"+PONG\r\n").unwrap();
         assert_eq!(h.awaiting(), 0);
         assert!(h.is_live(a));
+        h.handle_timeout(2005).unwrap();
+        assert_eq!(h.poll_timeout(), 3005);
+        assert_eq!(h.handle_timeout(3005), Err(failure::SILENT), "no PONG");
+        // A confirmation still owed a whole interval later fails the same.
+        let mut h = hub(8);
+        h.join(b"c");
+        assert_eq!(h.handle_timeout(1000), Err(failure::SILENT));
     }
 
     #[test]
     fn login_failure_is_an_error_without_detail() {
-        let mut h = Hub::new(&target(Some("secret-pw")), false, 8);
+        let mut h = Hub::new(&target(Some("secret-pw")), false, 1000, 0);
         assert!(String::from_utf8(h.take_outgoing())
             .unwrap()
             .contains("AUTH"));

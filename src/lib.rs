@@ -15,6 +15,7 @@ pub mod dial;
 pub mod dns;
 pub mod error;
 pub mod events;
+pub mod failure;
 pub mod gate;
 pub mod history;
 pub mod hub;

@@ -87,8 +87,10 @@ pub fn line(event: &str, fields: &[(&str, Value)]) -> String {
     Value::Object(obj).to_string()
 }
 
-/// The `request` line (debug): method, route template, status, duration.
-pub fn request(method: &str, route: &str, status: u16, duration_ms: u64) -> String {
+/// The `request` line (debug): method, route template, status, and the
+/// duration from `started` to `now` (monotonic ns) in milliseconds.
+pub fn request(method: &str, route: &str, status: u16, started: u64, now: u64) -> String {
+    let duration_ms = now.saturating_sub(started) / 1_000_000;
     line(
         "request",
         &[
@@ -106,7 +108,7 @@ mod tests {
 
     #[test]
     fn request_lines_are_debug() {
-        let l = request("GET", "/demo", 200, 3);
+        let l = request("GET", "/demo", 200, 5_000_000, 8_900_000);
         assert_eq!(
             l,
             r#"{"event":"request","method":"GET","route":"/demo","status":200,"duration_ms":3}"#

@@ -28,6 +28,7 @@
 use crate::cluster::Moved;
 use crate::config::RedisTarget;
 use crate::error::ApiError;
+use crate::failure;
 use crate::machine::command::{unavailable, MAX_REDIRECTS};
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
@@ -234,11 +235,21 @@ impl<K: Clone> Pipeline<K> {
     }
 
     /// When the oldest command's answer is overdue (the connection silent
-    /// for the timeout since it was written): the shell then calls
-    /// [`Pipeline::failed`].
-    pub fn deadline(&self) -> Option<u64> {
+    /// for the timeout since it was written): then call
+    /// [`Pipeline::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<u64> {
         let heard = self.heard.saturating_add(self.timeout_ns);
         self.waiting.front().map(|w| w.deadline.max(heard))
+    }
+
+    /// At or after [`Pipeline::poll_timeout`]: an overdue answer means the
+    /// connection is wedged ([`failure::SILENT`]: the shell closes it, takes
+    /// the unsent pages and calls [`Pipeline::failed`]).
+    pub fn handle_timeout(&self, now: u64) -> Result<(), &'static str> {
+        match self.poll_timeout() {
+            Some(due) if now >= due => Err(failure::SILENT),
+            _ => Ok(()),
+        }
     }
 
     /// Bytes read from the socket at `now`: the answers they completed go
@@ -290,7 +301,7 @@ impl<K: Clone> Pipeline<K> {
                     }
                 }
                 Err(e) => {
-                    answers.extend(self.failed(&format!("redis protocol: {e}")));
+                    answers.extend(self.failed(&failure::protocol(&e)));
                     return Err(e);
                 }
             }
@@ -372,7 +383,7 @@ mod tests {
                 ],
                 "cut at {cut}"
             );
-            assert_eq!((p.waiting(), p.deadline()), (0, None));
+            assert_eq!((p.waiting(), p.poll_timeout()), (0, None));
         }
     }
 
@@ -414,7 +425,7 @@ mod tests {
             "not held back"
         );
         assert_eq!(p.waiting(), 12);
-        assert_eq!(p.deadline(), Some(5 + 1_000_000_000));
+        assert_eq!(p.poll_timeout(), Some(5 + 1_000_000_000));
         // Answers in the order sent; each page answered lets one more out.
         let mut order = Vec::new();
         let mut now = 100;
@@ -443,7 +454,7 @@ mod tests {
             p.receive(page_reply(), 700, &mut Vec::new()).unwrap();
         }
         assert_eq!(
-            p.deadline(),
+            p.poll_timeout(),
             Some(700 + 1_000_000_000),
             "the fifth, sent at 700"
         );
@@ -461,7 +472,7 @@ mod tests {
         let mut next: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         next.adopt(unsent, 50);
         assert_eq!(pages_sent(&next.take_outgoing()), vec![5, 6, 7]);
-        assert_eq!(next.deadline(), Some(50 + 1_000_000_000));
+        assert_eq!(next.poll_timeout(), Some(50 + 1_000_000_000));
         // Failing with nothing taken still fails every page.
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
         for k in 1..=6 {
@@ -492,10 +503,10 @@ mod tests {
     #[test]
     fn the_oldest_command_sets_the_deadline_and_a_lost_connection_fails_all() {
         let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
-        assert_eq!(p.deadline(), None);
+        assert_eq!(p.poll_timeout(), None);
         p.send(1, 0, Tag::Renew, args(&["EVAL"]), 5);
         p.send(2, 0, Tag::Release, args(&["EVAL"]), 9);
-        assert_eq!(p.deadline(), Some(5 + 1_000_000_000));
+        assert_eq!(p.poll_timeout(), Some(5 + 1_000_000_000));
         let failed = p.failed("gone");
         let keys: Vec<u32> = failed.iter().map(|(k, _, _)| *k).collect();
         assert_eq!(keys, vec![1, 2]);
@@ -512,18 +523,26 @@ mod tests {
         p.receive(b"%0\r\n", 0, &mut Vec::new()).unwrap(); // HELLO
         p.send(1, 0, Tag::History, args(&["XRANGE", "k"]), 0);
         p.send(2, 0, Tag::Record, args(&["HGETALL", "r"]), 0);
-        assert_eq!(p.deadline(), Some(s));
+        assert_eq!(p.poll_timeout(), Some(s));
         let mut got = Vec::new();
         p.receive(b"*2\r\n$3\r\nab", s * 9 / 10, &mut got).unwrap();
-        assert_eq!(p.deadline(), Some(s * 19 / 10), "bytes of the page came");
+        assert_eq!(
+            p.poll_timeout(),
+            Some(s * 19 / 10),
+            "bytes of the page came"
+        );
         p.receive(b"c\r\n", s * 18 / 10, &mut got).unwrap();
-        assert_eq!(p.deadline(), Some(s * 28 / 10));
+        assert_eq!(p.poll_timeout(), Some(s * 28 / 10));
         p.receive(b"$1\r\nd\r\n", s * 2, &mut got).unwrap();
         assert_eq!(got.len(), 1, "the page is answered");
-        assert_eq!(p.deadline(), Some(3 * s), "the record: silent since 2 s");
+        assert_eq!(
+            p.poll_timeout(),
+            Some(3 * s),
+            "the record: silent since 2 s"
+        );
         // Nothing heard: the deadline does not move.
         p.receive(b"", 5 * s, &mut got).unwrap();
-        assert_eq!(p.deadline(), Some(3 * s));
+        assert_eq!(p.poll_timeout(), Some(3 * s));
     }
 
     #[test]

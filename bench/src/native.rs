@@ -283,7 +283,7 @@ async fn run_command(mut cmd: Command) -> Command {
             Ok(Ok(n)) if n > 0 => cmd.receive(&buf[..n]),
             Ok(Ok(_)) => cmd.failed("read from redis: connection closed"),
             Ok(Err(e)) => cmd.failed(&format!("read from redis: {e}")),
-            Err(_) => cmd.failed("redis did not answer in time"),
+            Err(_) => cmd.failed(sse_gateway::failure::SILENT),
         }
     }
     print(cmd.logs());

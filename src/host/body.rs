@@ -9,6 +9,7 @@
 use super::clock;
 use crate::answer::Answer;
 use crate::error::ApiError;
+use crate::machine::timers;
 use wasi::http::types::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;
 use wasi::io::streams::OutputStream;
@@ -107,11 +108,6 @@ pub struct SseBody {
     last_write: Option<u64>,
 }
 
-/// How long an aborted body stays open after its last write: `wasmtime
-/// serve`'s hyper drops bytes it buffered when the body fails in the same
-/// turn, which would lose the `retry:` / `token_expired` just flushed.
-const ABORT_GRACE_MS: u64 = 200;
-
 /// The browser can no longer be written to.
 #[derive(Debug)]
 pub struct Gone;
@@ -165,8 +161,7 @@ impl SseBody {
 impl Drop for SseBody {
     /// Aborts the response unless it was finished (after the grace).
     fn drop(&mut self) {
-        if let (Some(_), Some(last)) = (&self.body, self.last_write) {
-            let until = last.saturating_add(ABORT_GRACE_MS * 1_000_000);
+        if let (Some(_), Some(until)) = (&self.body, timers::abort_at(self.last_write)) {
             if clock::now() < until {
                 clock::timer_at(until).block();
             }

@@ -58,8 +58,13 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let route = telemetry::route_of(&method, &path);
     respond(req, &method, &path, Responder::new(out));
     let status = body::status();
-    let millis = clock::now().saturating_sub(started) / 1_000_000;
-    emit(crate::log::request(&method, route, status, millis));
+    emit(crate::log::request(
+        &method,
+        route,
+        status,
+        started,
+        clock::now(),
+    ));
     #[cfg(feature = "otel")]
     RECORDER.with_borrow_mut(|r| {
         r.answered(route, status);

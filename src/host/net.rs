@@ -8,6 +8,7 @@
 use super::clock;
 use crate::config::RedisTarget;
 use crate::dial::{self, Dial, Step};
+use crate::failure;
 use crate::tls::Wire;
 use std::net::{IpAddr, SocketAddr};
 use wasi::io::poll::{poll, Pollable};
@@ -101,7 +102,7 @@ impl Tcp {
                 return Ok(bytes);
             }
         }
-        Err("redis did not answer in time".into())
+        Err(failure::SILENT.into())
     }
 }
 

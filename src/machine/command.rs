@@ -8,6 +8,7 @@
 
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
+use crate::failure;
 use crate::log;
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
@@ -127,8 +128,8 @@ impl Command {
                 self.session.command_owned(self.tag, &self.args);
                 self.needs_connect = true;
             }
-            Err(RespError::Moved(_)) if self.cluster => self.failed("too many cluster redirects"),
-            Err(e) => self.failed(&format!("redis protocol: {e}")),
+            Err(RespError::Moved(_)) if self.cluster => self.failed(failure::REDIRECTS),
+            Err(e) => self.failed(&failure::protocol(&e)),
         }
     }
 

@@ -43,10 +43,13 @@ pub mod replay;
 pub mod timers;
 
 use crate::auth::Identity;
+use crate::cluster::Moved;
 use crate::config::{Config, RedisTarget, StreamBudget};
 use crate::error::ApiError;
 use crate::events::StreamKind;
+use crate::failure;
 use crate::history::{self, split_live, EntryId};
+use crate::hub::End;
 use crate::limits::Slot;
 use crate::log;
 use crate::outbox::{Close, Outbox};
@@ -544,7 +547,7 @@ impl StreamMachine {
                 self.target.port = moved.port;
                 self.redirects += 1;
                 if self.redirects > MAX_REDIRECTS {
-                    return self.redis_failed("too many cluster redirects", now);
+                    return self.redis_failed(failure::REDIRECTS, now);
                 }
                 let mut session = session(&self.base, &self.budget);
                 if let Some(args) = &self.user_lookup {
@@ -573,11 +576,11 @@ impl StreamMachine {
                         early.clear();
                     }
                 } else {
-                    self.redis_failed("too many cluster redirects", now);
+                    self.redis_failed(failure::REDIRECTS, now);
                 }
                 return;
             }
-            Err(e) => return self.redis_failed(&format!("redis protocol: {e}"), now),
+            Err(e) => return self.redis_failed(&failure::protocol(&e), now),
         }
         for item in items {
             self.incoming(item, now);
@@ -902,6 +905,25 @@ impl StreamMachine {
         }
     }
 
+    /// [`Wiring::Shared`]: the stream's subscription on the instance's hub
+    /// ended without the stream leaving. On Cluster, a `MOVED` within
+    /// [`MAX_REDIRECTS`] is the node to join instead (returned); any other
+    /// end fails the stream with its reason, as a lost connection.
+    pub fn subscription_ended(&mut self, end: End, now: u64) -> Option<Moved> {
+        let why = match end {
+            End::Moved(to) if self.redirects < MAX_REDIRECTS => {
+                self.redirects += 1;
+                return Some(to);
+            }
+            End::Lost(why) if why.is_empty() => "subscription lost".to_string(),
+            End::Lost(why) => format!("subscription lost: {why}"),
+            End::Overflow => "subscription queue overflowed".into(),
+            End::Moved(_) => failure::REDIRECTS.into(),
+        };
+        self.redis_failed(&why, now);
+        None
+    }
+
     /// The Redis connection failed (connect, write, read, closed).
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
@@ -1151,13 +1173,13 @@ impl StreamMachine {
         let (outbox, ping_outstanding) = match &mut self.phase {
             Phase::Opening { deadline, .. } => {
                 if now >= *deadline {
-                    self.opening_failed("redis did not answer in time", now, true);
+                    self.opening_failed(failure::SILENT, now, true);
                 }
                 return;
             }
             Phase::Identifying { deadline, .. } => {
                 if now >= *deadline {
-                    self.redis_failed("redis did not answer in time", now);
+                    self.redis_failed(failure::SILENT, now);
                 }
                 return;
             }

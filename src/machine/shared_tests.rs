@@ -150,6 +150,43 @@ fn live_messages_dedupe_and_the_hub_owns_liveness() {
     assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
 }
 
+/// How a hub subscription ends is the machine's call: a Cluster `MOVED`
+/// is followed `MAX_REDIRECTS` times, then fails; the close texts are the
+/// machine's.
+#[test]
+fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
+    use crate::cluster::Moved;
+    use crate::hub::End;
+    let moved = || {
+        End::Moved(Moved {
+            slot: 1,
+            host: "10.0.0.2".into(),
+            port: 6380,
+        })
+    };
+    let mut m = open(&cfg());
+    m.join_channel();
+    for _ in 0..super::MAX_REDIRECTS {
+        let to = m.subscription_ended(moved(), 1).expect("join the owner");
+        assert_eq!((to.host.as_str(), to.port), ("10.0.0.2", 6380));
+        assert!(m.poll().is_none());
+    }
+    assert!(m.subscription_ended(moved(), 2).is_none());
+    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert!(m.logs().any(|l| l.contains("too many cluster redirects")));
+    for (end, text) in [
+        (End::Overflow, "subscription queue overflowed"),
+        (End::Lost(String::new()), "subscription lost\""),
+        (End::Lost("eof".into()), "subscription lost: eof"),
+    ] {
+        let mut m = open(&cfg());
+        m.join_channel();
+        assert!(m.subscription_ended(end, 1).is_none());
+        assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+        assert!(m.logs().any(|l| l.contains(text)), "{text}");
+    }
+}
+
 #[test]
 fn refusals_give_the_slot_back_on_the_shared_connection() {
     for (answer, status) in [

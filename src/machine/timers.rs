@@ -8,6 +8,19 @@ pub const CLOSE_FLUSH_NS: u64 = 5_000_000_000;
 
 const SECOND: u64 = 1_000_000_000;
 
+/// How long an aborted body stays open after its last write: hosts drop
+/// bytes they still hold when a response fails in the same turn
+/// (`wasmtime serve`'s hyper, Spin), which would lose the `retry:` or
+/// `token_expired` just flushed.
+const ABORT_GRACE_NS: u64 = 200_000_000;
+
+/// Until when a body that ends with an abort (not
+/// [`Close::ends_cleanly`]) stays open, given its last write that took
+/// bytes; `None`: abort now (nothing was written).
+pub fn abort_at(last_write: Option<u64>) -> Option<u64> {
+    last_write.map(|last| last.saturating_add(ABORT_GRACE_NS))
+}
+
 /// What a passed deadline asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
@@ -173,5 +186,17 @@ mod rearm_tests {
             rearm(Some(10), 11 + EARLY_WAKE_NS),
             "opening gave way to live"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_abort_waits_out_the_grace_after_the_last_write_only() {
+        assert_eq!(abort_at(None), None, "nothing written: abort now");
+        assert_eq!(abort_at(Some(5)), Some(5 + 200_000_000));
+        assert_eq!(abort_at(Some(u64::MAX)), Some(u64::MAX));
     }
 }

@@ -14,6 +14,7 @@ use super::{clock, log, net, print};
 use crate::config::RedisTarget;
 use crate::dial;
 use crate::error::ApiError;
+use crate::failure;
 use crate::machine::{Command, Request};
 use crate::pipeline::{Answer, Pipeline};
 use crate::resp::Value;
@@ -266,7 +267,7 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
             print(shared.pipeline.borrow_mut().logs());
             shared.redirect();
             deliver(answers);
-            fed.map_err(|e| format!("redis protocol: {e}"))?;
+            fed.map_err(|e| failure::protocol(&e))?;
         }
     });
     let writer = pin!(net::write_until_idle(&mut tx, &wire, |waker| {
@@ -284,15 +285,13 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
     // The oldest command overdue: the connection is wedged.
     let watchdog = pin!(async {
         loop {
-            let next = shared.pipeline.borrow().deadline();
+            shared.pipeline.borrow().handle_timeout(clock::now())?;
+            let next = shared.pipeline.borrow().poll_timeout();
             match next {
-                Some(d) if clock::now() >= d => {
-                    return Err::<(), String>("redis did not answer in time".into())
-                }
                 Some(d) => clock::until(d).await,
                 None => {
                     future::poll_fn(|cx| {
-                        if shared.pipeline.borrow().deadline().is_some() {
+                        if shared.pipeline.borrow().poll_timeout().is_some() {
                             return Poll::Ready(());
                         }
                         *shared.watchdog.borrow_mut() = Some(cx.waker().clone());
@@ -335,7 +334,7 @@ async fn run_command(cmd: &mut Command) {
         match clock::before(cmd.deadline(), net::read(&mut c.rx, &c.wire)).await {
             Some(Ok(bytes)) => cmd.receive(&bytes),
             Some(Err(e)) => cmd.failed(&e),
-            None => cmd.failed("redis did not answer in time"),
+            None => cmd.failed(failure::SILENT),
         }
     }
 }

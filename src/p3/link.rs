@@ -13,37 +13,16 @@
 //! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
 
 use super::{clock, log, net};
-use crate::cluster::Moved;
 use crate::config::RedisTarget;
 use crate::dial;
-use crate::hub::{Hub, Notice, Payload, SubId};
+use crate::failure;
+use crate::hub::{End, Hub, Notice, Payload, SubId};
 use futures::future::{self, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-
-/// Messages queued for one stream between the hub's read and the stream's
-/// task taking them into its machine (whose backlog judges the browser),
-/// past which its task counts as starved and the stream is dropped (the
-/// hub and the other streams go on). A burst is read whole before any
-/// stream task runs, so this must hold a whole backlog's worth of
-/// messages: 1,024 cut 14 of 20 readers of 1,400 × 20 KB (28 MB, under
-/// the 32 MiB backlog). 16 bytes per queued message (shared payloads).
-const MAX_QUEUE: usize = 32_768;
-
-/// How a subscription ended without the stream asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// The connection broke or Redis ended the subscription (why, when the
-    /// connection said): reconnectable.
-    Lost(String),
-    /// The stream fell too far behind.
-    Overflow,
-    /// Cluster: the channel lives on this node; subscribe there.
-    Moved(Moved),
-}
 
 #[derive(Default)]
 struct Mailbox {
@@ -94,12 +73,13 @@ pub fn subscribe(
     timeout_ms: u64,
     channel: &[u8],
 ) -> Subscription {
+    let now = clock::now();
     let node = (target.host.clone(), target.port);
     let link = CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(link) if !link.dead.get() => link.clone(),
         _ => {
             let link = Rc::new(Link {
-                hub: RefCell::new(Hub::new(target, sharded, MAX_QUEUE)),
+                hub: RefCell::new(Hub::new(target, sharded, ping_ns, now)),
                 mailboxes: RefCell::new(HashMap::new()),
                 writer: RefCell::new(None),
                 dead: Cell::new(false),
@@ -107,8 +87,8 @@ pub fn subscribe(
             });
             current.insert(node, link.clone());
             OPEN.set(OPEN.get() + 1);
-            let open_by = dial::shared_open_deadline(clock::now(), timeout_ms);
-            super::wit_bindgen_spawn(drive(link.clone(), target.clone(), ping_ns, open_by));
+            let open_by = dial::shared_open_deadline(now, timeout_ms);
+            super::wit_bindgen_spawn(drive(link.clone(), target.clone(), open_by));
             link
         }
     });
@@ -219,8 +199,8 @@ impl Link {
 
 /// Owns the connection: connects, then reads, writes and pings until it
 /// breaks or has no subscriber left; then every remaining stream is told.
-async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64, open_by: u64) {
-    let outcome = run(&link, &target, ping_ns, open_by).await;
+async fn drive(link: Rc<Link>, target: RedisTarget, open_by: u64) {
+    let outcome = run(&link, &target, open_by).await;
     link.dead.set(true);
     link.writer.borrow_mut().take(); // its task part is over: nothing to wake
     CURRENT.with_borrow_mut(|current| {
@@ -238,7 +218,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, ping_ns: u64, open_by: u64) 
     link.dispatch();
 }
 
-async fn run(link: &Link, target: &RedisTarget, ping_ns: u64, open_by: u64) -> Result<(), String> {
+async fn run(link: &Link, target: &RedisTarget, open_by: u64) -> Result<(), String> {
     let net::Conn {
         mut rx,
         mut tx,
@@ -251,7 +231,7 @@ async fn run(link: &Link, target: &RedisTarget, ping_ns: u64, open_by: u64) -> R
         loop {
             let bytes = net::read(&mut rx, &wire).await?;
             let fed = link.hub.borrow_mut().receive(&bytes);
-            fed.map_err(|e| format!("redis protocol: {e}"))?;
+            fed.map_err(|e| failure::protocol(&e))?;
             link.dispatch();
         }
     });
@@ -267,15 +247,12 @@ async fn run(link: &Link, target: &RedisTarget, ping_ns: u64, open_by: u64) -> R
         *link.writer.borrow_mut() = Some(waker.clone());
         Poll::Pending
     }));
-    // A PING per interval; one still unanswered a whole interval later
-    // means Redis is gone even though TCP did not say so.
+    // The hub's liveness checks, when it asks.
     let pinger = pin!(async {
         loop {
-            clock::until(clock::now().saturating_add(ping_ns)).await;
-            if link.hub.borrow().awaiting() > 0 {
-                return Err::<(), String>("redis did not answer in time".into());
-            }
-            link.hub.borrow_mut().ping();
+            let due = link.hub.borrow().poll_timeout();
+            clock::until(due).await;
+            link.hub.borrow_mut().handle_timeout(clock::now())?;
             link.dispatch();
         }
     });

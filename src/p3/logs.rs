@@ -58,15 +58,13 @@ impl RequestLine {
 
     /// Logs the request with the status it was answered with.
     pub fn answered(self, status: u16) {
-        let millis = clock::now().saturating_sub(self.started) / 1_000_000;
-        log(
-            "request",
-            &[
-                ("method", self.method.as_str().into()),
-                ("route", self.route.into()),
-                ("status", status.into()),
-                ("duration_ms", millis.into()),
-            ],
-        );
+        let (method, route) = (self.method.as_str(), self.route);
+        emit(log::request(
+            method,
+            route,
+            status,
+            self.started,
+            clock::now(),
+        ));
     }
 }

@@ -6,6 +6,7 @@
 use super::clock;
 use crate::config::RedisTarget;
 use crate::dial::{self, Dial, Step};
+use crate::failure;
 use crate::machine::READ_CHUNK;
 use crate::tls::Wire;
 use spin_sdk7::wasip3;
@@ -161,7 +162,7 @@ impl Conn {
         match clock::before(deadline, read).await {
             Some((StreamResult::Complete(_), bytes)) => Ok(bytes),
             Some(_) => Err("connection closed".into()),
-            None => Err("redis did not answer in time".into()),
+            None => Err(failure::SILENT.into()),
         }
     }
 

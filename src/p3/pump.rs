@@ -10,14 +10,13 @@
 //! handled and sends the instance more requests.
 
 use super::commands::Client;
-use super::link::{self, End, Subscription};
+use super::link::{self, Subscription};
 use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
 use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
-use crate::hub::Payload;
+use crate::hub::{End, Payload};
 use crate::limits;
-use crate::machine::command::MAX_REDIRECTS;
 use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
@@ -76,7 +75,6 @@ pub async fn serve(
         sub: None,
         live: false,
         channel: String::new(),
-        redirects: 0,
         cfg,
         last_write: None,
         timer: None,
@@ -122,8 +120,8 @@ pub async fn serve(
         if close.ends_cleanly() {
             let _ = trailers_tx.write(Ok(None)).await;
         } else {
-            if let Some(last) = s.last_write {
-                clock::until(last.saturating_add(ABORT_GRACE_NS)).await;
+            if let Some(until) = timers::abort_at(s.last_write) {
+                clock::until(until).await;
             }
             let aborted = ErrorCode::InternalError(Some(close.reason().into()));
             let _ = trailers_tx.write(Err(aborted)).await;
@@ -137,18 +135,12 @@ type Write = Pin<Box<dyn Future<Output = (StreamWriter<u8>, StreamResult)>>>;
 /// An armed `wait-until` and the instant it fires.
 type Timer = (u64, Pin<Box<dyn Future<Output = ()>>>);
 
-/// How long an aborted body stays open after its last write (the p2
-/// shell's `ABORT_GRACE_MS`): the host drops bytes it has not sent yet
-/// when the response fails.
-const ABORT_GRACE_NS: u64 = 200_000_000;
-
 struct Pump {
     m: StreamMachine,
     client: Client,
     sub: Option<Subscription>,
     live: bool,
     channel: String,
-    redirects: usize,
     cfg: Box<Config>,
     /// Monotonic time of the last body write that took bytes.
     last_write: Option<u64>,
@@ -322,22 +314,14 @@ impl Pump {
                     self.m.too_large(too_large, now);
                 }
             }
-            Woke::Live(Err(End::Moved(to))) if self.redirects < MAX_REDIRECTS => {
-                // Cluster: the channel's shard is elsewhere; join its hub.
-                self.redirects += 1;
-                let mut node = self.cfg.redis.clone();
-                (node.host, node.port) = (to.host, to.port);
-                self.subscribe(&node);
-            }
             Woke::Live(Err(end)) | Woke::Messages(Err(end)) => {
                 self.sub = None;
-                let why = match end {
-                    End::Lost(why) if why.is_empty() => "subscription lost".to_string(),
-                    End::Lost(why) => format!("subscription lost: {why}"),
-                    End::Overflow => "subscription queue overflowed".into(),
-                    End::Moved(_) => "too many cluster redirects".into(),
-                };
-                self.m.redis_failed(&why, now);
+                // Cluster: the channel's shard is elsewhere; join its hub.
+                if let Some(to) = self.m.subscription_ended(end, now) {
+                    let mut node = self.cfg.redis.clone();
+                    (node.host, node.port) = (to.host, to.port);
+                    self.subscribe(&node);
+                }
             }
             Woke::Answers(list) => {
                 for (tag, outcome) in list {
