@@ -10,17 +10,22 @@
 pub const SLOTS: u16 = 16384;
 
 /// CRC16/XMODEM (polynomial 0x1021, initial value 0): the checksum Redis
-/// Cluster hashes keys with.
+/// Cluster hashes keys with. Tests only: the gateway never computes a
+/// slot (Redis says where a key lives with `MOVED`); the tests check that
+/// a history key and its channel share one.
+#[cfg(test)]
 const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
 
 /// The hash slot of a key or shard channel: CRC16 of its hash tag when it
 /// has a non-empty one, else of the whole name.
+#[cfg(test)]
 pub fn key_slot(key: &[u8]) -> u16 {
     CRC16.checksum(hash_tag(key)) % SLOTS
 }
 
 /// What Redis hashes: the bytes between the first `{` and the first `}`
 /// after it when there are any, else the whole key.
+#[cfg(test)]
 fn hash_tag(key: &[u8]) -> &[u8] {
     let Some(open) = key.iter().position(|&b| b == b'{') else {
         return key;

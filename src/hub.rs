@@ -197,6 +197,7 @@ impl Hub {
     }
 
     /// Whether `id` is still subscribed and its channel confirmed.
+    #[cfg(test)]
     pub fn is_live(&self, id: SubId) -> bool {
         self.subscribers.get(&id).is_some_and(|s| s.live)
     }
@@ -207,6 +208,7 @@ impl Hub {
     }
 
     /// Channels this connection is (or is becoming) subscribed to.
+    #[cfg(test)]
     pub fn channels(&self) -> usize {
         self.channels
             .values()

@@ -13,7 +13,6 @@ mod common;
 use common::tls::{Dnsmasq, Pki, TlsCluster, TlsRedis, TlsRedisOptions};
 use common::*;
 use serde_json::json;
-use sse_gateway::cluster::key_slot;
 use std::time::{Duration, Instant};
 
 const EVENT: Duration = Duration::from_secs(10);
@@ -347,7 +346,15 @@ fn tls_cluster_follows_moved_to_named_nodes() {
     // (slots 0-5460), so the gateway must follow `MOVED localhost:<port>`.
     let id = loop {
         let id = new_execution_id();
-        let off_first = |k: String| key_slot(k.as_bytes()) > 5460;
+        // Redis' own slot of a key (`CLUSTER KEYSLOT` answers on any node).
+        let off_first = |k: String| {
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(k)
+                .query(&mut cluster.nodes[0].conn())
+                .expect("CLUSTER KEYSLOT");
+            slot > 5460
+        };
         if off_first(format!("exec:{id}")) && off_first(exec_channel(&id)) {
             break id;
         }
