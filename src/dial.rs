@@ -258,51 +258,6 @@ pub fn wit_name(debug: &str) -> String {
     name
 }
 
-/// A core machine that talks to Redis over a connection the shell keeps:
-/// where to (re)connect, what to write now, and where a failed connection
-/// or write goes. One shell loop then serves a stream and a command alike.
-pub trait Wired {
-    /// Where to connect (again, after a Cluster redirect), once per ask.
-    fn connect_to(&mut self) -> Option<RedisTarget>;
-    /// Bytes to write now (maybe none).
-    fn transmit(&mut self) -> Vec<u8>;
-    /// When opening a connection gives up (monotonic ns).
-    fn connect_deadline(&self, now: u64) -> u64;
-    /// Connecting or writing failed (why, for the log).
-    fn link_failed(&mut self, detail: &str, now: u64);
-}
-
-impl Wired for crate::machine::Command {
-    fn connect_to(&mut self) -> Option<RedisTarget> {
-        crate::machine::Command::connect_to(self)
-    }
-    fn transmit(&mut self) -> Vec<u8> {
-        crate::machine::Command::transmit(self)
-    }
-    fn connect_deadline(&self, _now: u64) -> u64 {
-        self.deadline()
-    }
-    fn link_failed(&mut self, detail: &str, _now: u64) {
-        self.failed(detail)
-    }
-}
-
-impl Wired for crate::machine::StreamMachine {
-    fn connect_to(&mut self) -> Option<RedisTarget> {
-        crate::machine::StreamMachine::connect_to(self)
-    }
-    fn transmit(&mut self) -> Vec<u8> {
-        crate::machine::StreamMachine::transmit(self)
-    }
-    /// A machine with no deadline left is closing: give up at once.
-    fn connect_deadline(&self, now: u64) -> u64 {
-        self.deadline().unwrap_or(now)
-    }
-    fn link_failed(&mut self, detail: &str, now: u64) {
-        self.redis_failed(detail, now)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ use sse_gateway::answer::{self, Answer, STREAM_HEADERS};
 use sse_gateway::config::{Config, RedisTarget, Source, VARIABLES};
 use sse_gateway::error::ApiError;
 use sse_gateway::gate;
+use sse_gateway::machine::command::Io;
 use sse_gateway::machine::{Command, Event, Opening, StreamMachine, Topic, READ_CHUNK};
 use sse_gateway::routes::Route;
 use std::convert::Infallible;
@@ -260,30 +261,35 @@ async fn connect(target: &RedisTarget, deadline: u64) -> Result<TcpStream, Strin
 
 /// `host::redis::run`: one command to its outcome.
 async fn run_command(mut cmd: Command) -> Command {
-    let mut sock = None;
+    let mut sock: Option<TcpStream> = None;
     let mut buf = vec![0; READ_CHUNK];
-    while !cmd.done() {
-        if let Some(target) = cmd.connect_to() {
-            sock = None;
-            match connect(&target, cmd.deadline()).await {
-                Ok(s) => sock = Some(s),
-                Err(e) => cmd.failed(&e),
+    loop {
+        match cmd.next_io() {
+            Io::Done => break,
+            Io::Connect(target, by) => {
+                sock = None;
+                match connect(&target, by).await {
+                    Ok(s) => sock = Some(s),
+                    Err(e) => cmd.failed(&e),
+                }
             }
-            continue;
-        }
-        let Some(s) = sock.as_mut() else {
-            cmd.failed("no connection");
-            break;
-        };
-        if let Err(e) = s.write_all(&cmd.transmit()).await {
-            cmd.failed(&format!("write to redis: {e}"));
-            continue;
-        }
-        match tokio::time::timeout_at(instant(cmd.deadline()), s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => cmd.receive(&buf[..n]),
-            Ok(Ok(_)) => cmd.failed("read from redis: connection closed"),
-            Ok(Err(e)) => cmd.failed(&format!("read from redis: {e}")),
-            Err(_) => cmd.failed(sse_gateway::failure::SILENT),
+            Io::Write(bytes) => match sock.as_mut() {
+                Some(s) => {
+                    if let Err(e) = s.write_all(&bytes).await {
+                        cmd.failed(&format!("write to redis: {e}"));
+                    }
+                }
+                None => cmd.failed("no connection"),
+            },
+            Io::Read(by) => match sock.as_mut() {
+                Some(s) => match tokio::time::timeout_at(instant(by), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => cmd.receive(&buf[..n]),
+                    Ok(Ok(_)) => cmd.failed("read from redis: connection closed"),
+                    Ok(Err(e)) => cmd.failed(&format!("read from redis: {e}")),
+                    Err(_) => cmd.failed(sse_gateway::failure::SILENT),
+                },
+                None => cmd.failed("no connection"),
+            },
         }
     }
     print(cmd.logs());

@@ -1,11 +1,11 @@
 //! A machine's Redis connection over `wasi:sockets` ([`Link`]), and a
-//! one-shot [`Command`] pumped to its outcome: connect where it says (again
-//! after a Cluster redirect), write, read until it is done.
+//! one-shot [`Command`] run to its outcome by doing what
+//! [`Command::next_io`] says.
 
 use super::net::Conn;
 use super::{clock, print};
-use crate::dial::Wired;
-use crate::machine::Command;
+use crate::machine::command::Io;
+use crate::machine::{Command, StreamMachine};
 use wasi::io::poll::Pollable;
 
 /// A machine's Redis connection and its readiness pollable (subscribed
@@ -20,7 +20,7 @@ pub struct Link {
 
 impl Link {
     /// (Re)connects where the machine asks and writes what it queued.
-    pub fn connect_and_transmit(&mut self, m: &mut impl Wired) {
+    pub fn connect_and_transmit(&mut self, m: &mut StreamMachine) {
         while let Some(target) = m.connect_to() {
             self.ready = None;
             self.conn = None;
@@ -29,13 +29,13 @@ impl Link {
                     self.ready = Some(c.readable());
                     self.conn = Some(c);
                 }
-                Err(e) => m.link_failed(&e, clock::now()),
+                Err(e) => m.redis_failed(&e, clock::now()),
             }
         }
         let bytes = m.transmit();
         if !bytes.is_empty() {
             if let Some(Err(e)) = self.conn.as_mut().map(|c| c.write(&bytes)) {
-                m.link_failed(&e, clock::now());
+                m.redis_failed(&e, clock::now());
             }
         }
     }
@@ -44,15 +44,29 @@ impl Link {
 /// Runs `cmd` to its outcome (blocking; one instance serves one request).
 /// Its log lines are the caller's to print, once it has read the reply.
 pub fn run(cmd: &mut Command) {
-    let mut link = Link::default();
-    link.connect_and_transmit(cmd);
-    while !cmd.done() {
-        match link.conn.as_mut().map(|c| c.read_until(cmd.deadline())) {
-            Some(Ok(bytes)) => cmd.receive(&bytes),
-            Some(Err(e)) => cmd.failed(&e),
-            None => cmd.failed("no connection"),
+    let mut conn: Option<Conn> = None;
+    loop {
+        match cmd.next_io() {
+            Io::Done => return,
+            Io::Connect(target, by) => {
+                conn = None;
+                match Conn::open(&target, by) {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => cmd.failed(&e),
+                }
+            }
+            Io::Write(bytes) => match conn.as_mut().map(|c| c.write(&bytes)) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => cmd.failed(&e),
+                None => cmd.failed("no connection"),
+            },
+            // The read's own deadline error is `failure::SILENT`.
+            Io::Read(by) => match conn.as_mut().map(|c| c.read_until(by)) {
+                Some(Ok(bytes)) => cmd.receive(&bytes),
+                Some(Err(e)) => cmd.failed(&e),
+                None => cmd.failed("no connection"),
+            },
         }
-        link.connect_and_transmit(cmd);
     }
 }
 

@@ -2,9 +2,11 @@
 //! command in one pipeline, the reply, and on Redis Cluster the `MOVED`
 //! redirects to the key's owner.
 //!
-//! A shell pumps it like the stream machine: connect to
-//! [`Command::connect_to`], write [`Command::transmit`], feed what it reads
-//! to [`Command::receive`] (or [`Command::failed`]) until [`Command::done`].
+//! Every shell runs it with the same loop: ask [`Command::next_io`] and do
+//! what it says (connect, write, read until a deadline), reporting what it
+//! read to [`Command::receive`] and any failure to [`Command::failed`],
+//! until [`Io::Done`]. The order (reconnect after a redirect, write
+//! before reading) is the core's, once.
 
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
@@ -23,6 +25,22 @@ pub const RETRY_AFTER_SECONDS: u32 = 2;
 pub(crate) fn unavailable(logs: &mut Vec<String>, detail: &str) -> ApiError {
     logs.push(log::line("redis_unavailable", &[("detail", detail.into())]));
     ApiError::service_unavailable(RETRY_AFTER_SECONDS)
+}
+
+/// What the shell does next for a [`Command`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Drop any connection and open one to this target, giving up at the
+    /// deadline (monotonic ns); a failure goes to [`Command::failed`].
+    Connect(RedisTarget, u64),
+    /// Write these bytes on the connection (a failure: [`Command::failed`]).
+    Write(Vec<u8>),
+    /// Read until the deadline: bytes to [`Command::receive`], a failure to
+    /// [`Command::failed`], the deadline passed to `failed` with
+    /// [`failure::SILENT`].
+    Read(u64),
+    /// The outcome is known ([`Command::outcome`]).
+    Done,
 }
 
 /// One command and, once it is over, its outcome.
@@ -83,21 +101,30 @@ impl Command {
         Command::tagged(cfg, Tag::Ping, vec![b"PING".to_vec()], now)
     }
 
-    /// Where to open a connection, once per needed connection (the first,
-    /// and after each redirect). The shell drops any previous one.
-    pub fn connect_to(&mut self) -> Option<RedisTarget> {
-        std::mem::take(&mut self.needs_connect).then(|| self.target.clone())
+    /// What to do next: a connection to open (the first, and after each
+    /// redirect), bytes to write, a reply to read, or nothing more.
+    pub fn next_io(&mut self) -> Io {
+        if self.done() {
+            Io::Done
+        } else if std::mem::take(&mut self.needs_connect) {
+            Io::Connect(self.target.clone(), self.deadline)
+        } else if self.session.has_outgoing() {
+            Io::Write(self.session.take_outgoing())
+        } else {
+            Io::Read(self.deadline)
+        }
     }
 
-    /// Bytes to write to the connection now.
-    pub fn transmit(&mut self) -> Vec<u8> {
-        self.session.take_outgoing()
-    }
-
-    /// When the shell gives up waiting (monotonic ns): it then calls
-    /// [`Command::failed`].
-    pub fn deadline(&self) -> u64 {
-        self.deadline
+    /// Tests: what the command writes once connected.
+    #[cfg(test)]
+    pub(crate) fn transmit(&mut self) -> Vec<u8> {
+        loop {
+            match self.next_io() {
+                Io::Connect(..) => {}
+                Io::Write(bytes) => return bytes,
+                Io::Read(_) | Io::Done => return Vec::new(),
+            }
+        }
     }
 
     /// True once the outcome is known.
@@ -191,33 +218,58 @@ mod tests {
         .unwrap()
     }
 
+    fn connect(c: &mut Command) -> RedisTarget {
+        match c.next_io() {
+            Io::Connect(target, _) => target,
+            other => panic!("expected a connect, got {other:?}"),
+        }
+    }
+
+    fn write(c: &mut Command) -> Vec<u8> {
+        match c.next_io() {
+            Io::Write(bytes) => bytes,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    /// Connect, write the handshake and command at once, read until the
+    /// reply is whole; the deadline is the one `redis_timeout_ms` set.
     #[test]
     fn one_round_trip() {
-        let mut c = Command::ping(&cfg(false), 0);
-        assert_eq!(c.connect_to().map(|t| t.port), Some(6379));
-        assert_eq!(c.connect_to(), None);
-        let wire = c.transmit();
-        assert!(wire.ends_with(b"*1\r\n$4\r\nPING\r\n"));
+        let mut c = Command::ping(&cfg(false), 7);
+        assert_eq!(connect(&mut c).port, 6379);
+        assert!(write(&mut c).ends_with(b"*1\r\n$4\r\nPING\r\n"));
+        let due = 7 + 3000 * 1_000_000;
+        assert_eq!(c.next_io(), Io::Read(due));
         c.receive(b"%1\r\n+server\r\n+redis\r\n+PO");
-        assert!(!c.done());
+        assert_eq!(c.next_io(), Io::Read(due), "not whole yet");
         c.receive(b"NG\r\n");
+        assert_eq!(c.next_io(), Io::Done);
         assert_eq!(c.text().unwrap(), "PONG");
+        // A read past the deadline, as every shell reports it.
+        let mut c = Command::ping(&cfg(false), 0);
+        connect(&mut c);
+        write(&mut c);
+        c.failed(failure::SILENT);
+        assert_eq!(c.next_io(), Io::Done);
+        assert_eq!(c.outcome().unwrap_err().status, 503);
+        assert!(c.logs().next().unwrap().contains(failure::SILENT));
     }
 
     #[test]
     fn cluster_follows_moved_a_bounded_number_of_times() {
         let mut c = Command::ping(&cfg(true), 0);
-        c.connect_to();
+        connect(&mut c);
+        write(&mut c);
         for n in 0..MAX_REDIRECTS {
-            c.transmit();
             c.receive(format!("+OK\r\n-MOVED 1 10.0.0.{n}:7000\r\n").as_bytes());
-            let to = c.connect_to().expect("reconnect");
+            let to = connect(&mut c);
             assert_eq!(
                 (to.host.as_str(), to.port),
                 (format!("10.0.0.{n}").as_str(), 7000)
             );
             assert!(
-                c.transmit().ends_with(b"$4\r\nPING\r\n"),
+                write(&mut c).ends_with(b"$4\r\nPING\r\n"),
                 "same command again"
             );
         }
@@ -234,12 +286,9 @@ mod tests {
     #[test]
     fn moved_off_cluster_and_failures_are_503() {
         let mut c = Command::ping(&cfg(false), 0);
+        connect(&mut c);
         c.receive(b"+OK\r\n-MOVED 1 10.0.0.1:7000\r\n");
-        assert_eq!(
-            c.connect_to().map(|t| t.port),
-            Some(6379),
-            "first connect only"
-        );
+        assert_eq!(c.next_io(), Io::Done, "no redirect off Cluster");
         assert_eq!(c.outcome().unwrap_err().status, 503);
         let mut c = Command::ping(&cfg(false), 0);
         c.failed("connect refused");

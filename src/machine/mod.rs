@@ -437,6 +437,13 @@ impl StreamMachine {
         std::mem::take(&mut self.needs_connect).then(|| self.target.clone())
     }
 
+    /// When opening the connection [`StreamMachine::connect_to`] asked for
+    /// gives up (monotonic ns): the machine's deadline; one with none left
+    /// is closing and gives up at once.
+    pub fn connect_deadline(&self, now: u64) -> u64 {
+        self.deadline().unwrap_or(now)
+    }
+
     /// Bytes to write to Redis now.
     pub fn transmit(&mut self) -> Vec<u8> {
         if self.wiring == Wiring::Shared {

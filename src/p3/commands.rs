@@ -15,6 +15,7 @@ use crate::config::RedisTarget;
 use crate::dial;
 use crate::error::ApiError;
 use crate::failure;
+use crate::machine::command::Io;
 use crate::machine::{Command, Request};
 use crate::pipeline::{Answer, Pipeline};
 use crate::resp::Value;
@@ -312,29 +313,28 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
 /// Runs a one-shot `cmd` on a connection of its own to its outcome.
 async fn run_command(cmd: &mut Command) {
     let mut conn: Option<net::Conn> = None;
-    while !cmd.done() {
-        if let Some(target) = cmd.connect_to() {
-            conn = None;
-            match net::Conn::open(&target, cmd.deadline()).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => cmd.failed(&e),
+    loop {
+        match cmd.next_io() {
+            Io::Done => return,
+            Io::Connect(target, by) => {
+                conn = None;
+                match net::Conn::open(&target, by).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => cmd.failed(&e),
+                }
             }
-            continue;
-        }
-        let Some(c) = conn.as_mut() else {
-            return cmd.failed("no connection");
-        };
-        let bytes = cmd.transmit();
-        if !bytes.is_empty() {
-            if let Err(e) = c.write(bytes).await {
-                cmd.failed(&e);
-                continue;
-            }
-        }
-        match clock::before(cmd.deadline(), net::read(&mut c.rx, &c.wire)).await {
-            Some(Ok(bytes)) => cmd.receive(&bytes),
-            Some(Err(e)) => cmd.failed(&e),
-            None => cmd.failed(failure::SILENT),
+            Io::Write(bytes) => match conn.as_mut() {
+                Some(c) => c.write(bytes).await.unwrap_or_else(|e| cmd.failed(&e)),
+                None => cmd.failed("no connection"),
+            },
+            Io::Read(by) => match conn.as_mut() {
+                Some(c) => match clock::before(by, net::read(&mut c.rx, &c.wire)).await {
+                    Some(Ok(bytes)) => cmd.receive(&bytes),
+                    Some(Err(e)) => cmd.failed(&e),
+                    None => cmd.failed(failure::SILENT),
+                },
+                None => cmd.failed("no connection"),
+            },
         }
     }
 }
