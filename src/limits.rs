@@ -2,20 +2,42 @@
 //!
 //! A user's open streams are members of a sorted set scored by lease expiry
 //! (Redis `TIME`, so instances with skewed clocks agree). A stream takes a
-//! slot when it opens, renews its lease at every heartbeat and gives it back
-//! when it closes; a crashed instance's slots simply expire. The key itself
-//! expires with the longest lease, so idle users leave nothing behind.
+//! slot when it opens and gives it back when it closes; a crashed
+//! instance's slots expire with their lease. The key itself expires with
+//! the longest lease, so idle users leave nothing behind.
+//!
+//! Two kinds of lease. A p2 stream (one per instance) and every stream on
+//! Redis Cluster renew their own at every heartbeat ([`Slot::renew`]). The
+//! streams of a p3 instance on one Redis share their instance's lease
+//! ([`InstanceLease`]: one `SET … PX` per heartbeat interval, whatever the
+//! number of streams): their member names the lease key (`lease/member`),
+//! and a member whose score has passed is kept, its score moved on, while
+//! that key lives, dropped once it is gone. Their slot set lives as long
+//! as a stream may (`max_stream_seconds`) plus a lease, so no renewal has
+//! to touch it. Both kinds share one acquire script and may share a set.
 
+use crate::config::Config;
 use crate::error::ApiError;
 
-/// Takes a slot. `KEYS[1]` slot set; `ARGV`: member, lease ms, max slots.
-/// Returns 1 when taken, 0 when the user is at the limit.
+/// Takes a slot. `KEYS[1]` slot set, `KEYS[2]` (instance leases only) the
+/// instance's lease key, refreshed here; `ARGV`: member, lease ms, max
+/// slots, the set's lifetime ms. Returns 1 when taken, 0 when the user is
+/// at the limit. Passed members go, unless they name a lease key that
+/// still exists (on one Redis only: Cluster members name none).
 pub const ACQUIRE_SCRIPT: &str = r#"local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  local lease = string.match(m, '^(.+)/[^/]*$')
+  if lease and redis.call('EXISTS', lease) == 1 then
+    redis.call('ZADD', KEYS[1], now + ARGV[2], m)
+  else
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1"#;
 
 /// Extends a held slot's lease. `KEYS[1]` slot set; `ARGV`: member, lease ms.
@@ -49,56 +71,147 @@ pub fn admit_to_instance(open: usize, max: u64) -> Result<(), (ApiError, String)
     ))
 }
 
+/// A lease outlives three heartbeats, so a live holder never loses it
+/// between renewals.
+fn lease_ms(heartbeat_seconds: u64) -> u64 {
+    heartbeat_seconds * 3_000 + 5_000
+}
+
 /// A stream's slot: the set it lives in and its member name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
     /// The user's slot set.
     pub key: String,
-    /// This stream's unique member.
+    /// This stream's unique member (`lease/member` under an instance lease).
     pub member: String,
     /// Lease length in milliseconds.
     pub lease_ms: u64,
+    /// How long the set lives after this acquire (ms).
+    set_ms: u64,
+    /// The instance's lease key, when the stream lives by it.
+    lease: Option<String>,
 }
 
 impl Slot {
-    /// A slot for one stream; the lease outlives three heartbeats so a live
-    /// stream never loses it between renewals.
+    /// A slot for one stream that renews its own lease.
     pub fn new(key: String, member: String, heartbeat_seconds: u64) -> Slot {
+        let lease_ms = lease_ms(heartbeat_seconds);
         Slot {
             key,
             member,
-            lease_ms: heartbeat_seconds * 3_000 + 5_000,
+            lease_ms,
+            set_ms: lease_ms,
+            lease: None,
         }
+    }
+
+    /// A slot that lives by the instance lease `lease_key`
+    /// ([`InstanceLease`]): its set outlives the longest stream.
+    pub fn under_lease(mut self, lease_key: &str, max_stream_seconds: u64) -> Slot {
+        self.member = format!("{lease_key}/{}", self.member);
+        self.set_ms = max_stream_seconds * 1000 + self.lease_ms;
+        self.lease = Some(lease_key.to_string());
+        self
     }
 
     /// `EVAL` arguments that take the slot (at most `max` per user).
     pub fn acquire(&self, max: u64) -> Vec<Vec<u8>> {
-        args(&[
-            "EVAL",
-            ACQUIRE_SCRIPT,
-            "1",
-            &self.key,
-            &self.member,
-            &self.lease_ms.to_string(),
-            &max.to_string(),
-        ])
+        let mut keys = vec![self.key.as_str()];
+        keys.extend(self.lease.as_deref());
+        let (n, lease, max, set) = (
+            keys.len().to_string(),
+            self.lease_ms.to_string(),
+            max.to_string(),
+            self.set_ms.to_string(),
+        );
+        let mut parts = vec!["EVAL", ACQUIRE_SCRIPT, &n];
+        parts.extend(keys);
+        parts.extend([self.member.as_str(), &lease, &max, &set]);
+        args(&parts)
     }
 
-    /// `EVAL` arguments that renew the lease.
-    pub fn renew(&self) -> Vec<Vec<u8>> {
-        args(&[
-            "EVAL",
-            RENEW_SCRIPT,
-            "1",
-            &self.key,
-            &self.member,
-            &self.lease_ms.to_string(),
-        ])
+    /// `EVAL` arguments that renew the lease at a heartbeat; none when the
+    /// instance's lease covers it.
+    pub fn renew(&self) -> Option<Vec<Vec<u8>>> {
+        self.lease.is_none().then(|| {
+            args(&[
+                "EVAL",
+                RENEW_SCRIPT,
+                "1",
+                &self.key,
+                &self.member,
+                &self.lease_ms.to_string(),
+            ])
+        })
     }
 
     /// `ZREM` arguments that give the slot back.
     pub fn release(&self) -> Vec<Vec<u8>> {
         args(&["ZREM", &self.key, &self.member])
+    }
+}
+
+/// The lease every stream of one p3 instance on one Redis lives by: one
+/// key, set when a stream takes its slot and again every heartbeat
+/// interval while the instance serves streams. An instance that dies
+/// stops renewing; within one lease its key is gone and the next acquire
+/// of each of its users drops their members.
+#[derive(Debug)]
+pub struct InstanceLease {
+    key: String,
+    lease_ms: u64,
+    every_ns: u64,
+    due: u64,
+}
+
+impl InstanceLease {
+    /// The lease key of the instance named `instance` (random per instance).
+    pub fn key(instance: &str) -> String {
+        format!("sse:instance:{instance}")
+    }
+
+    /// Whether streams under `cfg` on a shared-connection instance live by
+    /// an instance lease: per-user limits on, one Redis (a Cluster script
+    /// cannot reach another slot's key, so each stream renews its own).
+    pub fn applies(cfg: &Config) -> bool {
+        cfg.limits.max_streams_per_user > 0 && !cfg.redis_cluster
+    }
+
+    /// The lease of `instance` under `cfg`, first renewed one heartbeat
+    /// interval after `now` (each stream's acquire sets it too); `None`
+    /// where it does not apply.
+    pub fn new(instance: &str, cfg: &Config, now: u64) -> Option<InstanceLease> {
+        let every_ns = cfg.heartbeat_seconds.max(1) * 1_000_000_000;
+        InstanceLease::applies(cfg).then(|| InstanceLease {
+            key: InstanceLease::key(instance),
+            lease_ms: lease_ms(cfg.heartbeat_seconds),
+            every_ns,
+            due: now.saturating_add(every_ns),
+        })
+    }
+
+    /// When [`InstanceLease::handle_timeout`] is due (monotonic ns).
+    pub fn poll_timeout(&self) -> u64 {
+        self.due
+    }
+
+    /// The renewal to send when it is due (`SET key 1 PX lease`), and the
+    /// next one scheduled an interval later.
+    pub fn handle_timeout(&mut self, now: u64) -> Option<Vec<Vec<u8>>> {
+        if now < self.due {
+            return None;
+        }
+        self.due = now.saturating_add(self.every_ns);
+        let lease = self.lease_ms.to_string();
+        Some(args(&["SET", &self.key, "1", "PX", &lease]))
+    }
+
+    /// The renewal's answer: a log line when it failed (the next interval
+    /// tries again; three in a row and the lease is gone).
+    pub fn answered(&self, outcome: Result<(), &str>) -> Option<String> {
+        outcome
+            .err()
+            .map(|detail| crate::log::line("slot_renew_failed", &[("detail", detail.into())]))
     }
 }
 
@@ -248,7 +361,10 @@ mod tests {
         let a = s.acquire(10);
         assert_eq!(a[0], b"EVAL");
         assert_eq!(a[2], b"1");
-        assert_eq!(&a[3..], [&b"sse:streams:u1"[..], b"abc", b"8000", b"10"]);
+        assert_eq!(
+            &a[3..],
+            [&b"sse:streams:u1"[..], b"abc", b"8000", b"10", b"8000"]
+        );
         assert_eq!(
             s.release(),
             vec![
@@ -257,7 +373,60 @@ mod tests {
                 b"abc".to_vec()
             ]
         );
-        assert_eq!(&s.renew()[3..], [&b"sse:streams:u1"[..], b"abc", b"8000"]);
+        let renew = s.renew().expect("its own lease");
+        assert_eq!(&renew[3..], [&b"sse:streams:u1"[..], b"abc", b"8000"]);
+        // Under the instance's lease: the member names it, the acquire
+        // refreshes it, the set outlives the longest stream, no renewal.
+        let s = s.under_lease("sse:instance:i7", 3600);
+        let a = s.acquire(10);
+        assert_eq!(a[2], b"2");
+        let rest: Vec<&[u8]> = a[3..].iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            rest,
+            [
+                &b"sse:streams:u1"[..],
+                b"sse:instance:i7",
+                b"sse:instance:i7/abc",
+                b"8000",
+                b"10",
+                b"3608000"
+            ]
+        );
+        assert_eq!(s.release()[2], b"sse:instance:i7/abc");
+        assert_eq!(s.renew(), None);
+    }
+
+    fn lease_cfg(cluster: bool, max: &str) -> Config {
+        let cluster = if cluster { "true" } else { "false" };
+        Config::load(&crate::config::Source(|name: &str| match name {
+            "jwt_secret" => Some("s".repeat(32)),
+            "redis_cluster" => Some(cluster.into()),
+            "max_streams_per_user" => Some(max.into()),
+            "heartbeat_seconds" => Some("15".into()),
+            _ => None,
+        }))
+        .unwrap()
+    }
+
+    /// One `SET … PX lease` per heartbeat interval for the whole instance;
+    /// none on Cluster or with per-user limits off.
+    #[test]
+    fn the_instance_lease_is_one_set_per_interval() {
+        assert!(InstanceLease::new("i", &lease_cfg(true, "3"), 0).is_none());
+        assert!(InstanceLease::new("i", &lease_cfg(false, "0"), 0).is_none());
+        let mut l = InstanceLease::new("i7", &lease_cfg(false, "3"), 5).unwrap();
+        assert_eq!(l.poll_timeout(), 5 + 15 * S);
+        assert_eq!(l.handle_timeout(15 * S), None, "not due");
+        let set = l.handle_timeout(5 + 15 * S).expect("due");
+        let set: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            set,
+            [&b"SET"[..], b"sse:instance:i7", b"1", b"PX", b"50000"]
+        );
+        assert_eq!(l.poll_timeout(), 5 + 30 * S);
+        assert_eq!(l.answered(Ok(())), None);
+        let line = l.answered(Err("redis did not answer in time")).unwrap();
+        assert!(line.contains("slot_renew_failed"), "{line}");
     }
 
     #[test]

@@ -683,6 +683,39 @@ fn hostile_ids_are_400_and_never_reach_redis() {
 // per-user stream limit
 // ---------------------------------------------------------------------------
 
+/// The longest a slot set lives after an acquire with heartbeats of 1 s: a
+/// lease (heartbeat * 3 + 5 s = 8 s) when each stream renews its own (p2);
+/// a p3 instance's streams live by the instance's lease and their set by
+/// the longest stream (`max_stream_seconds`, 3,600 s) plus a lease.
+fn slot_set_ttl_ms() -> i64 {
+    if common::p3::p3_build() {
+        3_600_000 + 8_000
+    } else {
+        8_000
+    }
+}
+
+/// p3: the instance renews one lease key per heartbeat for all its
+/// streams; no stream renews its own slot (issue 24: idle Redis work per
+/// stream). Counted in Redis' `INFO commandstats` over 3 heartbeats with 3
+/// idle streams: no `EVAL` of a renewal, at most a few `SET`s.
+fn idle_renewals(env: &TestEnv) -> (u64, u64) {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut env.redis.conn())
+        .expect("INFO");
+    let calls = |name: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (calls("eval"), calls("set"))
+}
+
 #[test]
 fn per_user_stream_limit_is_enforced_and_released() {
     let env = TestEnv::start_with(|b| {
@@ -708,9 +741,25 @@ fn per_user_stream_limit_is_enforced_and_released() {
     assert_eq!(zcard(&env.redis, &slot_key(user)), 3, "one slot per stream");
     let ttl = pttl(&env.redis, &slot_key(user));
     assert!(
-        ttl > 0 && ttl <= 8_000,
-        "the slot set must expire with the lease (heartbeat*3+5 s = 8 s), PTTL = {ttl}"
+        ttl > 0 && ttl <= slot_set_ttl_ms(),
+        "the slot set must expire with the lease, PTTL = {ttl}"
     );
+    // Idle for three heartbeats: who renews what.
+    let (evals, sets) = idle_renewals(&env);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let (evals, sets) = {
+        let (e, s) = idle_renewals(&env);
+        (e - evals, s - sets)
+    };
+    if common::p3::p3_build() {
+        assert_eq!(evals, 0, "a p3 stream renews no slot of its own");
+        assert!(
+            (1..=12).contains(&sets),
+            "the instance lease is renewed once per heartbeat per instance: {sets} SETs"
+        );
+    } else {
+        assert!(evals >= 6, "each p2 stream renews its slot: {evals} EVALs");
+    }
 
     // A fourth, of either kind: 429, and the refusal holds no subscription.
     let resp = match try_open(addr, &exec_path(&e1.id), &[("Authorization", &auth)]) {
@@ -785,7 +834,7 @@ fn crashed_instance_leaks_no_stream_slots() {
     }
     let ttl = pttl(&redis, &slot_key(user));
     assert!(
-        ttl > 0 && ttl <= 8_000,
+        ttl > 0 && ttl <= slot_set_ttl_ms(),
         "slot set TTL while streams are open: PTTL = {ttl}"
     );
     // The limit is shared by every instance on the same Redis.

@@ -226,6 +226,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
             topic,
             last_event_id: last_event_id.as_deref(),
             member: random_member(),
+            instance: None,
             now: now(),
             unix_now: unix_seconds(),
         };

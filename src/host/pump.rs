@@ -22,6 +22,7 @@ pub fn serve(
         topic,
         last_event_id,
         member: format!("{:016x}", wasi::random::random::get_random_u64()),
+        instance: None,
         now: clock::now(),
         unix_now: clock::unix_seconds(),
     };

@@ -50,7 +50,7 @@ use crate::events::StreamKind;
 use crate::failure;
 use crate::history::{self, split_live, EntryId};
 use crate::hub::End;
-use crate::limits::Slot;
+use crate::limits::{InstanceLease, Slot};
 use crate::log;
 use crate::outbox::{Close, Outbox};
 use crate::resp::{RespError, Value};
@@ -240,6 +240,10 @@ pub struct Opening<'a> {
     pub last_event_id: Option<&'a str>,
     /// A name unique to this stream for its slot (slot sets are shared).
     pub member: String,
+    /// The instance's name, where one instance serves many streams
+    /// ([`Wiring::Shared`]): their slots may live by one lease
+    /// ([`InstanceLease`]).
+    pub instance: Option<&'a str>,
     /// Monotonic ns.
     pub now: u64,
     /// Wall-clock unix seconds (token expiry, `Last-Event-ID` sanity).
@@ -263,9 +267,16 @@ impl StreamMachine {
         let mut logs = Vec::new();
         let resume = opening::resume_point(req.last_event_id, req.unix_now, &mut logs);
         let max = cfg.limits.max_streams_per_user;
+        let leased = req
+            .instance
+            .filter(|_| wiring == Wiring::Shared && InstanceLease::applies(cfg));
         let slot = (max > 0).then(|| {
             let key = format!("{}{}", cfg.prefixes.slots_key, who.user_id);
-            Slot::new(key, req.member, cfg.heartbeat_seconds)
+            let slot = Slot::new(key, req.member, cfg.heartbeat_seconds);
+            match leased {
+                Some(i) => slot.under_lease(&InstanceLease::key(i), cfg.limits.max_stream_seconds),
+                None => slot,
+            }
         });
         let mut m = StreamMachine {
             phase: Phase::Over,
@@ -1240,12 +1251,13 @@ impl StreamMachine {
         self.closed_if(now);
     }
 
-    /// Renews the slot's lease with every heartbeat.
+    /// Renews the slot's lease with every heartbeat (unless the instance's
+    /// lease covers it).
     fn renew_slot(&mut self, now: u64) {
         let Some(slot) = self.slot.as_ref().filter(|_| self.slot_taken) else {
             return;
         };
-        let args = slot.renew();
+        let Some(args) = slot.renew() else { return };
         if self.on_stream() {
             self.session.command_owned(Tag::Renew, &args);
         } else {

@@ -405,6 +405,7 @@ impl Conn {
             topic: Topic::Execution("e1".into()),
             last_event_id: last.as_deref(),
             member: "m1".into(),
+            instance: None,
             now: 0,
             unix_now: UNIX,
         };

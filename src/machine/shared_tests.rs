@@ -29,6 +29,7 @@ fn open(cfg: &Config) -> StreamMachine {
         topic: Topic::Execution("e1".into()),
         last_event_id: None,
         member: "m1".into(),
+        instance: None,
         now: 0,
         unix_now: UNIX,
     };
@@ -187,6 +188,70 @@ fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
     }
 }
 
+/// On one Redis the instance's lease covers its streams' slots: the
+/// acquire names and refreshes it, a heartbeat sends no renewal, the
+/// release gives back the leased member. On Cluster each stream renews
+/// its own (a script cannot reach the lease key's slot).
+#[test]
+fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
+    for cluster in [false, true] {
+        let cfg = Config::load(&Source(|name: &str| match name {
+            "jwt_secret" => Some("s".repeat(32)),
+            "redis_cluster" => Some(cluster.to_string()),
+            _ => None,
+        }))
+        .unwrap();
+        let req = Opening {
+            topic: Topic::Execution("e1".into()),
+            last_event_id: None,
+            member: "m1".into(),
+            instance: Some("i7"),
+            now: 0,
+            unix_now: UNIX,
+        };
+        let mut m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who(), req);
+        m.join_channel();
+        m.subscribed(5);
+        let requests = m.take_requests();
+        let acquire = requests.iter().find(|r| r.tag == Tag::Acquire).unwrap();
+        let keys: Vec<&[u8]> = acquire.args[3..].iter().map(Vec::as_slice).collect();
+        let member: &[u8] = if cluster {
+            assert_eq!(keys[..2], [&b"sse:streams:u1"[..], b"m1"]);
+            b"m1"
+        } else {
+            assert_eq!(
+                keys[..3],
+                [
+                    &b"sse:streams:u1"[..],
+                    b"sse:instance:i7",
+                    b"sse:instance:i7/m1"
+                ]
+            );
+            b"sse:instance:i7/m1"
+        };
+        for r in requests {
+            m.reply(r.tag, ok(r.tag), 6);
+        }
+        assert!(matches!(m.poll(), Some(Event::Start)));
+        let n = m.pending().len();
+        m.body_took(n, 7);
+        m.handle_timeout(7 + 15 * S);
+        let renewals = tags(&m.take_requests());
+        if cluster {
+            assert_eq!(renewals, vec![Tag::Renew], "its own lease");
+        } else {
+            assert!(renewals.is_empty(), "the instance renews: {renewals:?}");
+        }
+        m.body_took(8, 7 + 15 * S);
+        m.redis_failed("subscription lost", 20 * S);
+        let n = m.pending().len();
+        m.body_took(n, 20 * S);
+        let release = m.take_requests();
+        assert_eq!(tags(&release), vec![Tag::Release]);
+        assert_eq!(release[0].args[2], member, "cluster {cluster}");
+    }
+}
+
 #[test]
 fn refusals_give_the_slot_back_on_the_shared_connection() {
     for (answer, status) in [
@@ -260,6 +325,7 @@ fn the_user_record_is_read_before_the_notification_channel_is_joined() {
         topic: Topic::Notifications,
         last_event_id: None,
         member: "m1".into(),
+        instance: None,
         now: 0,
         unix_now: UNIX,
     };
@@ -290,6 +356,7 @@ fn a_lost_command_connection_while_identifying_is_a_503() {
         topic: Topic::Notifications,
         last_event_id: None,
         member: "m1".into(),
+        instance: None,
         now: 0,
         unix_now: UNIX,
     };
@@ -500,6 +567,7 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
             topic: topic.clone(),
             last_event_id: None,
             member: "m1".into(),
+            instance: None,
             now: 0,
             unix_now: UNIX,
         };

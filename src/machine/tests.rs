@@ -35,6 +35,7 @@ fn open(cfg: &Config, who: &Identity, topic: Topic, last: Option<&str>) -> Strea
         topic,
         last_event_id: last,
         member: "m1".into(),
+        instance: None,
         now: 0,
         unix_now: UNIX,
     };

@@ -9,6 +9,7 @@
 mod clock;
 mod commands;
 mod dev;
+mod lease;
 mod link;
 mod logs;
 mod net;

@@ -10,6 +10,7 @@
 //! handled and sends the instance more requests.
 
 use super::commands::Client;
+use super::lease;
 use super::link::{self, Subscription};
 use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
 use crate::auth::Identity;
@@ -55,10 +56,13 @@ pub async fn serve(
             return error_response(&e, &cors);
         }
     };
+    lease::keep(&cfg);
+    let instance = lease::name();
     let req = Opening {
         topic,
         last_event_id: last_event_id.as_deref(),
         member: format!("{:016x}", wasip3::random::random::get_random_u64()),
+        instance: Some(&instance),
         now: clock::now(),
         unix_now: clock::unix_seconds(),
     };
@@ -153,6 +157,11 @@ struct Pump {
 thread_local! {
     /// Streams this instance serves (admitted, not yet dropped).
     static SERVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Streams this instance serves now.
+pub fn serving() -> usize {
+    SERVING.get()
 }
 
 /// One stream's place in the instance's admission count
