@@ -506,7 +506,11 @@ fn oversized_history_entries_cost_only_themselves() {
 /// pages until its socket's kernel buffers are full, on the instance's
 /// shared command connection; meanwhile other users open small
 /// executions, one every 50 ms. Every open must succeed and no command
-/// connection may be lost or overdue (`redis_timeout_ms` 1 s here). The
+/// connection may be lost or overdue (`redis_timeout_ms` at its default,
+/// 3 s: at 1 s a 2-core machine also running the test client, Redis and a
+/// compile starved an instance's reader past it twice in CI-like runs,
+/// though Redis answered in milliseconds; `TIMEOUT_MS=1000` asks for the
+/// stricter run by hand). The
 /// opens' latencies, alone and beside the replays, are printed for
 /// docs/PERFORMANCE.md, not asserted. At this scale the build before the
 /// page window passes too (measured: p90 537 ms vs 245 ms at 400 replays);
@@ -531,7 +535,7 @@ fn one_users_replays_do_not_starve_other_users_opens() {
     };
     let stalled_n = num("STALLED", 200);
     let wave_n = num("WAVE", 50);
-    let timeout_ms = num("TIMEOUT_MS", 1000).to_string();
+    let timeout_ms = num("TIMEOUT_MS", 3000).to_string();
     let env = TestEnv::start_with(|b| {
         b.env("REDIS_TIMEOUT_MS", &timeout_ms)
             .env("MAX_STREAMS_PER_USER", "0")

@@ -1630,12 +1630,15 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     }
     // Idle: every stream open, no events.
     let hb0 = set.shared.heartbeats.load(Ordering::Relaxed);
+    let calls = || redis::command_calls(ctx.redis).ok();
+    let r0 = calls();
     let c0 = Cpu::now(ctx, server);
     tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
     let hb_mid = set.shared.heartbeats.load(Ordering::Relaxed);
     let c_mid = Cpu::now(ctx, server);
     tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
     let c1 = Cpu::now(ctx, server);
+    let r1 = calls();
     let hb1 = set.shared.heartbeats.load(Ordering::Relaxed);
     step.idle = report::Idle {
         seconds: (c1.at - c0.at) as f64 / 1e9,
@@ -1644,6 +1647,7 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
         heartbeats: hb1 - hb0,
         late_server_cpu_pct: Some(c_mid.pct(&c1).0),
         late_heartbeats: Some(hb1 - hb_mid),
+        redis_commands: r0.zip(r1).map(|(a, b)| b.saturating_sub(a)),
     };
 
     // Latency: `rate` events/s round-robin over the streams.

@@ -140,6 +140,30 @@ pub fn clients(
     Ok((all, subs))
 }
 
+/// Commands Redis has run since it started, those inside scripts included
+/// (`INFO commandstats`, every command's `calls=` summed; `INFO` itself
+/// left out, so reading it twice measures only the others).
+pub fn command_calls(addr: SocketAddr) -> io::Result<u64> {
+    let mut r = Redis::connect(addr)?;
+    let info = vec![b"INFO".to_vec(), b"commandstats".to_vec()];
+    let text = match r.pipeline(&[info])?.first() {
+        Some(Value::Bulk(b)) => String::from_utf8_lossy(b).into_owned(),
+        other => return Err(other_reply(other)),
+    };
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum())
+}
+
 fn other_reply(v: Option<&Value>) -> io::Error {
     other(format!("unexpected reply {v:?}"))
 }

@@ -182,6 +182,19 @@ pub struct Idle {
     pub late_server_cpu_pct: Option<f64>,
     #[serde(default)]
     pub late_heartbeats: Option<u64>,
+    /// Commands Redis ran in the window, scripts' inner commands included
+    /// (`INFO commandstats`): the Redis work idle streams cost.
+    #[serde(default)]
+    pub redis_commands: Option<u64>,
+}
+
+impl Idle {
+    /// Redis commands per held stream per heartbeat interval while idle.
+    pub fn redis_per_stream_beat(&self, held: usize, heartbeat_seconds: u64) -> Option<f64> {
+        let beats = self.seconds / heartbeat_seconds.max(1) as f64;
+        let n = self.redis_commands?;
+        (held > 0 && beats > 0.0).then(|| n as f64 / held as f64 / beats)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -589,15 +602,15 @@ fn steps(r: &Results, s: &mut String) {
     );
     s.push_str(
         "| target | streams | held | opened/s | TTFE p50 / p99 ms | TTFE alone p50 ms | latency p50 / p99 / max ms | \
-         delivered/s | server CPU µs/event | RSS KiB/stream | private KiB/stream | idle CPU % | fan-out max delivered/s (p99 ≤ 50 ms) |\n",
+         delivered/s | server CPU µs/event | RSS KiB/stream | private KiB/stream | idle CPU % | idle Redis commands/stream/heartbeat | fan-out max delivered/s (p99 ≤ 50 ms) |\n",
     );
-    s.push_str("|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|\n");
+    s.push_str("|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
     for run in &r.runs {
         for p in &run.steps {
             let l = &p.latency;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} / {} | {} | {} / {} / {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} / {} | {} | {} / {} / {} | {} | {} | {} | {} | {} | {} | {} |",
                 run.target,
                 p.streams,
                 p.held,
@@ -613,6 +626,9 @@ fn steps(r: &Results, s: &mut String) {
                 f1(p.rss_per_stream_kib),
                 f1(p.private_per_stream_kib),
                 f1(p.idle.server_cpu_pct),
+                p.idle
+                    .redis_per_stream_beat(p.held, st.heartbeat_seconds)
+                    .map_or_else(|| "–".into(), |v| format!("{v:.3}")),
                 p.fanout
                     .as_ref()
                     .map(|f| {
