@@ -377,6 +377,18 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
 }
 
 impl Config {
+    /// Loads from environment variables, each named as its variable
+    /// upper-cased (`REDIS_URL`: `wasmtime serve --env`, the native
+    /// server's process environment).
+    pub fn from_env(env: &[(String, String)]) -> Result<Config, ConfigError> {
+        Config::load(&Source(|name: &str| {
+            let upper = name.to_ascii_uppercase();
+            env.iter()
+                .find(|(k, _)| *k == upper)
+                .map(|(_, v)| v.clone())
+        }))
+    }
+
     /// Loads and validates every variable.
     pub fn load<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Config, ConfigError> {
         let redis = load_redis(src)?;
@@ -627,6 +639,28 @@ mod tests {
         assert_eq!(c.auth.user_claim, "sub");
         assert_eq!(c.auth.leeway_seconds, 30);
         assert_eq!(c.limits.max_body_seconds, 10);
+    }
+
+    /// Environment variables are the upper-cased names; other spellings
+    /// are not read.
+    #[test]
+    fn the_environment_is_read_by_upper_case_names() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = Config::from_env(&env(&[
+            ("JWT_SECRET", LONG),
+            ("HEARTBEAT_SECONDS", "7"),
+            ("heartbeat_seconds", "9"),
+            ("Redis_Url", "redis://10.0.0.1:1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.heartbeat_seconds, 7);
+        assert_eq!(c.redis.host, "127.0.0.1", "only REDIS_URL counts");
+        assert!(Config::from_env(&env(&[("jwt_secret", LONG)])).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming as HyperIncoming;
 use hyper::{Request, Response};
 use sse_gateway::answer::{self, Answer, STREAM_HEADERS};
-use sse_gateway::config::{Config, RedisTarget, Source, VARIABLES};
+use sse_gateway::config::{Config, RedisTarget, VARIABLES};
 use sse_gateway::error::ApiError;
 use sse_gateway::gate;
 use sse_gateway::machine::command::Io;
@@ -187,14 +187,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
     // Per request, as the component does: a copy of the environment, then
     // validation of every variable.
     let env: Vec<(String, String)> = env.as_ref().clone();
-    let load = move || {
-        Config::load(&Source(move |name: &str| {
-            let upper = name.to_ascii_uppercase();
-            env.iter()
-                .find(|(k, _)| *k == upper)
-                .map(|(_, v)| v.clone())
-        }))
-    };
+    let load = move || Config::from_env(&env);
     let headers: Vec<(&str, &[u8])> = req
         .headers()
         .iter()

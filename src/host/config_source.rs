@@ -1,12 +1,12 @@
 //! Where configuration comes from: the only code that differs between the
 //! Spin build (default) and the portable build (`--features portable`).
 
-use crate::config::{Config, ConfigError, Source};
+use crate::config::{Config, ConfigError};
 
 /// Spin application variables (`spin.toml`, `SPIN_VARIABLE_*`, runtime config).
 #[cfg(not(feature = "portable"))]
 pub fn load() -> Result<Config, ConfigError> {
-    Config::load(&Source(|name: &str| {
+    Config::load(&crate::config::Source(|name: &str| {
         variables::fermyon::spin::variables::get(name).ok()
     }))
 }
@@ -25,11 +25,5 @@ mod variables {
 /// WASI environment variables, upper-cased (`wasmtime serve --env REDIS_URL=...`).
 #[cfg(feature = "portable")]
 pub fn load() -> Result<Config, ConfigError> {
-    let env = wasi::cli::environment::get_environment();
-    Config::load(&Source(move |name: &str| {
-        let upper = name.to_ascii_uppercase();
-        env.iter()
-            .find(|(k, _)| *k == upper)
-            .map(|(_, v)| v.clone())
-    }))
+    Config::from_env(&wasi::cli::environment::get_environment())
 }

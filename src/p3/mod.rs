@@ -16,7 +16,7 @@ mod net;
 mod pump;
 
 use crate::answer::{self, Answer};
-use crate::config::{Config, Source};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::gate;
 use crate::limits::BodyBudget;
@@ -187,13 +187,7 @@ fn instance_stats() -> serde_json::Value {
 /// WASI environment variables, upper-cased, as the portable build.
 #[cfg(not(feature = "p3-spin-variables"))]
 async fn load_config() -> Result<Config, crate::config::ConfigError> {
-    let env = wasip3::cli::environment::get_environment();
-    Config::load(&Source(move |name: &str| {
-        let upper = name.to_ascii_uppercase();
-        env.iter()
-            .find(|(k, _)| *k == upper)
-            .map(|(_, v)| v.clone())
-    }))
+    Config::from_env(&wasip3::cli::environment::get_environment())
 }
 
 /// Spin application variables, as the Spin build; spin-sdk 7 reads them
@@ -206,7 +200,9 @@ async fn load_config() -> Result<Config, crate::config::ConfigError> {
             values.insert(*name, v);
         }
     }
-    Config::load(&Source(move |name: &str| values.get(name).cloned()))
+    Config::load(&crate::config::Source(move |name: &str| {
+        values.get(name).cloned()
+    }))
 }
 
 fn header(headers: &[(String, Vec<u8>)], name: &str) -> Option<u64> {
