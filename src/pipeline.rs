@@ -27,9 +27,7 @@
 
 use crate::cluster::Moved;
 use crate::config::RedisTarget;
-use crate::error::ApiError;
-use crate::failure;
-use crate::machine::command::{unavailable, MAX_REDIRECTS};
+use crate::failure::{self, MAX_REDIRECTS};
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
 use std::collections::VecDeque;
@@ -46,8 +44,9 @@ pub fn owner_of(user_id: &str) -> u64 {
     })
 }
 
-/// One command's answer, for the stream `K` that sent it.
-pub type Answer<K> = (K, Tag, Result<Value, ApiError>);
+/// One command's answer, for the stream `K` that sent it: the reply, or
+/// why it failed (already logged; the stream's machine answers a 503).
+pub type Answer<K> = (K, Tag, Result<Value, String>);
 
 /// History pages a lost connection never sent (they waited for the
 /// window): the next connection takes them ([`Pipeline::adopt`]), so a
@@ -295,7 +294,7 @@ impl<K: Clone> Pipeline<K> {
                         }
                         e => {
                             let detail = format!("{:?} refused: {e}", w.tag);
-                            let err = unavailable(&mut self.logs, &detail);
+                            let err = failure::logged(&mut self.logs, &detail);
                             answers.push((w.key, w.tag, Err(err)));
                         }
                     }
@@ -327,7 +326,7 @@ impl<K: Clone> Pipeline<K> {
         if self.waiting() == 0 {
             return Vec::new();
         }
-        let e = unavailable(&mut self.logs, detail);
+        let e = failure::logged(&mut self.logs, detail);
         self.pages_in_flight = 0;
         let queued: Vec<Waiting<K>> = self.pages.drain().collect();
         self.waiting
@@ -355,8 +354,8 @@ mod tests {
         words.iter().map(|w| w.as_bytes().to_vec()).collect()
     }
 
-    fn status(r: &Result<Value, ApiError>) -> Result<Value, u16> {
-        r.clone().map_err(|e| e.status)
+    fn status(r: &Result<Value, String>) -> Result<Value, u16> {
+        r.clone().map_err(|_| 503)
     }
 
     #[test]

@@ -1,6 +1,12 @@
-//! The shells move bytes and time in and out of the core, and decide
-//! nothing (ARCHITECTURE.md, issue 23): a shell file that defines a
-//! duration, a size limit or a close text fails here, naming the line.
+//! The layers hold (ARCHITECTURE.md, issue 23, the whiteboard's rules in
+//! `../shared/architecture/target.json`):
+//! - the Redis layer (RESP, sessions, the shared connections, dialing,
+//!   failure texts) never reaches up into the stream machine and knows no
+//!   HTTP answer: none of its files names `crate::machine`, `crate::error`,
+//!   `crate::answer` or `ApiError`;
+//! - the shells move bytes and time in and out of the core, and decide
+//!   nothing: a shell file that defines a duration, a size limit or a
+//!   close text fails here, naming the line.
 //!
 //! Shells: `src/host/` (WASI p2), `src/p3/` (WASIp3) and the native
 //! benchmark server `bench/src/native.rs`. What counts as a rule:
@@ -115,6 +121,46 @@ fn findings(source: &str, is_clock: bool) -> Vec<String> {
         }
     }
     out
+}
+
+/// The Redis layer's files.
+const REDIS_LAYER: &[&str] = &[
+    "src/resp.rs",
+    "src/resp/decode.rs",
+    "src/session.rs",
+    "src/hub.rs",
+    "src/pipeline.rs",
+    "src/dial.rs",
+    "src/dns.rs",
+    "src/tls.rs",
+    "src/cluster.rs",
+    "src/failure.rs",
+];
+
+#[test]
+fn the_redis_layer_never_reaches_up_and_knows_no_http_answer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let upward = [
+        "crate::machine",
+        "crate::error",
+        "crate::answer",
+        "ApiError",
+    ];
+    let mut found = Vec::new();
+    for file in REDIS_LAYER {
+        let source = fs::read_to_string(root.join(file)).expect("a Redis layer file");
+        for (n, line) in source.lines().enumerate() {
+            let line = code(line);
+            if let Some(name) = upward.iter().find(|u| line.contains(*u)) {
+                found.push(format!("{file}:{}: {name}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the Redis layer reaches up:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

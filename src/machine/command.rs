@@ -11,19 +11,17 @@
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::failure;
-use crate::log;
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
 
-/// Redirects followed before giving up (a stable cluster needs one).
-pub const MAX_REDIRECTS: usize = 3;
+pub use crate::failure::MAX_REDIRECTS;
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 2;
 
 /// Logs a Redis failure and gives the 503 the client sees.
 pub(crate) fn unavailable(logs: &mut Vec<String>, detail: &str) -> ApiError {
-    logs.push(log::line("redis_unavailable", &[("detail", detail.into())]));
+    failure::logged(logs, detail);
     ApiError::service_unavailable(RETRY_AFTER_SECONDS)
 }
 

@@ -992,12 +992,20 @@ impl StreamMachine {
         self.logs.extend(cmd.logs());
         let tag = cmd.tag;
         let outcome = cmd.outcome();
-        self.reply(tag, outcome, now);
+        self.outcome(tag, outcome, now);
     }
 
-    /// A command's answer: a side command's ([`StreamMachine::command_done`])
-    /// or a [`Request`]'s on the shared command connection.
-    pub fn reply(&mut self, tag: Tag, outcome: Result<Value, ApiError>, now: u64) {
+    /// [`Wiring::Shared`]: a [`Request`]'s answer on the shared command
+    /// connection, or why it failed (the connection logged it): a 503
+    /// while opening, as a failed command of the stream's own.
+    pub fn reply(&mut self, tag: Tag, answer: Result<Value, String>, now: u64) {
+        let outcome =
+            answer.map_err(|_| ApiError::service_unavailable(command::RETRY_AFTER_SECONDS));
+        self.outcome(tag, outcome, now);
+    }
+
+    /// A command's outcome: a side command's or a [`Request`]'s.
+    fn outcome(&mut self, tag: Tag, outcome: Result<Value, ApiError>, now: u64) {
         match (&mut self.phase, tag) {
             (
                 Phase::Opening {

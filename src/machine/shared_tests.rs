@@ -67,7 +67,7 @@ fn pending(m: &StreamMachine) -> String {
 }
 
 /// Opened, subscribed, every command answered with `answer(tag)`.
-fn answered(answer: impl Fn(Tag) -> Result<Value, ApiError>) -> StreamMachine {
+fn answered(answer: impl Fn(Tag) -> Result<Value, String>) -> StreamMachine {
     let mut m = open(&cfg());
     assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
     m.subscribed(5);
@@ -77,7 +77,7 @@ fn answered(answer: impl Fn(Tag) -> Result<Value, ApiError>) -> StreamMachine {
     m
 }
 
-fn ok(tag: Tag) -> Result<Value, ApiError> {
+fn ok(tag: Tag) -> Result<Value, String> {
     Ok(match tag {
         Tag::Acquire => Value::Int(1),
         Tag::Record => record("u1", "running"),
@@ -257,7 +257,7 @@ fn refusals_give_the_slot_back_on_the_shared_connection() {
     for (answer, status) in [
         (Ok(Value::Nil), 404),
         (Ok(record("u2", "running")), 403),
-        (Err(ApiError::service_unavailable(2)), 503),
+        (Err("connection lost".to_string()), 503),
     ] {
         let mut m = answered(|tag| match tag {
             Tag::Record => answer.clone(),
@@ -362,7 +362,7 @@ fn a_lost_command_connection_while_identifying_is_a_503() {
     };
     let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
     m.take_requests();
-    m.reply(Tag::User, Err(ApiError::service_unavailable(1)), 1);
+    m.reply(Tag::User, Err("connection lost".into()), 1);
     assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
     assert_eq!(m.join_channel(), None);
 }

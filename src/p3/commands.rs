@@ -13,7 +13,6 @@
 use super::{clock, log, net, print};
 use crate::config::RedisTarget;
 use crate::dial;
-use crate::error::ApiError;
 use crate::failure;
 use crate::machine::command::Io;
 use crate::machine::{Command, Request};
@@ -32,7 +31,7 @@ pub type StreamId = u64;
 
 #[derive(Default)]
 struct Mailbox {
-    answers: Vec<(Tag, Result<Value, ApiError>)>,
+    answers: Vec<(Tag, Result<Value, String>)>,
     waker: Option<Waker>,
 }
 
@@ -120,7 +119,7 @@ impl Client {
     }
 
     /// Resolves with the answers that arrived (at least one).
-    pub async fn answers(&self) -> Vec<(Tag, Result<Value, ApiError>)> {
+    pub async fn answers(&self) -> Vec<(Tag, Result<Value, String>)> {
         future::poll_fn(|cx| {
             MAILBOXES.with_borrow_mut(|boxes| {
                 let m = boxes.entry(self.id).or_default();

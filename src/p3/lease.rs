@@ -56,7 +56,7 @@ pub fn keep(cfg: &Config) {
                 args,
             }]);
             for (_, outcome) in client.answers().await {
-                let outcome = outcome.as_ref().map(|_| ()).map_err(|e| e.detail.as_str());
+                let outcome = outcome.as_ref().map(|_| ()).map_err(String::as_str);
                 print(lease.answered(outcome).into_iter());
             }
         }

@@ -186,7 +186,7 @@ impl Drop for Admitted {
 enum Woke {
     Live(Result<(), End>),
     Messages(Result<(Vec<Payload>, usize), End>),
-    Answers(Vec<(Tag, Result<Value, ApiError>)>),
+    Answers(Vec<(Tag, Result<Value, String>)>),
     Wrote(StreamWriter<u8>, StreamResult),
     Timer,
 }
