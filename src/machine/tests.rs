@@ -293,7 +293,7 @@ fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
     let mut rec = cmds.remove(0);
     assert!(acquire
         .transmit()
-        .ends_with(b"$2\r\nm1\r\n$5\r\n50000\r\n$2\r\n10\r\n"));
+        .ends_with(b"$2\r\nm1\r\n$5\r\n50000\r\n$2\r\n10\r\n$5\r\n50000\r\n"));
     acquire.receive(format!("{HELLO}:1\r\n").as_bytes());
     m.command_done(acquire, 2);
     assert!(m.poll().is_none(), "waits for the record");
