@@ -21,6 +21,7 @@
 use crate::cluster::{parse_moved, Moved};
 use crate::config::RedisTarget;
 use crate::failure;
+use crate::log;
 use crate::resp::{self, Decoder, PubSub, RespError, Value};
 use crate::session::{Session, MAX_REPLY_BYTES};
 use std::collections::{HashMap, VecDeque};
@@ -55,6 +56,9 @@ pub enum Notice {
 enum Expect {
     /// A plain reply (`HELLO`, `SELECT`, `PING`).
     Reply,
+    /// The instance lease's renewal standing in for `PING`: any answer
+    /// proves Redis is there; an error is logged.
+    Renewal,
     /// The confirmation push of (s)subscribe to this channel.
     Subscribe(Vec<u8>),
     /// The confirmation push of (s)unsubscribe from this channel.
@@ -112,9 +116,12 @@ pub struct Hub {
     sharded: bool,
     max_queue: usize,
     notices: Vec<Notice>,
-    /// Liveness: a `PING` every `ping_ns`; the next check is at `check_at`.
+    /// Liveness: `liveness` (a `PING`, or the instance lease's renewal)
+    /// every `ping_ns`; the next check is at `check_at`.
+    liveness: Vec<Vec<u8>>,
     ping_ns: u64,
     check_at: u64,
+    logs: Vec<String>,
 }
 
 impl Hub {
@@ -137,9 +144,25 @@ impl Hub {
             sharded,
             max_queue: SUBSCRIBER_QUEUE,
             notices: Vec::new(),
+            liveness: vec![b"PING".to_vec()],
             ping_ns: ping_ns.max(1),
             check_at: now.saturating_add(ping_ns.max(1)),
+            logs: Vec::new(),
         }
+    }
+
+    /// Sends `command` instead of `PING` at each liveness check: the
+    /// instance lease's renewal ([`crate::limits::InstanceLease`]), so
+    /// one command per interval both proves Redis is there and keeps the
+    /// lease of every stream this connection serves. Its failure (an
+    /// error reply) is logged as `slot_renew_failed`; the connection goes on.
+    pub fn renew_with(&mut self, command: Vec<Vec<u8>>) {
+        self.liveness = command;
+    }
+
+    /// Log lines to print.
+    pub fn logs(&mut self) -> std::vec::Drain<'_, String> {
+        self.logs.drain(..)
     }
 
     /// Adds a subscriber to `channel`. If the channel is already live the
@@ -238,11 +261,18 @@ impl Hub {
         Ok(())
     }
 
-    /// Queues a `PING`: on a subscribed RESP3 connection it is answered in
-    /// order, so an answer still missing at the next check means Redis is gone.
+    /// Queues the liveness command: on a subscribed RESP3 connection it is
+    /// answered in order, so an answer still missing at the next check
+    /// means Redis is gone.
     fn ping(&mut self) {
-        resp::encode_command(&mut self.outgoing, &[b"PING"]);
-        self.expected.push_back(Expect::Reply);
+        let args: Vec<&[u8]> = self.liveness.iter().map(Vec::as_slice).collect();
+        resp::encode_command(&mut self.outgoing, &args);
+        let renews = self.liveness.len() > 1;
+        self.expected.push_back(if renews {
+            Expect::Renewal
+        } else {
+            Expect::Reply
+        });
     }
 
     /// Answers the server still owes (pings, confirmations).
@@ -425,6 +455,13 @@ impl Hub {
                 e.split_whitespace().next().unwrap_or("ERR")
             ))),
             (Expect::Reply, _) => Ok(()),
+            (Expect::Renewal, Value::Error(e)) => {
+                let detail = format!("{} refused: {e}", String::from_utf8_lossy(&self.liveness[0]));
+                let line = log::line("slot_renew_failed", &[("detail", detail.into())]);
+                self.logs.push(line);
+                Ok(())
+            }
+            (Expect::Renewal, _) => Ok(()),
             (Expect::Subscribe(channel), Value::Error(e)) => {
                 self.refused(channel, &e);
                 Ok(())
@@ -801,6 +838,36 @@ mod tests {
         let mut h = hub(8);
         h.join(b"c");
         assert_eq!(h.handle_timeout(1000), Err(failure::SILENT));
+    }
+
+    /// With the instance lease, its renewal is the liveness check: one
+    /// command per interval, `+OK` proves Redis is there, an error reply is
+    /// logged and the connection goes on, no answer fails as a `PING`'s.
+    #[test]
+    fn the_lease_renewal_stands_in_for_ping() {
+        let mut h = hub(8);
+        let set = |k: &str| vec![b"SET".to_vec(), k.as_bytes().to_vec(), b"1".to_vec()];
+        h.renew_with(set("sse:instance:i7"));
+        h.join(b"c");
+        h.receive(sub_ack("c", 1).as_bytes()).unwrap();
+        h.take_notices(); // live
+        wire(&mut h);
+        h.handle_timeout(1000).unwrap();
+        let out = wire(&mut h);
+        assert!(
+            out.contains("sse:instance:i7") && !out.contains("PING"),
+            "{out}"
+        );
+        h.receive(b"+OK\r\n").unwrap();
+        h.handle_timeout(2000).unwrap();
+        h.receive(b"-OOM command not allowed\r\n").unwrap();
+        assert_eq!(h.awaiting(), 0, "answered: Redis is there");
+        let logs: Vec<String> = h.logs().collect();
+        assert_eq!(logs.len(), 1);
+        assert!(logs[0].contains("slot_renew_failed") && logs[0].contains("OOM"));
+        assert!(h.take_notices().is_empty(), "no subscriber lost");
+        h.handle_timeout(3000).unwrap();
+        assert_eq!(h.handle_timeout(4000), Err(failure::SILENT), "no answer");
     }
 
     #[test]

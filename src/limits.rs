@@ -152,17 +152,13 @@ impl Slot {
 }
 
 /// The lease every stream of one p3 instance on one Redis lives by: one
-/// key, set when a stream takes its slot and again every heartbeat
-/// interval while the instance serves streams. An instance that dies
-/// stops renewing; within one lease its key is gone and the next acquire
-/// of each of its users drops their members.
-#[derive(Debug)]
-pub struct InstanceLease {
-    key: String,
-    lease_ms: u64,
-    every_ns: u64,
-    due: u64,
-}
+/// key, set when a stream takes its slot and renewed by the instance's
+/// subscription connection, whose liveness check it is
+/// ([`crate::hub::Hub::renew_with`]: one command per heartbeat interval
+/// for every stream, instead of a `PING`). An instance that dies stops
+/// renewing; within one lease its key is gone and the next acquire of
+/// each of its users drops their members.
+pub struct InstanceLease;
 
 impl InstanceLease {
     /// The lease key of the instance named `instance` (random per instance).
@@ -177,41 +173,13 @@ impl InstanceLease {
         cfg.limits.max_streams_per_user > 0 && !cfg.redis_cluster
     }
 
-    /// The lease of `instance` under `cfg`, first renewed one heartbeat
-    /// interval after `now` (each stream's acquire sets it too); `None`
-    /// where it does not apply.
-    pub fn new(instance: &str, cfg: &Config, now: u64) -> Option<InstanceLease> {
-        let every_ns = cfg.heartbeat_seconds.max(1) * 1_000_000_000;
-        InstanceLease::applies(cfg).then(|| InstanceLease {
-            key: InstanceLease::key(instance),
-            lease_ms: lease_ms(cfg.heartbeat_seconds),
-            every_ns,
-            due: now.saturating_add(every_ns),
-        })
-    }
-
-    /// When [`InstanceLease::handle_timeout`] is due (monotonic ns).
-    pub fn poll_timeout(&self) -> u64 {
-        self.due
-    }
-
-    /// The renewal to send when it is due (`SET key 1 PX lease`), and the
-    /// next one scheduled an interval later.
-    pub fn handle_timeout(&mut self, now: u64) -> Option<Vec<Vec<u8>>> {
-        if now < self.due {
-            return None;
-        }
-        self.due = now.saturating_add(self.every_ns);
-        let lease = self.lease_ms.to_string();
-        Some(args(&["SET", &self.key, "1", "PX", &lease]))
-    }
-
-    /// The renewal's answer: a log line when it failed (the next interval
-    /// tries again; three in a row and the lease is gone).
-    pub fn answered(&self, outcome: Result<(), &str>) -> Option<String> {
-        outcome
-            .err()
-            .map(|detail| crate::log::line("slot_renew_failed", &[("detail", detail.into())]))
+    /// The renewal of `instance`'s lease under `cfg` (`SET key 1 PX
+    /// lease`), sent every heartbeat interval; `None` where no instance
+    /// lease applies.
+    pub fn renewal(instance: &str, cfg: &Config) -> Option<Vec<Vec<u8>>> {
+        let lease = lease_ms(cfg.heartbeat_seconds).to_string();
+        let key = InstanceLease::key(instance);
+        InstanceLease::applies(cfg).then(|| args(&["SET", &key, "1", "PX", &lease]))
     }
 }
 
@@ -408,25 +376,18 @@ mod tests {
         .unwrap()
     }
 
-    /// One `SET … PX lease` per heartbeat interval for the whole instance;
-    /// none on Cluster or with per-user limits off.
+    /// One `SET … PX lease` for the whole instance; none on Cluster or
+    /// with per-user limits off.
     #[test]
-    fn the_instance_lease_is_one_set_per_interval() {
-        assert!(InstanceLease::new("i", &lease_cfg(true, "3"), 0).is_none());
-        assert!(InstanceLease::new("i", &lease_cfg(false, "0"), 0).is_none());
-        let mut l = InstanceLease::new("i7", &lease_cfg(false, "3"), 5).unwrap();
-        assert_eq!(l.poll_timeout(), 5 + 15 * S);
-        assert_eq!(l.handle_timeout(15 * S), None, "not due");
-        let set = l.handle_timeout(5 + 15 * S).expect("due");
+    fn the_instance_lease_is_one_set() {
+        assert_eq!(InstanceLease::renewal("i", &lease_cfg(true, "3")), None);
+        assert_eq!(InstanceLease::renewal("i", &lease_cfg(false, "0")), None);
+        let set = InstanceLease::renewal("i7", &lease_cfg(false, "3")).unwrap();
         let set: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
         assert_eq!(
             set,
             [&b"SET"[..], b"sse:instance:i7", b"1", b"PX", b"50000"]
         );
-        assert_eq!(l.poll_timeout(), 5 + 30 * S);
-        assert_eq!(l.answered(Ok(())), None);
-        let line = l.answered(Err("redis did not answer in time")).unwrap();
-        assert!(line.contains("slot_renew_failed"), "{line}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Streams run in other component-model tasks than the connection, so
 //! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
 
-use super::{clock, log, net};
+use super::{clock, log, net, print};
 use crate::config::RedisTarget;
 use crate::dial;
 use crate::failure;
@@ -66,10 +66,13 @@ pub struct Subscription {
 /// Subscribes to `channel` on the instance's connection, opening it first
 /// when there is none. Not live yet: await [`Subscription::live`].
 /// `timeout_ms` bounds the connection's opening ([`dial::shared_open_deadline`]).
+/// `renewal`: the instance lease's renewal, sent instead of the liveness
+/// `PING` ([`Hub::renew_with`]).
 pub fn subscribe(
     target: &RedisTarget,
     sharded: bool,
     ping_ns: u64,
+    renewal: Option<Vec<Vec<u8>>>,
     timeout_ms: u64,
     channel: &[u8],
 ) -> Subscription {
@@ -78,8 +81,12 @@ pub fn subscribe(
     let link = CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(link) if !link.dead.get() => link.clone(),
         _ => {
+            let mut hub = Hub::new(target, sharded, ping_ns, now);
+            if let Some(command) = renewal {
+                hub.renew_with(command);
+            }
             let link = Rc::new(Link {
-                hub: RefCell::new(Hub::new(target, sharded, ping_ns, now)),
+                hub: RefCell::new(hub),
                 mailboxes: RefCell::new(HashMap::new()),
                 writer: RefCell::new(None),
                 dead: Cell::new(false),
@@ -166,6 +173,7 @@ impl Link {
     /// Hands the hub's notices to the streams and wakes the writer when
     /// there are bytes for Redis.
     fn dispatch(&self) {
+        print(self.hub.borrow_mut().logs());
         let notices = self.hub.borrow_mut().take_notices();
         let mut boxes = self.mailboxes.borrow_mut();
         for notice in notices {

@@ -17,7 +17,7 @@ use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::{End, Payload};
-use crate::limits;
+use crate::limits::{self, InstanceLease};
 use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
@@ -56,7 +56,6 @@ pub async fn serve(
             return error_response(&e, &cors);
         }
     };
-    lease::keep(&cfg);
     let instance = lease::name();
     let req = Opening {
         topic,
@@ -159,11 +158,6 @@ thread_local! {
     static SERVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Streams this instance serves now.
-pub fn serving() -> usize {
-    SERVING.get()
-}
-
 /// One stream's place in the instance's admission count
 /// ([`limits::admit_to_instance`]), given back when dropped.
 struct Admitted;
@@ -212,7 +206,10 @@ impl Pump {
         let sharded = self.cfg.redis_cluster;
         let channel = self.channel.as_bytes();
         let timeout_ms = self.cfg.redis_timeout_ms;
-        self.sub = Some(link::subscribe(node, sharded, ping_ns, timeout_ms, channel));
+        let renewal = InstanceLease::renewal(&lease::name(), &self.cfg);
+        self.sub = Some(link::subscribe(
+            node, sharded, ping_ns, renewal, timeout_ms, channel,
+        ));
     }
 
     /// The live stream until the machine says it is over.
