@@ -12,7 +12,7 @@ pub const MAX_REDIRECTS: usize = 3;
 /// liveness `PING`) though TCP did not say it broke.
 pub const SILENT: &str = "redis did not answer in time";
 
-/// Cluster: `MOVED` more times than `machine::command::MAX_REDIRECTS`.
+/// Cluster: `MOVED` more times than [`MAX_REDIRECTS`].
 pub const REDIRECTS: &str = "too many cluster redirects";
 
 /// Logs a command's failure (`redis_unavailable`, one line per failure,

@@ -116,9 +116,9 @@ pub struct Hub {
     sharded: bool,
     max_queue: usize,
     notices: Vec<Notice>,
-    /// Liveness: `liveness` (a `PING`, or the instance lease's renewal)
+    /// Liveness: a `PING`, or the instance lease's `renewal` in its place,
     /// every `ping_ns`; the next check is at `check_at`.
-    liveness: Vec<Vec<u8>>,
+    renewal: Option<Vec<Vec<u8>>>,
     ping_ns: u64,
     check_at: u64,
     logs: Vec<String>,
@@ -144,7 +144,7 @@ impl Hub {
             sharded,
             max_queue: SUBSCRIBER_QUEUE,
             notices: Vec::new(),
-            liveness: vec![b"PING".to_vec()],
+            renewal: None,
             ping_ns: ping_ns.max(1),
             check_at: now.saturating_add(ping_ns.max(1)),
             logs: Vec::new(),
@@ -157,7 +157,7 @@ impl Hub {
     /// lease of every stream this connection serves. Its failure (an
     /// error reply) is logged as `slot_renew_failed`; the connection goes on.
     pub fn renew_with(&mut self, command: Vec<Vec<u8>>) {
-        self.liveness = command;
+        self.renewal = Some(command);
     }
 
     /// Log lines to print.
@@ -248,7 +248,7 @@ impl Hub {
     /// from the last check (a `PING`, a confirmation) means Redis is gone
     /// though TCP did not say so ([`failure::SILENT`]: the shell closes the
     /// connection and calls [`Hub::connection_lost`]); otherwise one more
-    /// `PING` goes out.
+    /// `PING` (or the renewal in its place) goes out.
     pub fn handle_timeout(&mut self, now: u64) -> Result<(), &'static str> {
         if now < self.check_at {
             return Ok(());
@@ -265,14 +265,18 @@ impl Hub {
     /// answered in order, so an answer still missing at the next check
     /// means Redis is gone.
     fn ping(&mut self) {
-        let args: Vec<&[u8]> = self.liveness.iter().map(Vec::as_slice).collect();
-        resp::encode_command(&mut self.outgoing, &args);
-        let renews = self.liveness.len() > 1;
-        self.expected.push_back(if renews {
-            Expect::Renewal
-        } else {
-            Expect::Reply
-        });
+        let expect = match &self.renewal {
+            Some(command) => {
+                let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+                resp::encode_command(&mut self.outgoing, &args);
+                Expect::Renewal
+            }
+            None => {
+                resp::encode_command(&mut self.outgoing, &[b"PING"]);
+                Expect::Reply
+            }
+        };
+        self.expected.push_back(expect);
     }
 
     /// Answers the server still owes (pings, confirmations).
@@ -456,7 +460,7 @@ impl Hub {
             ))),
             (Expect::Reply, _) => Ok(()),
             (Expect::Renewal, Value::Error(e)) => {
-                let detail = format!("{} refused: {e}", String::from_utf8_lossy(&self.liveness[0]));
+                let detail = format!("lease renewal refused: {e}");
                 let line = log::line("slot_renew_failed", &[("detail", detail.into())]);
                 self.logs.push(line);
                 Ok(())

@@ -10,9 +10,8 @@
 //! command waits (since that command was written or since the last byte
 //! read, whichever is later: a large page arriving slowly on a busy
 //! instance is progress, not a wedge), fails every command in flight; the
-//! shell then opens a
-//! fresh one for the next command, and for the pages that never went out
-//! ([`Pipeline::take_unsent`]).
+//! shell then opens a fresh one for the next command, and for the pages
+//! that never went out ([`Pipeline::take_unsent`]).
 //!
 //! History pages are the large replies (up to a page budget each, and a
 //! stream that never reads still asks its first): at most [`PAGE_WINDOW`]
