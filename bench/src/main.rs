@@ -88,6 +88,11 @@ options:
                      target (repeat for each)
   --target-arg T=A   extra host argument for target T only (repeatable),
                      e.g. p3-16=--max-instance-reuse-count=128
+  --target-env T=K=V environment variable K=V for target T's host only
+                     (repeatable)
+  --target-wasmtime T=PATH
+                     another wasmtime binary for target T only (A/B of a
+                     host change, e.g. a locally patched wasmtime)
   --hold-seconds S   keep each step's streams open S s before measuring
                      (to inspect the server by hand: pmap, perf, smaps)
   --soak             soak mode instead of steps: streams held for minutes
@@ -140,6 +145,8 @@ struct Opts {
     wasmtime_args: Vec<String>,
     /// Host arguments for one target: (target, argument).
     target_args: Vec<(String, String)>,
+    target_env: Vec<(String, String, String)>,
+    target_wasmtime: Vec<(String, PathBuf)>,
     p3_wasm: Option<PathBuf>,
     nginx: Option<PathBuf>,
     /// Extra components served side by side: target `wasmtime-NAME`.
@@ -218,6 +225,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         hold_s: 0.0,
         wasmtime_args: Vec::new(),
         target_args: Vec::new(),
+        target_env: Vec::new(),
+        target_wasmtime: Vec::new(),
         p3_wasm: std::env::var_os("SSE_GATEWAY_P3_WASM").map(PathBuf::from),
         nginx: None,
         variants: Vec::new(),
@@ -304,6 +313,21 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 let v = value()?;
                 let (t, a) = v.split_once('=').ok_or("--target-arg needs TARGET=ARG")?;
                 o.target_args.push((t.to_string(), a.to_string()));
+            }
+            "--target-env" => {
+                let v = value()?;
+                let (t, kv) = v
+                    .split_once('=')
+                    .ok_or("--target-env needs TARGET=KEY=VALUE")?;
+                let (k, val) = kv
+                    .split_once('=')
+                    .ok_or("--target-env needs TARGET=KEY=VALUE")?;
+                o.target_env
+                    .push((t.to_string(), k.to_string(), val.to_string()));
+            }
+            "--target-wasmtime" => {
+                let (t, path) = name_path(flag, &value()?)?;
+                o.target_wasmtime.push((t, path));
             }
             "--p3-concurrency" => p3_concurrency = list(&value()?)?,
             "--p3-wasm" => o.p3_wasm = Some(value()?.into()),
@@ -780,6 +804,7 @@ fn wasmtime_serve(
         .args(limits)
         .args(&opts.wasmtime_args)
         .args(target_args(opts, target))
+        .envs(target_env(opts, target))
         .args(["--env", &format!("REDIS_URL={redis_url}")])
         .args(["--env", &format!("JWT_SECRET={}", opts.jwt_secret)])
         .args(["--addr", &addr.to_string()])
@@ -792,6 +817,25 @@ fn target_args<'a>(opts: &'a Opts, target: &'a str) -> impl Iterator<Item = &'a 
         .iter()
         .filter(move |(t, _)| t == target)
         .map(|(_, a)| a)
+}
+
+/// The `--target-env` variables for `target`'s host process.
+fn target_env<'a>(
+    opts: &'a Opts,
+    target: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    opts.target_env
+        .iter()
+        .filter(move |(t, _, _)| t == target)
+        .map(|(_, k, v)| (k, v))
+}
+
+/// `--target-wasmtime`'s binary for `target`, else the run's wasmtime.
+fn target_wasmtime(opts: &Opts, target: &str) -> Option<PathBuf> {
+    match opts.target_wasmtime.iter().find(|(t, _)| t == target) {
+        Some((_, path)) => Some(path.clone()),
+        None => find_wasmtime(&opts.wasmtime),
+    }
 }
 
 fn command_line(cmd: &Command) -> String {
@@ -960,7 +1004,7 @@ fn run(opts: Opts) -> Result<(), String> {
                 max_streams: cap1,
             },
             t if t.starts_with("wasmtime") => {
-                let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
+                let wasmtime = target_wasmtime(&opts, t).ok_or(
                     "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
                 )?;
                 meta.wasmtime = procs::first_line(&wasmtime, &["--version"]);
@@ -989,7 +1033,7 @@ fn run(opts: Opts) -> Result<(), String> {
             }
             t if p3_c(t).is_some() => {
                 let c = p3_c(t).expect("checked");
-                let wasmtime = find_wasmtime(&opts.wasmtime).ok_or(
+                let wasmtime = target_wasmtime(&opts, t).ok_or(
                     "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
                 )?;
                 let (wasm, variant) = component(&opts.p3_variants, "p3.", t, &opts.p3_wasm, "p3")?;
@@ -1117,6 +1161,7 @@ fn run(opts: Opts) -> Result<(), String> {
                     .arg("--state-dir")
                     .arg(work.join(state))
                     .args(target_args(&opts, t))
+                    .envs(target_env(&opts, t))
                     .env("SPIN_VARIABLE_REDIS_HOST", redis_addr.ip().to_string())
                     .env("SPIN_VARIABLE_REDIS_PORT", redis_addr.port().to_string())
                     .env("SPIN_MAX_INSTANCE_COUNT", cap.to_string());
@@ -1536,6 +1581,30 @@ async fn run_bursts(
 }
 
 /// One step: open `n` streams, idle, latency, close; then fan-out.
+/// Waits until the shared Redis runs at most `QUIET` commands a second
+/// (at most `SETTLE` long), so that what the previous target still does
+/// once its streams closed (nginx + nchan's channel clean-up took ~30 s
+/// after 5,000 streams) is not counted in this target's idle Redis work.
+async fn settle_redis(ctx: &Ctx, target: &str) {
+    const QUIET: u64 = 20;
+    const SETTLE: Duration = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let mut last = redis::command_calls(ctx.redis).ok();
+    while started.elapsed() < SETTLE {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = redis::command_calls(ctx.redis).ok();
+        match last.zip(now) {
+            Some((a, b)) if b.saturating_sub(a) <= QUIET => return,
+            None => return,
+            _ => last = now,
+        }
+    }
+    say(format!(
+        "{target}: Redis still busy after {} s; its idle Redis figure may count other clients",
+        SETTLE.as_secs()
+    ));
+}
+
 async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Result<Step, String> {
     server.check()?;
     let o = &ctx.opts;
@@ -1545,6 +1614,7 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
         server.name,
         if warmup { "w" } else { "" }
     );
+    settle_redis(ctx, &server.name).await;
     // One user per stream, owning its execution (the gateway's default
     // per-user limit is 10 streams).
     let ids: Vec<String> = (0..n).map(|i| format!("u{tag}-{i}")).collect();
