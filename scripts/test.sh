@@ -145,7 +145,8 @@ echo "== bench and fuzz $(date +%T)"
 set +e
 (
     set -e
-    (cd bench && cargo fmt --check && cargo clippy --release -- -D warnings && cargo build --release)
+    (cd bench && cargo fmt --check && cargo clippy --release --all-targets -- -D warnings &&
+        cargo test --release && cargo build --release)
     # cargo-fuzz needs nightly; the targets are checked as a normal crate.
     (cd fuzz && cargo check --bins)
     bench_out=$(mktemp -d)
@@ -163,6 +164,8 @@ set +e
 bench_status=${PIPESTATUS[0]}
 set -e
 [ "$bench_status" -eq 0 ] || status=$bench_status
+# The bench's own unit tests (its command line) count in the closing line.
+grep '^test result:' "$blog.bench" >> "$blog" || true
 rm -f "$blog.bench"
 # --- end of bench/ and fuzz/ ------------------------------------------------
 

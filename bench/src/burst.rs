@@ -32,7 +32,7 @@ pub struct Case {
 impl Case {
     /// `N,K,B` (readers, events, bytes per event).
     pub fn parse(v: &str, stalled: usize) -> Result<Case, String> {
-        let n: Vec<u64> = crate::list(v)?;
+        let n: Vec<u64> = crate::cli::list(v)?;
         match n[..] {
             [readers, events, bytes] if readers > 0 && events > 0 && bytes > 0 => Ok(Case {
                 // Bounded: a run on this machine stays short.

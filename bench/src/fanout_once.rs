@@ -15,7 +15,8 @@
 //!     [--server-pid PID]
 //! ```
 
-use crate::{client, jwt, loopback, procs, redis, stats, SECRET};
+use crate::cli::loopback;
+use crate::{client, jwt, procs, redis, stats, SECRET};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -14,6 +14,7 @@
 //! `docs/bench/<name>.{json,md,png}`. See docs/PERFORMANCE.md.
 
 mod burst;
+mod cli;
 mod client;
 mod fanout_once;
 mod jwt;
@@ -25,8 +26,9 @@ mod report;
 mod soak;
 mod stats;
 
+use cli::{p3_c, BurstOpts, Opts};
 use report::{Fanout, Latency, OpenStats, Results, Run, Step};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -35,438 +37,11 @@ use std::time::Duration;
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789abcdef";
 const HEARTBEAT_SECONDS: u64 = 15;
 
-const USAGE: &str = "\
-sse-bench: load benchmark for sse-gateway (see docs/PERFORMANCE.md)
-
-usage: sse-bench [--quick | --full] [options]
-       sse-bench render <results.json>     re-write the .md and .png next to it
-       sse-bench native-server --addr A    (internal: the native baseline)
-       sse-bench fanout-once --url U --redis-url R --streams N [--events K]
-                          one event to N streams of a running gateway
-
-presets:
-  --quick            steps 100,1000,5000; 5 s phases (~3 minutes)  [default]
-  --full             steps 100,1000,2500,5000,9500; 10 s phases (~10 minutes)
-options:
-  --steps LIST       stream counts, e.g. 100,1000,5000
-  --targets LIST     wasmtime,native[,spin] (spin when one is found: $SPIN,
-                     PATH, ../shared/spin/install.sh; the Spin build under
-                     spin.toml, or with --wasm that component configured
-                     by `spin up -e`); also
-                     spin-p3     the p3 component under `spin up -f`
-                                 a copy of spin-p3.toml, `-e ...` (C = 256)
-                     p3 / p3-C   the WASIp3 build under wasmtime serve, C
-                                 concurrent requests per instance (256)
-                     nchan       nginx + nchan, messages in memory
-                     nchan-redis nginx + nchan, messages in the bench's Redis
-                     (nchan targets are skipped, with a line saying so, when
-                     nginx or the module is not installed)
-  --add-targets LIST these targets after the default ones (or --targets)
-  --p3-concurrency L serve p3 once per C in L (p3-16,p3-64,...) instead
-  --p3-wasm PATH     the p3 component (default: $SSE_GATEWAY_P3_WASM, else
-                     scripts/build.sh p3)
-  --nginx PATH       nginx binary (default: PATH, /usr/sbin/nginx)
-  --rate N           events/s published in the latency phase (1000)
-  --phase-seconds S  latency phase length
-  --idle-seconds S   idle CPU window
-  --concurrency N    streams opening at once (100)
-  --fanout-group N   streams sharing one execution id in fan-out (100)
-  --fanout-rates L   offered deliveries/s, e.g. 5000,25000 (empty: no fan-out)
-  --fanout-seconds S length of each fan-out rate
-  --wasm PATH        use this component instead of building it
-  --wasmtime PATH    wasmtime binary (default: $WASMTIME, the cached build, PATH)
-  --out DIR          results directory (docs/bench)
-  --name NAME        results file name (quick / full)
-  --compare N=PATH   also serve the component PATH as target wasmtime-N in
-                     the same run (A/B of a src change; repeatable), and
-                     as spin-N when --targets/--add-targets name spin
-  --compare-p3 N=PATH also serve the p3 component PATH as target p3.N
-                     (C = 256) in the same run (repeatable; N goes into
-                     execution ids: letters, digits, - _ . :), and as
-                     spin-p3.N when the targets name spin-p3
-  --wasmtime-arg A   extra `wasmtime serve` argument, every wasmtime
-                     target (repeat for each)
-  --target-arg T=A   extra host argument for target T only (repeatable),
-                     e.g. p3-16=--max-instance-reuse-count=128
-  --target-env T=K=V environment variable K=V for target T's host only
-                     (repeatable)
-  --target-wasmtime T=PATH
-                     another wasmtime binary for target T only (A/B of a
-                     host change, e.g. a locally patched wasmtime)
-  --hold-seconds S   keep each step's streams open S s before measuring
-                     (to inspect the server by hand: pmap, perf, smaps)
-  --soak             soak mode instead of steps: streams held for minutes
-                     with churn and a steady event rate; reports events
-                     lost or duplicated, Redis clients and slot sets at the
-                     end against the baseline, server RSS over time
-                     (writes docs/bench/soak-<target>.json)
-  --soak-streams N   streams (5000)
-  --soak-minutes T   length (1)
-  --soak-churn P     percent of the streams reconnecting each second with
-                     Last-Event-ID (1)
-  --soak-rate N      events/s published through the publish script (100)
-  --soak-group N     streams per execution (50)
-  --bursts           burst mode instead of steps: N readers of one execution,
-                     then K events of B bytes published at once (one Redis
-                     pipeline of PUBLISH); per reader the events received,
-                     the time to the last, early closes and their reason.
-                     Cases (default: 1,60,20000 20,300,20000 20,300,2000
-                     and the neighbour 20,300,20000) in docs/bench/burst.*
-  --burst N,K,B      a burst case instead of the defaults (repeatable)
-  --neighbour N,K,B  a case with one more reader of the execution that
-                     opens its stream and never reads (repeatable)
-  --burst-script     each case also through the history publish script
-  --burst-wait S     wait for the readers at most S s after a burst (10)
-  --url URL          benchmark a running gateway (loopback only) instead;
-                     needs --redis-url; --jwt-secret (default: the bench's);
-                     --server-pid PID to read its memory and CPU
-";
-
-#[derive(Debug, Clone)]
-struct Opts {
-    name: String,
-    steps: Vec<usize>,
-    targets: Vec<String>,
-    rate: f64,
-    phase_s: f64,
-    idle_s: f64,
-    concurrency: usize,
-    fanout_group: usize,
-    fanout_rates: Vec<f64>,
-    fanout_s: f64,
-    wasm: Option<PathBuf>,
-    wasmtime: Option<PathBuf>,
-    out: PathBuf,
-    url: Option<SocketAddr>,
-    redis_url: Option<SocketAddr>,
-    jwt_secret: String,
-    server_pid: Option<u32>,
-    hold_s: f64,
-    wasmtime_args: Vec<String>,
-    /// Host arguments for one target: (target, argument).
-    target_args: Vec<(String, String)>,
-    target_env: Vec<(String, String, String)>,
-    target_wasmtime: Vec<(String, PathBuf)>,
-    p3_wasm: Option<PathBuf>,
-    nginx: Option<PathBuf>,
-    /// Extra components served side by side: target `wasmtime-NAME`.
-    variants: Vec<(String, PathBuf)>,
-    /// Extra p3 components served side by side: target `p3.NAME`.
-    p3_variants: Vec<(String, PathBuf)>,
-    /// Soak mode (`--soak`) instead of the steps.
-    soak: Option<soak::SoakOpts>,
-    /// Burst mode (`--bursts`) instead of the steps.
-    bursts: Option<BurstOpts>,
-}
-
-#[derive(Debug, Clone)]
-struct BurstOpts {
-    cases: Vec<burst::Case>,
-    vias: Vec<redis::Via>,
-    wait: Duration,
-}
-
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("bench/ has a parent")
         .to_path_buf()
-}
-
-fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String> {
-    s.split(',')
-        .filter(|x| !x.trim().is_empty())
-        .map(|x| x.trim().parse().map_err(|_| format!("bad list item {x:?}")))
-        .collect()
-}
-
-/// A loopback `host:port` from a URL such as `http://127.0.0.1:3000/` or
-/// `redis://localhost:6379`; anything not on this machine is refused.
-fn loopback(url: &str) -> Result<SocketAddr, String> {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: no address"))?;
-    let ok = match addr.ip() {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback(),
-    };
-    if !ok {
-        return Err(format!(
-            "{url} resolves to {addr}: only loopback targets are allowed"
-        ));
-    }
-    Ok(addr)
-}
-
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        name: "quick".into(),
-        steps: vec![100, 1000, 5000],
-        targets: vec!["wasmtime".into(), "native".into()],
-        rate: 1000.0,
-        phase_s: 5.0,
-        idle_s: 5.0,
-        concurrency: 100,
-        fanout_group: 100,
-        fanout_rates: vec![10_000.0, 25_000.0, 50_000.0, 100_000.0],
-        fanout_s: 3.0,
-        wasm: None,
-        wasmtime: None,
-        out: repo_root().join("docs").join("bench"),
-        url: None,
-        redis_url: None,
-        jwt_secret: SECRET.into(),
-        server_pid: None,
-        hold_s: 0.0,
-        wasmtime_args: Vec::new(),
-        target_args: Vec::new(),
-        target_env: Vec::new(),
-        target_wasmtime: Vec::new(),
-        p3_wasm: std::env::var_os("SSE_GATEWAY_P3_WASM").map(PathBuf::from),
-        nginx: None,
-        variants: Vec::new(),
-        p3_variants: Vec::new(),
-        soak: None,
-        bursts: None,
-    };
-    let mut bursts = BurstOpts {
-        cases: Vec::new(),
-        vias: vec![redis::Via::Publish],
-        wait: Duration::from_secs(10),
-    };
-    let mut bursts_on = false;
-    let mut soak = soak::SoakOpts {
-        streams: 5000,
-        churn: 0.01,
-        rate: 100.0,
-        seconds: 60.0,
-        group: 50,
-    };
-    let mut soak_on = false;
-    if find_spin().is_some() {
-        o.targets.push("spin".into());
-    }
-    let mut name = None;
-    let mut p3_concurrency: Vec<usize> = Vec::new();
-    let mut added: Vec<String> = Vec::new();
-    // Spin compare variants only when spin is asked for, not when it is
-    // in the default targets because a Spin was found.
-    let mut spin_named = false;
-    let mut i = 0;
-    while i < args.len() {
-        let flag = args[i].as_str();
-        let mut value = || -> Result<String, String> {
-            i += 1;
-            args.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag {
-            "--quick" => {}
-            "--full" => {
-                o.name = "full".into();
-                o.steps = vec![100, 1000, 2500, 5000, 9500];
-                o.phase_s = 10.0;
-                o.idle_s = 10.0;
-                o.fanout_rates = vec![
-                    5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0, 150_000.0, 200_000.0,
-                ];
-                o.fanout_s = 5.0;
-            }
-            "--steps" => o.steps = list(&value()?)?,
-            "--targets" => {
-                o.targets = list(&value()?)?;
-                spin_named = o.targets.iter().any(|t| t == "spin");
-            }
-            "--add-targets" => {
-                added.extend(list::<String>(&value()?)?);
-                spin_named |= added.iter().any(|t| t == "spin");
-            }
-            "--rate" => o.rate = value()?.parse().map_err(|_| "bad --rate")?,
-            "--phase-seconds" => o.phase_s = value()?.parse().map_err(|_| "bad --phase-seconds")?,
-            "--idle-seconds" => o.idle_s = value()?.parse().map_err(|_| "bad --idle-seconds")?,
-            "--concurrency" => o.concurrency = value()?.parse().map_err(|_| "bad --concurrency")?,
-            "--fanout-group" => {
-                o.fanout_group = value()?.parse().map_err(|_| "bad --fanout-group")?
-            }
-            "--fanout-rates" => o.fanout_rates = list(&value()?)?,
-            "--fanout-seconds" => {
-                o.fanout_s = value()?.parse().map_err(|_| "bad --fanout-seconds")?
-            }
-            "--wasm" => o.wasm = Some(value()?.into()),
-            "--wasmtime" => o.wasmtime = Some(value()?.into()),
-            "--out" => o.out = value()?.into(),
-            "--name" => name = Some(value()?),
-            "--url" => o.url = Some(loopback(&value()?)?),
-            "--redis-url" => o.redis_url = Some(loopback(&value()?)?),
-            "--jwt-secret" => o.jwt_secret = value()?,
-            "--server-pid" => {
-                o.server_pid = Some(value()?.parse().map_err(|_| "bad --server-pid")?)
-            }
-            "--wasmtime-arg" => o.wasmtime_args.push(value()?),
-            "--target-arg" => {
-                let v = value()?;
-                let (t, a) = v.split_once('=').ok_or("--target-arg needs TARGET=ARG")?;
-                o.target_args.push((t.to_string(), a.to_string()));
-            }
-            "--target-env" => {
-                let v = value()?;
-                let (t, kv) = v
-                    .split_once('=')
-                    .ok_or("--target-env needs TARGET=KEY=VALUE")?;
-                let (k, val) = kv
-                    .split_once('=')
-                    .ok_or("--target-env needs TARGET=KEY=VALUE")?;
-                o.target_env
-                    .push((t.to_string(), k.to_string(), val.to_string()));
-            }
-            "--target-wasmtime" => {
-                let (t, path) = name_path(flag, &value()?)?;
-                o.target_wasmtime.push((t, path));
-            }
-            "--p3-concurrency" => p3_concurrency = list(&value()?)?,
-            "--p3-wasm" => o.p3_wasm = Some(value()?.into()),
-            "--nginx" => o.nginx = Some(value()?.into()),
-            "--compare" => o.variants.push(name_path(flag, &value()?)?),
-            "--compare-p3" => o.p3_variants.push(name_path(flag, &value()?)?),
-            "--hold-seconds" => o.hold_s = value()?.parse().map_err(|_| "bad --hold-seconds")?,
-            "--soak" => soak_on = true,
-            "--bursts" => bursts_on = true,
-            "--burst" | "--neighbour" => {
-                let stalled = usize::from(flag == "--neighbour");
-                bursts.cases.push(burst::Case::parse(&value()?, stalled)?);
-                bursts_on = true;
-            }
-            "--burst-script" => {
-                bursts.vias.push(redis::Via::Script);
-                bursts_on = true;
-            }
-            "--burst-wait" => {
-                let s: f64 = value()?.parse().map_err(|_| "bad --burst-wait")?;
-                bursts.wait = Duration::from_secs_f64(s.clamp(0.1, 120.0));
-                bursts_on = true;
-            }
-            "--soak-streams" => {
-                soak.streams = value()?.parse().map_err(|_| "bad --soak-streams")?
-            }
-            "--soak-minutes" => {
-                let m: f64 = value()?.parse().map_err(|_| "bad --soak-minutes")?;
-                soak.seconds = (m * 60.0).clamp(10.0, 3600.0);
-            }
-            "--soak-churn" => {
-                let p: f64 = value()?.parse().map_err(|_| "bad --soak-churn")?;
-                soak.churn = (p / 100.0).clamp(0.0, 1.0);
-            }
-            "--soak-rate" => soak.rate = value()?.parse().map_err(|_| "bad --soak-rate")?,
-            "--soak-group" => soak.group = value()?.parse().map_err(|_| "bad --soak-group")?,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-        i += 1;
-    }
-    if bursts_on {
-        if bursts.cases.is_empty() {
-            bursts.cases = burst::Case::defaults();
-        }
-        let most = bursts.cases.iter().map(|c| c.readers + c.stalled);
-        o.steps = vec![most.max().unwrap_or(1)];
-        o.name = "burst".into();
-        o.bursts = Some(bursts);
-    }
-    if let Some(n) = name {
-        o.name = n;
-    }
-    if soak_on {
-        if soak.streams == 0 || soak.group == 0 || soak.rate <= 0.0 {
-            return Err("--soak needs positive streams, group and rate".into());
-        }
-        // Reconnected streams linger on the server until its next write
-        // (a heartbeat at most): room for them in the host's pools.
-        let linger = soak.streams as f64 * soak.churn * (HEARTBEAT_SECONDS as f64 + 5.0);
-        o.steps = vec![soak.streams + linger as usize];
-        o.name = "soak".into();
-        o.soak = Some(soak);
-    }
-    o.targets.extend(added);
-    // Each compare variant's targets, at the end unless --targets already
-    // placed them (which orders the report's columns).
-    let mut variant_targets: Vec<String> = Vec::new();
-    for (name, _) in &o.variants {
-        variant_targets.push(format!("wasmtime-{name}"));
-    }
-    for (name, _) in &o.p3_variants {
-        variant_targets.push(format!("p3.{name}"));
-    }
-    if spin_named && o.targets.iter().any(|t| t == "spin") {
-        for (name, _) in &o.variants {
-            variant_targets.push(format!("spin-{name}"));
-        }
-    }
-    if o.targets.iter().any(|t| t == "spin-p3") {
-        for (name, _) in &o.p3_variants {
-            variant_targets.push(format!("spin-p3.{name}"));
-        }
-    }
-    for t in variant_targets {
-        if !o.targets.contains(&t) {
-            o.targets.push(t);
-        }
-    }
-    if !p3_concurrency.is_empty() {
-        let at = o.targets.iter().position(|t| t == "p3");
-        let at = at.unwrap_or(o.targets.len());
-        o.targets.retain(|t| t != "p3");
-        let each = p3_concurrency.iter().map(|c| format!("p3-{c}"));
-        o.targets
-            .splice(at.min(o.targets.len())..at.min(o.targets.len()), each);
-    }
-    if o.url.is_some() {
-        if o.redis_url.is_none() {
-            return Err("--url needs --redis-url (to create records and publish)".into());
-        }
-        o.targets = vec!["url".into()];
-    }
-    for t in &o.targets {
-        let known = [
-            "wasmtime",
-            "native",
-            "spin",
-            "spin-p3",
-            "url",
-            "p3",
-            "nchan",
-            "nchan-redis",
-        ];
-        let variant = ["wasmtime-", "spin-", "spin-p3."]
-            .iter()
-            .any(|p| t.starts_with(p));
-        if !known.contains(&t.as_str()) && !variant && p3_c(t).is_none() {
-            return Err(format!("unknown target {t:?}"));
-        }
-    }
-    if o.steps.is_empty() || o.steps.contains(&0) {
-        return Err("--steps needs positive stream counts".into());
-    }
-    if !(o.rate > 0.0 && o.phase_s > 0.0 && o.idle_s >= 0.0 && o.fanout_s > 0.0) {
-        return Err("rates and durations must be positive".into());
-    }
-    o.phase_s = o.phase_s.min(600.0);
-    o.idle_s = o.idle_s.min(600.0);
-    o.fanout_s = o.fanout_s.min(600.0);
-    Ok(o)
-}
-
-/// A `--compare`/`--compare-p3` value: `NAME=PATH.wasm`.
-fn name_path(flag: &str, v: &str) -> Result<(String, PathBuf), String> {
-    let (name, path) = v
-        .split_once('=')
-        .ok_or_else(|| format!("{flag} needs NAME=PATH.wasm"))?;
-    Ok((name.to_string(), path.into()))
 }
 
 /// The component target `t` serves: its compare variant's (target
@@ -487,17 +62,6 @@ fn component(
         (None, Some(w)) => (w.clone(), false),
         (None, None) => (build_component(build)?, false),
     })
-}
-
-/// The per-instance concurrency of a p3 target: `p3` (256) or `p3-C`
-/// (`--compare-p3` variants `p3.NAME` too).
-fn p3_c(target: &str) -> Option<usize> {
-    let target = target.split_once('.').map_or(target, |(t, _)| t);
-    match target.strip_prefix("p3") {
-        Some("") => Some(256),
-        Some(rest) => rest.strip_prefix('-')?.parse().ok().filter(|c| *c > 0),
-        None => None,
-    }
 }
 
 fn main() {
@@ -527,15 +91,17 @@ fn main() {
             write_outputs(&r, Path::new(path).with_extension("").as_path());
         }
         _ => {
-            let opts = match parse_opts(&args) {
+            let p3_wasm = std::env::var_os("SSE_GATEWAY_P3_WASM").map(PathBuf::from);
+            let out = repo_root().join("docs").join("bench");
+            let opts = match cli::parse(&args, find_spin().is_some(), p3_wasm, out) {
                 Ok(o) => o,
-                Err(e) => {
-                    if e.is_empty() {
-                        print!("{USAGE}");
-                        return;
+                Err((text, is_error)) => {
+                    if is_error {
+                        eprint!("{text}");
+                        std::process::exit(2);
                     }
-                    eprint!("error: {e}\n\n{USAGE}");
-                    std::process::exit(2);
+                    print!("{text}");
+                    return;
                 }
             };
             install_cleanup();
