@@ -47,28 +47,70 @@ redis.call('ZADD', KEYS[1], 'XX', now + ARGV[2], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1"#;
 
-/// What a browser refused by [`admit_to_instance`] waits before retrying.
+/// What a browser refused by [`InstanceAdmission::take`] waits before
+/// retrying.
 pub const INSTANCE_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Per-instance admission (the `p3` build serves many streams per
-/// instance): one more stream when `open` are already served, or the 503
-/// (with `retry-after`: `EventSource` and the fetch client reconnect, and
-/// the host may route the retry elsewhere) and its `instance_full` log
-/// line. `max` is `max_streams_per_instance`, by default what the
-/// instance's memory holds at each stream's worst case, so a full
-/// instance refuses rather than traps and takes every stream with it.
-pub fn admit_to_instance(open: usize, max: u64) -> Result<(), (ApiError, String)> {
-    if (open as u64) < max {
-        return Ok(());
+/// instance). `max` is `max_streams_per_instance`, by default what the
+/// instance's memory holds at each stream's worst case, so a full instance
+/// never traps and takes every stream with it. At `max` the instance asks
+/// the host for no more requests (the component model's `backpressure`:
+/// both hosts then start or pick another instance, and the browser notices
+/// nothing); a request that reaches it anyway is a 503 with `retry-after`
+/// and the `instance_full` line. Below `max` again, the pressure is lifted.
+#[derive(Debug, Default)]
+pub struct InstanceAdmission {
+    serving: usize,
+    pressing: bool,
+}
+
+/// What the shell tells the host after an admission change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backpressure {
+    /// No new requests for this instance (`backpressure.inc`).
+    Set,
+    /// New requests welcome again (`backpressure.dec`).
+    Lift,
+}
+
+impl InstanceAdmission {
+    /// One more stream, or the refusal and its log line.
+    pub fn take(&mut self, max: u64) -> Result<Option<Backpressure>, (ApiError, String)> {
+        if self.serving as u64 >= max {
+            let line = crate::log::line(
+                "instance_full",
+                &[("streams", self.serving.into()), ("limit", max.into())],
+            );
+            return Err((
+                ApiError::service_unavailable(INSTANCE_RETRY_AFTER_SECONDS),
+                line,
+            ));
+        }
+        self.serving += 1;
+        Ok(self.pressure(max))
     }
-    let line = crate::log::line(
-        "instance_full",
-        &[("streams", open.into()), ("limit", max.into())],
-    );
-    Err((
-        ApiError::service_unavailable(INSTANCE_RETRY_AFTER_SECONDS),
-        line,
-    ))
+
+    /// A stream left.
+    pub fn give_back(&mut self, max: u64) -> Option<Backpressure> {
+        self.serving = self.serving.saturating_sub(1);
+        self.pressure(max)
+    }
+
+    /// The change to pass on, when the instance became full or stopped
+    /// being full.
+    fn pressure(&mut self, max: u64) -> Option<Backpressure> {
+        let full = self.serving as u64 >= max;
+        if full == self.pressing {
+            return None;
+        }
+        self.pressing = full;
+        Some(if full {
+            Backpressure::Set
+        } else {
+            Backpressure::Lift
+        })
+    }
 }
 
 /// A lease outlives three heartbeats, so a live holder never loses it
@@ -280,17 +322,32 @@ mod tests {
     }
 
     #[test]
-    fn an_instance_admits_up_to_its_limit_then_503s_with_retry_after() {
-        assert!(admit_to_instance(0, 1).is_ok());
-        assert!(admit_to_instance(2, 3).is_ok());
-        let (e, line) = admit_to_instance(3, 3).unwrap_err();
+    fn a_full_instance_asks_for_no_more_requests_and_refuses_one_that_comes() {
+        let mut a = InstanceAdmission::default();
+        assert_eq!(a.take(3), Ok(None));
+        assert_eq!(a.take(3), Ok(None));
+        assert_eq!(a.take(3), Ok(Some(Backpressure::Set)), "full at the third");
+        let (e, line) = a.take(3).unwrap_err();
         assert_eq!(e.status, 503);
         assert!(e.headers.contains(&("retry-after", "1".to_string())));
         assert!(
             line.contains("instance_full") && line.contains("\"limit\":3"),
             "{line}"
         );
-        assert!(admit_to_instance(4, 3).is_err());
+        assert_eq!(a.give_back(3), Some(Backpressure::Lift), "a place again");
+        assert_eq!(a.give_back(3), None);
+        assert_eq!(a.take(3), Ok(None));
+        assert_eq!(a.take(3), Ok(Some(Backpressure::Set)));
+    }
+
+    #[test]
+    fn a_limit_of_one_sets_and_lifts_with_each_stream() {
+        let mut a = InstanceAdmission::default();
+        assert_eq!(a.take(1), Ok(Some(Backpressure::Set)));
+        assert!(a.take(1).is_err());
+        assert_eq!(a.give_back(1), Some(Backpressure::Lift));
+        assert_eq!(a.give_back(1), None, "never below zero");
+        assert_eq!(a.take(1), Ok(Some(Backpressure::Set)));
     }
 
     #[test]

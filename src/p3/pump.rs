@@ -17,13 +17,14 @@ use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::{End, Payload};
-use crate::limits::{self, InstanceLease};
+use crate::limits::{Backpressure, InstanceAdmission, InstanceLease};
 use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
 use crate::session::Tag;
 use futures::future;
 use spin_sdk7::wasip3;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::Poll;
@@ -155,24 +156,35 @@ struct Pump {
 
 thread_local! {
     /// Streams this instance serves (admitted, not yet dropped).
-    static SERVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static SERVING: RefCell<InstanceAdmission> = RefCell::new(InstanceAdmission::default());
 }
 
 /// One stream's place in the instance's admission count
-/// ([`limits::admit_to_instance`]), given back when dropped.
-struct Admitted;
+/// ([`InstanceAdmission`]), given back when dropped; each change
+/// of the instance's fullness goes to the host as `backpressure`.
+struct Admitted {
+    max: u64,
+}
 
 impl Admitted {
     fn take(max: u64) -> Result<Admitted, (ApiError, String)> {
-        limits::admit_to_instance(SERVING.get(), max)?;
-        SERVING.set(SERVING.get() + 1);
-        Ok(Admitted)
+        let change = SERVING.with_borrow_mut(|a| a.take(max))?;
+        tell_host(change);
+        Ok(Admitted { max })
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        SERVING.set(SERVING.get().saturating_sub(1));
+        tell_host(SERVING.with_borrow_mut(|a| a.give_back(self.max)));
+    }
+}
+
+fn tell_host(change: Option<Backpressure>) {
+    match change {
+        Some(Backpressure::Set) => wasip3::wit_bindgen::backpressure_inc(),
+        Some(Backpressure::Lift) => wasip3::wit_bindgen::backpressure_dec(),
+        None => {}
     }
 }
 
