@@ -283,6 +283,47 @@ fn finished_record_without_result_sends_status_then_ends() {
     }
 }
 
+/// The deepest guest path the p2 builds' shadow stack must hold (build.rs):
+/// a stored result nested to serde_json's recursion limit is parsed into a
+/// value, serialized into the `result_stored` event and dropped, one
+/// recursion per level. It trapped with a 32 KiB stack and runs with 64 KiB;
+/// the p2 builds link 128 KiB. Past the limit the parse stops there and the
+/// result goes out as a JSON string.
+#[test]
+fn a_stored_result_nested_to_the_json_limit_is_sent_whole() {
+    let env = TestEnv::start();
+    // 126 arrays in the stored `{"r": ...}`: 127 levels, serde_json's most.
+    for depth in [126, 200] {
+        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let stored = format!("{{\"r\":{nested}}}");
+        let rec = ExecRecord::new(&new_execution_id(), "alice", "completed").with_result(&stored);
+        env.redis.put_execution(&rec);
+        let mut s = open_bearer(&env, &rec.id, &jwt::token("alice", "user"));
+        expect_status_event(&mut s, &rec);
+        let ev = s.next_event(EVENT);
+        assert!(
+            ev.data.starts_with("{\"event_type\":\"result_stored\""),
+            "[{depth}] second event: {}",
+            &ev.data[..ev.data.len().min(200)]
+        );
+        if depth == 126 {
+            // As JSON: one level more than the client's parser takes, so
+            // compared as text.
+            assert!(
+                ev.data.contains(&format!("\"result\":{stored}")),
+                "[{depth}] the result must be the stored JSON"
+            );
+        } else {
+            assert_eq!(
+                ev.json()["result"],
+                Value::from(stored.as_str()),
+                "[{depth}] too deep to parse: the result is sent as a string"
+            );
+        }
+        s.expect_end(END);
+    }
+}
+
 #[test]
 fn heartbeat_comment_when_idle() {
     let env = TestEnv::start_with(|b| b.env("HEARTBEAT_SECONDS", "1"));
