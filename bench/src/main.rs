@@ -1149,8 +1149,11 @@ async fn run_bursts(
 /// One step: open `n` streams, idle, latency, close; then fan-out.
 /// Waits until the shared Redis runs at most `QUIET` commands a second
 /// (at most `SETTLE` long), so that what the previous target still does
-/// once its streams closed (nginx + nchan's channel clean-up took ~30 s
-/// after 5,000 streams) is not counted in this target's idle Redis work.
+/// right after its streams closed is not counted in this target's idle
+/// Redis work. Work that starts later still can be (nginx + nchan with
+/// Redis storage cleaned up 1,000 channels during the next target's idle
+/// window once: docs/PERFORMANCE.md, "Side by side on both hosts").
+/// Redis 7.0 counts commands per server, not per client.
 async fn settle_redis(ctx: &Ctx, target: &str) {
     const QUIET: u64 = 20;
     const SETTLE: Duration = Duration::from_secs(60);
