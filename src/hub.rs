@@ -116,9 +116,9 @@ pub struct Hub {
     sharded: bool,
     max_queue: usize,
     notices: Vec<Notice>,
-    /// Liveness: a `PING`, or the instance lease's `renewal` in its place,
-    /// every `ping_ns`; the next check is at `check_at`.
-    renewal: Option<Vec<Vec<u8>>>,
+    /// Liveness: a `PING`, or the instance lease's `renewal` in its place
+    /// (encoded once), every `ping_ns`; the next check is at `check_at`.
+    renewal: Option<Vec<u8>>,
     ping_ns: u64,
     check_at: u64,
     logs: Vec<String>,
@@ -156,8 +156,11 @@ impl Hub {
     /// one command per interval both proves Redis is there and keeps the
     /// lease of every stream this connection serves. Its failure (an
     /// error reply) is logged as `slot_renew_failed`; the connection goes on.
-    pub fn renew_with(&mut self, command: Vec<Vec<u8>>) {
-        self.renewal = Some(command);
+    pub fn renew_with(&mut self, command: &[Vec<u8>]) {
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        let mut encoded = Vec::new();
+        resp::encode_command(&mut encoded, &args);
+        self.renewal = Some(encoded);
     }
 
     /// Log lines to print.
@@ -267,8 +270,7 @@ impl Hub {
     fn ping(&mut self) {
         let expect = match &self.renewal {
             Some(command) => {
-                let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
-                resp::encode_command(&mut self.outgoing, &args);
+                self.outgoing.extend_from_slice(command);
                 Expect::Renewal
             }
             None => {
@@ -851,7 +853,7 @@ mod tests {
     fn the_lease_renewal_stands_in_for_ping() {
         let mut h = hub(8);
         let set = |k: &str| vec![b"SET".to_vec(), k.as_bytes().to_vec(), b"1".to_vec()];
-        h.renew_with(set("sse:instance:i7"));
+        h.renew_with(&set("sse:instance:i7"));
         h.join(b"c");
         h.receive(sub_ack("c", 1).as_bytes()).unwrap();
         h.take_notices(); // live

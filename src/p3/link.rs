@@ -67,12 +67,12 @@ pub struct Subscription {
 /// when there is none. Not live yet: await [`Subscription::live`].
 /// `timeout_ms` bounds the connection's opening ([`dial::shared_open_deadline`]).
 /// `renewal`: the instance lease's renewal, sent instead of the liveness
-/// `PING` ([`Hub::renew_with`]).
+/// `PING` ([`Hub::renew_with`]); asked for only when a connection opens.
 pub fn subscribe(
     target: &RedisTarget,
     sharded: bool,
     ping_ns: u64,
-    renewal: Option<Vec<Vec<u8>>>,
+    renewal: impl FnOnce() -> Option<Vec<Vec<u8>>>,
     timeout_ms: u64,
     channel: &[u8],
 ) -> Subscription {
@@ -82,8 +82,8 @@ pub fn subscribe(
         Some(link) if !link.dead.get() => link.clone(),
         _ => {
             let mut hub = Hub::new(target, sharded, ping_ns, now);
-            if let Some(command) = renewal {
-                hub.renew_with(command);
+            if let Some(command) = renewal() {
+                hub.renew_with(&command);
             }
             let link = Rc::new(Link {
                 hub: RefCell::new(hub),

@@ -218,7 +218,8 @@ impl Pump {
         let sharded = self.cfg.redis_cluster;
         let channel = self.channel.as_bytes();
         let timeout_ms = self.cfg.redis_timeout_ms;
-        let renewal = InstanceLease::renewal(&lease::name(), &self.cfg);
+        let cfg = &self.cfg;
+        let renewal = || InstanceLease::renewal(&lease::name(), cfg);
         self.sub = Some(link::subscribe(
             node, sharded, ping_ns, renewal, timeout_ms, channel,
         ));
