@@ -167,25 +167,22 @@ async def open_streams(addr, reqs, marker, opened, writers):
         writers.append(w)
         w.write(req); await w.drain()
         buf = b''
+        seen = False
         while True:
             try:
                 c = await r.read(4096)
             except OSError:
                 return
             if not c:
+                if seen:
+                    opened.append(-1)
                 return
+            if seen:
+                continue  # heartbeats: keep reading without keeping bytes
             buf += c
             if marker in buf:
                 opened.append(1)
-                # keep reading (heartbeats) without keeping bytes
-                while True:
-                    try:
-                        c = await r.read(4096)
-                    except OSError:
-                        return
-                    if not c:
-                        opened.append(-1)
-                        return
+                seen, buf = True, b''
     tasks = []
     for i, req in enumerate(reqs):
         tasks.append(asyncio.create_task(one(req)))
