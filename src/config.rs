@@ -224,6 +224,10 @@ pub struct Limits {
     /// never takes on more than its memory holds
     /// ([`StreamBudget::instance_streams`]).
     pub max_streams_per_instance: u64,
+    /// Memory past which a p3 instance takes no new stream, so the host
+    /// drops it (and gives its memory back) once its streams end; 0: never
+    /// (`retire_instance_memory_mib`, [`crate::limits::InstanceAdmission`]).
+    pub retire_instance_memory_bytes: u64,
 }
 
 /// Everything a request needs, validated once per request. (`Clone`: a
@@ -321,6 +325,7 @@ pub const VARIABLES: &[&str] = &[
     "max_stream_seconds",
     "write_stall_seconds",
     "max_streams_per_instance",
+    "retire_instance_memory_mib",
     "max_header_bytes",
     "max_body_seconds",
     "slots_key_prefix",
@@ -453,6 +458,12 @@ impl Config {
                     1,
                     100_000,
                 )?,
+                retire_instance_memory_bytes: src.number(
+                    "retire_instance_memory_mib",
+                    256,
+                    0,
+                    4096,
+                )? << 20,
             },
             dev_mode: src.flag("dev_mode")?,
             log_level: crate::log::Level::parse(&src.text("log_level", "info"))
@@ -768,6 +779,9 @@ mod tests {
         let big = load(&[("jwt_secret", LONG), ("max_event_bytes", "4194304")]).unwrap();
         assert_eq!(big.limits.max_streams_per_instance, 127);
         assert_eq!(c.limits.max_streams_per_instance, 1530);
+        assert_eq!(c.limits.retire_instance_memory_bytes, 256 << 20);
+        let never = load(&[("jwt_secret", LONG), ("retire_instance_memory_mib", "0")]).unwrap();
+        assert_eq!(never.limits.retire_instance_memory_bytes, 0);
         assert_eq!(c.limits.max_streams_per_user, 10);
         assert_eq!(c.limits.max_stream_seconds, 3600);
         let e = load(&[("jwt_secret", LONG), ("cors_allowed_origins", "*")])

@@ -39,6 +39,7 @@ pub const EVENTS: &[(&str, Level)] = &[
     ("auth_failed", Level::Warn),
     ("stream_limit", Level::Warn),
     ("instance_full", Level::Warn),
+    ("instance_retired", Level::Warn),
     ("message_skipped", Level::Warn),
     ("messages_dropped", Level::Warn),
     ("catch_up", Level::Info),

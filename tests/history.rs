@@ -645,3 +645,129 @@ fn one_users_replays_do_not_starve_other_users_opens() {
     );
     drop(held);
 }
+
+/// Issue 26: a wasm memory never shrinks, so an instance that grew under
+/// stalled replays of a large history would hold that memory for as long
+/// as new streams keep it alive. Past `retire_instance_memory_mib` it
+/// retires: it serves the stream it still has, the next stream opens in
+/// another instance, and once its last stream ends the host drops it and
+/// the host's memory falls back, while the new stream goes on.
+#[test]
+fn an_instance_grown_by_stalled_replays_retires_and_gives_its_memory_back() {
+    let _alone = MEASURED.write().unwrap_or_else(|e| e.into_inner());
+    if !common::p3::p3_build() {
+        println!(
+            "[e2e] an_instance_grown_by_stalled_replays_retires...: p3 only (a p2 \
+             instance serves one stream and is dropped with it)"
+        );
+        return;
+    }
+    const STALLED: usize = 16;
+    const RETIRE_MIB: u64 = 8;
+    let env = TestEnv::start_with(|b| {
+        b.env("RETIRE_INSTANCE_MEMORY_MIB", &RETIRE_MIB.to_string())
+            .env("MAX_STREAMS_PER_USER", "0")
+            .env("WRITE_STALL_SECONDS", "300")
+            .env("HEARTBEAT_SECONDS", "1")
+    });
+    let addr = env.gw.addr();
+    let pid = env.gw.pid().expect("host pid");
+    let rec = running_exec(&env);
+    let channel = exec_channel(&rec.id);
+    // A browser that stays on the first instance throughout.
+    let mut keeper = Reader::open(addr, &rec, None);
+    keeper.status();
+    env.redis
+        .wait_numsub(&channel, 1, Duration::from_secs(10))
+        .expect("subscribed");
+    let before = rss_kib(pid);
+
+    let big = ExecRecord::new(&new_execution_id(), "mallory", "running");
+    env.redis.put_execution(&big);
+    let mut con = env.redis.conn();
+    let mut pipe = redis::pipe();
+    for n in 0..150 {
+        pipe.cmd("XADD")
+            .arg(history_key(&exec_channel(&big.id)))
+            .arg("*")
+            .arg("data")
+            .arg(tick(n, 60_000).to_string())
+            .ignore();
+    }
+    pipe.query::<()>(&mut con).expect("history");
+    // Replays of 9 MB each that are never read: each holds its window.
+    let auth = bearer(&jwt::token("mallory", "user"));
+    let stalled: Vec<_> = (0..STALLED)
+        .map(|_| {
+            let resp = send_get(
+                addr,
+                &exec_path(&big.id),
+                &[("Authorization", auth.as_str())],
+                Duration::from_secs(30),
+            )
+            .expect("GET");
+            assert_eq!(resp.status, 200, "a stalled replay opens");
+            thread::sleep(Duration::from_millis(100));
+            resp
+        })
+        .collect();
+    let grown = Instant::now() + Duration::from_secs(20);
+    let mut peak = rss_kib(pid);
+    while peak < before + 2 * RETIRE_MIB * 1024 && Instant::now() < grown {
+        thread::sleep(Duration::from_millis(200));
+        peak = peak.max(rss_kib(pid));
+    }
+    for s in stalled {
+        s.disconnect();
+    }
+    // The stalled replays' end is when the grown instance notices.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.gw.log().contains("instance_retired") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let log = env.gw.log();
+    assert!(
+        log.contains("instance_retired"),
+        "no instance retired; host RSS {before} KiB before the replays, {peak} KiB at \
+         their peak: {}",
+        tail(&log, 3000)
+    );
+    // A new browser of the same execution is served by another instance:
+    // a second subscription to the channel.
+    let mut newcomer = Reader::open(addr, &rec, None);
+    newcomer.status();
+    env.redis
+        .wait_numsub(&channel, 2, Duration::from_secs(10))
+        .unwrap_or_else(|n| panic!("subscriptions to the channel: {n}, want 2 (a new instance)"));
+    thread::sleep(Duration::from_secs(3));
+    let held = rss_kib(pid);
+    // The keeper leaves: the retired instance has no stream left, the host
+    // drops it and its memory (at least the limit it grew past, less what
+    // the host keeps of a freed instance) goes back.
+    keeper.disconnect();
+    let want = RETIRE_MIB * 1024 / 2;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = rss_kib(pid);
+    while held.saturating_sub(after) < want && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        after = rss_kib(pid);
+    }
+    println!(
+        "[history] {}: {STALLED} stalled replays: host RSS {before} KiB before, {peak} KiB \
+         at peak, {held} KiB with the retired instance's last stream, {after} KiB once it \
+         left",
+        host().name()
+    );
+    assert!(
+        held.saturating_sub(after) >= want,
+        "host RSS {held} -> {after} KiB when the retired instance's last stream left: its \
+         memory was not given back: {}",
+        tail(&env.gw.log(), 3000)
+    );
+    // The newcomer's instance carries on.
+    env.redis
+        .publish(&channel, r#"{"event_type":"tick","n":1}"#);
+    let ev = newcomer.next(EVENT).expect("the next event");
+    assert_eq!(ev.json()["n"], 1);
+    newcomer.disconnect();
+}

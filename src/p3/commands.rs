@@ -137,7 +137,19 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        MAILBOXES.with_borrow_mut(|m| m.remove(&self.id));
+        let last = MAILBOXES.with_borrow_mut(|m| {
+            m.remove(&self.id);
+            m.is_empty()
+        });
+        // The last stream left: each connection's writer looks again and
+        // closes it once nothing is waiting, so the instance has no task
+        // left and the host can drop it (and its memory).
+        if last {
+            let open: Vec<_> = CURRENT.with_borrow(|c| c.values().cloned().collect());
+            for s in open {
+                s.wake_writer();
+            }
+        }
     }
 }
 
@@ -260,8 +272,9 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
                 .pipeline
                 .borrow_mut()
                 .receive(&bytes, clock::now(), &mut answers);
-            // A page in turn was let out: the writer sends it.
-            if shared.pipeline.borrow().has_outgoing() {
+            // A page in turn was let out: the writer sends it; or the last
+            // answer came: the writer closes if no stream is left.
+            if shared.pipeline.borrow().has_outgoing() || shared.pipeline.borrow().waiting() == 0 {
                 shared.wake_writer();
             }
             print(shared.pipeline.borrow_mut().logs());

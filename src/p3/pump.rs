@@ -17,7 +17,7 @@ use crate::auth::Identity;
 use crate::config::{Config, RedisTarget};
 use crate::error::ApiError;
 use crate::hub::{End, Payload};
-use crate::limits::{Backpressure, InstanceAdmission, InstanceLease};
+use crate::limits::{Backpressure, InstanceAdmission, InstanceCapacity, InstanceLease};
 use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
 use crate::outbox::Close;
 use crate::resp::Value;
@@ -49,7 +49,7 @@ pub async fn serve(
             l.answered(status);
         }
     };
-    let admitted = match Admitted::take(cfg.limits.max_streams_per_instance) {
+    let admitted = match Admitted::take(InstanceCapacity::of(&cfg)) {
         Ok(a) => a,
         Err((e, line)) => {
             print(std::iter::once(line));
@@ -161,23 +161,29 @@ thread_local! {
 
 /// One stream's place in the instance's admission count
 /// ([`InstanceAdmission`]), given back when dropped; each change
-/// of the instance's fullness goes to the host as `backpressure`.
+/// of the instance's fullness, or its retirement, goes to the host as
+/// `backpressure`.
 struct Admitted {
-    max: u64,
+    cap: InstanceCapacity,
 }
 
 impl Admitted {
-    fn take(max: u64) -> Result<Admitted, (ApiError, String)> {
-        let change = SERVING.with_borrow_mut(|a| a.take(max))?;
+    fn take(cap: InstanceCapacity) -> Result<Admitted, (ApiError, String)> {
+        let change = SERVING.with_borrow_mut(|a| a.take(cap, memory_pages()))?;
         tell_host(change);
-        Ok(Admitted { max })
+        Ok(Admitted { cap })
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        tell_host(SERVING.with_borrow_mut(|a| a.give_back(self.max)));
+        tell_host(SERVING.with_borrow_mut(|a| a.give_back(self.cap, memory_pages())));
     }
+}
+
+/// The instance's memory now, in wasm pages.
+fn memory_pages() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64
 }
 
 fn tell_host(change: Option<Backpressure>) {
@@ -186,6 +192,7 @@ fn tell_host(change: Option<Backpressure>) {
         Some(Backpressure::Lift) => wasip3::wit_bindgen::backpressure_dec(),
         None => {}
     }
+    print(SERVING.with_borrow_mut(|a| a.take_log()).into_iter());
 }
 
 /// What woke the pump.
