@@ -662,8 +662,8 @@ fn an_instance_grown_by_stalled_replays_retires_and_gives_its_memory_back() {
         );
         return;
     }
-    const STALLED: usize = 16;
-    const RETIRE_MIB: u64 = 8;
+    const STALLED: usize = 24;
+    const RETIRE_MIB: u64 = 12;
     let env = TestEnv::start_with(|b| {
         b.env("RETIRE_INSTANCE_MEMORY_MIB", &RETIRE_MIB.to_string())
             .env("MAX_STREAMS_PER_USER", "0")
