@@ -4,8 +4,8 @@
 //! what each failure is called. The shell performs each [`Step`] (lookup,
 //! connect, write, read) and reports what happened.
 
-use crate::config::RedisTarget;
 use crate::dns::{self, Plan};
+use crate::target::RedisTarget;
 use crate::tls::{TlsSession, Wire};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -261,8 +261,8 @@ pub fn wit_name(debug: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_redis_url;
     use crate::dns::tests::{a, reply};
+    use crate::target::parse_redis_url;
     use simple_dns::RCODE;
 
     #[test]

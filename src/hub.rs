@@ -19,11 +19,11 @@
 //! reads to [`Hub::receive`], and acts on the [`Notice`]s.
 
 use crate::cluster::{parse_moved, Moved};
-use crate::config::RedisTarget;
 use crate::failure;
 use crate::log;
 use crate::resp::{self, Decoder, PubSub, RespError, Value};
 use crate::session::{Session, MAX_REPLY_BYTES};
+use crate::target::RedisTarget;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -152,7 +152,7 @@ impl Hub {
     }
 
     /// Sends `command` instead of `PING` at each liveness check: the
-    /// instance lease's renewal ([`crate::limits::InstanceLease`]), so
+    /// instance lease's renewal (the machine's `InstanceLease`), so
     /// one command per interval both proves Redis is there and keeps the
     /// lease of every stream this connection serves. Its failure (an
     /// error reply) is logged as `slot_renew_failed`; the connection goes on.

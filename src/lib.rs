@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod body;
 pub mod cluster;
 pub mod config;
 pub mod cors;
@@ -32,6 +33,7 @@ pub mod result_fill;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod target;
 pub mod telemetry;
 pub mod tls;
 

@@ -25,10 +25,10 @@
 //! shell to send on the owner's pipeline (a bounded number of times).
 
 use crate::cluster::Moved;
-use crate::config::RedisTarget;
 use crate::failure::{self, MAX_REDIRECTS};
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
+use crate::target::RedisTarget;
 use std::collections::VecDeque;
 
 /// History pages in flight on one connection at most.

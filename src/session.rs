@@ -9,8 +9,8 @@
 //! The shell moves bytes: it writes [`Session::take_outgoing`] to the socket
 //! and feeds what it reads to [`Session::receive`].
 
-use crate::config::RedisTarget;
 use crate::resp::{self, Decoder, PubSub, RespError, Value};
+use crate::target::RedisTarget;
 use std::collections::VecDeque;
 
 /// Why a command was sent, so its reply can be routed back.

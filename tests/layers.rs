@@ -4,9 +4,14 @@
 //!   failure texts) never reaches up into the stream machine and knows no
 //!   HTTP answer: none of its files names `crate::machine`, `crate::error`,
 //!   `crate::answer` or `ApiError`;
+//! - the Redis layer reads no configuration either (`crate::config` leads
+//!   to the HTTP layer's keys): a connection gets its `target::RedisTarget`;
 //! - the shells move bytes and time in and out of the core, and decide
 //!   nothing: a shell file that defines a duration, a size limit or a
-//!   close text fails here, naming the line.
+//!   close text fails here, naming the line, and so does one that imports
+//!   a rule module (events, outbox, history, SSE framing, result filling,
+//!   limits, identity, replay sessions) instead of asking the machine or
+//!   the HTTP gate.
 //!
 //! Shells: `src/host/` (WASI p2), `src/p3/` (WASIp3) and the native
 //! benchmark server `bench/src/native.rs`. What counts as a rule:
@@ -135,6 +140,7 @@ const REDIS_LAYER: &[&str] = &[
     "src/tls.rs",
     "src/cluster.rs",
     "src/failure.rs",
+    "src/target.rs",
 ];
 
 #[test]
@@ -144,6 +150,7 @@ fn the_redis_layer_never_reaches_up_and_knows_no_http_answer() {
         "crate::machine",
         "crate::error",
         "crate::answer",
+        "crate::config",
         "ApiError",
     ];
     let mut found = Vec::new();
@@ -176,6 +183,71 @@ fn no_shell_file_defines_a_duration_a_size_limit_or_a_close_text() {
         }
     }
     assert!(all.is_empty(), "rules in a shell:\n{}", all.join("\n"));
+}
+
+/// The rule modules (the whiteboard's "Rules" part).
+const RULES: &[&str] = &[
+    "outbox",
+    "events",
+    "history",
+    "sse",
+    "result_fill",
+    "limits",
+    "identity",
+    "replay",
+];
+
+/// Every import of a rule module in `source`, as "line: module".
+fn rule_imports(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, raw) in source.lines().enumerate() {
+        let line = code(raw);
+        for root in ["crate::", "sse_gateway::"] {
+            for rest in line.split(root).skip(1) {
+                let module: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if RULES.contains(&module.as_str()) {
+                    out.push(format!("{}: {root}{module}", n + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_shell_file_imports_a_rule_module() {
+    let mut all = Vec::new();
+    for path in shell_files() {
+        let source = fs::read_to_string(&path).expect("read");
+        for f in rule_imports(&source) {
+            all.push(format!("{}:{f}", path.display()));
+        }
+    }
+    assert!(
+        all.is_empty(),
+        "a shell applies a rule:\n{}",
+        all.join("\n")
+    );
+    // What it catches: the imports the shells had before issue 23.
+    for caught in [
+        "use crate::limits::BodyBudget;",
+        "use crate::outbox::Close;",
+        "    let declared = crate::limits::content_length(&h);",
+        "use sse_gateway::limits::{Backpressure, InstanceAdmission};",
+    ] {
+        assert_eq!(rule_imports(caught).len(), 1, "{caught}");
+    }
+    for passed in [
+        "use crate::machine::timers::BodyEnd;",
+        "use crate::body::BodyBudget;",
+        "use crate::sse_extra::X;",
+        "// crate::limits in a comment",
+    ] {
+        assert!(rule_imports(passed).is_empty(), "{passed}");
+    }
 }
 
 /// The checks catch what they are for (the rules issue 23 found in the p3

@@ -5,7 +5,8 @@
 //! every route spin.toml does, with the same variables and allowlist, and
 //! builds the component its `source` names.
 
-use sse_gateway::config::{parse_redis_url, VARIABLES};
+use sse_gateway::config::VARIABLES;
+use sse_gateway::target::parse_redis_url;
 use toml::Table;
 
 /// Both shipped manifests: the p2 Spin build's and the p3 one's.

@@ -6,9 +6,9 @@
 //! TLS records [`crate::tls::TlsSession`]'s.
 
 use super::clock;
-use crate::config::RedisTarget;
 use crate::dial::{self, Dial, Step};
 use crate::failure;
+use crate::target::RedisTarget;
 use crate::tls::Wire;
 use std::net::{IpAddr, SocketAddr};
 use wasi::io::poll::{poll, Pollable};

@@ -5,9 +5,9 @@ use super::body::Responder;
 use super::{clock, redis};
 use crate::answer::{self, Answer};
 use crate::auth::Identity;
+use crate::body::BodyBudget;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::limits::BodyBudget;
 use crate::machine::publish::Publish;
 use crate::machine::Command;
 use crate::routes::Route;
@@ -26,7 +26,7 @@ pub fn publish(cfg: &Config, who: &Identity, route: &Route, req: IncomingRequest
     out.answer(result.map(|reply| Answer::json(202, reply)).into());
 }
 
-/// Reads the request body within the budget (`limits::BodyBudget`): 413
+/// Reads the request body within the budget (`body::BodyBudget`): 413
 /// over `limit` bytes, 408 when it has not all arrived after `max_seconds`.
 /// Waits on the body and the deadline at once, never in a blocking read.
 pub(super) fn read_body(
@@ -34,7 +34,7 @@ pub(super) fn read_body(
     limit: usize,
     max_seconds: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = crate::limits::content_length(&req.headers().get(&"content-length".to_string()));
+    let declared = crate::body::content_length(&req.headers().get(&"content-length".to_string()));
     let mut budget = BodyBudget::new(declared, limit, max_seconds, clock::now())?;
     let broken = || ApiError::bad_request("request body could not be read");
     let incoming = req.consume().map_err(|_| broken())?;

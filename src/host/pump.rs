@@ -7,6 +7,7 @@ use super::redis::{self, Link};
 use super::{clock, print};
 use crate::auth::Identity;
 use crate::config::Config;
+use crate::machine::timers::BodyEnd;
 use crate::machine::{Event, Opening, StreamMachine, Topic};
 use wasi::io::poll::poll;
 
@@ -51,9 +52,13 @@ pub fn serve(
                 _ => m.body_gone(clock::now()),
             },
             Some(Event::Finished(why)) => {
-                // Clean or aborted (dropped) is the machine's call.
-                if let Some(b) = body.take().filter(|_| why.ends_cleanly()) {
-                    b.finish();
+                // Clean or aborted (dropped, after the grace) is the
+                // machine's call.
+                if let Some(b) = body.take() {
+                    match BodyEnd::of(why, None) {
+                        BodyEnd::Clean => b.finish(),
+                        BodyEnd::Abort { .. } => drop(b),
+                    }
                 }
                 if let Some(out) = out.take() {
                     out.error(&Event::unstarted());

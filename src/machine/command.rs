@@ -8,11 +8,12 @@
 //! until [`Io::Done`]. The order (reconnect after a redirect, write
 //! before reading) is the core's, once.
 
-use crate::config::{Config, RedisTarget};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::failure;
 use crate::resp::{RespError, Value};
 use crate::session::{Incoming, Session, Tag};
+use crate::target::RedisTarget;
 
 pub use crate::failure::MAX_REDIRECTS;
 

@@ -21,6 +21,35 @@ pub fn abort_at(last_write: Option<u64>) -> Option<u64> {
     last_write.map(|last| last.saturating_add(ABORT_GRACE_NS))
 }
 
+/// How a finished stream's body ends: the machine's call, so no shell
+/// branches on why it closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The last chunk: the browser reads the response as complete.
+    Clean,
+    /// An error instead of the last chunk (both clients then reconnect),
+    /// not before `until` ([`abort_at`]); `reason` for the host's log.
+    Abort {
+        until: Option<u64>,
+        reason: &'static str,
+    },
+}
+
+impl BodyEnd {
+    /// The end for a stream closed for `why`, given its last write that
+    /// took bytes.
+    pub fn of(why: Close, last_write: Option<u64>) -> BodyEnd {
+        if why.ends_cleanly() {
+            BodyEnd::Clean
+        } else {
+            BodyEnd::Abort {
+                until: abort_at(last_write),
+                reason: why.reason(),
+            }
+        }
+    }
+}
+
 /// What a passed deadline asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
@@ -198,5 +227,13 @@ mod tests {
         assert_eq!(abort_at(None), None, "nothing written: abort now");
         assert_eq!(abort_at(Some(5)), Some(5 + 200_000_000));
         assert_eq!(abort_at(Some(u64::MAX)), Some(u64::MAX));
+        assert_eq!(BodyEnd::of(Close::Terminal, Some(5)), BodyEnd::Clean);
+        assert_eq!(
+            BodyEnd::of(Close::RedisLost, Some(5)),
+            BodyEnd::Abort {
+                until: Some(5 + 200_000_000),
+                reason: Close::RedisLost.reason(),
+            }
+        );
     }
 }

@@ -11,7 +11,6 @@
 //! is waiting and no stream is registered.
 
 use super::{clock, log, net, print};
-use crate::config::RedisTarget;
 use crate::dial;
 use crate::failure;
 use crate::machine::command::Io;
@@ -19,6 +18,7 @@ use crate::machine::{Command, Request};
 use crate::pipeline::{Answer, Pipeline};
 use crate::resp::Value;
 use crate::session::Tag;
+use crate::target::RedisTarget;
 use futures::future::{self, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! This instance's name, which its streams' slots carry when they live by
-//! the instance's lease ([`crate::limits::InstanceLease`]; the
+//! the instance's lease ([`crate::machine::instance::InstanceLease`]; the
 //! subscription connection renews it, see [`super::link`]).
 
 use spin_sdk7::wasip3;

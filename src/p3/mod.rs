@@ -16,10 +16,10 @@ mod net;
 mod pump;
 
 use crate::answer::{self, Answer};
+use crate::body::BodyBudget;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::gate;
-use crate::limits::BodyBudget;
 use crate::machine::publish::Publish;
 use crate::machine::{Command, Topic};
 use crate::routes::Route;
@@ -128,7 +128,7 @@ async fn publish(
     .await
 }
 
-/// Reads the request body within `limits::BodyBudget`: 413 over `limit`
+/// Reads the request body within `body::BodyBudget`: 413 over `limit`
 /// bytes, 408 when it has not all arrived after `max_seconds`.
 async fn read_body(
     req: Request,

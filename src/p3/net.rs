@@ -4,10 +4,10 @@
 //! the connection's [`Wire`]. What the bytes mean is the core's job.
 
 use super::clock;
-use crate::config::RedisTarget;
 use crate::dial::{self, Dial, Step};
 use crate::failure;
 use crate::machine::READ_CHUNK;
+use crate::target::RedisTarget;
 use crate::tls::Wire;
 use spin_sdk7::wasip3;
 use std::cell::RefCell;

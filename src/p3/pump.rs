@@ -14,14 +14,15 @@ use super::lease;
 use super::link::{self, Subscription};
 use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
 use crate::auth::Identity;
-use crate::config::{Config, RedisTarget};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::{End, Payload};
-use crate::limits::{Backpressure, InstanceAdmission, InstanceCapacity, InstanceLease};
-use crate::machine::{timers, Event, Opening, StreamMachine, Topic, Wiring};
-use crate::outbox::Close;
+use crate::machine::instance::{Backpressure, InstanceAdmission, InstanceCapacity, InstanceLease};
+use crate::machine::timers::{self, BodyEnd};
+use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
 use crate::resp::Value;
 use crate::session::Tag;
+use crate::target::RedisTarget;
 use futures::future;
 use spin_sdk7::wasip3;
 use std::cell::RefCell;
@@ -114,21 +115,22 @@ pub async fn serve(
     head.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
     let (response, _) = Response::new(fields(&head), Some(body_rx), trailers);
     wit_bindgen_spawn(async move {
-        let close = s.stream(body).await;
+        let end = s.stream(body).await;
         s.finish();
         answered(200);
-        // Clean (the last chunk) or aborted (an error in the trailers: the
-        // host ends the response without it) is the machine's call, as in
-        // the p2 shell. An abort waits out the grace after the last write,
-        // which the host would otherwise drop unsent with the connection.
-        if close.ends_cleanly() {
-            let _ = trailers_tx.write(Ok(None)).await;
-        } else {
-            if let Some(until) = timers::abort_at(s.last_write) {
-                clock::until(until).await;
+        // The last chunk, or an error in the trailers (the host ends the
+        // response without it) once the grace has passed.
+        match end {
+            BodyEnd::Clean => {
+                let _ = trailers_tx.write(Ok(None)).await;
             }
-            let aborted = ErrorCode::InternalError(Some(close.reason().into()));
-            let _ = trailers_tx.write(Err(aborted)).await;
+            BodyEnd::Abort { until, reason } => {
+                if let Some(until) = until {
+                    clock::until(until).await;
+                }
+                let aborted = ErrorCode::InternalError(Some(reason.into()));
+                let _ = trailers_tx.write(Err(aborted)).await;
+            }
         }
     });
     response
@@ -232,14 +234,15 @@ impl Pump {
         ));
     }
 
-    /// The live stream until the machine says it is over.
-    async fn stream(&mut self, body: StreamWriter<u8>) -> Close {
+    /// The live stream until the machine says it is over, and how the
+    /// body ends.
+    async fn stream(&mut self, body: StreamWriter<u8>) -> BodyEnd {
         let mut body = Some(body);
         let mut write: Option<Write> = None;
         loop {
             self.step();
             if let Some(Event::Finished(close)) = self.m.poll() {
-                return close;
+                return BodyEnd::of(close, self.last_write);
             }
             if write.is_none() && !self.m.pending().is_empty() {
                 if let Some(mut b) = body.take() {
