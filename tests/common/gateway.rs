@@ -16,11 +16,7 @@ pub const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123456789abcdef";
 /// (the first start compiles the component).
 pub const GATEWAY_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Which host serves the component in this test run:
-/// `SSE_GATEWAY_HOST=wasmtime` (the default: the portable build under
-/// `wasmtime serve`) or `spin` (the default build under `spin up`, configured
-/// through `SPIN_VARIABLE_*` and the shipped `spin.toml`). `scripts/test.sh`
-/// runs every e2e test binary once per host.
+/// Which host serves the component in this test run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
     Wasmtime,
@@ -36,21 +32,87 @@ impl Host {
     }
 }
 
-pub fn host() -> Host {
-    match std::env::var("SSE_GATEWAY_HOST").as_deref() {
-        Err(_) | Ok("") | Ok("wasmtime") => Host::Wasmtime,
-        Ok("spin") => Host::Spin,
-        // The same hosts serving the WASIp3 build (`p3::p3_build`).
-        Ok("p3-wasmtime") => Host::Wasmtime,
-        Ok("p3-spin") => Host::Spin,
-        Ok(other) => {
-            panic!("SSE_GATEWAY_HOST={other:?}: expected wasmtime, spin, p3-wasmtime or p3-spin")
+/// Which build it serves: p2 (one stream per instance; under Spin the
+/// default build, under wasmtime the portable one) or p3 (many streams per
+/// instance; `p3::p3_component`, `p3::p3_spin_component`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    P2,
+    P3,
+}
+
+/// One pass of the e2e matrix, host × build, named by `SSE_GATEWAY_HOST`:
+/// `wasmtime` (the default), `spin`, `p3-wasmtime`, `p3-spin`.
+/// `scripts/test.sh` runs every e2e test binary once per pass. The
+/// variable is read here only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    pub host: Host,
+    pub build: Build,
+}
+
+impl Pass {
+    pub const ALL: [Pass; 4] = [
+        Pass {
+            host: Host::Wasmtime,
+            build: Build::P2,
+        },
+        Pass {
+            host: Host::Spin,
+            build: Build::P2,
+        },
+        Pass {
+            host: Host::Wasmtime,
+            build: Build::P3,
+        },
+        Pass {
+            host: Host::Spin,
+            build: Build::P3,
+        },
+    ];
+
+    /// The pass `SSE_GATEWAY_HOST=name` selects (empty: the default).
+    pub fn parse(name: &str) -> Result<Pass, String> {
+        if name.is_empty() {
+            return Ok(Pass::ALL[0]);
+        }
+        Pass::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<String> = Pass::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "SSE_GATEWAY_HOST={name:?}: expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    pub fn name(self) -> String {
+        match self.build {
+            Build::P2 => self.host.name().to_string(),
+            Build::P3 => format!("p3-{}", self.host.name()),
         }
     }
 }
 
-/// For a test about one host only: false (after one printed line saying
-/// so) when this run serves the component with the other host.
+/// This run's pass.
+pub fn pass() -> Pass {
+    static PASS: OnceLock<Pass> = OnceLock::new();
+    *PASS.get_or_init(|| {
+        let name = std::env::var("SSE_GATEWAY_HOST").unwrap_or_default();
+        Pass::parse(&name).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// This run's host (whichever build it serves).
+pub fn host() -> Host {
+    pass().host
+}
+
+/// For a test about one host only, whichever build: false (after one
+/// printed line saying so) when this run serves the component with the
+/// other host.
 pub fn runs_on(only: Host, test: &str, why: &str) -> bool {
     if host() == only {
         return true;

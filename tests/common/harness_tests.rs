@@ -312,3 +312,21 @@ fn redis_server_start_stop_restart_and_helpers() {
     drop(r);
     assert!(!redis_ping(port));
 }
+
+#[test]
+fn the_matrix_passes_are_named_by_sse_gateway_host() {
+    assert_eq!(
+        Pass::parse("").unwrap(),
+        Pass {
+            host: Host::Wasmtime,
+            build: Build::P2
+        }
+    );
+    for p in Pass::ALL {
+        assert_eq!(Pass::parse(&p.name()).unwrap(), p);
+    }
+    let names: Vec<String> = Pass::ALL.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["wasmtime", "spin", "p3-wasmtime", "p3-spin"]);
+    let e = Pass::parse("p3").unwrap_err();
+    assert!(e.contains("p3-spin"), "{e}");
+}

@@ -16,9 +16,9 @@ pub fn p3_component() -> PathBuf {
     super::gateway::built(&WASM, "SSE_GATEWAY_P3_WASM", "p3")
 }
 
-/// True when this run serves the p3 build (`SSE_GATEWAY_HOST=p3-*`).
+/// True when this run serves the p3 build (`super::Pass`).
 pub fn p3_build() -> bool {
-    std::env::var("SSE_GATEWAY_HOST").is_ok_and(|h| h.starts_with("p3-"))
+    super::pass().build == super::Build::P3
 }
 
 /// Path of the p3 component that reads Spin variables (`p3-spin`).
