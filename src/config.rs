@@ -5,11 +5,11 @@
 //! Every variable has one lowercase name (the Spin variable); the portable
 //! build reads the same name upper-cased from the environment.
 
-use crate::auth::{AuthConfig, KeyPart};
-use crate::cors::CorsPolicy;
-use crate::dns;
-use crate::target::{parse_redis_url, RedisTarget};
-use crate::tls::TlsClient;
+use crate::http::auth::{AuthConfig, KeyPart};
+use crate::http::cors::CorsPolicy;
+use crate::redis::dns;
+use crate::redis::target::{parse_redis_url, RedisTarget};
+use crate::redis::tls::TlsClient;
 use std::fmt;
 
 /// Channel and key names, configurable so several deployments can share Redis.
@@ -45,7 +45,7 @@ pub struct HistoryLimits {
 
 /// The most bytes a Redis reply may take (the decoder's cap): one history
 /// page, one live message and the execution record must each fit.
-pub use crate::session::MAX_REPLY_BYTES;
+pub use crate::redis::session::MAX_REPLY_BYTES;
 
 /// The largest `max_event_bytes` accepted: half the reply cap, so one
 /// history entry (the event, its `execution_id` fill-in and RESP framing)
@@ -190,7 +190,7 @@ pub struct Limits {
     pub max_streams_per_instance: u64,
     /// Memory past which a p3 instance takes no new stream, so the host
     /// drops it (and gives its memory back) once its streams end; 0: never
-    /// (`retire_instance_memory_mib`, [`crate::limits::InstanceAdmission`]).
+    /// (`retire_instance_memory_mib`, [`crate::rules::limits::InstanceAdmission`]).
     pub retire_instance_memory_bytes: u64,
 }
 

@@ -4,38 +4,14 @@
 //! host) and a thin WASI shell (`host`, compiled only for `wasm32`).
 //! See ARCHITECTURE.md for the codemap.
 
-pub mod answer;
-pub mod auth;
-pub mod body;
-pub mod cluster;
 pub mod config;
-pub mod cors;
-pub mod dev;
-pub mod dev_token;
-pub mod dial;
-pub mod dns;
-pub mod error;
-pub mod events;
-pub mod failure;
-pub mod gate;
-pub mod history;
-pub mod hub;
-pub mod identity;
+pub mod http;
 pub mod json;
-pub mod limits;
 pub mod log;
 pub mod machine;
-pub mod outbox;
-pub mod pipeline;
-pub mod replay;
-pub mod resp;
-pub mod result_fill;
-pub mod routes;
-pub mod session;
-pub mod sse;
-pub mod target;
+pub mod redis;
+pub mod rules;
 pub mod telemetry;
-pub mod tls;
 
 #[cfg(all(target_arch = "wasm32", not(feature = "p3")))]
 mod host;

@@ -9,7 +9,7 @@
 //! kind, close/skip/auth reason, route template, status — never a channel,
 //! id, user or token.
 
-use crate::routes::Route;
+use crate::http::routes::Route;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -343,7 +343,7 @@ fn instrument(name: &str) -> &'static Instrument {
 /// The route template of a request line (`path_and_query` as sent).
 pub fn route_of(method: &str, path_and_query: &str) -> &'static str {
     let path = path_and_query.split('?').next().unwrap_or("");
-    route_name(crate::routes::route(method, path).ok().as_ref())
+    route_name(crate::http::routes::route(method, path).ok().as_ref())
 }
 
 /// The route's template (the span name and the `route` attribute): ids

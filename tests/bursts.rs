@@ -14,7 +14,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use sse_gateway::config::HistoryLimits;
-use sse_gateway::history::publish_command;
+use sse_gateway::rules::history::publish_command;
 use std::thread;
 use std::time::Duration;
 

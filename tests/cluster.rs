@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sse_gateway::cluster::parse_moved;
+use sse_gateway::redis::cluster::parse_moved;
 use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! The README's copies of protocol details match the code they describe.
 
-use sse_gateway::{config::VARIABLES, history::PUBLISH_SCRIPT};
+use sse_gateway::config::VARIABLES;
+use sse_gateway::rules::history::PUBLISH_SCRIPT;
 
 const README: &str = include_str!("../README.md");
 

@@ -455,7 +455,7 @@ fn oversized_history_entries_cost_only_themselves() {
     }
     // The script with the gateway's cap refuses it, stores nothing.
     let refused: redis::RedisResult<String> = redis::cmd("EVAL")
-        .arg(sse_gateway::history::PUBLISH_SCRIPT)
+        .arg(sse_gateway::rules::history::PUBLISH_SCRIPT)
         .arg(1)
         .arg(&key)
         .arg(&channel)

@@ -18,7 +18,7 @@ use std::time::Duration;
 const EVENT: Duration = Duration::from_secs(10);
 
 fn testdata(name: &str) -> PathBuf {
-    crate_dir().join("src/auth/testdata").join(name)
+    crate_dir().join("src/http/auth/testdata").join(name)
 }
 
 fn read(name: &str) -> String {

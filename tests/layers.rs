@@ -1,17 +1,20 @@
 //! The layers hold (ARCHITECTURE.md, issue 23, the whiteboard's rules in
-//! `../shared/architecture/target.json`):
-//! - the Redis layer (RESP, sessions, the shared connections, dialing,
-//!   failure texts) never reaches up into the stream machine and knows no
-//!   HTTP answer: none of its files names `crate::machine`, `crate::error`,
-//!   `crate::answer` or `ApiError`;
-//! - the Redis layer reads no configuration either (`crate::config` leads
-//!   to the HTTP layer's keys): a connection gets its `target::RedisTarget`;
+//! `../shared/architecture/target.json`, our copy with today's folders in
+//! `docs/architecture.json`):
+//! - the core's folders import one way, `machine` → `http` → `rules` →
+//!   `redis`: no file names a layer above its own;
+//! - the Redis layer (`src/redis/`: RESP, sessions, the shared
+//!   connections, dialing, failure texts) never reaches up into the stream
+//!   machine and knows no HTTP answer: none of its files names
+//!   `crate::machine`, `crate::http` or `ApiError`;
+//! - it reads no configuration either (`crate::config` leads to the HTTP
+//!   layer's keys): a connection gets its `target::RedisTarget`;
 //! - the shells move bytes and time in and out of the core, and decide
 //!   nothing: a shell file that defines a duration, a size limit or a
-//!   close text fails here, naming the line, and so does one that imports
-//!   a rule module (events, outbox, history, SSE framing, result filling,
-//!   limits, identity, replay sessions) instead of asking the machine or
-//!   the HTTP gate.
+//!   close text fails here, naming the line, and so does one that names
+//!   the rules (`src/rules/`: events, outbox, history, SSE framing, result
+//!   filling, limits, identity, replay sessions) instead of asking the
+//!   machine or the HTTP layer.
 //!
 //! Shells: `src/host/` (WASI p2), `src/p3/` (WASIp3) and the native
 //! benchmark server `bench/src/native.rs`. What counts as a rule:
@@ -128,38 +131,79 @@ fn findings(source: &str, is_clock: bool) -> Vec<String> {
     out
 }
 
-/// The Redis layer's files.
-const REDIS_LAYER: &[&str] = &[
-    "src/resp.rs",
-    "src/resp/decode.rs",
-    "src/session.rs",
-    "src/hub.rs",
-    "src/pipeline.rs",
-    "src/dial.rs",
-    "src/dns.rs",
-    "src/tls.rs",
-    "src/cluster.rs",
-    "src/failure.rs",
-    "src/target.rs",
-];
+/// The `.rs` files under `src/<layer>/`.
+fn layer_files(layer: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).expect("a layer folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(layer);
+    walk(&root, &mut files);
+    files.sort();
+    files
+}
+
+/// The core's layers, top first: each may name only those after it.
+const LAYERS: [&str; 4] = ["machine", "http", "rules", "redis"];
+
+/// Imports go one way: the machine answers in HTTP terms and applies the
+/// rules, the rules read Redis values, and no layer names one above it.
+#[test]
+fn each_layer_names_only_the_layers_below_it() {
+    let mut found = Vec::new();
+    for (i, layer) in LAYERS.iter().enumerate() {
+        let files = layer_files(layer);
+        assert!(files.len() >= 5, "{layer} was found: {files:?}");
+        for file in files {
+            let source = fs::read_to_string(&file).expect("a layer file");
+            for (n, line) in source.lines().enumerate() {
+                let line = code(line);
+                for above in &LAYERS[..i] {
+                    if line.contains(&format!("crate::{above}")) {
+                        found.push(format!(
+                            "{}:{}: {layer} names {above}: {}",
+                            file.display(),
+                            n + 1,
+                            line.trim()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a layer reaches up:\n{}",
+        found.join("\n")
+    );
+}
 
 #[test]
 fn the_redis_layer_never_reaches_up_and_knows_no_http_answer() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let upward = [
-        "crate::machine",
-        "crate::error",
-        "crate::answer",
-        "crate::config",
-        "ApiError",
-    ];
+    let upward = ["crate::machine", "crate::http", "crate::config", "ApiError"];
+    let files = layer_files("redis");
+    assert!(files.len() >= 10, "the Redis layer was found: {files:?}");
     let mut found = Vec::new();
-    for file in REDIS_LAYER {
-        let source = fs::read_to_string(root.join(file)).expect("a Redis layer file");
+    for file in files {
+        let source = fs::read_to_string(&file).expect("a Redis layer file");
         for (n, line) in source.lines().enumerate() {
             let line = code(line);
             if let Some(name) = upward.iter().find(|u| line.contains(*u)) {
-                found.push(format!("{file}:{}: {name}: {}", n + 1, line.trim()));
+                found.push(format!(
+                    "{}:{}: {name}: {}",
+                    file.display(),
+                    n + 1,
+                    line.trim()
+                ));
             }
         }
     }
@@ -185,32 +229,15 @@ fn no_shell_file_defines_a_duration_a_size_limit_or_a_close_text() {
     assert!(all.is_empty(), "rules in a shell:\n{}", all.join("\n"));
 }
 
-/// The rule modules (the whiteboard's "Rules" part).
-const RULES: &[&str] = &[
-    "outbox",
-    "events",
-    "history",
-    "sse",
-    "result_fill",
-    "limits",
-    "identity",
-    "replay",
-];
-
-/// Every import of a rule module in `source`, as "line: module".
+/// Every line of `source` that names the rules (`src/rules/`), as
+/// "line: path".
 fn rule_imports(source: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (n, raw) in source.lines().enumerate() {
         let line = code(raw);
-        for root in ["crate::", "sse_gateway::"] {
-            for rest in line.split(root).skip(1) {
-                let module: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if RULES.contains(&module.as_str()) {
-                    out.push(format!("{}: {root}{module}", n + 1));
-                }
+        for rules in ["crate::rules", "sse_gateway::rules"] {
+            if line.contains(rules) {
+                out.push(format!("{}: {rules}", n + 1));
             }
         }
     }
@@ -233,18 +260,18 @@ fn no_shell_file_imports_a_rule_module() {
     );
     // What it catches: the imports the shells had before issue 23.
     for caught in [
-        "use crate::limits::BodyBudget;",
-        "use crate::outbox::Close;",
-        "    let declared = crate::limits::content_length(&h);",
-        "use sse_gateway::limits::{Backpressure, InstanceAdmission};",
+        "use crate::rules::limits::BodyBudget;",
+        "use crate::rules::outbox::Close;",
+        "    let declared = crate::rules::limits::content_length(&h);",
+        "use sse_gateway::rules::limits::{Backpressure, InstanceAdmission};",
     ] {
         assert_eq!(rule_imports(caught).len(), 1, "{caught}");
     }
     for passed in [
         "use crate::machine::timers::BodyEnd;",
-        "use crate::body::BodyBudget;",
+        "use crate::http::body::BodyBudget;",
         "use crate::sse_extra::X;",
-        "// crate::limits in a comment",
+        "// crate::rules::limits in a comment",
     ] {
         assert!(rule_imports(passed).is_empty(), "{passed}");
     }

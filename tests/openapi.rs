@@ -5,19 +5,19 @@
 //! compile here until it names its operation, and a path the router answers
 //! must match a documented path), the methods and `allow` lists, which
 //! routes need a token and which exist only with `dev_mode`, the id charset,
-//! every error `type` of `src/error.rs` and every SSE event name and comment
+//! every error `type` of `src/http/error.rs` and every SSE event name and comment
 //! the outbox writes.
 //!
 //! No `mod common;`: it needs no gateway, so the suite runs it once.
 
 use serde_json::Value;
 use sse_gateway::config::{Config, Source};
-use sse_gateway::gate::{self, Verdict};
-use sse_gateway::outbox::{Close, Outbox};
-use sse_gateway::routes::{self, Route, MAX_ID_LEN};
+use sse_gateway::http::gate::{self, Verdict};
+use sse_gateway::http::routes::{self, Route, MAX_ID_LEN};
+use sse_gateway::rules::outbox::{Close, Outbox};
 use std::collections::{BTreeMap, BTreeSet};
 
-const DOC: &str = sse_gateway::answer::OPENAPI_JSON;
+const DOC: &str = sse_gateway::http::answer::OPENAPI_JSON;
 
 /// The methods an OpenAPI path item can hold, as the router spells them.
 const METHODS: [&str; 8] = [
@@ -259,7 +259,7 @@ fn fits(template: &str, path: &str) -> bool {
 
 /// The router's side: every path it answers as known (served, 400 for an
 /// id, 405) is documented. The paths tried are built from every string
-/// literal in `src/routes.rs`, so a route arm with a new word is tried.
+/// literal in `src/http/routes.rs`, so a route arm with a new word is tried.
 #[test]
 fn every_path_the_router_knows_is_documented() {
     let doc = doc();
@@ -269,7 +269,7 @@ fn every_path_the_router_knows_is_documented() {
         .keys()
         .map(String::as_str)
         .collect();
-    let source = include_str!("../src/routes.rs");
+    let source = include_str!("../src/http/routes.rs");
     let source = source.split("#[cfg(test)]").next().unwrap();
     let literals: Vec<&str> = source.split('"').skip(1).step_by(2).collect();
     let prefixes: BTreeSet<&str> = literals
@@ -467,9 +467,9 @@ fn streams_and_common_refusals_are_documented() {
     }
 }
 
-/// `(status, type)` of every `ApiError` constructor in `src/error.rs`.
+/// `(status, type)` of every `ApiError` constructor in `src/http/error.rs`.
 fn error_types() -> Vec<(u16, String)> {
-    let source = include_str!("../src/error.rs");
+    let source = include_str!("../src/http/error.rs");
     let source = source.split("#[cfg(test)]").next().unwrap();
     let mut out = Vec::new();
     for call in source.split("Self::new(").skip(1) {
@@ -535,7 +535,10 @@ fn every_error_type_is_documented_with_its_status() {
         .map(|(_, k)| k.as_str())
         .filter(|k| !k.is_empty())
         .collect();
-    assert_eq!(named, enumerated, "src/error.rs (left), ErrorType (right)");
+    assert_eq!(
+        named, enumerated,
+        "src/http/error.rs (left), ErrorType (right)"
+    );
     let used = response_schemas(&doc);
     for (status, kind) in &from_code {
         let name = if kind.is_empty() {
@@ -595,7 +598,7 @@ fn every_close() -> Vec<Close> {
 /// heartbeat) is in every stream's `x-sse`, with the end it documents.
 #[test]
 fn every_sse_event_and_comment_is_documented() {
-    use sse_gateway::events::StreamKind;
+    use sse_gateway::rules::events::StreamKind;
     let doc = doc();
     let mut streams = 0;
     for op in operations(&doc) {

@@ -6,7 +6,7 @@
 //! builds the component its `source` names.
 
 use sse_gateway::config::VARIABLES;
-use sse_gateway::target::parse_redis_url;
+use sse_gateway::redis::target::parse_redis_url;
 use toml::Table;
 
 /// Both shipped manifests: the p2 Spin build's and the p3 one's.
@@ -118,7 +118,7 @@ fn secrets_are_secret_and_redis_is_allowed() {
         .find(|h| h.contains("dns_server"))
         .expect("the resolver is allowed");
     assert_eq!(dns.trim(), "{{ dns_server }}");
-    assert!(sse_gateway::dns::parse_server("tcp://10.96.0.10:53").is_ok());
+    assert!(sse_gateway::redis::dns::parse_server("tcp://10.96.0.10:53").is_ok());
     let build = component(&m)["build"]["command"].as_str().unwrap();
     assert!(
         build.contains("--target wasm32-wasip2") && !build.contains("portable"),

@@ -27,7 +27,7 @@ pub fn mint(secret: &str, sub: &str, role: &str, ttl_seconds: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sse_gateway::auth::{AuthConfig, Role, Verifier};
+    use sse_gateway::http::auth::{AuthConfig, Role, Verifier};
 
     #[test]
     fn the_gateway_core_accepts_minted_tokens() {

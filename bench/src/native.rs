@@ -1,5 +1,5 @@
 //! The native baseline: the gateway's own core (the request gate and the
-//! stream machine, `sse_gateway::gate` and `sse_gateway::machine`) pumped
+//! stream machine, `sse_gateway::http::gate` and `sse_gateway::machine`) pumped
 //! from tokio behind the same HTTP stack `wasmtime serve` uses (hyper 1,
 //! HTTP/1.1, chunked body fed by a 2-slot channel like wasmtime-wasi-http's
 //! outgoing body), with tokio sockets instead of `wasi:sockets`.
@@ -15,14 +15,14 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming as HyperIncoming;
 use hyper::{Request, Response};
-use sse_gateway::answer::{self, Answer, STREAM_HEADERS};
+use sse_gateway::http::answer::{self, Answer, STREAM_HEADERS};
 use sse_gateway::config::{Config, VARIABLES};
-use sse_gateway::target::RedisTarget;
-use sse_gateway::error::ApiError;
-use sse_gateway::gate;
+use sse_gateway::redis::target::RedisTarget;
+use sse_gateway::http::error::ApiError;
+use sse_gateway::http::gate;
 use sse_gateway::machine::command::Io;
 use sse_gateway::machine::{Command, Event, Opening, StreamMachine, Topic, READ_CHUNK};
-use sse_gateway::routes::Route;
+use sse_gateway::http::routes::Route;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -281,7 +281,7 @@ async fn run_command(mut cmd: Command) -> Command {
                     Ok(Ok(n)) if n > 0 => cmd.receive(&buf[..n]),
                     Ok(Ok(_)) => cmd.failed("read from redis: connection closed"),
                     Ok(Err(e)) => cmd.failed(&format!("read from redis: {e}")),
-                    Err(_) => cmd.failed(sse_gateway::failure::SILENT),
+                    Err(_) => cmd.failed(sse_gateway::redis::failure::SILENT),
                 },
                 None => cmd.failed("no connection"),
             },

@@ -1,9 +1,9 @@
 //! A blocking Redis client for setup (execution records) and the publisher
-//! thread, on the gateway's own RESP encoder and decoder (`sse_gateway::resp`):
+//! thread, on the gateway's own RESP encoder and decoder (`sse_gateway::redis::resp`):
 //! one parser in the project, and the load tool's replies are plain RESP2.
 
 use crate::stats::now_ns;
-use sse_gateway::resp::{encode_command, Decoder, Value};
+use sse_gateway::redis::resp::{encode_command, Decoder, Value};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -234,7 +234,8 @@ pub fn burst(
     count: u64,
     via: Via,
 ) -> io::Result<Published> {
-    use sse_gateway::{config::HistoryLimits, history};
+    use sse_gateway::config::HistoryLimits;
+    use sse_gateway::rules::history;
     let channel = format!("sse:exec:{id}");
     let key = history::key("history:", &channel);
     let limits = HistoryLimits {

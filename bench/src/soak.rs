@@ -8,7 +8,7 @@
 
 use crate::redis::Redis;
 use crate::stats::now_ns;
-use sse_gateway::resp::Value;
+use sse_gateway::redis::resp::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// The publish script the gateway runs for `POST` (README, "producers").
-const PUBLISH_SCRIPT: &str = sse_gateway::history::PUBLISH_SCRIPT;
+const PUBLISH_SCRIPT: &str = sse_gateway::rules::history::PUBLISH_SCRIPT;
 
 #[derive(Debug, Clone)]
 pub struct SoakOpts {

@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::history::{split_live, EntryId};
+use sse_gateway::rules::history::{split_live, EntryId};
 use std::borrow::Cow;
 
 #[derive(Debug, Arbitrary)]

@@ -7,7 +7,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
-use sse_gateway::auth::{AuthConfig, Verifier};
+use sse_gateway::http::auth::{AuthConfig, Verifier};
 use sse_gateway_fuzz::keys::{pem_bundle, token, Signer, SECRET};
 use std::sync::OnceLock;
 

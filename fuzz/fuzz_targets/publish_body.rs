@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::events::{classify, prepare_publish, StreamKind, TERMINAL_EVENT_TYPES};
-use sse_gateway::history::split_live;
+use sse_gateway::rules::events::{classify, prepare_publish, StreamKind, TERMINAL_EVENT_TYPES};
+use sse_gateway::rules::history::split_live;
 use sse_gateway::json::{object_fields, WHITESPACE};
 
 const ID: &str = "e-1";

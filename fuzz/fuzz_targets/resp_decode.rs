@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::resp::{encode_command, Decoder, Value};
+use sse_gateway::redis::resp::{encode_command, Decoder, Value};
 use sse_gateway_fuzz::normalized;
 
 #[derive(Debug, Arbitrary)]

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::routes::{route, valid_id, Route};
+use sse_gateway::http::routes::{route, valid_id, Route};
 
 /// The id a route carries into Redis names, if any.
 fn id_of(r: &Route) -> Option<&str> {

@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::sse::{encode_comment, encode_event, encode_retry, Event};
+use sse_gateway::rules::sse::{encode_comment, encode_event, encode_retry, Event};
 use sse_gateway_fuzz::{normalize_newlines, parse_sse};
 
 #[derive(Debug, Arbitrary)]

@@ -1,7 +1,7 @@
 //! Helpers shared by the fuzz targets: a browser-style SSE parser, RESP value
 //! normalisation, and token signing with the unit tests' throwaway keys.
 
-use sse_gateway::resp::Value;
+use sse_gateway::redis::resp::Value;
 
 /// One event as a browser's `EventSource` dispatches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn normalize(value: Value) -> Value {
     }
 }
 
-/// Signing with the throwaway keys in `src/auth/testdata` (TEST ONLY).
+/// Signing with the throwaway keys in `src/http/auth/testdata` (TEST ONLY).
 pub mod keys {
     use base64::Engine as _;
     use ed25519_compact::{KeyPair, SecretKey, Seed};
@@ -129,7 +129,7 @@ pub mod keys {
 
     macro_rules! testdata {
         ($file:literal) => {
-            include_str!(concat!("../../src/auth/testdata/", $file))
+            include_str!(concat!("../../src/http/auth/testdata/", $file))
         };
     }
     pub const RSA_PUB: &str = testdata!("rsa.pub.pem");

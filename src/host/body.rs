@@ -7,8 +7,8 @@
 //! idle would spin).
 
 use super::clock;
-use crate::answer::Answer;
-use crate::error::ApiError;
+use crate::http::answer::Answer;
+use crate::http::error::ApiError;
 use crate::machine::timers;
 use wasi::http::types::{Headers, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::poll::Pollable;

@@ -1,13 +1,13 @@
 //! Development routes' I/O (`dev_mode` only; what they answer is
-//! `crate::dev`'s): the token request's body, the clocks, a random
+//! `crate::http::dev`'s): the token request's body, the clocks, a random
 //! execution id and the two commands that create the execution.
 
 use super::body::Responder;
 use super::{clock, redis};
-use crate::answer::Answer;
-use crate::auth::Identity;
 use crate::config::Config;
-use crate::dev::{self, Execution};
+use crate::http::answer::Answer;
+use crate::http::auth::Identity;
+use crate::http::dev::{self, Execution};
 use crate::machine::Command;
 use wasi::http::types::IncomingRequest;
 

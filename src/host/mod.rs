@@ -17,12 +17,12 @@ mod publish;
 mod pump;
 mod redis;
 
-use crate::answer;
-use crate::error::ApiError;
-use crate::gate;
+use crate::http::answer;
+use crate::http::error::ApiError;
+use crate::http::gate;
+use crate::http::routes::Route;
 use crate::log::Level;
 use crate::machine::Topic;
-use crate::routes::Route;
 use crate::telemetry;
 use body::Responder;
 use std::cell::Cell;
@@ -112,7 +112,7 @@ fn respond(req: IncomingRequest, method: &str, path_and_query: &str, mut out: Re
     };
     let Some(who) = who else {
         return match route {
-            Route::DemoPage => out.answer(crate::dev::demo_page()),
+            Route::DemoPage => out.answer(crate::http::dev::demo_page()),
             Route::DevToken => dev::token(&cfg, req, out),
             Route::Ready => publish::ready(&cfg, out),
             Route::Health => out.answer(answer::health()),

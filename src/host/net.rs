@@ -2,14 +2,14 @@
 //!
 //! Owns sockets and their streams and nothing else: what to send and what
 //! the bytes mean is the core machines' job, how a connection is opened
-//! (resolver, addresses in turn, TLS handshake) [`crate::dial::Dial`]'s and
-//! TLS records [`crate::tls::TlsSession`]'s.
+//! (resolver, addresses in turn, TLS handshake) [`crate::redis::dial::Dial`]'s and
+//! TLS records [`crate::redis::tls::TlsSession`]'s.
 
 use super::clock;
-use crate::dial::{self, Dial, Step};
-use crate::failure;
-use crate::target::RedisTarget;
-use crate::tls::Wire;
+use crate::redis::dial::{self, Dial, Step};
+use crate::redis::failure;
+use crate::redis::target::RedisTarget;
+use crate::redis::tls::Wire;
 use std::net::{IpAddr, SocketAddr};
 use wasi::io::poll::{poll, Pollable};
 use wasi::io::streams::{InputStream, OutputStream, StreamError};

@@ -3,14 +3,14 @@
 
 use super::body::Responder;
 use super::{clock, redis};
-use crate::answer::{self, Answer};
-use crate::auth::Identity;
-use crate::body::BodyBudget;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::http::answer::{self, Answer};
+use crate::http::auth::Identity;
+use crate::http::body::BodyBudget;
+use crate::http::error::ApiError;
+use crate::http::routes::Route;
 use crate::machine::publish::Publish;
 use crate::machine::Command;
-use crate::routes::Route;
 use wasi::http::types::IncomingRequest;
 
 /// `POST /api/v1/events/executions/{id}` and
@@ -34,7 +34,8 @@ pub(super) fn read_body(
     limit: usize,
     max_seconds: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = crate::body::content_length(&req.headers().get(&"content-length".to_string()));
+    let declared =
+        crate::http::body::content_length(&req.headers().get(&"content-length".to_string()));
     let mut budget = BodyBudget::new(declared, limit, max_seconds, clock::now())?;
     let broken = || ApiError::bad_request("request body could not be read");
     let incoming = req.consume().map_err(|_| broken())?;

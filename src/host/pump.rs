@@ -5,8 +5,8 @@
 use super::body::{Responder, SseBody};
 use super::redis::{self, Link};
 use super::{clock, print};
-use crate::auth::Identity;
 use crate::config::Config;
+use crate::http::auth::Identity;
 use crate::machine::timers::BodyEnd;
 use crate::machine::{Event, Opening, StreamMachine, Topic};
 use wasi::io::poll::poll;

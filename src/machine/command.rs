@@ -9,16 +9,13 @@
 //! before reading) is the core's, once.
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::failure;
-use crate::resp::{RespError, Value};
-use crate::session::{Incoming, Session, Tag};
-use crate::target::RedisTarget;
+use crate::http::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::redis::failure;
+use crate::redis::resp::{RespError, Value};
+use crate::redis::session::{Incoming, Session, Tag};
+use crate::redis::target::RedisTarget;
 
-pub use crate::failure::MAX_REDIRECTS;
-
-/// Seconds a client should wait before retrying after a 503.
-pub const RETRY_AFTER_SECONDS: u32 = 2;
+pub use crate::redis::failure::MAX_REDIRECTS;
 
 /// Logs a Redis failure and gives the 503 the client sees.
 pub(crate) fn unavailable(logs: &mut Vec<String>, detail: &str) -> ApiError {

@@ -3,7 +3,7 @@
 //! arrives). Everything after it waits too, so the browser sees the events
 //! in the order they were published.
 
-use crate::result_fill::needs_result;
+use crate::rules::result_fill::needs_result;
 use std::collections::VecDeque;
 
 /// What to do with a live message.

@@ -6,8 +6,8 @@
 //! connection (the renewal); it decides none of it.
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::limits::{args, lease_ms};
+use crate::http::error::ApiError;
+use crate::rules::limits::{args, lease_ms};
 
 /// What a browser refused by [`InstanceAdmission::take`] waits before
 /// retrying.
@@ -130,7 +130,7 @@ impl InstanceAdmission {
 /// The lease every stream of one p3 instance on one Redis lives by: one
 /// key, set when a stream takes its slot and renewed by the instance's
 /// subscription connection, whose liveness check it is
-/// ([`crate::hub::Hub::renew_with`]: one command per heartbeat interval
+/// ([`crate::redis::hub::Hub::renew_with`]: one command per heartbeat interval
 /// for every stream, instead of a `PING`). An instance that dies stops
 /// renewing; within one lease its key is gone and the next acquire of
 /// each of its users drops their members.

@@ -43,21 +43,21 @@ pub mod publish;
 pub mod replay;
 pub mod timers;
 
-use crate::auth::Identity;
-use crate::cluster::Moved;
 use crate::config::{Config, StreamBudget};
-use crate::error::ApiError;
-use crate::events::StreamKind;
-use crate::failure;
-use crate::history::{self, split_live, EntryId};
-use crate::hub::End;
-use crate::limits::Slot;
+use crate::http::auth::Identity;
+use crate::http::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::http::routes::Route;
 use crate::log;
-use crate::outbox::{Close, Outbox};
-use crate::resp::{RespError, Value};
-use crate::routes::Route;
-use crate::session::{Incoming, Session, Tag};
-use crate::target::RedisTarget;
+use crate::redis::cluster::Moved;
+use crate::redis::failure;
+use crate::redis::hub::End;
+use crate::redis::resp::{RespError, Value};
+use crate::redis::session::{Incoming, Session, Tag};
+use crate::redis::target::RedisTarget;
+use crate::rules::events::StreamKind;
+use crate::rules::history::{self, split_live, EntryId};
+use crate::rules::limits::Slot;
+use crate::rules::outbox::{Close, Outbox};
 use backlog::{Admit, Backlog, Bytes};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
@@ -143,7 +143,7 @@ impl Event {
     /// The answer to a [`Event::Finished`] with no [`Event::Start`] before
     /// it (which the machine never sends): a 503 the browser retries.
     pub fn unstarted() -> ApiError {
-        ApiError::service_unavailable(command::RETRY_AFTER_SECONDS)
+        ApiError::service_unavailable(RETRY_AFTER_SECONDS)
     }
 }
 
@@ -1002,8 +1002,7 @@ impl StreamMachine {
     /// connection, or why it failed (the connection logged it): a 503
     /// while opening, as a failed command of the stream's own.
     pub fn reply(&mut self, tag: Tag, answer: Result<Value, String>, now: u64) {
-        let outcome =
-            answer.map_err(|_| ApiError::service_unavailable(command::RETRY_AFTER_SECONDS));
+        let outcome = answer.map_err(|_| ApiError::service_unavailable(RETRY_AFTER_SECONDS));
         self.outcome(tag, outcome, now);
     }
 

@@ -5,22 +5,22 @@
 //! so every path (including the slot given back on each refusal) is tested
 //! without a socket.
 
-use super::command::{unavailable, RETRY_AFTER_SECONDS};
+use super::command::unavailable;
 use super::Topic;
-use crate::auth::{AuthError, Identity, Role};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::events::{self, ExecutionRecord, StreamKind};
-use crate::history::{self, EntryId};
-use crate::identity;
-use crate::limits::Slot;
+use crate::http::auth::{AuthError, Identity, Role};
+use crate::http::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::http::identity;
+use crate::http::routes::valid_id;
 use crate::log;
-use crate::outbox::Outbox;
-use crate::replay;
-use crate::resp::Value;
-use crate::result_fill::{self, Fill};
-use crate::routes::valid_id;
-use crate::session::Tag;
+use crate::redis::resp::Value;
+use crate::redis::session::Tag;
+use crate::rules::events::{self, ExecutionRecord, StreamKind};
+use crate::rules::history::{self, EntryId};
+use crate::rules::limits::Slot;
+use crate::rules::outbox::Outbox;
+use crate::rules::replay;
+use crate::rules::result_fill::{self, Fill};
 
 /// A `Last-Event-ID` more than this far ahead of the gateway's wall clock
 /// names no entry Redis has made (entry ids are Redis' ms clock): ignored.

@@ -3,13 +3,13 @@
 //! and the `202` answer.
 
 use super::command::Command;
-use crate::auth::{Identity, Role};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::events::{prepare_publish, StreamKind};
-use crate::history;
-use crate::routes::Route;
-use crate::session::Tag;
+use crate::http::auth::{Identity, Role};
+use crate::http::error::ApiError;
+use crate::http::routes::Route;
+use crate::redis::session::Tag;
+use crate::rules::events::{prepare_publish, StreamKind};
+use crate::rules::history;
 
 /// A publish route, checked before its body is read.
 pub struct Publish {

@@ -18,9 +18,9 @@
 //! once once everything settled.
 
 use super::*;
-use crate::auth::Role;
 use crate::config::Source;
-use crate::history::split_live;
+use crate::http::auth::Role;
+use crate::rules::history::split_live;
 use std::collections::VecDeque;
 
 const UNIX: i64 = 1_700_000_000;

@@ -52,9 +52,9 @@
 
 use super::opening::{filled, skipped, RecordResult};
 use crate::config::StreamBudget;
-use crate::history::{self, split_live, Entry, EntryData, EntryId};
-use crate::outbox::{Close, Outbox};
-use crate::result_fill::needs_result;
+use crate::rules::history::{self, split_live, Entry, EntryData, EntryId};
+use crate::rules::outbox::{Close, Outbox};
+use crate::rules::result_fill::needs_result;
 use std::collections::VecDeque;
 
 /// One stream's history replay, from its first page to the switch to live.

@@ -2,9 +2,9 @@
 //! instance's hub and the commands on the shared command connection.
 
 use super::*;
-use crate::auth::Role;
 use crate::config::Source;
-use crate::session::Tag;
+use crate::http::auth::Role;
+use crate::redis::session::Tag;
 
 const S: u64 = 1_000_000_000;
 const UNIX: i64 = 1_700_000_000;
@@ -156,8 +156,8 @@ fn live_messages_dedupe_and_the_hub_owns_liveness() {
 /// machine's.
 #[test]
 fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
-    use crate::cluster::Moved;
-    use crate::hub::End;
+    use crate::redis::cluster::Moved;
+    use crate::redis::hub::End;
     let moved = || {
         End::Moved(Moved {
             slot: 1,

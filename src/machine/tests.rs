@@ -1,8 +1,8 @@
 //! The stream machine's rules, driven with RESP bytes and a fake clock.
 
 use super::*;
-use crate::auth::Role;
 use crate::config::Source;
+use crate::http::auth::Role;
 
 const S: u64 = 1_000_000_000;
 const UNIX: i64 = 1_700_000_000;

@@ -1,7 +1,7 @@
 //! The deadlines one live stream lives by (monotonic ns) and their order.
 
 use crate::config::Config;
-use crate::outbox::Close;
+use crate::rules::outbox::Close;
 
 /// How long a closed stream may take to flush its last bytes.
 pub const CLOSE_FLUSH_NS: u64 = 5_000_000_000;

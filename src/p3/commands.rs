@@ -11,14 +11,14 @@
 //! is waiting and no stream is registered.
 
 use super::{clock, log, net, print};
-use crate::dial;
-use crate::failure;
 use crate::machine::command::Io;
 use crate::machine::{Command, Request};
-use crate::pipeline::{Answer, Pipeline};
-use crate::resp::Value;
-use crate::session::Tag;
-use crate::target::RedisTarget;
+use crate::redis::dial;
+use crate::redis::failure;
+use crate::redis::pipeline::{Answer, Pipeline};
+use crate::redis::resp::Value;
+use crate::redis::session::Tag;
+use crate::redis::target::RedisTarget;
 use futures::future::{self, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -68,7 +68,7 @@ pub fn open_connections() -> usize {
 /// answers still to come.
 pub struct Client {
     id: StreamId,
-    /// Its user's turn among history pages ([`crate::pipeline::owner_of`]).
+    /// Its user's turn among history pages ([`crate::redis::pipeline::owner_of`]).
     owner: u64,
     target: RedisTarget,
     cluster: bool,

@@ -1,13 +1,13 @@
 //! Development routes' I/O (`dev_mode` only; what they answer is
-//! `crate::dev`'s), as `src/host/dev.rs` for the p2 builds: the token
+//! `crate::http::dev`'s), as `src/host/dev.rs` for the p2 builds: the token
 //! request's body, the clocks, a random execution id and the two commands
 //! that create the execution.
 
 use super::{clock, commands, read_body};
-use crate::answer::Answer;
-use crate::auth::Identity;
 use crate::config::Config;
-use crate::dev::{self, Execution};
+use crate::http::answer::Answer;
+use crate::http::auth::Identity;
+use crate::http::dev::{self, Execution};
 use crate::machine::Command;
 use spin_sdk7::wasip3;
 use wasip3::http::types::Request;

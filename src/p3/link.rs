@@ -13,10 +13,10 @@
 //! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
 
 use super::{clock, log, net, print};
-use crate::dial;
-use crate::failure;
-use crate::hub::{End, Hub, Notice, Payload, SubId};
-use crate::target::RedisTarget;
+use crate::redis::dial;
+use crate::redis::failure;
+use crate::redis::hub::{End, Hub, Notice, Payload, SubId};
+use crate::redis::target::RedisTarget;
 use futures::future::{self, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

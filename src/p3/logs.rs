@@ -3,8 +3,8 @@
 //! (for a stream, once it ended), as the p2 shell writes them.
 
 use super::clock;
+use crate::http::routes;
 use crate::log::{self, Level};
-use crate::routes;
 use std::cell::Cell;
 use std::io::Write;
 

@@ -2,7 +2,7 @@
 //!
 //! One component instance serves many requests at once, each a task of its
 //! own; every stream in the instance shares one Redis subscription
-//! connection ([`link`], driving the core [`crate::hub::Hub`]). Like
+//! connection ([`link`], driving the core [`crate::redis::hub::Hub`]). Like
 //! `src/host/` for the p2 builds, this only moves bytes and time; decisions
 //! are in the core modules.
 
@@ -15,14 +15,14 @@ mod logs;
 mod net;
 mod pump;
 
-use crate::answer::{self, Answer};
-use crate::body::BodyBudget;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::gate;
+use crate::http::answer::{self, Answer};
+use crate::http::body::BodyBudget;
+use crate::http::error::ApiError;
+use crate::http::gate;
+use crate::http::routes::Route;
 use crate::machine::publish::Publish;
 use crate::machine::{Command, Topic};
-use crate::routes::Route;
 use spin_sdk7::wasip3;
 use std::cell::Cell;
 use wasip3::http::types::{ErrorCode, Fields, Method, Request, Response};
@@ -87,7 +87,7 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
             Route::Ready => ready(&cfg, &cors).await,
             Route::Health => health(&cfg, &cors),
             Route::OpenApi => answer_response(answer::openapi(), &cors),
-            Route::DemoPage => answer_response(crate::dev::demo_page(), &cors),
+            Route::DemoPage => answer_response(crate::http::dev::demo_page(), &cors),
             Route::DevToken => {
                 let declared = header(&entries, "content-length");
                 answer_response(dev::token(&cfg, req, declared).await, &cors)
@@ -115,7 +115,7 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
 /// command on a connection of its own.
 async fn publish(
     cfg: &Config,
-    who: &crate::auth::Identity,
+    who: &crate::http::auth::Identity,
     route: &Route,
     req: Request,
     declared: Option<u64>,

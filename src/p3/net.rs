@@ -4,11 +4,11 @@
 //! the connection's [`Wire`]. What the bytes mean is the core's job.
 
 use super::clock;
-use crate::dial::{self, Dial, Step};
-use crate::failure;
 use crate::machine::READ_CHUNK;
-use crate::target::RedisTarget;
-use crate::tls::Wire;
+use crate::redis::dial::{self, Dial, Step};
+use crate::redis::failure;
+use crate::redis::target::RedisTarget;
+use crate::redis::tls::Wire;
 use spin_sdk7::wasip3;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};

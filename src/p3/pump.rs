@@ -13,16 +13,16 @@ use super::commands::Client;
 use super::lease;
 use super::link::{self, Subscription};
 use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
-use crate::auth::Identity;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::hub::{End, Payload};
+use crate::http::auth::Identity;
+use crate::http::error::ApiError;
 use crate::machine::instance::{Backpressure, InstanceAdmission, InstanceCapacity, InstanceLease};
 use crate::machine::timers::{self, BodyEnd};
 use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
-use crate::resp::Value;
-use crate::session::Tag;
-use crate::target::RedisTarget;
+use crate::redis::hub::{End, Payload};
+use crate::redis::resp::Value;
+use crate::redis::session::Tag;
+use crate::redis::target::RedisTarget;
 use futures::future;
 use spin_sdk7::wasip3;
 use std::cell::RefCell;
@@ -75,7 +75,7 @@ pub async fn serve(
             cfg.redis_cluster,
             cfg.redis_timeout_ms,
             cfg.stream.entry_bytes,
-            crate::pipeline::owner_of(&who.user_id),
+            crate::redis::pipeline::owner_of(&who.user_id),
         ),
         sub: None,
         live: false,

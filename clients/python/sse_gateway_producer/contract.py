@@ -3,11 +3,11 @@
 Everything here is pure (no Redis I/O) so it can be checked against the
 gateway without a server. Each item names where the gateway defines it:
 
-- ``PUBLISH_SCRIPT`` and the history key: ``src/history.rs``
+- ``PUBLISH_SCRIPT`` and the history key: ``src/rules/history.rs``
   (``PUBLISH_SCRIPT``, ``key``, ``publish_command``);
-- event validation: ``src/events.rs`` (``prepare_publish``) and
+- event validation: ``src/rules/events.rs`` (``prepare_publish``) and
   ``src/json.rs`` (``object_fields``);
-- id rules: ``src/routes.rs`` (``valid_id``);
+- id rules: ``src/http/routes.rs`` (``valid_id``);
 - prefixes, limits and their defaults: ``src/config.rs``.
 
 An event published with these exact bytes and arguments is streamed by the

@@ -30,8 +30,8 @@ def rust(path: str) -> str:
 
 
 def test_script_is_the_gateways_byte_for_byte() -> None:
-    m = re.search(r'pub const PUBLISH_SCRIPT: &str = r#"(.*?)"#;', rust("src/history.rs"), re.S)
-    assert m, "PUBLISH_SCRIPT not found in src/history.rs"
+    m = re.search(r'pub const PUBLISH_SCRIPT: &str = r#"(.*?)"#;', rust("src/rules/history.rs"), re.S)
+    assert m, "PUBLISH_SCRIPT not found in src/rules/history.rs"
     assert PUBLISH_SCRIPT == m.group(1)
 
 
@@ -49,7 +49,7 @@ def test_defaults_are_the_gateways() -> None:
     assert re.search(r'"max_event_bytes",\s*64 \* 1024,\s*64,', config)
     assert (c.history_max_len, c.history_ttl_seconds, c.max_event_bytes) == (1000, 86_400, 65_536)
     # Always passes the publish command, SPUBLISH on a cluster.
-    assert 'if sharded { "SPUBLISH" } else { "PUBLISH" }' in rust("src/history.rs")
+    assert 'if sharded { "SPUBLISH" } else { "PUBLISH" }' in rust("src/rules/history.rs")
 
 
 def test_script_arguments_and_names() -> None:

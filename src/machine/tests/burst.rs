@@ -162,7 +162,7 @@ fn a_stalled_reader_is_cut_by_time_not_by_bytes() {
 #[test]
 fn a_message_too_large_to_decode_ends_the_stream_reconnectably() {
     let mut m = live();
-    let huge = "x".repeat(crate::session::MAX_REPLY_BYTES + 1);
+    let huge = "x".repeat(crate::redis::session::MAX_REPLY_BYTES + 1);
     m.receive(message("sse:exec:e1", &huge).as_bytes(), 11);
     let logs: Vec<String> = m.logs().collect();
     assert!(

@@ -3,7 +3,7 @@
 //! shells pass these on and write none of their own).
 
 use crate::log;
-use crate::resp::RespError;
+use crate::redis::resp::RespError;
 
 /// Cluster redirects followed before giving up (a stable cluster needs one).
 pub const MAX_REDIRECTS: usize = 3;

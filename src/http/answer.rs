@@ -1,8 +1,7 @@
 //! Complete (non-stream) HTTP answers: status, headers, body and the log
 //! lines they leave, built without I/O so the shell only sends them.
 
-use crate::error::ApiError;
-use crate::machine::command::RETRY_AFTER_SECONDS;
+use crate::http::error::{ApiError, RETRY_AFTER_SECONDS};
 use serde_json::json;
 
 /// One answer, and the log lines to print once it is sent.
@@ -97,7 +96,7 @@ pub fn health() -> Answer {
 
 /// The OpenAPI 3.1 document of every route, the repository's
 /// `openapi.json` as it is (`tests/openapi.rs` checks it against the router).
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// `GET /api/v1/events/openapi.json`: the OpenAPI document, byte for byte
 /// [`OPENAPI_JSON`] (no auth, no Redis I/O).

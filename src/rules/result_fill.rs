@@ -408,8 +408,8 @@ mod tests {
         let Fill::Filled(out) = fill_result(live, Some("7")) else {
             panic!("not filled");
         };
-        let (id, event) = crate::history::split_live(&out);
-        assert_eq!(id, crate::history::EntryId::parse("5-1"));
+        let (id, event) = crate::rules::history::split_live(&out);
+        assert_eq!(id, crate::rules::history::EntryId::parse("5-1"));
         assert_eq!(&*event, br#"{"event_type":"result_stored","result":7}"#);
     }
 

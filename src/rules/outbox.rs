@@ -5,9 +5,9 @@
 //! same [`Outbox`] from [`crate::machine::StreamMachine`]; only the
 //! [`StreamKind`] and the opening events differ.
 
-use crate::events::{classify, Skip, StreamKind};
-use crate::history::{split_live, EntryId};
-use crate::sse::{self, Event};
+use crate::rules::events::{classify, Skip, StreamKind};
+use crate::rules::history::{split_live, EntryId};
+use crate::rules::sse::{self, Event};
 
 /// Why a stream ended (for the log line and for tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! refused like a bad token (401 `Invalid credentials`), and a stream
 //! re-reads the hash to cut a user deactivated while streaming.
 
-use crate::auth::{AuthError, Identity, Role};
+use crate::http::auth::{AuthError, Identity, Role};
 
 /// The `HGETALL` that reads the user record of the token's subject.
 pub fn lookup_command(prefix: &str, username: &str) -> Vec<Vec<u8>> {

@@ -7,7 +7,7 @@
 //! hash `replay:{session_id}` that the API keeps (prefix
 //! `replay_key_prefix`): every field a string, `errors` a JSON array.
 
-use crate::events::REPLAY_TERMINAL_STATUSES;
+use crate::rules::events::REPLAY_TERMINAL_STATUSES;
 use serde::Serialize;
 
 /// The first event of a replay status stream.
@@ -90,7 +90,7 @@ pub fn first_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{classify, StreamKind};
+    use crate::rules::events::{classify, StreamKind};
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

@@ -379,10 +379,10 @@ pub enum RespError {
     /// A well-formed reply of the wrong shape for the command that was sent.
     Unexpected(String),
     /// Redis Cluster: the key's slot lives on another node (`-MOVED`).
-    Moved(crate::cluster::Moved),
+    Moved(crate::redis::cluster::Moved),
     /// Redis Cluster: the key's slot is migrating to another node (`-ASK`);
     /// not followed, the request fails and the client retries.
-    Ask(crate::cluster::Moved),
+    Ask(crate::redis::cluster::Moved),
 }
 
 impl fmt::Display for RespError {

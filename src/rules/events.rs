@@ -132,7 +132,7 @@ pub fn prepare_publish(
     use crate::json::{object_fields, ObjectError};
     let text = std::str::from_utf8(body).map_err(|_| "body is not valid UTF-8".to_string())?;
     let text = text.trim_matches(crate::json::WHITESPACE);
-    let reserved = crate::history::ID_FIELD;
+    let reserved = crate::rules::history::ID_FIELD;
     let fields =
         object_fields(text, &[reserved, "event_type", "execution_id"]).map_err(|e| match e {
             ObjectError::NotJson(e) => format!("body is not valid JSON: {e}"),

@@ -1,7 +1,7 @@
 //! One shared Redis command connection for many streams, sans-I/O (the
 //! `p3` build: an instance's streams send their records, history pages,
 //! slot scripts and identity reads here, while their subscriptions share
-//! the [`crate::hub::Hub`]).
+//! the [`crate::redis::hub::Hub`]).
 //!
 //! Commands are pipelined in the order they are sent; replies come back in
 //! that order, each routed to the stream that asked. An error reply is that
@@ -24,11 +24,11 @@
 //! a command refused with `MOVED` comes back as a [`Redirect`] for the
 //! shell to send on the owner's pipeline (a bounded number of times).
 
-use crate::cluster::Moved;
-use crate::failure::{self, MAX_REDIRECTS};
-use crate::resp::{RespError, Value};
-use crate::session::{Incoming, Session, Tag};
-use crate::target::RedisTarget;
+use crate::redis::cluster::Moved;
+use crate::redis::failure::{self, MAX_REDIRECTS};
+use crate::redis::resp::{RespError, Value};
+use crate::redis::session::{Incoming, Session, Tag};
+use crate::redis::target::RedisTarget;
 use std::collections::VecDeque;
 
 /// History pages in flight on one connection at most.

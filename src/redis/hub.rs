@@ -18,12 +18,12 @@
 //! The shell writes [`Hub::take_outgoing`] to the socket, feeds what it
 //! reads to [`Hub::receive`], and acts on the [`Notice`]s.
 
-use crate::cluster::{parse_moved, Moved};
-use crate::failure;
 use crate::log;
-use crate::resp::{self, Decoder, PubSub, RespError, Value};
-use crate::session::{Session, MAX_REPLY_BYTES};
-use crate::target::RedisTarget;
+use crate::redis::cluster::{parse_moved, Moved};
+use crate::redis::failure;
+use crate::redis::resp::{self, Decoder, PubSub, RespError, Value};
+use crate::redis::session::{Session, MAX_REPLY_BYTES};
+use crate::redis::target::RedisTarget;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -638,7 +638,7 @@ mod tests {
         h.receive(format!("{}{}", sub_ack("c", 1), sub_ack("d", 2)).as_bytes())
             .unwrap();
         h.take_notices();
-        let huge = "x".repeat(crate::session::MAX_REPLY_BYTES + 1);
+        let huge = "x".repeat(crate::redis::session::MAX_REPLY_BYTES + 1);
         let bytes = format!("{}{}", message("c", &huge), message("d", "after"));
         for chunk in bytes.as_bytes().chunks(64 * 1024) {
             h.receive(chunk).unwrap();

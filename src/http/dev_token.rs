@@ -1,10 +1,10 @@
 //! Development tokens (`dev_mode` only): what a token request may ask for
 //! and the token minted for it; `dev::token` builds the answer around it.
 
-use crate::auth::{Hs256, Hs256Key};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::routes::valid_id;
+use crate::http::auth::{Hs256, Hs256Key};
+use crate::http::error::ApiError;
+use crate::http::routes::valid_id;
 use chrono::{DateTime, Utc};
 use jwt_compact::{AlgorithmExt as _, Claims, Header};
 use serde_json::{Map, Value as Json};
@@ -100,7 +100,7 @@ mod tests {
         .unwrap();
         let now = 1_700_000_000;
         let token = mint(&cfg, "a-1", "user", now).unwrap();
-        let who = crate::auth::Verifier::new(cfg.auth.clone())
+        let who = crate::http::auth::Verifier::new(cfg.auth.clone())
             .verify(&token, now)
             .unwrap();
         assert_eq!(

@@ -56,7 +56,7 @@ impl Moved {
     /// Points `target` at the slot's owner, keeping its TLS settings and
     /// resolver (every node is reached and verified like the first); an
     /// empty host keeps the host that answered.
-    pub fn redirect(&self, target: &mut crate::target::RedisTarget) {
+    pub fn redirect(&self, target: &mut crate::redis::target::RedisTarget) {
         if !self.host.is_empty() {
             target.host.clone_from(&self.host);
         }
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_redirect_keeps_tls_and_the_resolver() {
-        let mut t = crate::target::parse_redis_url("rediss://:pw@redis.svc:6380").unwrap();
+        let mut t = crate::redis::target::parse_redis_url("rediss://:pw@redis.svc:6380").unwrap();
         t.dns_server = Some("10.96.0.10:53".parse().unwrap());
         let before = t.clone();
         parse_moved("MOVED 1 redis-2.svc:7001")

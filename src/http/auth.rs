@@ -1066,7 +1066,7 @@ impl Verifier {
         // The user id names Redis keys and channels (`sse:streams:<id>`,
         // `sse:notif:<id>`): the path ids' rule keeps globs, CR/LF, control
         // bytes and huge values out of them.
-        if !crate::routes::valid_id(&user_id) {
+        if !crate::http::routes::valid_id(&user_id) {
             return Err(AuthError::Invalid("user id outside the id charset"));
         }
         let role = Role::from_claim(claims.custom.get(&self.role_claim));
@@ -1872,7 +1872,7 @@ mod tests {
             let token = sign(json!({"sub": sub, "exp": NOW + 60}));
             invalid(&v, &token, "user id outside the id charset");
         }
-        let max = "u".repeat(crate::routes::MAX_ID_LEN);
+        let max = "u".repeat(crate::http::routes::MAX_ID_LEN);
         for sub in ["alice", "u-1_x.y:z", max.as_str()] {
             assert_eq!(
                 ok(&v, &sign(json!({"sub": sub, "exp": NOW + 60}))).user_id,

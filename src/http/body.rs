@@ -2,7 +2,7 @@
 //! when they must all have arrived. The shells read the body; this decides
 //! when to stop with a 413 or a 408.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The length a request declares (its first `content-length` value), if
 /// it is a number; the budget still counts the bytes that arrive.

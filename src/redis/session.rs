@@ -9,8 +9,8 @@
 //! The shell moves bytes: it writes [`Session::take_outgoing`] to the socket
 //! and feeds what it reads to [`Session::receive`].
 
-use crate::resp::{self, Decoder, PubSub, RespError, Value};
-use crate::target::RedisTarget;
+use crate::redis::resp::{self, Decoder, PubSub, RespError, Value};
+use crate::redis::target::RedisTarget;
 use std::collections::VecDeque;
 
 /// Why a command was sent, so its reply can be routed back.
@@ -214,8 +214,8 @@ impl Session {
 /// nothing credential-shaped reaches a log line.
 fn server_error(tag: Option<Tag>, err: String) -> RespError {
     let redirect = match err.split_once(' ') {
-        Some(("MOVED", _)) => crate::cluster::parse_moved(&err).map(RespError::Moved),
-        Some(("ASK", _)) => crate::cluster::parse_ask(&err).map(RespError::Ask),
+        Some(("MOVED", _)) => crate::redis::cluster::parse_moved(&err).map(RespError::Moved),
+        Some(("ASK", _)) => crate::redis::cluster::parse_ask(&err).map(RespError::Ask),
         _ => None,
     };
     if let Some(redirect) = redirect {
@@ -342,7 +342,7 @@ mod tests {
         let e = feed_all(&mut s, b"+OK\r\n-MOVED 3999 10.0.0.2:7001\r\n").unwrap_err();
         assert_eq!(
             e,
-            RespError::Moved(crate::cluster::Moved {
+            RespError::Moved(crate::redis::cluster::Moved {
                 slot: 3999,
                 host: "10.0.0.2".into(),
                 port: 7001

@@ -14,16 +14,16 @@
 //!   the demo producer (`examples/demo_producer.rs`), which publishes the
 //!   events through the publish API.
 
-use crate::answer::Answer;
-use crate::auth::{Alg, Identity};
 use crate::config::Config;
-use crate::dev_token::{mint, token_request, TOKEN_TTL_SECONDS};
-use crate::error::ApiError;
+use crate::http::answer::Answer;
+use crate::http::auth::{Alg, Identity};
+use crate::http::dev_token::{mint, token_request, TOKEN_TTL_SECONDS};
+use crate::http::error::ApiError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 /// The demo page, compiled into the component.
-const DEMO_HTML: &str = include_str!("../static/demo.html");
+const DEMO_HTML: &str = include_str!("../../static/demo.html");
 
 /// Redis list the demo producer takes execution ids from (`BRPOP`).
 pub const JOB_QUEUE: &str = "demo:jobs";
@@ -217,7 +217,7 @@ mod tests {
         let cfg = config(&[("jwt_secret", SECRET)]);
         let who = Identity {
             user_id: "u-1".into(),
-            role: crate::auth::Role::User,
+            role: crate::http::auth::Role::User,
             expires_at: 0,
         };
         let e = Execution::new(&cfg, &who, 0xab, (1_714_564_800, 123_000_000));

@@ -1,7 +1,7 @@
 //! CORS for browsers on other origins: an explicit allow-list, credentials
 //! allowed (the `access_token` cookie), nothing allowed by default.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Methods and request headers a cross-origin browser may use.
 const ALLOW_HEADERS: &str = "authorization, content-type, last-event-id";

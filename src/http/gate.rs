@@ -5,13 +5,13 @@
 //! loader) and gets back what to answer or what to serve, with the CORS
 //! headers every answer carries and the log lines to print.
 
-use crate::answer::Answer;
-use crate::auth::{token_from_headers, AuthError, Identity, Verifier};
 use crate::config::{Config, ConfigError};
-use crate::error::ApiError;
-use crate::limits;
+use crate::http::answer::Answer;
+use crate::http::auth::{token_from_headers, AuthError, Identity, Verifier};
+use crate::http::error::ApiError;
+use crate::http::routes::{self, Route};
 use crate::log;
-use crate::routes::{self, Route};
+use crate::rules::limits;
 
 /// One request as the gate sees it.
 pub struct Request<'a> {

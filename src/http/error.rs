@@ -6,6 +6,9 @@
 
 use serde::Serialize;
 
+/// Seconds a client should wait before retrying after a 503 (Redis trouble).
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
 /// An HTTP error answer: status, machine-readable type, human detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

@@ -10,7 +10,7 @@
 //! exactly once and in order. Plain `PUBLISH` producers still work: their
 //! events have no id and are always delivered.
 
-use crate::resp::{RespError, Value};
+use crate::redis::resp::{RespError, Value};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -132,7 +132,7 @@ fn range(history_key: &str, start: &str, count: u64) -> Vec<Vec<u8>> {
 }
 
 /// A history entry's event, or `Err(length)` for one too long to read
-/// (discarded unread, [`crate::session::Session::limit_history_entries`]):
+/// (discarded unread, [`crate::redis::session::Session::limit_history_entries`]):
 /// the replay skips it, in its place.
 pub type EntryData = Result<Vec<u8>, usize>;
 
@@ -274,8 +274,8 @@ mod tests {
         let k = key("history:", "sse:exec:e1");
         assert_eq!(k, "history:{sse:exec:e1}");
         assert_eq!(
-            crate::cluster::key_slot(k.as_bytes()),
-            crate::cluster::key_slot(b"sse:exec:e1")
+            crate::redis::cluster::key_slot(k.as_bytes()),
+            crate::redis::cluster::key_slot(b"sse:exec:e1")
         );
     }
 

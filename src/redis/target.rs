@@ -3,7 +3,7 @@
 //! by `config`). Part of the Redis layer, so its connections never read
 //! the rest of the configuration.
 
-use crate::tls::TlsClient;
+use crate::redis::tls::TlsClient;
 use std::net::SocketAddr;
 
 /// Where Redis lives and how to log in, parsed from `redis_url`.

@@ -4,9 +4,9 @@
 //! what each failure is called. The shell performs each [`Step`] (lookup,
 //! connect, write, read) and reports what happened.
 
-use crate::dns::{self, Plan};
-use crate::target::RedisTarget;
-use crate::tls::{TlsSession, Wire};
+use crate::redis::dns::{self, Plan};
+use crate::redis::target::RedisTarget;
+use crate::redis::tls::{TlsSession, Wire};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
@@ -261,8 +261,8 @@ pub fn wit_name(debug: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::tests::{a, reply};
-    use crate::target::parse_redis_url;
+    use crate::redis::dns::tests::{a, reply};
+    use crate::redis::target::parse_redis_url;
     use simple_dns::RCODE;
 
     #[test]

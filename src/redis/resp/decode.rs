@@ -505,7 +505,7 @@ fn parse_len(line: &[u8], offset: usize) -> Result<usize, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::{encode_command, PubSub};
+    use crate::redis::resp::{encode_command, PubSub};
 
     /// Decodes `input` fed in pieces cut at `cuts`; the values before the
     /// first error, and the error.

@@ -1,7 +1,7 @@
 //! Routing: method + path to a [`Route`], with ids checked before they can
 //! reach a Redis key or channel name.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Where a request goes. Ids are validated ([`valid_id`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
