@@ -10,6 +10,7 @@
 //! and the next request opens a fresh connection; it closes when nothing
 //! is waiting and no stream is registered.
 
+use super::driver::{self, Driven};
 use super::{clock, log, net, print};
 use crate::machine::command::Io;
 use crate::machine::{Command, Request};
@@ -19,10 +20,9 @@ use crate::redis::pipeline::{Answer, Pipeline};
 use crate::redis::resp::Value;
 use crate::redis::session::Tag;
 use crate::redis::target::RedisTarget;
-use futures::future::{self, Either};
+use futures::future;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
@@ -219,7 +219,12 @@ fn deliver(answers: Vec<Answer<StreamId>>) {
 }
 
 async fn drive(shared: Rc<Shared>) {
-    let outcome = run(&shared, &shared.target).await;
+    let outcome = driver::drive(
+        &*shared,
+        &shared.target,
+        dial::shared_open_deadline(clock::now(), shared.timeout_ms),
+    )
+    .await;
     shared.dead.set(true);
     shared.writer.borrow_mut().take();
     shared.watchdog.borrow_mut().take();
@@ -255,36 +260,32 @@ async fn drive(shared: Rc<Shared>) {
     }
 }
 
-async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
-    let open_by = dial::shared_open_deadline(clock::now(), shared.timeout_ms);
-    let net::Conn {
-        mut rx,
-        mut tx,
-        wire,
-        socket: _socket,
-        done: _done,
-    } = net::Conn::open(target, open_by).await?;
-    let reader = pin!(async {
-        loop {
-            let bytes = net::read(&mut rx, &wire).await?;
-            let mut answers = Vec::new();
-            let fed = shared
-                .pipeline
-                .borrow_mut()
-                .receive(&bytes, clock::now(), &mut answers);
-            // A page in turn was let out: the writer sends it; or the last
-            // answer came: the writer closes if no stream is left.
-            if shared.pipeline.borrow().has_outgoing() || shared.pipeline.borrow().waiting() == 0 {
-                shared.wake_writer();
-            }
-            print(shared.pipeline.borrow_mut().logs());
-            shared.redirect();
-            deliver(answers);
-            fed.map_err(|e| failure::protocol(&e))?;
+impl Driven for Shared {
+    fn read(&self, bytes: &[u8]) -> Result<(), String> {
+        let mut answers = Vec::new();
+        let fed = self
+            .pipeline
+            .borrow_mut()
+            .receive(bytes, clock::now(), &mut answers);
+        // A page in turn was let out: the writer sends it; or the last
+        // answer came: the writer closes if no stream is left.
+        let wake = {
+            let p = self.pipeline.borrow();
+            p.has_outgoing() || p.waiting() == 0
+        };
+        if wake {
+            self.wake_writer();
         }
-    });
-    let writer = pin!(net::write_until_idle(&mut tx, &wire, |waker| {
-        let mut p = shared.pipeline.borrow_mut();
+        print(self.pipeline.borrow_mut().logs());
+        self.redirect();
+        deliver(answers);
+        fed.map_err(|e| failure::protocol(&e))
+    }
+
+    /// The pipeline's bytes; closed once nothing waits and no stream is
+    /// left to ask.
+    fn poll_write(&self, waker: &Waker) -> Poll<Option<Vec<u8>>> {
+        let mut p = self.pipeline.borrow_mut();
         let out = p.take_outgoing();
         if !out.is_empty() {
             return Poll::Ready(Some(out));
@@ -292,33 +293,22 @@ async fn run(shared: &Shared, target: &RedisTarget) -> Result<(), String> {
         if p.waiting() == 0 && MAILBOXES.with_borrow(|m| m.is_empty()) {
             return Poll::Ready(None);
         }
-        *shared.writer.borrow_mut() = Some(waker.clone());
+        *self.writer.borrow_mut() = Some(waker.clone());
         Poll::Pending
-    }));
-    // The oldest command overdue: the connection is wedged.
-    let watchdog = pin!(async {
-        loop {
-            shared.pipeline.borrow().handle_timeout(clock::now())?;
-            let next = shared.pipeline.borrow().poll_timeout();
-            match next {
-                Some(d) => clock::until(d).await,
-                None => {
-                    future::poll_fn(|cx| {
-                        if shared.pipeline.borrow().poll_timeout().is_some() {
-                            return Poll::Ready(());
-                        }
-                        *shared.watchdog.borrow_mut() = Some(cx.waker().clone());
-                        Poll::Pending
-                    })
-                    .await
-                }
-            }
+    }
+
+    /// The overdue deadline while a command waits; none (so no timer, and
+    /// no CPU on an idle instance) otherwise.
+    fn poll_deadline(&self, waker: &Waker) -> Option<u64> {
+        let due = self.pipeline.borrow().poll_timeout();
+        if due.is_none() {
+            *self.watchdog.borrow_mut() = Some(waker.clone());
         }
-    });
-    let io = future::select(reader, writer);
-    match future::select(io, watchdog).await {
-        Either::Left((Either::Left((r, _)) | Either::Right((r, _)), _)) => r,
-        Either::Right((r, _)) => r,
+        due
+    }
+
+    fn timeout(&self, now: u64) -> Result<(), String> {
+        Ok(self.pipeline.borrow().handle_timeout(now)?)
     }
 }
 

@@ -12,15 +12,15 @@
 //! Streams run in other component-model tasks than the connection, so
 //! wake-ups cross tasks (wit-bindgen's `inter-task-wakeup`).
 
-use super::{clock, log, net, print};
+use super::driver::{self, Driven};
+use super::{clock, log, print};
 use crate::redis::dial;
 use crate::redis::failure;
 use crate::redis::hub::{End, Hub, Notice, Payload, SubId};
 use crate::redis::target::RedisTarget;
-use futures::future::{self, Either};
+use futures::future;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -42,7 +42,6 @@ struct Link {
 }
 
 thread_local! {
-    /// The connection new streams join (replaced once it has died).
     /// The connection new streams join, per node (one off Cluster; replaced
     /// once it has died).
     static CURRENT: RefCell<HashMap<(String, u16), Rc<Link>>> = RefCell::new(HashMap::new());
@@ -208,7 +207,7 @@ impl Link {
 /// Owns the connection: connects, then reads, writes and pings until it
 /// breaks or has no subscriber left; then every remaining stream is told.
 async fn drive(link: Rc<Link>, target: RedisTarget, open_by: u64) {
-    let outcome = run(&link, &target, open_by).await;
+    let outcome = driver::drive(&*link, &target, open_by).await;
     link.dead.set(true);
     link.writer.borrow_mut().take(); // its task part is over: nothing to wake
     CURRENT.with_borrow_mut(|current| {
@@ -226,25 +225,17 @@ async fn drive(link: Rc<Link>, target: RedisTarget, open_by: u64) {
     link.dispatch();
 }
 
-async fn run(link: &Link, target: &RedisTarget, open_by: u64) -> Result<(), String> {
-    let net::Conn {
-        mut rx,
-        mut tx,
-        wire,
-        socket: _socket,
-        done: _done,
-    } = net::Conn::open(target, open_by).await?;
+impl Driven for Link {
+    fn read(&self, bytes: &[u8]) -> Result<(), String> {
+        let fed = self.hub.borrow_mut().receive(bytes);
+        fed.map_err(|e| failure::protocol(&e))?;
+        self.dispatch();
+        Ok(())
+    }
 
-    let reader = pin!(async {
-        loop {
-            let bytes = net::read(&mut rx, &wire).await?;
-            let fed = link.hub.borrow_mut().receive(&bytes);
-            fed.map_err(|e| failure::protocol(&e))?;
-            link.dispatch();
-        }
-    });
-    let writer = pin!(net::write_until_idle(&mut tx, &wire, |waker| {
-        let mut hub = link.hub.borrow_mut();
+    /// The hub's bytes; closed once its last subscriber has left.
+    fn poll_write(&self, waker: &Waker) -> Poll<Option<Vec<u8>>> {
+        let mut hub = self.hub.borrow_mut();
         let out = hub.take_outgoing();
         if !out.is_empty() {
             return Poll::Ready(Some(out));
@@ -252,21 +243,18 @@ async fn run(link: &Link, target: &RedisTarget, open_by: u64) -> Result<(), Stri
         if hub.subscribers() == 0 {
             return Poll::Ready(None);
         }
-        *link.writer.borrow_mut() = Some(waker.clone());
+        *self.writer.borrow_mut() = Some(waker.clone());
         Poll::Pending
-    }));
-    // The hub's liveness checks, when it asks.
-    let pinger = pin!(async {
-        loop {
-            let due = link.hub.borrow().poll_timeout();
-            clock::until(due).await;
-            link.hub.borrow_mut().handle_timeout(clock::now())?;
-            link.dispatch();
-        }
-    });
-    let io = future::select(reader, writer);
-    match future::select(io, pinger).await {
-        Either::Left((Either::Left((r, _)) | Either::Right((r, _)), _)) => r,
-        Either::Right((r, _)) => r,
+    }
+
+    /// The hub's liveness check is always due at some point.
+    fn poll_deadline(&self, _waker: &Waker) -> Option<u64> {
+        Some(self.hub.borrow().poll_timeout())
+    }
+
+    fn timeout(&self, now: u64) -> Result<(), String> {
+        self.hub.borrow_mut().handle_timeout(now)?;
+        self.dispatch();
+        Ok(())
     }
 }

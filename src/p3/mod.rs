@@ -9,6 +9,7 @@
 mod clock;
 mod commands;
 mod dev;
+mod driver;
 mod lease;
 mod link;
 mod logs;

@@ -12,7 +12,6 @@ use crate::redis::tls::Wire;
 use spin_sdk7::wasip3;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
-use std::task::{Poll, Waker};
 use wasip3::sockets::types::{
     ErrorCode, IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
     TcpSocket,
@@ -168,11 +167,7 @@ impl Conn {
 
     /// Writes `plain` (sealed when TLS).
     pub async fn write(&mut self, plain: Vec<u8>) -> Result<(), String> {
-        let bytes = self.wire.seal(plain)?;
-        if !self.tx.write_all(bytes).await.is_empty() {
-            return Err("redis stopped taking writes".into());
-        }
-        Ok(())
+        write(&mut self.tx, &self.wire, plain).await
     }
 }
 
@@ -208,20 +203,14 @@ fn wit_name(code: &impl std::fmt::Debug) -> String {
     dial::wit_name(&format!("{code:?}"))
 }
 
-/// Writes what `next` hands out until it says nobody is left (`None`, then
-/// the connection closes); `next` keeps the waker for when it has more.
-/// The writer task of the instance's hub and command connections.
-pub async fn write_until_idle(
+/// Writes `plain` whole, sealed as the connection's records say.
+pub async fn write(
     tx: &mut StreamWriter<u8>,
     wire: &Records,
-    mut next: impl FnMut(&Waker) -> Poll<Option<Vec<u8>>>,
+    plain: Vec<u8>,
 ) -> Result<(), String> {
-    loop {
-        let Some(plain) = std::future::poll_fn(|cx| next(cx.waker())).await else {
-            return Ok(()); // nobody left: close
-        };
-        if !tx.write_all(wire.seal(plain)?).await.is_empty() {
-            return Err("redis stopped taking writes".into());
-        }
+    if !tx.write_all(wire.seal(plain)?).await.is_empty() {
+        return Err("redis stopped taking writes".into());
     }
+    Ok(())
 }
