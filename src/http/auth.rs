@@ -98,9 +98,9 @@ pub use keys::KeySet;
 pub use token::token_from_headers;
 pub use verify::Verifier;
 // The parts see each other through here (each has `use super::*`).
-use {alg::*, config::*, keys::*};
 #[cfg(test)]
 use verify::*;
+use {alg::*, config::*, keys::*};
 
 #[cfg(test)]
 mod key_tests;

@@ -503,9 +503,31 @@ fn parse_len(line: &[u8], offset: usize) -> Result<usize, ProtocolError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::redis::resp::{encode_command, PubSub};
+
+    pub(crate) fn bulk(s: &str) -> Value {
+        Value::Bulk(s.as_bytes().to_vec())
+    }
+
+    /// Decodes everything in `input` fed at once; panics on error.
+    pub(crate) fn decode_all(input: &[u8]) -> Vec<Value> {
+        let mut d = Decoder::new(1 << 20);
+        d.feed(input);
+        let mut out = Vec::new();
+        while let Some(v) = d.next().unwrap() {
+            out.push(v);
+        }
+        assert_eq!(d.buffered(), 0, "all input consumed");
+        out
+    }
+
+    pub(crate) fn decode_one(input: &[u8]) -> Value {
+        let mut all = decode_all(input);
+        assert_eq!(all.len(), 1, "exactly one value in {input:?}");
+        all.pop().unwrap()
+    }
 
     /// Decodes `input` fed in pieces cut at `cuts`; the values before the
     /// first error, and the error.
@@ -833,5 +855,398 @@ mod tests {
         }
         assert_eq!(seen, 500);
         assert_eq!(d.buffered(), 0);
+    }
+
+    /// A stream mixing most frame kinds, including a RESP2 null inside an
+    /// array, an attribute and a long line.
+    const STREAM: &[u8] = b">3\r\n$7\r\nmessage\r\n$3\r\nch1\r\n$5\r\nhello\r\n\
+        %2\r\n$6\r\nstatus\r\n$4\r\ndone\r\n$3\r\nnum\r\n:12\r\n\
+        *3\r\n$-1\r\n*2\r\n+a\r\n,2.5\r\n_\r\n\
+        -ERR boom\r\n\
+        |1\r\n+ttl\r\n:3\r\n$4\r\n\r\n\r\n\r\n\
+        +a-rather-long-simple-string-line-that-arrives-in-pieces\r\n\
+        *3\r\n$9\r\nsubscribe\r\n$2\r\nc2\r\n:2\r\n";
+
+    #[test]
+    fn split_at_every_byte_boundary_yields_same_values() {
+        let whole = decode_all(STREAM);
+        assert_eq!(whole.len(), 7);
+        assert_eq!(whole[3], Value::Error("ERR boom".into()));
+        assert_eq!(whole[4], bulk("\r\n\r\n"));
+        for split in 0..=STREAM.len() {
+            let mut d = Decoder::new(1 << 20);
+            let mut got = Vec::new();
+            for part in [&STREAM[..split], &STREAM[split..]] {
+                d.feed(part);
+                while let Some(v) = d.next().unwrap() {
+                    got.push(v);
+                }
+            }
+            assert_eq!(got, whole, "split at {split}");
+            assert_eq!(d.buffered(), 0);
+        }
+        // And one byte at a time.
+        let mut d = Decoder::new(1 << 20);
+        let mut got = Vec::new();
+        for b in STREAM {
+            d.feed(std::slice::from_ref(b));
+            while let Some(v) = d.next().unwrap() {
+                got.push(v);
+            }
+        }
+        assert_eq!(got, whole);
+    }
+
+    #[test]
+    fn two_frames_in_one_read_and_partial_tail() {
+        let mut d = Decoder::new(1024);
+        d.feed(b"+OK\r\n:5\r\n$5\r\nhel");
+        assert_eq!(d.next(), Ok(Some(Value::Simple("OK".into()))));
+        assert_eq!(d.next(), Ok(Some(Value::Int(5))));
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.buffered(), 7);
+        d.feed(b"lo\r\n");
+        assert_eq!(d.next(), Ok(Some(bulk("hello"))));
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error_and_poisons() {
+        let mut d = Decoder::new(1024);
+        d.feed(b"?xyz\r\n");
+        let err = d.next().unwrap_err();
+        assert!(matches!(err, RespError::Protocol(_)), "{err:?}");
+        d.feed(b"+OK\r\n");
+        assert_eq!(d.next(), Err(err));
+
+        // Detected from the first byte, before a line ends.
+        let mut d = Decoder::new(1024);
+        d.feed(b"hello");
+        assert!(matches!(d.next(), Err(RespError::Protocol(_))));
+
+        for input in [
+            &b"$abc\r\nxyz\r\n"[..],
+            b"*-2\r\n",
+            b"$?\r\n;3\r\nabc\r\n;0\r\n",
+            b":notanumber\r\n",
+            b"$3\r\nabcXY",
+            b"#x\r\n",
+        ] {
+            let mut d = Decoder::new(1024);
+            d.feed(input);
+            assert!(matches!(d.next(), Err(RespError::Protocol(_))), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn frame_bigger_than_max_buffer_is_too_large() {
+        // Known from the header alone: a bulk string is discarded unread
+        // (the command that asked gets `Skipped`), the connection goes on.
+        let mut d = Decoder::new(64);
+        d.feed(b"$100\r\n");
+        assert_eq!(d.next(), Ok(None));
+        d.feed(&[b'a'; 100]);
+        d.feed(b"\r\n:7\r\n");
+        assert_eq!(d.next(), Ok(Some(Value::Skipped(100))));
+        assert_eq!(d.next(), Ok(Some(Value::Int(7))));
+        let mut d = Decoder::new(64);
+        d.feed(b"*100\r\n");
+        d.feed(&b":1\r\n".repeat(20));
+        assert_eq!(d.next(), Err(RespError::TooLarge { limit: 64 }));
+
+        // An unterminated line that keeps growing.
+        let mut d = Decoder::new(64);
+        d.feed(b"+");
+        for _ in 0..10 {
+            d.feed(b"aaaaaaa");
+        }
+        assert_eq!(d.next(), Err(RespError::TooLarge { limit: 64 }));
+
+        // A complete frame over the limit, arriving in one read.
+        let mut d = Decoder::new(15);
+        d.feed(b"*3\r\n:1\r\n:2\r\n:3\r\n");
+        assert_eq!(d.next(), Err(RespError::TooLarge { limit: 15 }));
+
+        // Exactly at the limit is fine, also when several such frames queue up.
+        let mut d = Decoder::new(10);
+        d.feed(b"$4\r\nabcd\r\n$4\r\nefgh\r\n");
+        assert_eq!(d.next(), Ok(Some(bulk("abcd"))));
+        assert_eq!(d.next(), Ok(Some(bulk("efgh"))));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        use super::MAX_DEPTH;
+        let mut input = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        input.extend_from_slice(b":1\r\n");
+        let mut d = Decoder::new(1 << 20);
+        d.feed(&input);
+        assert!(matches!(d.next(), Err(RespError::Protocol(_))));
+
+        let mut input = b"*1\r\n".repeat(MAX_DEPTH);
+        input.extend_from_slice(b":1\r\n");
+        let mut v = decode_one(&input);
+        for _ in 0..MAX_DEPTH {
+            let Value::Array(mut inner) = v else {
+                panic!("expected array")
+            };
+            v = inner.pop().unwrap();
+        }
+        assert_eq!(v, Value::Int(1));
+    }
+
+    #[test]
+    fn large_bulk_in_tiny_pieces_is_linear() {
+        // Quadratic re-parsing would take minutes here (512 KiB * 512 Ki calls).
+        let payload = vec![b'x'; 512 * 1024];
+        let mut frame = Vec::new();
+        encode_command(&mut frame, &[b"message", b"ch", &payload]);
+        frame[0] = b'>';
+        let mut d = Decoder::new(1 << 20);
+        let mut got = None;
+        for b in &frame {
+            d.feed(std::slice::from_ref(b));
+            if let Some(v) = d.next().unwrap() {
+                got = Some(v);
+            }
+        }
+        assert_eq!(
+            got.and_then(|v| v.into_pubsub().ok()),
+            Some(PubSub::Message {
+                channel: b"ch".to_vec(),
+                payload
+            })
+        );
+    }
+
+    #[test]
+    fn wide_array_in_small_pieces() {
+        let n = 20_000;
+        let mut frame = format!("*{n}\r\n").into_bytes();
+        for i in 0..n {
+            frame.extend_from_slice(format!(":{i}\r\n").as_bytes());
+        }
+        let mut d = Decoder::new(1 << 20);
+        let mut got = None;
+        for chunk in frame.chunks(3) {
+            d.feed(chunk);
+            if let Some(v) = d.next().unwrap() {
+                got = Some(v);
+            }
+        }
+        let Some(Value::Array(items)) = got else {
+            panic!("expected array")
+        };
+        assert_eq!(items.len(), n);
+        assert_eq!(items[n - 1], Value::Int(n as i64 - 1));
+    }
+}
+
+/// Property tests: command encoding round-trips, and decoding does not
+/// depend on how the bytes are split into reads.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::redis::resp::encode_command;
+    use proptest::prelude::*;
+
+    /// A value and one RESP encoding of it (RESP2 and RESP3 forms mixed).
+    fn frame() -> impl Strategy<Value = (Value, Vec<u8>)> {
+        let line = "[ -~]{0,16}";
+        let leaf = prop_oneof![
+            line.prop_map(|s| (Value::Simple(s.clone()), format!("+{s}\r\n").into_bytes())),
+            line.prop_map(|s| (Value::Error(s.clone()), format!("-{s}\r\n").into_bytes())),
+            any::<i64>().prop_map(|i| (Value::Int(i), format!(":{i}\r\n").into_bytes())),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| {
+                let mut enc = format!("${}\r\n", b.len()).into_bytes();
+                enc.extend_from_slice(&b);
+                enc.extend_from_slice(b"\r\n");
+                (Value::Bulk(b), enc)
+            }),
+            prop_oneof![Just("_\r\n"), Just("$-1\r\n"), Just("*-1\r\n")]
+                .prop_map(|e| (Value::Nil, e.as_bytes().to_vec())),
+            any::<bool>().prop_map(|b| {
+                (
+                    Value::Bool(b),
+                    if b {
+                        b"#t\r\n".to_vec()
+                    } else {
+                        b"#f\r\n".to_vec()
+                    },
+                )
+            }),
+            any::<f64>()
+                .prop_filter("finite", |d| d.is_finite())
+                .prop_map(|d| (Value::Double(d), format!(",{d}\r\n").into_bytes())),
+        ];
+        leaf.prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(|items| {
+                    let mut enc = format!("*{}\r\n", items.len()).into_bytes();
+                    let mut values = Vec::new();
+                    for (v, e) in items {
+                        values.push(v);
+                        enc.extend(e);
+                    }
+                    (Value::Array(values), enc)
+                }),
+                // Keys may repeat: maps keep every entry in order.
+                proptest::collection::vec(("[a-c]{0,2}", inner), 0..4).prop_map(|entries| {
+                    let mut enc = format!("%{}\r\n", entries.len()).into_bytes();
+                    let mut pairs = Vec::new();
+                    for (k, (v, e)) in entries {
+                        enc.extend(format!("${}\r\n{k}\r\n", k.len()).into_bytes());
+                        enc.extend(e);
+                        pairs.push((Value::Bulk(k.into_bytes()), v));
+                    }
+                    (Value::Map(pairs), enc)
+                }),
+            ]
+        })
+    }
+
+    /// Top-level frames, some wrapped as RESP3 pushes.
+    fn frames() -> impl Strategy<Value = (Vec<Value>, Vec<u8>)> {
+        let top = prop_oneof![
+            3 => frame(),
+            1 => proptest::collection::vec(frame(), 1..4).prop_map(|items| {
+                let mut enc = format!(">{}\r\n", items.len()).into_bytes();
+                let mut values = Vec::new();
+                for (v, e) in items {
+                    values.push(v);
+                    enc.extend(e);
+                }
+                (Value::Push(values), enc)
+            }),
+        ];
+        proptest::collection::vec(top, 1..6).prop_map(|frames| {
+            let mut bytes = Vec::new();
+            let mut values = Vec::new();
+            for (v, e) in frames {
+                values.push(v);
+                bytes.extend(e);
+            }
+            (values, bytes)
+        })
+    }
+
+    /// Found by the `resp_decode` fuzz target when maps lived in a hash map:
+    /// a duplicate key kept either value. Maps are now a list in the
+    /// server's order, duplicates included (Redis sends none; the gateway
+    /// reads maps only from HGETALL, whose fields are unique).
+    #[test]
+    fn duplicate_map_keys_are_kept_in_order() {
+        let mut d = Decoder::new(1024);
+        d.feed(b"%2\r\n+k\r\n:1\r\n+k\r\n:2\r\n");
+        let k = || Value::Simple("k".into());
+        assert_eq!(
+            d.next(),
+            Ok(Some(Value::Map(vec![
+                (k(), Value::Int(1)),
+                (k(), Value::Int(2))
+            ])))
+        );
+    }
+
+    /// Found by the `resp_decode` fuzz target when sets lived in a hash set:
+    /// items came in hash order. A set is now an array in the server's order.
+    #[test]
+    fn sets_decode_to_arrays_in_server_order() {
+        let mut d = Decoder::new(1024);
+        d.feed(b"~3\r\n+a\r\n+b\r\n:7\r\n");
+        let simple = |s: &str| Value::Simple(s.into());
+        assert_eq!(
+            d.next(),
+            Ok(Some(Value::Array(vec![
+                simple("a"),
+                simple("b"),
+                Value::Int(7)
+            ])))
+        );
+    }
+
+    /// Feeds `bytes` cut at `cuts` (any positions), draining after each read.
+    fn decode_split(bytes: &[u8], cuts: &[usize], limit: usize) -> Vec<Value> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        let mut d = Decoder::new(limit);
+        let (mut values, mut from) = (Vec::new(), 0);
+        for cut in cuts {
+            d.feed(&bytes[from..cut]);
+            from = cut;
+            while let Some(v) = d.next().expect("valid frames") {
+                values.push(v);
+            }
+            assert!(d.buffered() <= limit);
+        }
+        assert_eq!(d.buffered(), 0, "all input consumed");
+        values
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_commands_decode_as_arrays_of_bulk(
+            commands in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), 0..6),
+                1..4,
+            ),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        ) {
+            let mut bytes = Vec::new();
+            for args in &commands {
+                let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                encode_command(&mut bytes, &args);
+            }
+            let expected: Vec<Value> = commands
+                .into_iter()
+                .map(|args| Value::Array(args.into_iter().map(Value::Bulk).collect()))
+                .collect();
+            prop_assert_eq!(decode_split(&bytes, &[], bytes.len()), expected.clone());
+            prop_assert_eq!(decode_split(&bytes, &cuts, bytes.len()), expected);
+        }
+
+        #[test]
+        fn any_split_of_valid_frames_decodes_the_same(
+            (values, bytes) in frames(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let expected = values;
+            prop_assert_eq!(decode_split(&bytes, &[], 1 << 16), expected.clone());
+            prop_assert_eq!(decode_split(&bytes, &cuts, 1 << 16), expected.clone());
+            // One byte at a time.
+            let every: Vec<usize> = (0..bytes.len()).collect();
+            prop_assert_eq!(decode_split(&bytes, &every, 1 << 16), expected);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_split_the_same(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+            limit in 1usize..64,
+        ) {
+            let run = |cuts: &[usize]| {
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+                cuts.push(bytes.len());
+                cuts.sort_unstable();
+                let mut d = Decoder::new(limit);
+                let (mut values, mut from) = (Vec::new(), 0);
+                for cut in cuts {
+                    d.feed(&bytes[from..cut]);
+                    from = cut;
+                    loop {
+                        match d.next() {
+                            Ok(Some(v)) => values.push(format!("{v:?}")),
+                            Ok(None) => break,
+                            Err(_) => return (values, true),
+                        }
+                    }
+                    assert!(d.buffered() <= limit);
+                }
+                (values, false)
+            };
+            prop_assert_eq!(run(&[]), run(&cuts));
+        }
     }
 }
