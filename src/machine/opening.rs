@@ -19,7 +19,7 @@ use crate::rules::events::{self, ExecutionRecord, StreamKind};
 use crate::rules::history::{self, EntryId};
 use crate::rules::limits::Slot;
 use crate::rules::outbox::Outbox;
-use crate::rules::replay;
+use crate::rules::replay_status;
 use crate::rules::result_fill::{self, Fill};
 
 /// A `Last-Event-ID` more than this far ahead of the gateway's wall clock
@@ -361,7 +361,7 @@ fn replay_start(
         .transpose()
         .map_err(|e| unavailable(logs, &format!("replay record: {e}")))?
         .unwrap_or_default();
-    match replay::first_event(id, &pairs) {
+    match replay_status::first_event(id, &pairs) {
         Ok(Some(start)) => {
             outbox.control(&start.json, start.terminal);
             Ok(())

@@ -16,7 +16,7 @@ use crate::machine::command::Io;
 use crate::machine::{Command, Request};
 use crate::redis::dial;
 use crate::redis::failure;
-use crate::redis::pipeline::{Answer, Pipeline};
+use crate::redis::pipeline::{Outcome, Pipeline};
 use crate::redis::resp::Value;
 use crate::redis::session::Tag;
 use crate::redis::target::RedisTarget;
@@ -35,7 +35,7 @@ struct Mailbox {
     waker: Option<Waker>,
 }
 
-struct Shared {
+struct CommandConnection {
     pipeline: RefCell<Pipeline<StreamId>>,
     /// Its node (on Cluster one pipeline per node), `cluster`, the timeout
     /// and the longest history entry read.
@@ -52,14 +52,14 @@ struct Shared {
 
 thread_local! {
     /// The open command connection per node (one off Cluster).
-    static CURRENT: RefCell<HashMap<(String, u16), Rc<Shared>>> = RefCell::new(HashMap::new());
+    static CURRENT: RefCell<HashMap<(String, u16), Rc<CommandConnection>>> = RefCell::new(HashMap::new());
     static MAILBOXES: RefCell<HashMap<StreamId, Mailbox>> = RefCell::new(HashMap::new());
     static NEXT_ID: Cell<StreamId> = const { Cell::new(1) };
-    /// Shared command connections open (0 or 1).
+    /// CommandConnection command connections open (0 or 1).
     static OPEN: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Shared command connections open in this instance.
+/// CommandConnection command connections open in this instance.
 pub fn open_connections() -> usize {
     OPEN.get()
 }
@@ -159,12 +159,12 @@ fn connection(
     cluster: bool,
     timeout_ms: u64,
     entry_bytes: usize,
-) -> Rc<Shared> {
+) -> Rc<CommandConnection> {
     let node = (target.host.clone(), target.port);
     CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(s) if !s.dead.get() => s.clone(),
         _ => {
-            let s = Rc::new(Shared {
+            let s = Rc::new(CommandConnection {
                 pipeline: RefCell::new(Pipeline::new(target, cluster, timeout_ms, entry_bytes)),
                 target: target.clone(),
                 cluster,
@@ -182,7 +182,7 @@ fn connection(
     })
 }
 
-impl Shared {
+impl CommandConnection {
     /// Something was queued: the writer sends it, the watchdog times it.
     fn wake_writer(&self) {
         let writer = self.writer.borrow_mut().take();
@@ -204,7 +204,7 @@ impl Shared {
     }
 }
 
-fn deliver(answers: Vec<Answer<StreamId>>) {
+fn deliver(answers: Vec<Outcome<StreamId>>) {
     MAILBOXES.with_borrow_mut(|boxes| {
         for (id, tag, outcome) in answers {
             // A stream that has ended no longer listens (its release).
@@ -218,7 +218,7 @@ fn deliver(answers: Vec<Answer<StreamId>>) {
     });
 }
 
-async fn drive(shared: Rc<Shared>) {
+async fn drive(shared: Rc<CommandConnection>) {
     let outcome = driver::drive(
         &*shared,
         &shared.target,
@@ -260,7 +260,7 @@ async fn drive(shared: Rc<Shared>) {
     }
 }
 
-impl Driven for Shared {
+impl Driven for CommandConnection {
     fn read(&self, bytes: &[u8]) -> Result<(), String> {
         let mut answers = Vec::new();
         let fed = self

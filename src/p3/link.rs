@@ -32,7 +32,7 @@ struct Mailbox {
     ended: Option<End>,
 }
 
-struct Link {
+struct HubConnection {
     hub: RefCell<Hub>,
     mailboxes: RefCell<HashMap<SubId, Mailbox>>,
     writer: RefCell<Option<Waker>>,
@@ -44,7 +44,7 @@ struct Link {
 thread_local! {
     /// The connection new streams join, per node (one off Cluster; replaced
     /// once it has died).
-    static CURRENT: RefCell<HashMap<(String, u16), Rc<Link>>> = RefCell::new(HashMap::new());
+    static CURRENT: RefCell<HashMap<(String, u16), Rc<HubConnection>>> = RefCell::new(HashMap::new());
     /// Connections opened by this instance that are still open.
     static OPEN: Cell<usize> = const { Cell::new(0) };
     /// Streams subscribed in this instance.
@@ -58,7 +58,7 @@ pub fn stats() -> (usize, usize) {
 
 /// One stream's place on the shared connection. Dropping it leaves.
 pub struct Subscription {
-    link: Rc<Link>,
+    link: Rc<HubConnection>,
     id: SubId,
 }
 
@@ -84,7 +84,7 @@ pub fn subscribe(
             if let Some(command) = renewal() {
                 hub.renew_with(&command);
             }
-            let link = Rc::new(Link {
+            let link = Rc::new(HubConnection {
                 hub: RefCell::new(hub),
                 mailboxes: RefCell::new(HashMap::new()),
                 writer: RefCell::new(None),
@@ -149,7 +149,7 @@ impl Drop for Subscription {
     }
 }
 
-impl Link {
+impl HubConnection {
     /// Runs `f` on the mailbox of `id`, registering the caller's waker.
     fn with_mailbox<T>(
         &self,
@@ -206,7 +206,7 @@ impl Link {
 
 /// Owns the connection: connects, then reads, writes and pings until it
 /// breaks or has no subscriber left; then every remaining stream is told.
-async fn drive(link: Rc<Link>, target: RedisTarget, open_by: u64) {
+async fn drive(link: Rc<HubConnection>, target: RedisTarget, open_by: u64) {
     let outcome = driver::drive(&*link, &target, open_by).await;
     link.dead.set(true);
     link.writer.borrow_mut().take(); // its task part is over: nothing to wake
@@ -225,7 +225,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, open_by: u64) {
     link.dispatch();
 }
 
-impl Driven for Link {
+impl Driven for HubConnection {
     fn read(&self, bytes: &[u8]) -> Result<(), String> {
         let fed = self.hub.borrow_mut().receive(bytes);
         fed.map_err(|e| failure::protocol(&e))?;

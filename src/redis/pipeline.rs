@@ -45,7 +45,7 @@ pub fn owner_of(user_id: &str) -> u64 {
 
 /// One command's answer, for the stream `K` that sent it: the reply, or
 /// why it failed (already logged; the stream's machine answers a 503).
-pub type Answer<K> = (K, Tag, Result<Value, String>);
+pub type Outcome<K> = (K, Tag, Result<Value, String>);
 
 /// History pages a lost connection never sent (they waited for the
 /// window): the next connection takes them ([`Pipeline::adopt`]), so a
@@ -257,7 +257,7 @@ impl<K: Clone> Pipeline<K> {
         &mut self,
         bytes: &[u8],
         now: u64,
-        answers: &mut Vec<Answer<K>>,
+        answers: &mut Vec<Outcome<K>>,
     ) -> Result<(), RespError> {
         if !bytes.is_empty() {
             self.heard = self.heard.max(now);
@@ -321,7 +321,7 @@ impl<K: Clone> Pipeline<K> {
 
     /// The connection is gone (`detail` says why, logged once): every
     /// waiting command fails (503).
-    pub fn failed(&mut self, detail: &str) -> Vec<Answer<K>> {
+    pub fn failed(&mut self, detail: &str) -> Vec<Outcome<K>> {
         if self.waiting() == 0 {
             return Vec::new();
         }

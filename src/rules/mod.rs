@@ -8,6 +8,6 @@ pub mod events;
 pub mod history;
 pub mod limits;
 pub mod outbox;
-pub mod replay;
+pub mod replay_status;
 pub mod result_fill;
 pub mod sse;
