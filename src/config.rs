@@ -260,49 +260,102 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Every variable the gateway reads. `spin.toml` must declare each one
-/// (checked by `tests/spin_manifest.rs`); reading any other name is a bug.
-pub const VARIABLES: &[&str] = &[
-    "redis_url",
-    "redis_timeout_ms",
-    "jwt_secret",
-    "jwt_algorithms",
-    "jwt_public_keys",
-    "jwt_jwks",
-    "jwt_issuer",
-    "jwt_audience",
-    "jwt_leeway_seconds",
-    "jwt_user_claim",
-    "jwt_role_claim",
-    "heartbeat_seconds",
-    "exec_channel_prefix",
-    "notif_channel_prefix",
-    "replay_channel_prefix",
-    "exec_key_prefix",
-    "history_key_prefix",
-    "history_max_len",
-    "history_ttl_seconds",
-    "max_event_bytes",
-    "retry_ms",
-    "cors_allowed_origins",
-    "max_streams_per_user",
-    "max_stream_seconds",
-    "write_stall_seconds",
-    "max_streams_per_instance",
-    "retire_instance_memory_mib",
-    "max_header_bytes",
-    "max_body_seconds",
-    "slots_key_prefix",
-    "dev_mode",
-    "redis_cluster",
-    "dns_server",
-    "redis_tls_ca_pem",
-    "redis_tls_cert_pem",
-    "redis_tls_key_pem",
-    "replay_key_prefix",
-    "identity_key_prefix",
-    "log_level",
-];
+/// How a variable is read, and its default (what `spin.toml` and the
+/// README's table say it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text with this default.
+    Text(&'static str),
+    /// Text with no default (unset is its own meaning: no issuer check, no
+    /// TLS client certificate, ...).
+    Optional,
+    /// `true`/`1` or `false`/`0`; false by default.
+    Flag,
+    /// A whole number in `min..=max`.
+    Number { default: u64, min: u64, max: u64 },
+    /// A whole number in `min..=max` whose default the configuration
+    /// derives (`max_streams_per_instance` from the stream budget).
+    Derived { min: u64, max: u64 },
+}
+
+macro_rules! variables {
+    ($($name:literal => $kind:expr,)*) => {
+        /// Every variable the gateway reads. `spin.toml` must declare each
+        /// one with the default [`kind_of`] gives (checked by
+        /// `tests/spin_manifest.rs`); reading any other name is a bug.
+        pub const VARIABLES: &[&str] = &[$($name),*];
+        /// Each variable's kind, in [`VARIABLES`]' order: the one table of
+        /// names, defaults and bounds that every read goes through.
+        const KINDS: &[(&str, Kind)] = &[$(($name, $kind)),*];
+    };
+}
+
+variables! {
+    "redis_url" => Kind::Text("redis://127.0.0.1:6379"),
+    "redis_timeout_ms" => Kind::Number { default: 3000, min: 10, max: 60_000 },
+    "jwt_secret" => Kind::Optional,
+    "jwt_algorithms" => Kind::Text("HS256"),
+    "jwt_public_keys" => Kind::Optional,
+    "jwt_jwks" => Kind::Optional,
+    "jwt_issuer" => Kind::Optional,
+    "jwt_audience" => Kind::Optional,
+    "jwt_leeway_seconds" => Kind::Number { default: 30, min: 0, max: 3600 },
+    "jwt_user_claim" => Kind::Text("sub"),
+    "jwt_role_claim" => Kind::Text("role"),
+    "heartbeat_seconds" => Kind::Number { default: 15, min: 1, max: 3600 },
+    "exec_channel_prefix" => Kind::Text("sse:exec:"),
+    "notif_channel_prefix" => Kind::Text("sse:notif:"),
+    "replay_channel_prefix" => Kind::Text("sse:replay:"),
+    "exec_key_prefix" => Kind::Text("exec:"),
+    "history_key_prefix" => Kind::Text("history:"),
+    "history_max_len" => Kind::Number { default: 1000, min: 1, max: 1_000_000 },
+    "history_ttl_seconds" => Kind::Number { default: 86_400, min: 1, max: 30 * 86_400 },
+    "max_event_bytes" => Kind::Number {
+        default: 64 * 1024,
+        min: 64,
+        max: MAX_EVENT_BYTES_LIMIT as u64,
+    },
+    "retry_ms" => Kind::Number { default: 3000, min: 0, max: 600_000 },
+    "cors_allowed_origins" => Kind::Text(""),
+    "max_streams_per_user" => Kind::Number { default: 10, min: 0, max: 100_000 },
+    "max_stream_seconds" => Kind::Number { default: 3600, min: 10, max: 7 * 86_400 },
+    "write_stall_seconds" => Kind::Number { default: 30, min: 1, max: 3600 },
+    "max_streams_per_instance" => Kind::Derived { min: 1, max: 100_000 },
+    "retire_instance_memory_mib" => Kind::Number { default: 256, min: 0, max: 4096 },
+    "max_header_bytes" => Kind::Number { default: 16 * 1024, min: 1024, max: 1024 * 1024 },
+    "max_body_seconds" => Kind::Number { default: 10, min: 1, max: 3600 },
+    "slots_key_prefix" => Kind::Text("sse:streams:"),
+    "dev_mode" => Kind::Flag,
+    "redis_cluster" => Kind::Flag,
+    "dns_server" => Kind::Optional,
+    "redis_tls_ca_pem" => Kind::Optional,
+    "redis_tls_cert_pem" => Kind::Optional,
+    "redis_tls_key_pem" => Kind::Optional,
+    "replay_key_prefix" => Kind::Text("replay:"),
+    "identity_key_prefix" => Kind::Optional,
+    "log_level" => Kind::Text("info"),
+}
+
+/// How `name` is read; a name missing from the table is a bug.
+pub fn kind_of(name: &str) -> Kind {
+    KINDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+        .unwrap_or_else(|| panic!("{name} missing from VARIABLES"))
+}
+
+impl Kind {
+    /// The default as written in `spin.toml` (`""`: unset, or derived).
+    pub fn default_text(self) -> String {
+        match self {
+            Kind::Text(d) => d.to_string(),
+            Kind::Optional | Kind::Derived { .. } => String::new(),
+            Kind::Flag => "false".to_string(),
+            Kind::Number { default, .. } => default.to_string(),
+        }
+    }
+}
 
 /// Reads variables by their lowercase name; empty values count as unset.
 pub struct Source<F: Fn(&str) -> Option<String>>(pub F);
@@ -313,25 +366,27 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn text(&self, name: &'static str, default: &str) -> String {
-        self.get(name).unwrap_or_else(|| default.to_string())
+    /// A text variable, or its default.
+    fn text(&self, name: &'static str) -> String {
+        self.get(name)
+            .unwrap_or_else(|| kind_of(name).default_text())
     }
 
     fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
-        match self.text(name, "false").trim() {
+        match self.text(name).trim() {
             "true" | "1" => Ok(true),
             "false" | "0" => Ok(false),
             _ => Err(err(name, "must be true or false")),
         }
     }
 
-    fn number(
-        &self,
-        name: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
+    /// A number variable, or its default (`derived` for [`Kind::Derived`]).
+    fn number_or(&self, name: &'static str, derived: u64) -> Result<u64, ConfigError> {
+        let (default, min, max) = match kind_of(name) {
+            Kind::Number { default, min, max } => (default, min, max),
+            Kind::Derived { min, max } => (derived, min, max),
+            other => panic!("{name} is {other:?}, not a number"),
+        };
         match self.get(name) {
             None => Ok(default),
             Some(v) => match v.trim().parse::<u64>() {
@@ -342,6 +397,10 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
                 )),
             },
         }
+    }
+
+    fn number(&self, name: &'static str) -> Result<u64, ConfigError> {
+        self.number_or(name, 0)
     }
 }
 
@@ -361,20 +420,15 @@ impl Config {
     /// Loads and validates every variable.
     pub fn load<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Config, ConfigError> {
         let redis = load_redis(src)?;
-        let algorithms = src.text("jwt_algorithms", "HS256");
+        let algorithms = src.text("jwt_algorithms");
         let secret = src.get("jwt_secret").unwrap_or_default();
         let mut auth = load_keys(src, &algorithms, secret)?;
         auth.issuer = src.get("jwt_issuer");
         auth.audience = src.get("jwt_audience");
-        auth.leeway_seconds = src.number("jwt_leeway_seconds", 30, 0, 3600)? as i64;
-        auth.user_claim = src.text("jwt_user_claim", "sub");
-        auth.role_claim = src.text("jwt_role_claim", "role");
-        let max_event_bytes = src.number(
-            "max_event_bytes",
-            64 * 1024,
-            64,
-            MAX_EVENT_BYTES_LIMIT as u64,
-        )? as usize;
+        auth.leeway_seconds = src.number("jwt_leeway_seconds")? as i64;
+        auth.user_claim = src.text("jwt_user_claim");
+        auth.role_claim = src.text("jwt_role_claim");
+        let max_event_bytes = src.number("max_event_bytes")? as usize;
         let stream = StreamBudget::for_event(max_event_bytes);
         if stream.page_reply_bytes(max_event_bytes) > MAX_REPLY_BYTES {
             // Unreachable with the bounds above; kept so a change to them
@@ -387,50 +441,42 @@ impl Config {
         Ok(Config {
             redis,
             auth,
-            heartbeat_seconds: src.number("heartbeat_seconds", 15, 1, 3600)?,
-            redis_timeout_ms: src.number("redis_timeout_ms", 3000, 10, 60_000)?,
+            heartbeat_seconds: src.number("heartbeat_seconds")?,
+            redis_timeout_ms: src.number("redis_timeout_ms")?,
             redis_cluster: src.flag("redis_cluster")?,
             prefixes: Prefixes {
-                exec_channel: src.text("exec_channel_prefix", "sse:exec:"),
-                notif_channel: src.text("notif_channel_prefix", "sse:notif:"),
-                replay_channel: src.text("replay_channel_prefix", "sse:replay:"),
-                exec_key: src.text("exec_key_prefix", "exec:"),
-                history_key: src.text("history_key_prefix", "history:"),
-                slots_key: src.text("slots_key_prefix", "sse:streams:"),
-                replay_key: src.text("replay_key_prefix", "replay:"),
+                exec_channel: src.text("exec_channel_prefix"),
+                notif_channel: src.text("notif_channel_prefix"),
+                replay_channel: src.text("replay_channel_prefix"),
+                exec_key: src.text("exec_key_prefix"),
+                history_key: src.text("history_key_prefix"),
+                slots_key: src.text("slots_key_prefix"),
+                replay_key: src.text("replay_key_prefix"),
                 identity_key: src.get("identity_key_prefix"),
             },
             history: HistoryLimits {
-                max_len: src.number("history_max_len", 1000, 1, 1_000_000)?,
-                ttl_seconds: src.number("history_ttl_seconds", 86_400, 1, 30 * 86_400)?,
+                max_len: src.number("history_max_len")?,
+                ttl_seconds: src.number("history_ttl_seconds")?,
             },
             max_event_bytes,
             stream,
-            retry_ms: src.number("retry_ms", 3000, 0, 600_000)?,
-            cors: CorsPolicy::parse(&src.text("cors_allowed_origins", ""))
+            retry_ms: src.number("retry_ms")?,
+            cors: CorsPolicy::parse(&src.text("cors_allowed_origins"))
                 .map_err(|p| err("cors_allowed_origins", p))?,
             limits: Limits {
-                max_streams_per_user: src.number("max_streams_per_user", 10, 0, 100_000)?,
-                max_stream_seconds: src.number("max_stream_seconds", 3600, 10, 7 * 86_400)?,
-                write_stall_seconds: src.number("write_stall_seconds", 30, 1, 3600)?,
-                max_header_bytes: src.number("max_header_bytes", 16 * 1024, 1024, 1024 * 1024)?
-                    as usize,
-                max_body_seconds: src.number("max_body_seconds", 10, 1, 3600)?,
-                max_streams_per_instance: src.number(
+                max_streams_per_user: src.number("max_streams_per_user")?,
+                max_stream_seconds: src.number("max_stream_seconds")?,
+                write_stall_seconds: src.number("write_stall_seconds")?,
+                max_header_bytes: src.number("max_header_bytes")? as usize,
+                max_body_seconds: src.number("max_body_seconds")?,
+                max_streams_per_instance: src.number_or(
                     "max_streams_per_instance",
                     stream.instance_streams(max_event_bytes),
-                    1,
-                    100_000,
                 )?,
-                retire_instance_memory_bytes: src.number(
-                    "retire_instance_memory_mib",
-                    256,
-                    0,
-                    4096,
-                )? << 20,
+                retire_instance_memory_bytes: src.number("retire_instance_memory_mib")? << 20,
             },
             dev_mode: src.flag("dev_mode")?,
-            log_level: crate::log::Level::parse(&src.text("log_level", "info"))
+            log_level: crate::log::Level::parse(&src.text("log_level"))
                 .ok_or_else(|| err("log_level", "must be error, warn, info or debug"))?,
         })
     }
@@ -438,8 +484,7 @@ impl Config {
 
 /// The Redis target with its TLS settings and resolver.
 fn load_redis<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<RedisTarget, ConfigError> {
-    let mut redis = parse_redis_url(&src.text("redis_url", "redis://127.0.0.1:6379"))
-        .map_err(|p| err("redis_url", p))?;
+    let mut redis = parse_redis_url(&src.text("redis_url")).map_err(|p| err("redis_url", p))?;
     let ca = src.get("redis_tls_ca_pem");
     let cert = src.get("redis_tls_cert_pem");
     let key = src.get("redis_tls_key_pem");

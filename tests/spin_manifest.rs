@@ -5,7 +5,7 @@
 //! every route spin.toml does, with the same variables and allowlist, and
 //! builds the component its `source` names.
 
-use sse_gateway::config::VARIABLES;
+use sse_gateway::config::{kind_of, VARIABLES};
 use sse_gateway::redis::target::parse_redis_url;
 use toml::Table;
 
@@ -62,6 +62,34 @@ fn every_variable_the_code_reads_is_declared() {
                 "{file} declares unused {name}"
             );
         }
+    }
+}
+
+/// A manifest default is the code's (`config::kind_of`): the one table of
+/// names, defaults and bounds. Variables the manifest builds from others
+/// (`redis_url` from `redis_host`, ...) and required ones have none.
+#[test]
+fn every_default_is_the_codes() {
+    for file in MANIFESTS {
+        let m = manifest_named(file);
+        let app_vars = m["variables"].as_table().expect("application variables");
+        let vars = component(&m)["variables"].as_table().unwrap();
+        let mut compared = 0;
+        for name in VARIABLES {
+            if vars[*name].as_str() != Some(&format!("{{{{ {name} }}}}")) {
+                continue;
+            }
+            let Some(default) = app_vars[*name].get("default").and_then(|d| d.as_str()) else {
+                continue;
+            };
+            assert_eq!(
+                default,
+                kind_of(name).default_text(),
+                "{file}: the default of {name}"
+            );
+            compared += 1;
+        }
+        assert!(compared >= 30, "{file}: {compared} defaults compared");
     }
 }
 
