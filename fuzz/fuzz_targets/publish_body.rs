@@ -10,9 +10,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sse_gateway::json::{object_fields, WHITESPACE};
 use sse_gateway::rules::events::{classify, prepare_publish, StreamKind, TERMINAL_EVENT_TYPES};
 use sse_gateway::rules::history::split_live;
-use sse_gateway::json::{object_fields, WHITESPACE};
 
 const ID: &str = "e-1";
 
@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
     let fields = object_fields(&out, &["event_type", "execution_id", "_sse_id"])
         .expect("published text is an object with unique keys");
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    assert!(field("_sse_id").is_none(), "reserved field published: {out}");
+    assert!(
+        field("_sse_id").is_none(),
+        "reserved field published: {out}"
+    );
     if out != sent {
         assert_eq!(kind, StreamKind::Execution, "notification changed: {out}");
         let open = &sent[..sent.len() - 1];
@@ -54,7 +57,9 @@ fuzz_target!(|data: &[u8]| {
     let accepted = classify(kind, out.as_bytes()).expect("the stream side accepts it");
     if kind == StreamKind::Execution {
         assert_eq!(field("execution_id").and_then(|v| v.as_str()), Some(ID));
-        let t = field("event_type").and_then(|v| v.as_str()).expect("event_type");
+        let t = field("event_type")
+            .and_then(|v| v.as_str())
+            .expect("event_type");
         assert!(!t.is_empty());
         assert_eq!(accepted.terminal, TERMINAL_EVENT_TYPES.contains(&t));
     }
