@@ -43,10 +43,13 @@ def test_defaults_are_the_gateways() -> None:
         ("notif_channel_prefix", c.notif_channel_prefix),
         ("history_key_prefix", c.history_key_prefix),
     ]:
-        assert f'src.text("{name}", "{value}")' in config, name
-    assert 'src.number("history_max_len", 1000, 1, 1_000_000)' in config
-    assert 'src.number("history_ttl_seconds", 86_400, 1, 30 * 86_400)' in config
-    assert re.search(r'"max_event_bytes",\s*64 \* 1024,\s*64,', config)
+        assert f'"{name}" => Kind::Text("{value}")' in config, name
+    assert '"history_max_len" => Kind::Number { default: 1000, min: 1, max: 1_000_000 }' in config
+    assert (
+        '"history_ttl_seconds" => Kind::Number { default: 86_400, min: 1, max: 30 * 86_400 }'
+        in config
+    )
+    assert re.search(r'"max_event_bytes" => Kind::Number \{\s*default: 64 \* 1024,\s*min: 64,', config)
     assert (c.history_max_len, c.history_ttl_seconds, c.max_event_bytes) == (1000, 86_400, 65_536)
     # Always passes the publish command, SPUBLISH on a cluster.
     assert 'if sharded { "SPUBLISH" } else { "PUBLISH" }' in rust("src/rules/history.rs")
