@@ -41,6 +41,24 @@ fn tick(n: u64, pad: usize) -> Value {
     json!({"event_type": "tick", "n": n, "pad": "x".repeat(pad)})
 }
 
+/// Mallory's running execution with 150 history entries of ~60 KB (9 MB,
+/// pages of 7), added straight to Redis (faster than 150 POSTs).
+fn mallorys_large_history(env: &TestEnv) -> ExecRecord {
+    let big = ExecRecord::new(&new_execution_id(), "mallory", "running");
+    env.redis.put_execution(&big);
+    let mut pipe = redis::pipe();
+    for n in 0..150 {
+        pipe.cmd("XADD")
+            .arg(history_key(&exec_channel(&big.id)))
+            .arg("*")
+            .arg("data")
+            .arg(tick(n, 60_000).to_string())
+            .ignore();
+    }
+    pipe.query::<()>(&mut env.redis.conn()).expect("history");
+    big
+}
+
 /// Publishes `count` events of about `size` bytes through the API; their ids.
 fn publish_history(env: &TestEnv, rec: &ExecRecord, count: u64, size: usize) -> Vec<String> {
     let pad = size.saturating_sub(40);
@@ -554,20 +572,7 @@ fn one_users_replays_do_not_starve_other_users_opens() {
         b.env("REDIS_TIMEOUT_MS", &timeout_ms)
             .env("MAX_STREAMS_PER_USER", "0")
     });
-    let big = ExecRecord::new(&new_execution_id(), "mallory", "running");
-    env.redis.put_execution(&big);
-    let channel = exec_channel(&big.id);
-    let mut con = env.redis.conn();
-    let mut pipe = redis::pipe();
-    for n in 0..150 {
-        pipe.cmd("XADD")
-            .arg(history_key(&channel))
-            .arg("*")
-            .arg("data")
-            .arg(tick(n, 60_000).to_string())
-            .ignore();
-    }
-    pipe.query::<()>(&mut con).expect("history");
+    let big = mallorys_large_history(&env);
 
     let addr = env.gw.addr();
     let redis_url = env.redis.url();
@@ -696,19 +701,7 @@ fn an_instance_grown_by_stalled_replays_retires_and_gives_its_memory_back() {
         .expect("subscribed");
     let before = rss_kib(pid);
 
-    let big = ExecRecord::new(&new_execution_id(), "mallory", "running");
-    env.redis.put_execution(&big);
-    let mut con = env.redis.conn();
-    let mut pipe = redis::pipe();
-    for n in 0..150 {
-        pipe.cmd("XADD")
-            .arg(history_key(&exec_channel(&big.id)))
-            .arg("*")
-            .arg("data")
-            .arg(tick(n, 60_000).to_string())
-            .ignore();
-    }
-    pipe.query::<()>(&mut con).expect("history");
+    let big = mallorys_large_history(&env);
     // Replays of 9 MB each that are never read: each holds its window.
     let auth = bearer(&jwt::token("mallory", "user"));
     let stalled: Vec<_> = (0..STALLED)
