@@ -268,10 +268,10 @@ impl Driven for CommandConnection {
             .borrow_mut()
             .receive(bytes, clock::now(), &mut answers);
         // A page in turn was let out: the writer sends it; or the last
-        // answer came: the writer closes if no stream is left.
+        // answer came and no stream is left: the writer closes.
         let wake = {
             let p = self.pipeline.borrow();
-            p.has_outgoing() || p.waiting() == 0
+            p.has_outgoing() || (p.waiting() == 0 && MAILBOXES.with_borrow(|m| m.is_empty()))
         };
         if wake {
             self.wake_writer();
