@@ -21,7 +21,8 @@ use sse_gateway::http::error::ApiError;
 use sse_gateway::http::gate;
 use sse_gateway::http::routes::Route;
 use sse_gateway::machine::command::Io;
-use sse_gateway::machine::{Command, Event, Opening, StreamMachine, Topic, READ_CHUNK};
+use sse_gateway::machine::own::OwnConnection;
+use sse_gateway::machine::{Command, Event, Opening, Topic, READ_CHUNK};
 use sse_gateway::redis::target::RedisTarget;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hasher};
@@ -224,7 +225,7 @@ async fn handle(req: Request<HyperIncoming>, env: &Arc<Vec<(String, String)>>) -
             now: now(),
             unix_now: unix_seconds(),
         };
-        return serve(StreamMachine::open(&cfg, &who, opening), out).await;
+        return serve(OwnConnection::open(&cfg, &who, opening), out).await;
     }
     match route {
         Route::PublishExecution(_) | Route::PublishNotification(_) => out.send(
@@ -300,7 +301,7 @@ async fn ready(cfg: &Config, out: &Responder) -> Resp {
 /// `host::pump`: one machine, its Redis connection and, once started, the
 /// body channel.
 struct Pump {
-    m: StreamMachine,
+    m: OwnConnection,
     sock: Option<TcpStream>,
     buf: Vec<u8>,
 }
@@ -324,7 +325,7 @@ impl Pump {
     }
 
     async fn run_commands(&mut self) {
-        for cmd in self.m.take_commands() {
+        for cmd in self.m.take_commands(now()) {
             let cmd = run_command(cmd).await;
             self.m.command_done(cmd, now());
         }
@@ -411,7 +412,7 @@ impl Pump {
 
 /// Opens the stream; answers the refusal, or the `200` head with the body
 /// fed by the stream's own task.
-async fn serve(m: StreamMachine, out: Responder) -> Resp {
+async fn serve(m: OwnConnection, out: Responder) -> Resp {
     let mut pump = Pump {
         m,
         sock: None,

@@ -2,7 +2,7 @@
 //!
 //! Everything here moves bytes between the host and the core: the request
 //! gate (`gate::admit`) decides what to answer, the stream machine
-//! (`machine::StreamMachine`) what to send. One request = one component
+//! (`machine::own::OwnConnection`) what to send. One request = one component
 //! instance, so a stream may block in `wasi:io/poll` without starving
 //! anything else.
 

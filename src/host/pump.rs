@@ -1,4 +1,4 @@
-//! Pumps one [`StreamMachine`] over WASI: its Redis connection, one timer
+//! Pumps one stream ([`OwnConnection`]) over WASI: its Redis connection, one timer
 //! and, only while bytes are pending, the response body. Every decision is
 //! the machine's; this file moves bytes and reads the clock.
 
@@ -7,8 +7,9 @@ use super::redis::{self, Link};
 use super::{clock, print};
 use crate::config::Config;
 use crate::http::auth::Identity;
+use crate::machine::own::OwnConnection;
 use crate::machine::timers::BodyEnd;
-use crate::machine::{Event, Opening, StreamMachine, Topic};
+use crate::machine::{Event, Opening, Topic};
 use wasi::io::poll::poll;
 
 /// Serves a stream route until the stream ends.
@@ -27,7 +28,7 @@ pub fn serve(
         now: clock::now(),
         unix_now: clock::unix_seconds(),
     };
-    let mut m = StreamMachine::open(cfg, who, req);
+    let mut m = OwnConnection::open(cfg, who, req);
     let mut link = Link::default();
     let mut out = Some(out);
     let mut body: Option<SseBody> = None;
@@ -79,7 +80,7 @@ pub fn serve(
 }
 
 /// Writes what the body takes now.
-fn write(m: &mut StreamMachine, body: &mut SseBody) {
+fn write(m: &mut OwnConnection, body: &mut SseBody) {
     if m.pending().is_empty() {
         return;
     }
@@ -90,9 +91,9 @@ fn write(m: &mut StreamMachine, body: &mut SseBody) {
 }
 
 impl Link {
-    /// Runs the machine's side commands (Redis Cluster) to their end.
-    fn run_commands(&mut self, m: &mut StreamMachine) {
-        for mut cmd in m.take_commands() {
+    /// Runs the commands off the stream's connection to their end.
+    fn run_commands(&mut self, m: &mut OwnConnection) {
+        for mut cmd in m.take_commands(clock::now()) {
             redis::run(&mut cmd);
             m.command_done(cmd, clock::now()); // its log lines go to the machine's
         }
@@ -101,7 +102,7 @@ impl Link {
     /// Blocks in `poll` on Redis (while the machine reads it), the body
     /// (only with bytes pending: it is ready whenever writable) and the
     /// machine's next deadline; feeds what happened.
-    fn wait(&mut self, m: &mut StreamMachine, body: Option<&SseBody>) {
+    fn wait(&mut self, m: &mut OwnConnection, body: Option<&SseBody>) {
         let Some(deadline) = m.deadline() else { return };
         let timer = clock::timer_at(deadline);
         let writable = body

@@ -5,7 +5,8 @@
 use super::net::Conn;
 use super::{clock, print};
 use crate::machine::command::Io;
-use crate::machine::{Command, StreamMachine};
+use crate::machine::own::OwnConnection;
+use crate::machine::Command;
 use wasi::io::poll::Pollable;
 
 /// A machine's Redis connection and its readiness pollable (subscribed
@@ -20,7 +21,7 @@ pub struct Link {
 
 impl Link {
     /// (Re)connects where the machine asks and writes what it queued.
-    pub fn connect_and_transmit(&mut self, m: &mut StreamMachine) {
+    pub fn connect_and_transmit(&mut self, m: &mut OwnConnection) {
         while let Some(target) = m.connect_to() {
             self.ready = None;
             self.conn = None;

@@ -1,44 +1,50 @@
 //! One SSE stream from open to close, sans-I/O (in the style of
-//! `quinn-proto`'s `Connection`): the machine is fed what Redis sent, how
-//! many bytes the browser's body took and the current time, and answers
-//! with bytes for Redis, bytes for the body, the next deadline and how the
-//! stream ends. A shell only moves those bytes and keeps the clock.
+//! `quinn-proto`'s `Connection`): the machine is fed what Redis answered
+//! and pushed, how many bytes the browser's body took and the current
+//! time, and answers with Redis operations, bytes for the body, the next
+//! deadline and how the stream ends. A shell only carries those out and
+//! keeps the clock.
 //!
-//! Pumping it:
-//! 1. [`StreamMachine::connect_to`]: (re)connect to Redis there (dropping
-//!    any previous connection); failures go to [`StreamMachine::redis_failed`].
-//! 2. Write [`StreamMachine::transmit`] to Redis; run each of
-//!    [`StreamMachine::take_commands`] (Redis Cluster side commands) with
-//!    the same pump and hand it back to [`StreamMachine::command_done`].
-//! 3. [`StreamMachine::poll`]: [`Event::Start`] sends the `200` SSE head,
-//!    [`Event::Refuse`] the error answer, [`Event::Finished`] ends the pump
-//!    (after one more step 2, which gives the slot back).
-//! 4. Write [`StreamMachine::pending`] to the body if not empty, report
+//! One API for every wiring:
+//! 1. [`StreamMachine::poll_op`]: the Redis operations to carry out, in
+//!    order: [`Op::Join`] the channel, [`Op::Run`] a command. Their
+//!    results come back as [`StreamMachine::subscribed`],
+//!    [`StreamMachine::message`], [`StreamMachine::too_large`],
+//!    [`StreamMachine::reply`], [`StreamMachine::subscription_ended`] and
+//!    [`StreamMachine::redis_failed`].
+//! 2. [`StreamMachine::poll`]: [`Event::Start`] sends the `200` SSE head,
+//!    [`Event::Refuse`] the error answer, [`Event::Finished`] ends the
+//!    pump (after carrying out the last operations, which give the slot
+//!    back).
+//! 3. Write [`StreamMachine::pending`] to the body if not empty, report
 //!    [`StreamMachine::body_took`] or [`StreamMachine::body_gone`].
-//! 5. Wait for Redis bytes ([`StreamMachine::wants_redis`]), the body
-//!    (only with bytes pending) or [`StreamMachine::deadline`]; feed
-//!    [`StreamMachine::receive`] and [`StreamMachine::handle_timeout`].
+//! 4. Wait for Redis ([`StreamMachine::wants_redis`]), the body (only
+//!    with bytes pending) or [`StreamMachine::deadline`]; feed what came
+//!    and [`StreamMachine::handle_timeout`].
 //!
-//! The phases: *opening* (the pipeline of `HELLO 3`, `SUBSCRIBE`,
-//! `XRANGE`, the slot `EVAL` and `HGETALL`; replies decided in
-//! [`opening::decide`]), *live* (messages, heartbeat with a Redis `PING`
-//! liveness check and slot renewal, stall, token, lifetime) and *closing*
-//! (last bytes flushed within [`timers::CLOSE_FLUSH_NS`]). The history is
-//! replayed in pages ([`replay`]): the first page comes with the opening
-//! pipeline, and in the live phase a `Tag::History` reply appends the next
-//! page, which `body_took` asks for once the browser has drained the last.
+//! The p3 shell carries the operations out on the instance's shared
+//! subscription (`hub::Hub`) and command connection
+//! (`pipeline::Pipeline`). The p2 shells own one connection per stream:
+//! [`own::OwnConnection`] is the core adapter that turns the operations
+//! into that one session's bytes, its `MOVED` redirects and one-shot
+//! [`Command`]s, and the replies back into the calls above.
 //!
-//! Where its Redis lives is the [`Wiring`]: its own connection (the p2
-//! shells, one instance per stream), or the instance's shared subscription
-//! (`hub::Hub`) and shared command connection (`pipeline::Pipeline`) of
-//! the p3 shell, which pumps many machines in one instance. The rules are
-//! the same; only where bytes go differs (see [`Wiring::Shared`]).
+//! The phases: *opening* (join, then the history read, the slot `EVAL`
+//! and the user record; replies decided in [`opening::decide`]), *live*
+//! (messages, heartbeat with a `PING` liveness check where the
+//! subscription is the stream's own, slot renewal, stall, token,
+//! lifetime) and *closing* (last bytes flushed within
+//! [`timers::CLOSE_FLUSH_NS`]). The history is replayed in pages
+//! ([`replay`]): the first page comes with the opening, and in the live
+//! phase a `Tag::History` reply appends the next page, which `body_took`
+//! asks for once the browser has drained the last.
 
 pub mod backlog;
 pub mod command;
 pub mod held;
 pub mod instance;
 pub mod opening;
+pub mod own;
 pub mod publish;
 pub mod replay;
 pub mod timers;
@@ -51,9 +57,8 @@ use crate::log;
 use crate::redis::cluster::Moved;
 use crate::redis::failure;
 use crate::redis::hub::End;
-use crate::redis::resp::{RespError, Value};
-use crate::redis::session::{Incoming, Session, Tag};
-use crate::redis::target::RedisTarget;
+use crate::redis::resp::Value;
+use crate::redis::session::Tag;
 use crate::rules::events::StreamKind;
 use crate::rules::history::{self, split_live, EntryId};
 use crate::rules::limits::Slot;
@@ -65,6 +70,7 @@ use held::{Held, Offer};
 use instance::InstanceLease;
 use opening::{Plan, Replies};
 use replay::{Paged, Replay};
+use std::collections::VecDeque;
 use timers::{Due, Timers};
 
 /// Bytes a shell reads from Redis per call. Small on purpose: wasmtime-wasi
@@ -97,31 +103,45 @@ impl Topic {
     }
 }
 
-/// Where a stream's Redis lives.
+/// Where a stream's Redis lives: what may ride behind its subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wiring {
     /// One connection of its own for the subscription and every command
-    /// (the p2 shells): [`StreamMachine::connect_to`], `transmit`, `receive`.
+    /// (the p2 shells, through [`own::OwnConnection`]): commands run
+    /// [`Run::on_stream`] where they can, pipelined behind the
+    /// `SUBSCRIBE`, and the machine checks the connection's liveness with
+    /// a `PING` every heartbeat.
     Own,
-    /// The instance's shared connections (the p3 shell): the shell joins
-    /// [`StreamMachine::join_channel`] on its subscription hub and reports
-    /// [`StreamMachine::subscribed`] and each [`StreamMachine::message`];
-    /// [`StreamMachine::take_requests`] go out on the shared command
-    /// connection, their answers come back through
-    /// [`StreamMachine::reply`]. The commands go out only once the
-    /// subscription is confirmed, as on Cluster, so nothing published in
-    /// between is missed (the user record every stream reads first goes
-    /// out before the join: a refused user never subscribes). Liveness of the
-    /// subscription is the hub's (its `PING`s); a lost hub or command
-    /// connection is [`StreamMachine::redis_failed`].
+    /// The instance's shared subscription hub and command connection (the
+    /// p3 shell). No command rides behind the join: the stream's commands
+    /// go out only once the subscription is confirmed, as on Cluster, so
+    /// nothing published in between is missed (the user record every
+    /// stream reads first goes out before the join: a refused user never
+    /// subscribes). Liveness of the subscription is the hub's (its
+    /// `PING`s); a lost hub or command connection is
+    /// [`StreamMachine::redis_failed`].
     Shared,
 }
 
-/// A command for the shared command connection ([`Wiring::Shared`]).
+/// A Redis operation the machine asks for ([`StreamMachine::poll_op`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub enum Op {
+    /// Subscribe to the stream's channel (`SSUBSCRIBE` on Cluster).
+    Join(String),
+    /// Run a command; its answer comes back with its tag.
+    Run(Run),
+}
+
+/// One command of an [`Op::Run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
     pub tag: Tag,
     pub args: Vec<Vec<u8>>,
+    /// [`Wiring::Own`]: on the stream's own connection (behind its
+    /// subscription, or before it for the user record read first), else
+    /// elsewhere: its own one-shot connection, or the shared command
+    /// connection.
+    pub on_stream: bool,
 }
 
 /// What the shell must do next.
@@ -131,8 +151,8 @@ pub enum Event {
     Refuse(ApiError),
     /// Send the `200` head with the SSE headers; then write [`StreamMachine::pending`].
     Start,
-    /// The stream is over (why, for tests); drop the Redis connection
-    /// after writing [`StreamMachine::transmit`] once more. Never before
+    /// The stream is over (why, for tests); carry out the last
+    /// [`StreamMachine::poll_op`]s (the slot given back). Never before
     /// [`Event::Start`] (a stream that ends before it starts is a
     /// `Refuse`); a shell that meets one anyway answers
     /// [`Event::unstarted`], so every shell answers it alike.
@@ -190,30 +210,23 @@ enum Phase {
 pub struct StreamMachine {
     phase: Phase,
     channel: String,
-    session: Session,
-    /// The configured Redis; the pipeline is rebuilt for a redirect.
-    base: RedisTarget,
-    target: RedisTarget,
     cluster: bool,
+    /// `MOVED` redirects of the subscription followed so far.
     redirects: usize,
-    needs_connect: bool,
     slot: Option<Slot>,
     slot_taken: bool,
     /// Commands whose keys live outside the channel's slot.
     side: Vec<(Tag, Vec<Vec<u8>>)>,
-    history: Option<Vec<Vec<u8>>>,
     /// The history's key and where its replay starts.
     history_from: Option<(String, Option<EntryId>)>,
     /// The history's key, kept for a catch-up after a backlog overflow.
     history_key: Option<String>,
     budget: StreamBudget,
-    commands: Vec<Command>,
+    ops: VecDeque<Op>,
     events: Vec<Event>,
     logs: Vec<String>,
     timers: Timers,
     rules: opening::Rules,
-    /// Side commands are built from a copy of what they need of the config.
-    command_cfg: CommandConfig,
     /// Execution streams: the execution id and its record's key, whose
     /// `result` fills a `result_stored` that came without one.
     result_of: Option<(String, Vec<u8>)>,
@@ -224,16 +237,6 @@ pub struct StreamMachine {
     /// Monotonic ns when the stream was asked for (time to first event).
     opened_at: u64,
     wiring: Wiring,
-    /// [`Wiring::Shared`]: the channel to join, until the shell took it.
-    join: Option<String>,
-    requests: Vec<Request>,
-}
-
-/// What a side command needs (the machine borrows no config).
-struct CommandConfig {
-    redis: RedisTarget,
-    cluster: bool,
-    timeout_ms: u64,
 }
 
 /// What opening a stream needs besides the config.
@@ -254,19 +257,10 @@ pub struct Opening<'a> {
 }
 
 impl StreamMachine {
-    /// A stream about to open: the pipeline is queued for
-    /// [`StreamMachine::transmit`] (or a refusal that needs no Redis).
-    pub fn open(cfg: &Config, who: &Identity, req: Opening<'_>) -> StreamMachine {
-        StreamMachine::open_wired(Wiring::Own, cfg, who, req)
-    }
-
-    /// [`StreamMachine::open`] with its Redis where `wiring` says.
-    pub fn open_wired(
-        wiring: Wiring,
-        cfg: &Config,
-        who: &Identity,
-        req: Opening<'_>,
-    ) -> StreamMachine {
+    /// A stream about to open, its Redis where `wiring` says: its first
+    /// operations are queued for [`StreamMachine::poll_op`] (or a refusal
+    /// that needs no Redis for [`StreamMachine::poll`]).
+    pub fn open(wiring: Wiring, cfg: &Config, who: &Identity, req: Opening<'_>) -> StreamMachine {
         let mut logs = Vec::new();
         let resume = opening::resume_point(req.last_event_id, req.unix_now, &mut logs);
         let max = cfg.limits.max_streams_per_user;
@@ -284,20 +278,15 @@ impl StreamMachine {
         let mut m = StreamMachine {
             phase: Phase::Over,
             channel: String::new(),
-            session: session(&cfg.redis, &cfg.stream),
-            base: cfg.redis.clone(),
-            target: cfg.redis.clone(),
             cluster: cfg.redis_cluster,
             redirects: 0,
-            needs_connect: false,
             slot,
             slot_taken: false,
             side: Vec::new(),
-            history: None,
             history_from: None,
             history_key: None,
             budget: cfg.stream,
-            commands: Vec::new(),
+            ops: VecDeque::new(),
             events: Vec::new(),
             logs,
             timers: Timers::new(cfg, who.expires_at, req.unix_now, req.now),
@@ -307,18 +296,11 @@ impl StreamMachine {
                 max_streams: max,
                 retry_ms: cfg.retry_ms,
             },
-            command_cfg: CommandConfig {
-                redis: cfg.redis.clone(),
-                cluster: cfg.redis_cluster,
-                timeout_ms: cfg.redis_timeout_ms,
-            },
             result_of: None,
             user_lookup: None,
             stored: None,
             opened_at: req.now,
             wiring,
-            join: None,
-            requests: Vec::new(),
         };
         let deadline = req
             .now
@@ -327,12 +309,7 @@ impl StreamMachine {
         // The user store answers first: an unknown or inactive user is
         // refused before anything is subscribed or a slot is taken.
         if let Some(args) = &lookup {
-            if wiring == Wiring::Shared {
-                m.side_command(Tag::User, args.clone(), req.now);
-            } else {
-                m.session.command_owned(Tag::User, args);
-                m.needs_connect = true;
-            }
+            m.run(Tag::User, args.clone(), wiring == Wiring::Own);
             m.user_lookup = lookup;
             m.phase = Phase::Identifying {
                 cfg: Box::new(cfg.clone()),
@@ -371,23 +348,30 @@ impl StreamMachine {
         }
         self.channel = plan.channel.clone();
         self.side = plan.side_commands(self.slot.as_ref(), cfg.limits.max_streams_per_user);
-        self.history = plan.history_command(cfg);
+        let history = plan.history_command(cfg);
         self.history_from = plan.history_key(cfg);
         self.result_of = plan
             .execution_id
             .clone()
             .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
-        if self.wiring == Wiring::Shared {
-            // Nothing rides on a subscription connection of its own.
-            self.side
-                .extend(self.history.take().map(|h| (Tag::History, h)));
-            self.join = Some(self.channel.clone());
-        } else if identified {
-            self.session.subscribe_now(&self.channel, self.cluster);
-            self.queue_reads();
+        self.ops.push_back(Op::Join(self.channel.clone()));
+        // Behind the join on the stream's own connection: the history read
+        // (same slot as the channel) and, off Cluster, the side commands.
+        // Anything else waits for the subscription's confirmation.
+        let mut outstanding = 0;
+        if self.wiring == Wiring::Own {
+            if let Some(args) = history {
+                self.run(Tag::History, args, true);
+                outstanding += 1;
+            }
+            if !self.cluster {
+                for (tag, args) in std::mem::take(&mut self.side) {
+                    self.run(tag, args, true);
+                    outstanding += 1;
+                }
+            }
         } else {
-            self.needs_connect = true;
-            self.session = self.pipeline();
+            self.side.extend(history.map(|h| (Tag::History, h)));
         }
         self.phase = Phase::Opening {
             plan,
@@ -396,7 +380,7 @@ impl StreamMachine {
             early: Vec::new(),
             too_large: 0,
             replies: Replies::default(),
-            outstanding: 0,
+            outstanding,
         };
     }
 
@@ -423,61 +407,30 @@ impl StreamMachine {
         }
     }
 
-    /// The opening pipeline: handshake, `(S)SUBSCRIBE`, the history read
-    /// (same slot as the channel) and, off Cluster, the side commands.
-    fn pipeline(&mut self) -> Session {
-        let mut session = Session::subscribe(&self.base, &self.channel, self.cluster);
-        session.limit_history_entries(self.budget.entry_bytes);
-        let previous = std::mem::replace(&mut self.session, session);
-        self.queue_reads();
-        std::mem::replace(&mut self.session, previous)
+    /// The next Redis operation to carry out, in order.
+    pub fn poll_op(&mut self) -> Option<Op> {
+        self.ops.pop_front()
     }
 
-    /// The history read and, off Cluster, the side commands.
-    fn queue_reads(&mut self) {
-        if let Some(args) = &self.history {
-            self.session.command_owned(Tag::History, args);
-        }
-        if !self.cluster {
-            for (tag, args) in &self.side {
-                self.session.command_owned(*tag, args);
-            }
-        }
+    /// Queues a command: on the stream's own connection (`on_stream`), or
+    /// elsewhere.
+    fn run(&mut self, tag: Tag, args: Vec<Vec<u8>>, on_stream: bool) {
+        self.ops.push_back(Op::Run(Run {
+            tag,
+            args,
+            on_stream,
+        }));
     }
 
-    /// Where to (re)connect, once per needed connection: the first, and
-    /// after a Cluster `MOVED` while opening.
-    pub fn connect_to(&mut self) -> Option<RedisTarget> {
-        std::mem::take(&mut self.needs_connect).then(|| self.target.clone())
-    }
-
-    /// When opening the connection [`StreamMachine::connect_to`] asked for
-    /// gives up (monotonic ns): the machine's deadline; one with none left
-    /// is closing and gives up at once.
-    pub fn connect_deadline(&self, now: u64) -> u64 {
-        self.deadline().unwrap_or(now)
-    }
-
-    /// Bytes to write to Redis now.
-    pub fn transmit(&mut self) -> Vec<u8> {
-        if self.wiring == Wiring::Shared {
-            return Vec::new();
-        }
-        self.session.take_outgoing()
-    }
-
-    /// [`Wiring::Shared`]: the channel to join on the instance's hub, once.
-    pub fn join_channel(&mut self) -> Option<String> {
-        self.join.take()
-    }
-
-    /// [`Wiring::Shared`]: the hub confirmed the channel's subscription.
+    /// The channel's subscription is confirmed.
     pub fn subscribed(&mut self, now: u64) {
-        self.incoming(Incoming::Subscribed, now);
+        if let Phase::Opening { subscribed, .. } = &mut self.phase {
+            *subscribed = true;
+        }
         self.opened_if_complete(now);
     }
 
-    /// [`Wiring::Shared`]: a message the hub received on the channel.
+    /// A message on the channel.
     /// Shared bytes ([`Bytes::Shared`], the hub's) are kept, not copied,
     /// while they wait for the browser.
     pub fn message(&mut self, payload: impl Into<Bytes>, now: u64) {
@@ -499,22 +452,6 @@ impl StreamMachine {
             Phase::Live { .. } => self.overrun(n, "too large", now),
             Phase::Identifying { .. } | Phase::Over => {}
         }
-    }
-
-    /// [`Wiring::Shared`]: commands for the shared command connection.
-    pub fn take_requests(&mut self) -> Vec<Request> {
-        std::mem::take(&mut self.requests)
-    }
-
-    /// Whether a command rides on the stream's own connection (p2 off
-    /// Cluster), rather than its own one-shot connection or the shared one.
-    fn on_stream(&self) -> bool {
-        self.wiring == Wiring::Own && !self.cluster
-    }
-
-    /// Cluster side commands to run, each on its own connection.
-    pub fn take_commands(&mut self) -> Vec<Command> {
-        std::mem::take(&mut self.commands)
     }
 
     /// The next thing the shell must do, if any.
@@ -555,93 +492,13 @@ impl StreamMachine {
         }
     }
 
-    /// Bytes read from Redis.
-    pub fn receive(&mut self, bytes: &[u8], now: u64) {
-        let mut items = Vec::new();
-        match self.session.receive(bytes, &mut items) {
-            Ok(()) => {}
-            Err(RespError::Moved(moved))
-                if self.cluster && matches!(self.phase, Phase::Identifying { .. }) =>
-            {
-                // The user record lives elsewhere: read it there first.
-                self.target.host = moved.host;
-                self.target.port = moved.port;
-                self.redirects += 1;
-                if self.redirects > MAX_REDIRECTS {
-                    return self.redis_failed(failure::REDIRECTS, now);
-                }
-                let mut session = session(&self.base, &self.budget);
-                if let Some(args) = &self.user_lookup {
-                    session.command_owned(Tag::User, args);
-                }
-                self.session = session;
-                self.needs_connect = true;
-                return;
-            }
-            Err(RespError::Moved(moved))
-                if self.cluster && matches!(self.phase, Phase::Opening { .. }) =>
-            {
-                if self.redirects < MAX_REDIRECTS {
-                    self.redirects += 1;
-                    moved.redirect(&mut self.target);
-                    self.session = self.pipeline();
-                    self.needs_connect = true;
-                    if let Phase::Opening {
-                        subscribed,
-                        early,
-                        replies,
-                        ..
-                    } = &mut self.phase
-                    {
-                        (*subscribed, *replies) = (false, Replies::default());
-                        early.clear();
-                    }
-                } else {
-                    self.redis_failed(failure::REDIRECTS, now);
-                }
-                return;
-            }
-            Err(e) => return self.redis_failed(&failure::protocol(&e), now),
-        }
-        for item in items {
-            self.incoming(item, now);
-        }
-        self.opened_if_complete(now);
-    }
-
-    fn incoming(&mut self, item: Incoming, now: u64) {
-        match (&mut self.phase, item) {
-            (
-                Phase::Opening {
-                    subscribed,
-                    early,
-                    replies,
-                    too_large,
-                    ..
-                },
-                item,
-            ) => match item {
-                Incoming::Subscribed => *subscribed = true,
-                Incoming::Message(p) => early.push(p.into()),
-                Incoming::Dropped => *too_large += 1,
-                Incoming::Reply(tag, v) => replies.list.push((tag, Ok(v))),
-            },
-            (Phase::Identifying { .. }, Incoming::Reply(Tag::User, v)) => self.identified(v, now),
-            (Phase::Live { .. }, Incoming::Message(payload)) => {
-                self.live_message(payload.into(), now)
-            }
-            (Phase::Live { .. }, Incoming::Dropped) => self.overrun(1, "too large", now),
-            (Phase::Live { .. }, Incoming::Reply(Tag::History, v)) => self.history_page(v, now),
-            (
-                Phase::Live {
-                    ping_outstanding, ..
-                },
-                Incoming::Reply(Tag::Ping, _),
-            ) => *ping_outstanding = false,
-            (Phase::Live { .. }, Incoming::Reply(Tag::Result, v)) => self.result_read(Some(v), now),
-            (Phase::Live { .. }, Incoming::Reply(Tag::User, v)) => self.user_read(Ok(v), now),
-            _ => {}
-        }
+    /// Whether the stream has not started yet (identifying or opening):
+    /// a subscription's `MOVED` is followed only then.
+    fn starting(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Identifying { .. } | Phase::Opening { .. }
+        )
     }
 
     /// A live message: while the history is replayed, dropped or held by
@@ -687,7 +544,7 @@ impl StreamMachine {
                 outbox.close(Close::SlowClient)
             }
             Offer::Held => {}
-            Offer::Ask => self.ask_result(now),
+            Offer::Ask => self.ask_result(),
         }
         self.first_event_at(now);
         self.closed_if(now);
@@ -754,7 +611,7 @@ impl StreamMachine {
             let _ = r.live(payload.into_vec(), &mut self.logs);
         }
         *replay = Some(Box::new(r));
-        self.ask_page(now);
+        self.ask_page();
     }
 
     /// `dropped` live messages without a history id were given up: the
@@ -777,10 +634,10 @@ impl StreamMachine {
     }
 
     /// Reads the execution record's `result` (a `result_stored` waits for it).
-    fn ask_result(&mut self, now: u64) {
+    fn ask_result(&mut self) {
         if let Some((_, key)) = &self.result_of {
             let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
-            self.read_aside(Tag::Result, args, now);
+            self.read_aside(Tag::Result, args);
         }
     }
 
@@ -806,20 +663,20 @@ impl StreamMachine {
     fn paged(&mut self, paged: Paged, now: u64) {
         match paged {
             Paged::More => {}
-            Paged::Result => self.ask_result(now),
+            Paged::Result => self.ask_result(),
             Paged::Done => {
                 if let Phase::Live { replay, .. } = &mut self.phase {
                     *replay = None;
                 }
             }
         }
-        self.ask_page(now);
+        self.ask_page();
         self.first_event_at(now);
         self.closed_if(now);
     }
 
     /// Queues the next history page when the replay wants it.
-    fn ask_page(&mut self, now: u64) {
+    fn ask_page(&mut self) {
         let Phase::Live {
             outbox,
             replay: Some(r),
@@ -831,7 +688,7 @@ impl StreamMachine {
         if r.wants_page(outbox) {
             let args = r.command();
             r.asked();
-            self.read_in_slot(Tag::History, args, now);
+            self.read_in_slot(Tag::History, args);
         }
     }
 
@@ -903,52 +760,65 @@ impl StreamMachine {
         self.closed_if(now);
     }
 
-    /// A read whose key may live outside the channel's slot: on the
-    /// stream's connection, on its own on Redis Cluster, or on the shared
-    /// command connection ([`Wiring::Shared`]).
-    fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
-        if self.on_stream() {
-            self.session.command_owned(tag, &args);
-        } else {
-            self.side_command(tag, args, now);
-        }
+    /// Whether a command whose key may live outside the channel's slot
+    /// rides on the stream's own connection ([`Wiring::Own`] off Cluster).
+    fn on_stream(&self) -> bool {
+        self.wiring == Wiring::Own && !self.cluster
+    }
+
+    /// A read whose key may live outside the channel's slot.
+    fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>) {
+        self.run(tag, args, self.on_stream());
     }
 
     /// A read in the channel's own slot (a later history page): on the
-    /// stream's connection, or on the shared command connection
-    /// ([`Wiring::Shared`]), whose answer comes back through
-    /// [`StreamMachine::reply`] as [`StreamMachine::receive`]'s would.
-    fn read_in_slot(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
-        if self.wiring == Wiring::Shared {
-            self.side_command(tag, args, now);
-        } else {
-            self.session.command_owned(tag, &args);
-        }
+    /// stream's own connection wherever it has one.
+    fn read_in_slot(&mut self, tag: Tag, args: Vec<Vec<u8>>) {
+        self.run(tag, args, self.wiring == Wiring::Own);
     }
 
-    /// [`Wiring::Shared`]: the stream's subscription on the instance's hub
-    /// ended without the stream leaving. On Cluster, a `MOVED` within
-    /// [`MAX_REDIRECTS`] is the node to join instead (returned); any other
-    /// end fails the stream with its reason, as a lost connection.
+    /// The stream's subscription ended without the stream leaving. On
+    /// Cluster, a `MOVED` within [`MAX_REDIRECTS`] is the node to join
+    /// instead (returned; while opening, what the old subscription
+    /// brought is forgotten: it comes again); any other end fails the
+    /// stream with its reason, as a lost connection.
     pub fn subscription_ended(&mut self, end: End, now: u64) -> Option<Moved> {
         let why = match end {
-            End::Moved(to) if self.redirects < MAX_REDIRECTS => {
-                self.redirects += 1;
-                return Some(to);
-            }
+            End::Moved(to) => return self.redirected(to, now),
             End::Lost(why) if why.is_empty() => "subscription lost".to_string(),
             End::Lost(why) => format!("subscription lost: {why}"),
             End::Overflow => "subscription queue overflowed".into(),
-            End::Moved(_) => failure::REDIRECTS.into(),
         };
         self.redis_failed(&why, now);
         None
     }
 
+    /// Redis Cluster answered `MOVED`: the node to go to instead, within
+    /// [`MAX_REDIRECTS`] (what the old subscription brought while opening
+    /// is forgotten: it comes again there); past it, the stream fails.
+    fn redirected(&mut self, to: Moved, now: u64) -> Option<Moved> {
+        if self.redirects >= MAX_REDIRECTS {
+            self.redis_failed(failure::REDIRECTS, now);
+            return None;
+        }
+        self.redirects += 1;
+        if let Phase::Opening {
+            subscribed,
+            early,
+            replies,
+            ..
+        } = &mut self.phase
+        {
+            (*subscribed, *replies) = (false, Replies::default());
+            early.clear();
+        }
+        Some(to)
+    }
+
     /// The Redis connection failed (connect, write, read, closed).
     pub fn redis_failed(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
-            Phase::Opening { .. } => self.opening_failed(detail, now, false),
+            Phase::Opening { .. } => self.opening_failed(detail, false),
             Phase::Identifying { .. } => {
                 let e = unavailable(&mut self.logs, detail);
                 self.phase = Phase::Over;
@@ -973,40 +843,28 @@ impl StreamMachine {
 
     /// Opening failed: 503, and a slot that may be held is given back, on
     /// the stream's connection if it still works, else on a fresh one.
-    fn opening_failed(&mut self, detail: &str, now: u64, conn_works: bool) {
+    fn opening_failed(&mut self, detail: &str, conn_works: bool) {
         let Phase::Opening { replies, .. } = &self.phase else {
             return;
         };
-        // Shared: the acquire went out with the other commands once the
-        // subscription was confirmed (and `side` was emptied then).
-        let sent = match self.wiring {
-            Wiring::Own => !self.cluster,
-            Wiring::Shared => self.side.is_empty(),
-        };
+        // The acquire went out once `side` was emptied: behind the join,
+        // or once the subscription was confirmed.
+        let sent = self.side.is_empty();
         self.slot_taken = self.slot.is_some() && replies.may_hold_slot(sent);
         let e = unavailable(&mut self.logs, detail);
         self.phase = Phase::Over;
-        self.release_slot(now, conn_works && self.on_stream());
+        self.release_slot(conn_works && self.on_stream());
         self.events.push(Event::Refuse(e));
     }
 
-    /// A side command handed out by [`StreamMachine::take_commands`] ran.
-    pub fn command_done(&mut self, mut cmd: Command, now: u64) {
-        self.logs.extend(cmd.logs());
-        let tag = cmd.tag;
-        let outcome = cmd.outcome();
-        self.outcome(tag, outcome, now);
-    }
-
-    /// [`Wiring::Shared`]: a [`Request`]'s answer on the shared command
-    /// connection, or why it failed (the connection logged it): a 503
-    /// while opening, as a failed command of the stream's own.
+    /// An [`Op::Run`]'s answer, or why it failed (the connection logged
+    /// it): a 503 while opening, as any failed command.
     pub fn reply(&mut self, tag: Tag, answer: Result<Value, String>, now: u64) {
         let outcome = answer.map_err(|_| ApiError::service_unavailable(RETRY_AFTER_SECONDS));
         self.outcome(tag, outcome, now);
     }
 
-    /// A command's outcome: a side command's or a [`Request`]'s.
+    /// A command's outcome: its reply, or the answer its failure gives.
     fn outcome(&mut self, tag: Tag, outcome: Result<Value, ApiError>, now: u64) {
         match (&mut self.phase, tag) {
             (
@@ -1019,14 +877,18 @@ impl StreamMachine {
             ) => {
                 replies.list.push((tag, outcome));
                 *outstanding = outstanding.saturating_sub(1);
-                if *outstanding == 0 {
-                    self.decide(now);
-                }
+                self.opened_if_complete(now);
             }
             (Phase::Identifying { .. }, Tag::User) => match outcome {
                 Ok(v) => self.identified(v, now),
                 Err(e) => self.redis_failed(&e.detail, now),
             },
+            (
+                Phase::Live {
+                    ping_outstanding, ..
+                },
+                Tag::Ping,
+            ) => *ping_outstanding = false,
             (Phase::Live { .. }, Tag::History) => match outcome {
                 Ok(v) => self.history_page(v, now),
                 Err(e) => self.redis_failed(&format!("history page: {}", e.detail), now),
@@ -1045,41 +907,29 @@ impl StreamMachine {
         }
     }
 
-    /// The pipeline is answered: on Cluster (and [`Wiring::Shared`]) the
-    /// side commands go out now (the subscription is live, so nothing
-    /// published is missed).
+    /// Everything asked so far is answered and the subscription is
+    /// confirmed: the commands that could not ride behind the join go out
+    /// now (the subscription is live, so nothing published is missed),
+    /// or, once they are answered too, the stream is decided.
     fn opened_if_complete(&mut self, now: u64) {
-        let (own, on_stream) = (self.wiring == Wiring::Own, self.on_stream());
         let Phase::Opening {
             subscribed: true,
-            outstanding,
+            outstanding: 0,
             ..
         } = &mut self.phase
         else {
             return;
         };
-        if (own && self.session.awaiting_replies() > 0) || *outstanding > 0 {
-            return;
+        if self.side.is_empty() {
+            return self.decide(now);
         }
-        if !on_stream && !self.side.is_empty() {
-            *outstanding = self.side.len();
-            for (tag, args) in std::mem::take(&mut self.side) {
-                self.side_command(tag, args, now);
-            }
-            return;
+        let side = std::mem::take(&mut self.side);
+        if let Phase::Opening { outstanding, .. } = &mut self.phase {
+            *outstanding = side.len();
         }
-        self.decide(now);
-    }
-
-    /// A command off the stream's connection: a one-shot [`Command`] (p2
-    /// on Cluster) or a [`Request`] on the shared command connection.
-    fn side_command(&mut self, tag: Tag, args: Vec<Vec<u8>>, now: u64) {
-        if self.wiring == Wiring::Shared {
-            return self.requests.push(Request { tag, args });
+        for (tag, args) in side {
+            self.run(tag, args, false);
         }
-        let c = &self.command_cfg;
-        let cmd = Command::to(&c.redis, c.cluster, c.timeout_ms, tag, args, now);
-        self.commands.push(cmd);
     }
 
     /// Every reply is in: answer, or start the live phase.
@@ -1105,7 +955,7 @@ impl StreamMachine {
         self.stored = d.stored.or(self.stored.take());
         let opened = match d.answer {
             Ok(opened) => opened,
-            Err(e) => return self.refuse(e, now),
+            Err(e) => return self.refuse(e),
         };
         let mut outbox = opened.outbox;
         // The first page follows the first events (`retry:`, the status
@@ -1153,26 +1003,22 @@ impl StreamMachine {
     }
 
     /// Answers with `err` and gives a taken slot back.
-    fn refuse(&mut self, err: ApiError, now: u64) {
+    fn refuse(&mut self, err: ApiError) {
         self.phase = Phase::Over;
-        self.release_slot(now, self.on_stream());
+        self.release_slot(self.on_stream());
         self.events.push(Event::Refuse(err));
     }
 
     /// Gives the slot back (best effort: the lease expires anyway): on the
-    /// stream's connection (`on_stream`), else on its own (on Cluster
+    /// stream's own connection (`on_stream`), else elsewhere (on Cluster
     /// through the slot key's owner).
-    fn release_slot(&mut self, now: u64, on_stream: bool) {
+    fn release_slot(&mut self, on_stream: bool) {
         if !std::mem::take(&mut self.slot_taken) {
             return;
         }
         let Some(slot) = &self.slot else { return };
         let args = slot.release();
-        if on_stream {
-            self.session.command_owned(Tag::Release, &args);
-        } else {
-            self.side_command(Tag::Release, args, now);
-        }
+        self.run(Tag::Release, args, on_stream);
     }
 
     /// The body took `n` bytes of [`StreamMachine::pending`].
@@ -1183,7 +1029,7 @@ impl StreamMachine {
                 self.timers.wrote(now);
             }
             self.release_backlog(now);
-            self.ask_page(now);
+            self.ask_page();
             self.closed_if(now);
         }
     }
@@ -1201,7 +1047,7 @@ impl StreamMachine {
         let (outbox, ping_outstanding) = match &mut self.phase {
             Phase::Opening { deadline, .. } => {
                 if now >= *deadline {
-                    self.opening_failed(failure::SILENT, now, true);
+                    self.opening_failed(failure::SILENT, true);
                 }
                 return;
             }
@@ -1242,14 +1088,18 @@ impl StreamMachine {
                 } else {
                     if self.wiring == Wiring::Own {
                         *ping_outstanding = true;
-                        self.session.command(Tag::Ping, &[b"PING"]);
+                        self.ops.push_back(Op::Run(Run {
+                            tag: Tag::Ping,
+                            args: vec![b"PING".to_vec()],
+                            on_stream: true,
+                        }));
                     }
-                    self.renew_slot(now);
+                    self.renew_slot();
                 }
             }
             Due::UserCheck => {
                 if let Some(args) = self.user_lookup.clone() {
-                    self.read_aside(Tag::User, args, now);
+                    self.read_aside(Tag::User, args);
                 }
             }
             due @ (Due::Stalled | Due::TokenExpired | Due::Lifetime) => {
@@ -1263,16 +1113,12 @@ impl StreamMachine {
 
     /// Renews the slot's lease with every heartbeat (unless the instance's
     /// lease covers it).
-    fn renew_slot(&mut self, now: u64) {
+    fn renew_slot(&mut self) {
         let Some(slot) = self.slot.as_ref().filter(|_| self.slot_taken) else {
             return;
         };
         let Some(args) = slot.renew() else { return };
-        if self.on_stream() {
-            self.session.command_owned(Tag::Renew, &args);
-        } else {
-            self.side_command(Tag::Renew, args, now);
-        }
+        self.run(Tag::Renew, args, self.on_stream());
     }
 
     /// Once the outbox is closed: the flush deadline starts, and the
@@ -1300,7 +1146,7 @@ impl StreamMachine {
         else {
             return;
         };
-        self.release_slot(now, self.on_stream());
+        self.release_slot(self.on_stream());
         let millis = now.saturating_sub(started) / 1_000_000;
         let first = first_event.map(|t| t.saturating_sub(self.opened_at) / 1_000_000);
         self.logs.push(log::line(
@@ -1323,14 +1169,6 @@ fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<Strin
     if let Err(skip) = outbox.message(payload) {
         logs.push(opening::skipped(channel, skip.reason(), payload.len()));
     }
-}
-
-/// A connection's session that reads this stream's history: entries
-/// past the budget's `entry_bytes` are discarded unread.
-fn session(target: &RedisTarget, budget: &StreamBudget) -> Session {
-    let mut s = Session::handshake(target);
-    s.limit_history_entries(budget.entry_bytes);
-    s
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! event at most once and in order at every step, and every event exactly
 //! once once everything settled.
 
+use super::shared_tests::Carried;
 use super::*;
 use crate::config::Source;
 use crate::http::auth::Role;
@@ -69,7 +70,7 @@ struct Conn {
     m: StreamMachine,
     join: bool,
     subscribed: bool,
-    commands: VecDeque<Request>,
+    commands: VecDeque<Run>,
     replies: VecDeque<(Tag, Value)>,
     started: bool,
     over: bool,
@@ -415,7 +416,7 @@ impl Conn {
             expires_at: UNIX + 3600,
         };
         Conn {
-            m: StreamMachine::open_wired(Wiring::Shared, cfg, &who, req),
+            m: StreamMachine::open(Wiring::Shared, cfg, &who, req),
             join: false,
             subscribed: false,
             commands: VecDeque::new(),

@@ -6,6 +6,44 @@ use crate::config::Source;
 use crate::http::auth::Role;
 use crate::redis::session::Tag;
 
+/// The machine's operations as the p3 shell carries them out: the
+/// channel to join on the hub, the commands for the shared connection.
+/// None rides a connection of the stream's own.
+pub(super) trait Carried {
+    fn join_channel(&mut self) -> Option<String>;
+    fn take_requests(&mut self) -> Vec<Run>;
+}
+
+impl Carried for StreamMachine {
+    fn join_channel(&mut self) -> Option<String> {
+        let at = self.ops.iter().position(|op| matches!(op, Op::Join(_)))?;
+        match self.ops.remove(at) {
+            Some(Op::Join(channel)) => Some(channel),
+            _ => None,
+        }
+    }
+
+    fn take_requests(&mut self) -> Vec<Run> {
+        let mut runs = Vec::new();
+        self.ops.retain(|op| match op {
+            Op::Run(r) => {
+                runs.push(r.clone());
+                false
+            }
+            Op::Join(_) => true,
+        });
+        assert!(runs.iter().all(|r| !r.on_stream), "{runs:?}");
+        runs
+    }
+}
+
+/// No operation waiting asks for a connection of the stream's own.
+fn nothing_on_stream(m: &StreamMachine) -> bool {
+    !m.ops
+        .iter()
+        .any(|op| matches!(op, Op::Run(r) if r.on_stream))
+}
+
 const S: u64 = 1_000_000_000;
 const UNIX: i64 = 1_700_000_000;
 
@@ -33,7 +71,7 @@ fn open(cfg: &Config) -> StreamMachine {
         now: 0,
         unix_now: UNIX,
     };
-    StreamMachine::open_wired(Wiring::Shared, cfg, &who(), req)
+    StreamMachine::open(Wiring::Shared, cfg, &who(), req)
 }
 
 fn record(user: &str, status: &str) -> Value {
@@ -58,7 +96,7 @@ fn history(entries: &[(&str, &str)]) -> Value {
     )
 }
 
-fn tags(requests: &[Request]) -> Vec<Tag> {
+fn tags(requests: &[Run]) -> Vec<Tag> {
     requests.iter().map(|r| r.tag).collect()
 }
 
@@ -89,8 +127,8 @@ fn ok(tag: Tag) -> Result<Value, String> {
 #[test]
 fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
     let mut m = open(&cfg());
-    assert_eq!(m.connect_to(), None);
-    assert!(m.transmit().is_empty());
+    assert!(nothing_on_stream(&m));
+    assert!(nothing_on_stream(&m));
     assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
     assert_eq!(m.join_channel(), None, "joined once");
     assert!(
@@ -118,7 +156,7 @@ fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
          id: 5-1\ndata: {\"event_type\":\"a\"}\n\n\
          id: 5-2\ndata: {\"event_type\":\"b\"}\n\n"
     );
-    assert!(m.transmit().is_empty());
+    assert!(nothing_on_stream(&m));
 }
 
 #[test]
@@ -138,7 +176,7 @@ fn live_messages_dedupe_and_the_hub_owns_liveness() {
     for beat in 1..=3 {
         m.handle_timeout(12 + beat * 15 * S);
         assert_eq!(pending(&m), ": ping\n\n");
-        assert!(m.transmit().is_empty());
+        assert!(nothing_on_stream(&m));
         assert_eq!(tags(&m.take_requests()), vec![Tag::Renew]);
         m.body_took(8, 12 + beat * 15 * S);
     }
@@ -209,7 +247,7 @@ fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
             now: 0,
             unix_now: UNIX,
         };
-        let mut m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who(), req);
+        let mut m = StreamMachine::open(Wiring::Shared, &cfg, &who(), req);
         m.join_channel();
         m.subscribed(5);
         let requests = m.take_requests();
@@ -329,8 +367,8 @@ fn the_user_record_is_read_before_the_notification_channel_is_joined() {
         now: 0,
         unix_now: UNIX,
     };
-    let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
-    assert_eq!(m.connect_to(), None);
+    let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req);
+    assert!(nothing_on_stream(&m));
     assert_eq!(m.join_channel(), None, "no channel before the user record");
     let first = m.take_requests();
     assert_eq!(tags(&first), vec![Tag::User]);
@@ -360,7 +398,7 @@ fn a_lost_command_connection_while_identifying_is_a_503() {
         now: 0,
         unix_now: UNIX,
     };
-    let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req);
+    let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req);
     m.take_requests();
     m.reply(Tag::User, Err("connection lost".into()), 1);
     assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
@@ -393,10 +431,7 @@ fn the_heartbeat_re_read_of_the_user_is_a_request() {
     m.handle_timeout(7 + S);
     let reread = m.take_requests();
     assert!(tags(&reread).contains(&Tag::User), "{reread:?}");
-    assert!(
-        m.transmit().is_empty(),
-        "nothing on a connection of its own"
-    );
+    assert!(nothing_on_stream(&m), "nothing on a connection of its own");
     m.reply(Tag::User, Ok(user_record("u1", "false")), 8 + S);
     assert!(pending(&m).contains("access_revoked"), "{}", pending(&m));
 }
@@ -435,8 +470,8 @@ fn events(sse: &str) -> Vec<(Option<String>, String)> {
 }
 
 /// The one `XRANGE` among `requests`: (start, count).
-fn xrange(requests: &[Request]) -> (String, String) {
-    let asks: Vec<&Request> = requests.iter().filter(|r| r.tag == Tag::History).collect();
+fn xrange(requests: &[Run]) -> (String, String) {
+    let asks: Vec<&Run> = requests.iter().filter(|r| r.tag == Tag::History).collect();
     assert_eq!(asks.len(), 1, "{requests:?}");
     let a: Vec<String> = asks[0]
         .args
@@ -486,11 +521,8 @@ fn later_history_pages_are_requests_answered_through_reply() {
     m.body_took(m.pending().len(), 3);
     let asked = m.take_requests();
     assert_eq!(xrange(&asked), ("(5-7".into(), "7".into()));
-    assert!(
-        m.transmit().is_empty(),
-        "nothing on a connection of its own"
-    );
-    assert_eq!(m.connect_to(), None);
+    assert!(nothing_on_stream(&m), "nothing on a connection of its own");
+    assert!(nothing_on_stream(&m));
     // Live while page 2 is read: 5-9 is in it, the plain one waits.
     m.message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
     m.message(br#"{"event_type":"plain"}"#, 4);
@@ -571,7 +603,7 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
             now: 0,
             unix_now: UNIX,
         };
-        let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req(&topic));
         assert_eq!(m.join_channel(), None, "{topic:?}: not before the record");
         assert_eq!(tags(&m.take_requests()), vec![Tag::User], "{topic:?}");
         m.reply(Tag::User, Ok(user_record("u1", "false")), 1);
@@ -582,7 +614,7 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
         assert_eq!(m.join_channel(), None, "{topic:?}: refused, never joined");
         assert!(m.take_requests().is_empty(), "{topic:?}: no slot taken");
         // An active user: the channel is joined after the record.
-        let mut m = StreamMachine::open_wired(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req(&topic));
         m.take_requests();
         m.reply(Tag::User, Ok(user_record("u1", "true")), 1);
         assert!(m.join_channel().is_some(), "{topic:?}");

@@ -1,5 +1,6 @@
 //! The stream machine's rules, driven with RESP bytes and a fake clock.
 
+use super::own::OwnConnection;
 use super::*;
 use crate::config::Source;
 use crate::http::auth::Role;
@@ -30,7 +31,7 @@ fn user(id: &str) -> Identity {
     }
 }
 
-fn open(cfg: &Config, who: &Identity, topic: Topic, last: Option<&str>) -> StreamMachine {
+fn open(cfg: &Config, who: &Identity, topic: Topic, last: Option<&str>) -> OwnConnection {
     let req = Opening {
         topic,
         last_event_id: last,
@@ -39,10 +40,10 @@ fn open(cfg: &Config, who: &Identity, topic: Topic, last: Option<&str>) -> Strea
         now: 0,
         unix_now: UNIX,
     };
-    StreamMachine::open(cfg, who, req)
+    OwnConnection::open(cfg, who, req)
 }
 
-fn wire(m: &mut StreamMachine) -> String {
+fn wire(m: &mut OwnConnection) -> String {
     String::from_utf8(m.transmit()).unwrap()
 }
 
@@ -76,13 +77,13 @@ fn message(channel: &str, payload: &str) -> String {
     format!(">3\r\n+message\r\n{}{}", bulk(channel), bulk(payload))
 }
 
-fn pending(m: &StreamMachine) -> String {
+fn pending(m: &OwnConnection) -> String {
     String::from_utf8(m.pending().to_vec()).unwrap()
 }
 
 /// An execution stream of `u1` opened with `replies` after the subscription
 /// (history, acquire, record, in pipeline order).
-fn opened(cfg: &Config, replies: &str) -> StreamMachine {
+fn opened(cfg: &Config, replies: &str) -> OwnConnection {
     let mut m = open(cfg, &user("u1"), Topic::Execution("e1".into()), None);
     m.connect_to().unwrap();
     m.transmit();
@@ -97,7 +98,7 @@ fn ok_replies() -> String {
     format!("{}:1\r\n{}", history(&[]), record("u1", "running"))
 }
 
-fn live() -> StreamMachine {
+fn live() -> OwnConnection {
     let mut m = opened(&cfg(&[]), &ok_replies());
     assert!(matches!(m.poll(), Some(Event::Start)));
     let n = m.pending().len();
@@ -106,7 +107,7 @@ fn live() -> StreamMachine {
     m
 }
 
-fn refusal(m: &mut StreamMachine) -> u16 {
+fn refusal(m: &mut OwnConnection) -> u16 {
     match m.poll() {
         Some(Event::Refuse(e)) => e.status,
         other => panic!("expected a refusal, got {other:?}"),
@@ -218,13 +219,13 @@ fn redis_trouble_while_opening_is_503_with_the_slot_given_back() {
     let mut m = opened(&cfg(&[]), "");
     m.redis_failed("connection closed", 5);
     assert_eq!(refusal(&mut m), 503);
-    assert_eq!(m.take_commands()[0].tag, Tag::Release);
+    assert_eq!(m.take_commands(0)[0].tag, Tag::Release);
     assert!(m.logs().any(|l| l.contains("redis_unavailable")));
     // It said 0: nothing to give back.
     let mut m = opened(&cfg(&[]), &format!("{}:0\r\n", history(&[])));
     m.redis_failed("connection closed", 5);
     assert_eq!(refusal(&mut m), 503);
-    assert!(m.take_commands().is_empty());
+    assert!(m.take_commands(0).is_empty());
 }
 
 #[test]
@@ -287,7 +288,7 @@ fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
         .as_bytes(),
         1,
     );
-    let mut cmds = m.take_commands();
+    let mut cmds = m.take_commands(0);
     assert_eq!(cmds.len(), 2);
     let mut acquire = cmds.remove(0);
     let mut rec = cmds.remove(0);
@@ -300,7 +301,7 @@ fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
     rec.failed("connection refused");
     m.command_done(rec, 3);
     assert_eq!(refusal(&mut m), 503);
-    let release = m.take_commands();
+    let release = m.take_commands(0);
     assert_eq!(release.len(), 1, "the taken slot is given back");
     assert_eq!(release[0].tag, Tag::Release);
 }
@@ -457,20 +458,20 @@ fn cluster_renewals_and_release_go_through_their_own_commands() {
         format!("{HELLO}>3\r\n+ssubscribe\r\n{}:1\r\n", bulk("sse:notif:u1")).as_bytes(),
         1,
     );
-    let mut acquire = m.take_commands().remove(0);
+    let mut acquire = m.take_commands(0).remove(0);
     acquire.receive(b"+OK\r\n:1\r\n");
     m.command_done(acquire, 2);
     assert!(matches!(m.poll(), Some(Event::Start)));
     m.handle_timeout(2 + 15 * S);
     assert!(wire(&mut m).contains("PING"));
-    let mut renew = m.take_commands().remove(0);
+    let mut renew = m.take_commands(0).remove(0);
     assert_eq!(renew.tag, Tag::Renew);
     renew.failed("refused");
     m.command_done(renew, 3 + 15 * S);
     assert!(m.logs().any(|l| l.contains("slot_renew_failed")));
     m.body_gone(4 + 15 * S);
     assert!(matches!(m.poll(), Some(Event::Finished(Close::ClientGone))));
-    assert_eq!(m.take_commands()[0].tag, Tag::Release);
+    assert_eq!(m.take_commands(0)[0].tag, Tag::Release);
 }
 
 mod burst;

@@ -1,6 +1,6 @@
 //! Commands to Redis from the p3 shell: the instance's shared command
 //! connection (the core [`Pipeline`]) that every stream machine's
-//! [`Request`]s go out on, and one-shot [`Command`]s (publish, readiness)
+//! [`Run`]s go out on, and one-shot [`Command`]s (publish, readiness)
 //! on a connection of their own.
 //!
 //! The first request opens the shared connection and runs its reader and
@@ -13,7 +13,7 @@
 use super::driver::{self, Driven};
 use super::{clock, log, net, print};
 use crate::machine::command::Io;
-use crate::machine::{Command, Request};
+use crate::machine::{Command, Run};
 use crate::redis::dial;
 use crate::redis::failure;
 use crate::redis::pipeline::{Outcome, Pipeline};
@@ -97,9 +97,9 @@ impl Client {
         }
     }
 
-    /// Queues the machine's requests on the shared connection.
-    pub fn send(&self, requests: Vec<Request>) {
-        if requests.is_empty() {
+    /// Queues the machine's commands on the shared connection.
+    pub fn send(&self, runs: Vec<Run>) {
+        if runs.is_empty() {
             return;
         }
         let shared = connection(
@@ -109,7 +109,7 @@ impl Client {
             self.entry_bytes,
         );
         let now = clock::now();
-        for r in requests {
+        for r in runs {
             shared
                 .pipeline
                 .borrow_mut()

@@ -18,7 +18,7 @@ use crate::http::auth::Identity;
 use crate::http::error::ApiError;
 use crate::machine::instance::{Backpressure, InstanceAdmission, InstanceCapacity, InstanceLease};
 use crate::machine::timers::{self, BodyEnd};
-use crate::machine::{Event, Opening, StreamMachine, Topic, Wiring};
+use crate::machine::{Event, Op, Opening, StreamMachine, Topic, Wiring};
 use crate::redis::hub::{End, Payload};
 use crate::redis::resp::Value;
 use crate::redis::session::Tag;
@@ -67,7 +67,7 @@ pub async fn serve(
         now: clock::now(),
         unix_now: clock::unix_seconds(),
     };
-    let m = StreamMachine::open_wired(Wiring::Shared, &cfg, &who, req);
+    let m = StreamMachine::open(Wiring::Shared, &cfg, &who, req);
     let mut s = Pump {
         m,
         client: Client::new(
@@ -210,12 +210,18 @@ impl Pump {
     /// Moves what the machine asked for: the channel to join, its commands,
     /// its log lines.
     fn step(&mut self) {
-        if let Some(channel) = self.m.join_channel() {
-            self.channel = channel;
-            let node = self.cfg.redis.clone();
-            self.subscribe(&node);
+        let mut runs = Vec::new();
+        while let Some(op) = self.m.poll_op() {
+            match op {
+                Op::Join(channel) => {
+                    self.channel = channel;
+                    let node = self.cfg.redis.clone();
+                    self.subscribe(&node);
+                }
+                Op::Run(run) => runs.push(run),
+            }
         }
-        self.client.send(self.m.take_requests());
+        self.client.send(runs);
         print(self.m.logs());
     }
 

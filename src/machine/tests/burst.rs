@@ -38,7 +38,7 @@ fn numbers(sse: &str) -> Vec<u64> {
 
 /// A live stream whose backlog is the old 8 MiB (the default is 32 MiB),
 /// so a burst can pass it without 40 MB of test data.
-fn live_small_backlog() -> (StreamMachine, Config) {
+fn live_small_backlog() -> (OwnConnection, Config) {
     let mut c = cfg(&[]);
     c.stream.backlog_bytes = 8 << 20;
     let mut m = opened(&c, &ok_replies());
@@ -51,7 +51,7 @@ fn live_small_backlog() -> (StreamMachine, Config) {
 
 /// Reads like a browser that keeps up: 64 KiB at a time until nothing
 /// is pending; returns what it read.
-fn read_all(m: &mut StreamMachine, now: u64) -> String {
+fn read_all(m: &mut OwnConnection, now: u64) -> String {
     let mut got = String::new();
     while !m.pending().is_empty() {
         let n = m.pending().len().min(64 * 1024);

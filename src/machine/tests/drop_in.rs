@@ -95,7 +95,7 @@ fn cluster_reads_the_result_on_its_own_connection() {
         .as_bytes(),
         1,
     );
-    let mut rec = m.take_commands().remove(0);
+    let mut rec = m.take_commands(0).remove(0);
     rec.transmit();
     rec.receive(format!("{HELLO}{}", record("u1", "running")).as_bytes());
     m.command_done(rec, 2);
@@ -109,7 +109,7 @@ fn cluster_reads_the_result_on_its_own_connection() {
         .as_bytes(),
         3,
     );
-    let mut read = m.take_commands();
+    let mut read = m.take_commands(0);
     assert_eq!(read.len(), 1);
     let mut read = read.remove(0);
     assert_eq!(read.tag, Tag::Result);
@@ -130,7 +130,7 @@ fn admin(id: &str) -> Identity {
     }
 }
 
-fn replay_opened(replies: &str) -> StreamMachine {
+fn replay_opened(replies: &str) -> OwnConnection {
     let c = cfg(&[("max_streams_per_user", "0")]);
     let mut m = open(&c, &admin("root"), Topic::ReplayStatus("s1".into()), None);
     let w = wire(&mut m);
@@ -211,7 +211,7 @@ fn store_cfg() -> Config {
 /// the store's answer `user_rec` decides who opens, and on the same
 /// connection the pipeline follows (its replies: the subscription, the
 /// history, the slot, the exec record).
-fn store_opened(who: &Identity, user_rec: &str, exec: &str) -> StreamMachine {
+fn store_opened(who: &Identity, user_rec: &str, exec: &str) -> OwnConnection {
     let mut m = store_asked(who, Topic::Execution("e1".into()));
     m.receive(format!("{HELLO}{user_rec}").as_bytes(), 10);
     if m.wants_redis() {
@@ -229,7 +229,7 @@ fn store_opened(who: &Identity, user_rec: &str, exec: &str) -> StreamMachine {
 
 /// Opens `topic` with the store on; checks that only the user record is
 /// asked for.
-fn store_asked(who: &Identity, topic: Topic) -> StreamMachine {
+fn store_asked(who: &Identity, topic: Topic) -> OwnConnection {
     let mut m = open(&store_cfg(), who, topic, None);
     assert!(m.connect_to().is_some());
     let w = wire(&mut m);

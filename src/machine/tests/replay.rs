@@ -111,7 +111,7 @@ struct Run {
     released: bool,
 }
 
-fn drive(m: &mut StreamMachine, all: &[(String, String)], chunk: usize, now: u64) -> Run {
+fn drive(m: &mut OwnConnection, all: &[(String, String)], chunk: usize, now: u64) -> Run {
     let mut run = Run {
         got: String::new(),
         max_pending: 0,
@@ -149,7 +149,7 @@ fn drive(m: &mut StreamMachine, all: &[(String, String)], chunk: usize, now: u64
     run
 }
 
-fn opened_with_page(cfg: &Config, first: &[(String, String)], status: &str) -> StreamMachine {
+fn opened_with_page(cfg: &Config, first: &[(String, String)], status: &str) -> OwnConnection {
     let mut m = opened(
         cfg,
         &format!("{}:1\r\n{}", page_reply(first), record("u1", status)),
