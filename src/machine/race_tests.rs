@@ -1,15 +1,17 @@
-//! Exactly once, explored rather than sampled: the machine on the
-//! two-connection wiring ([`Wiring::Shared`]) against a model of Redis, a
-//! producer and a browser that reconnects, under every interleaving of
-//! what can happen independently (small histories, exhaustively), and
-//! under random schedules beyond that.
+//! Exactly once, explored rather than sampled: the machine on both
+//! wirings against a model of Redis, a producer and a browser that
+//! reconnects, under every interleaving of what can happen independently
+//! (small histories, exhaustively), and under random schedules beyond
+//! that.
 //!
 //! The model: Redis executes the producer's publishes (`XADD` then
 //! `PUBLISH`, atomically, as the publish script does), the `SUBSCRIBE`
-//! and the stream's commands in one global order; each execution puts its
-//! output on one of two pipes (the subscription's pushes, the command
-//! connection's replies) that reach the machine independently, in their
-//! own order. The browser reads everything it is given and may drop the
+//! and the stream's commands in one global order. On the p3 wiring
+//! ([`Wiring::Shared`]) each execution puts its output on one of two pipes
+//! (the subscription's pushes, the command connection's replies) that
+//! reach the machine independently, in their own order. On the p2 wiring
+//! ([`Wiring::Own`]) there is one connection: its commands run after its
+//! `SUBSCRIBE`, in the order sent, and replies and pushes share one pipe. The browser reads everything it is given and may drop the
 //! connection and come back with `Last-Event-ID` (what `EventSource`
 //! does), onto a fresh subscription and command connection.
 //!
@@ -17,7 +19,6 @@
 //! event at most once and in order at every step, and every event exactly
 //! once once everything settled.
 
-use super::shared_tests::Carried;
 use super::*;
 use crate::config::Source;
 use crate::http::auth::Role;
@@ -63,6 +64,8 @@ enum Step {
 enum Pushed {
     Confirmed,
     Message(Vec<u8>),
+    /// [`Wiring::Own`]: a reply, on the same pipe as the pushes.
+    Reply(Tag, Value),
 }
 
 /// One browser connection's pipes and machine.
@@ -71,6 +74,10 @@ struct Conn {
     join: bool,
     subscribed: bool,
     commands: VecDeque<Run>,
+    /// [`Wiring::Own`]: commands at the head of `commands` sent before
+    /// the join (Redis runs them before the `SUBSCRIBE`).
+    before_join: usize,
+    joined: bool,
     replies: VecDeque<(Tag, Value)>,
     started: bool,
     over: bool,
@@ -81,6 +88,7 @@ struct Conn {
 
 struct World {
     cfg: Config,
+    wiring: Wiring,
     events: usize,
     /// Which events the producer sends with plain `PUBLISH` (no history).
     plain: fn(usize) -> bool,
@@ -95,7 +103,8 @@ struct World {
     /// stream's budget is a few events, so bursts fill the outbox and the
     /// backlog and the stream catches up from the history.
     slow: bool,
-    /// The subscription's pushes on their way to the machine.
+    /// The subscription's pushes on their way to the machine (and on
+    /// [`Wiring::Own`] the replies).
     pushes: VecDeque<Pushed>,
     conn: Conn,
     /// This connection's bytes not yet parsed into events.
@@ -148,11 +157,26 @@ fn range_reply(history: &[(EntryId, Vec<u8>)], args: &[Vec<u8>]) -> Value {
 }
 
 impl World {
-    fn new(page_entries: u64, events: usize, reconnects: usize, plain: fn(usize) -> bool) -> World {
-        World::wired(page_entries, events, reconnects, plain, false, false)
+    fn new(
+        wiring: Wiring,
+        page_entries: u64,
+        events: usize,
+        reconnects: usize,
+        plain: fn(usize) -> bool,
+    ) -> World {
+        World::wired(
+            wiring,
+            page_entries,
+            events,
+            reconnects,
+            plain,
+            false,
+            false,
+        )
     }
 
     fn wired(
+        wiring: Wiring,
         page_entries: u64,
         events: usize,
         reconnects: usize,
@@ -168,9 +192,10 @@ impl World {
             cfg.stream.backlog_bytes = 60;
             cfg.stream.low_water = 60;
         }
-        let conn = Conn::open(&cfg, None);
+        let conn = Conn::open(&cfg, wiring, None);
         let mut w = World {
             cfg,
+            wiring,
             events,
             plain,
             published: 0,
@@ -199,7 +224,9 @@ impl World {
         if c.join {
             steps.push(Step::Subscribe);
         }
-        if !c.commands.is_empty() {
+        // One connection runs its commands in the order sent.
+        let behind = self.wiring == Wiring::Own && c.join && c.before_join == 0;
+        if !c.commands.is_empty() && !behind {
             steps.push(Step::Execute);
         }
         if !self.pushes.is_empty() {
@@ -243,8 +270,12 @@ impl World {
             }
             Step::Execute => {
                 let r = c.commands.pop_front().unwrap();
+                c.before_join = c.before_join.saturating_sub(1);
                 let v = range_reply(&self.history, &r.args);
-                c.replies.push_back((r.tag, v));
+                match self.wiring {
+                    Wiring::Own => self.pushes.push_back(Pushed::Reply(r.tag, v)),
+                    Wiring::Shared => c.replies.push_back((r.tag, v)),
+                }
             }
             Step::Push => match self.pushes.pop_front().unwrap() {
                 Pushed::Confirmed => c.m.subscribed(now),
@@ -260,6 +291,7 @@ impl World {
                     }
                     c.m.message(std::sync::Arc::<[u8]>::from(p), now)
                 }
+                Pushed::Reply(tag, v) => c.m.reply(tag, Ok(v), now),
             },
             Step::Reply => {
                 let (tag, v) = c.replies.pop_front().unwrap();
@@ -271,7 +303,7 @@ impl World {
                 c.m.body_gone(now);
                 self.settle();
                 assert!(self.conn.over, "a gone browser ends the stream");
-                self.conn = Conn::open(&self.cfg, self.last_id);
+                self.conn = Conn::open(&self.cfg, self.wiring, self.last_id);
                 self.raw.clear();
                 if !self.shared_hub {
                     self.pushes.clear();
@@ -288,20 +320,31 @@ impl World {
         let now = self.trace.len() as u64;
         loop {
             let c = &mut self.conn;
-            if c.m.join_channel().is_some() {
-                if self.shared_hub {
-                    // The hub's subscription is confirmed: live at once.
-                    c.subscribed = true;
-                    c.m.subscribed(now);
-                } else {
-                    c.join = true;
-                }
-            }
             let mut progressed = false;
-            for r in c.m.take_requests() {
+            while let Some(op) = c.m.poll_op() {
+                let r = match op {
+                    Op::Join(_) if self.shared_hub => {
+                        // The hub's subscription is confirmed: live at once.
+                        c.subscribed = true;
+                        c.m.subscribed(now);
+                        continue;
+                    }
+                    Op::Join(_) => {
+                        (c.join, c.joined) = (true, true);
+                        continue;
+                    }
+                    Op::Run(r) => r,
+                };
+                // On its own connection, everything rides behind the join.
+                assert_eq!(r.on_stream, self.wiring == Wiring::Own, "{r:?}");
                 progressed = true;
                 match r.tag {
-                    Tag::History => c.commands.push_back(r),
+                    Tag::History => {
+                        if !c.joined {
+                            c.before_join += 1;
+                        }
+                        c.commands.push_back(r)
+                    }
                     Tag::Record => {
                         let pair =
                             |k: &str, v: &str| (Value::Bulk(k.into()), Value::Bulk(v.into()));
@@ -400,7 +443,7 @@ impl World {
 }
 
 impl Conn {
-    fn open(cfg: &Config, last_id: Option<EntryId>) -> Conn {
+    fn open(cfg: &Config, wiring: Wiring, last_id: Option<EntryId>) -> Conn {
         let last = last_id.map(|id| id.to_string());
         let req = Opening {
             topic: Topic::Execution("e1".into()),
@@ -416,10 +459,12 @@ impl Conn {
             expires_at: UNIX + 3600,
         };
         Conn {
-            m: StreamMachine::open(Wiring::Shared, cfg, &who, req),
+            m: StreamMachine::open(wiring, cfg, &who, req),
             join: false,
             subscribed: false,
             commands: VecDeque::new(),
+            before_join: 0,
+            joined: false,
             replies: VecDeque::new(),
             started: false,
             over: false,
@@ -468,18 +513,25 @@ fn even(n: usize) -> bool {
     n.is_multiple_of(2)
 }
 
+const WIRINGS: [Wiring; 2] = [Wiring::Own, Wiring::Shared];
+
 #[test]
 fn every_interleaving_of_one_page_per_event_delivers_each_event_once() {
-    let seen = explore(&|| World::new(1, 3, 0, never));
-    assert!(seen.leaves > 1000, "{seen:?}");
+    for wiring in WIRINGS {
+        let seen = explore(&|| World::new(wiring, 1, 3, 0, never));
+        // One connection's single pipe allows fewer orders (803 here).
+        assert!(seen.leaves > 500, "{wiring:?}: {seen:?}");
+    }
 }
 
 #[test]
 fn every_interleaving_with_a_reconnect_delivers_each_event_once() {
-    let seen = explore(&|| World::new(1, 2, 1, never));
-    assert!(seen.leaves > 1000, "{seen:?}");
-    let seen = explore(&|| World::new(2, 3, 1, never));
-    assert!(seen.leaves > 1000, "{seen:?}");
+    for wiring in WIRINGS {
+        let seen = explore(&|| World::new(wiring, 1, 2, 1, never));
+        assert!(seen.leaves > 1000, "{wiring:?}: {seen:?}");
+        let seen = explore(&|| World::new(wiring, 2, 3, 1, never));
+        assert!(seen.leaves > 1000, "{wiring:?}: {seen:?}");
+    }
 }
 
 /// p3: other streams keep the channel subscribed, so a stream that joins
@@ -487,9 +539,9 @@ fn every_interleaving_with_a_reconnect_delivers_each_event_once() {
 /// joined, older than its `Last-Event-ID`.
 #[test]
 fn every_interleaving_on_a_shared_hub_delivers_each_event_once() {
-    let seen = explore(&|| World::wired(1, 2, 1, never, true, false));
+    let seen = explore(&|| World::wired(Wiring::Shared, 1, 2, 1, never, true, false));
     assert!(seen.leaves > 1000, "{seen:?}");
-    let seen = explore(&|| World::wired(2, 3, 1, never, true, false));
+    let seen = explore(&|| World::wired(Wiring::Shared, 2, 3, 1, never, true, false));
     assert!(seen.leaves > 1000, "{seen:?}");
 }
 
@@ -498,15 +550,21 @@ fn every_interleaving_on_a_shared_hub_delivers_each_event_once() {
 /// messages and the pages as any replay does.
 #[test]
 fn every_interleaving_of_a_catch_up_delivers_each_event_once() {
-    let seen = explore(&|| World::wired(1, 3, 0, never, false, true));
-    eprintln!("{seen:?}");
-    assert!(seen.leaves > 1000 && seen.caught_up > 100, "{seen:?}");
+    for wiring in WIRINGS {
+        let seen = explore(&|| World::wired(wiring, 1, 3, 0, never, false, true));
+        assert!(
+            seen.leaves > 1000 && seen.caught_up > 100,
+            "{wiring:?}: {seen:?}"
+        );
+    }
 }
 
 #[test]
 fn every_interleaving_with_plain_publishes_delivers_each_event_once() {
-    let seen = explore(&|| World::new(1, 3, 0, even));
-    assert!(seen.leaves > 100, "{seen:?}");
+    for wiring in WIRINGS {
+        let seen = explore(&|| World::new(wiring, 1, 3, 0, even));
+        assert!(seen.leaves > 100, "{wiring:?}: {seen:?}");
+    }
 }
 
 /// Larger histories and more reconnects than exhaustive search affords:
@@ -526,7 +584,12 @@ fn random_schedules_deliver_each_event_once() {
         let has_plain = seed % 4 == 0;
         let plain = if has_plain { even } else { never };
         let slow = seed % 5 < 2 && !has_plain;
-        let mut w = World::wired(page, 12, 3, plain, seed % 3 == 0, slow);
+        let (wiring, shared_hub) = match seed % 3 {
+            0 => (Wiring::Shared, true),
+            1 => (Wiring::Shared, false),
+            _ => (Wiring::Own, false),
+        };
+        let mut w = World::wired(wiring, page, 12, 3, plain, shared_hub, slow);
         loop {
             let steps = w.enabled();
             if w.settled() && (steps.is_empty() || next() % 4 != 0) {
