@@ -308,26 +308,27 @@ struct Pump {
 
 impl Pump {
     async fn connect_and_transmit(&mut self) {
-        while let Some(target) = self.m.connect_to() {
+        while let Some(target) = self.m.poll_connect() {
             self.sock = None;
-            let deadline = self.m.deadline().unwrap_or_else(now);
+            let deadline = self.m.poll_timeout().unwrap_or_else(now);
             match connect(&target, deadline).await {
                 Ok(s) => self.sock = Some(s),
-                Err(e) => self.m.redis_failed(&e, now()),
+                Err(e) => self.m.handle_redis_failure(&e, now()),
             }
         }
-        let bytes = self.m.transmit();
+        let bytes = self.m.poll_transmit();
         if let (false, Some(s)) = (bytes.is_empty(), self.sock.as_mut()) {
             if let Err(e) = s.write_all(&bytes).await {
-                self.m.redis_failed(&format!("write to redis: {e}"), now());
+                self.m
+                    .handle_redis_failure(&format!("write to redis: {e}"), now());
             }
         }
     }
 
     async fn run_commands(&mut self) {
-        for cmd in self.m.take_commands(now()) {
+        for cmd in self.m.poll_commands(now()) {
             let cmd = run_command(cmd).await;
-            self.m.command_done(cmd, now());
+            self.m.handle_command(cmd, now());
         }
     }
 
@@ -335,11 +336,11 @@ impl Pump {
     async fn turn(&mut self) -> Option<Event> {
         self.connect_and_transmit().await;
         print(self.m.logs());
-        let event = self.m.poll();
+        let event = self.m.poll_event();
         if !matches!(event, Some(Event::Refuse(_))) {
             self.run_commands().await;
         }
-        event.or_else(|| self.m.poll())
+        event.or_else(|| self.m.poll_event())
     }
 
     /// Writes what the body channel takes now.
@@ -351,17 +352,17 @@ impl Pump {
             Ok(permit) => {
                 let n = self.m.pending().len();
                 permit.send(Bytes::copy_from_slice(self.m.pending()));
-                self.m.body_took(n, now());
+                self.m.handle_body_took(n, now());
             }
             Err(mpsc::error::TrySendError::Full(())) => {}
-            Err(mpsc::error::TrySendError::Closed(())) => self.m.body_gone(now()),
+            Err(mpsc::error::TrySendError::Closed(())) => self.m.handle_body_gone(now()),
         }
     }
 
     /// Waits for Redis (while the machine reads it), the body (only with
     /// bytes pending) or the next deadline, and feeds what happened.
     async fn wait(&mut self, tx: Option<&mpsc::Sender<Bytes>>) {
-        let Some(deadline) = self.m.deadline() else {
+        let Some(deadline) = self.m.poll_timeout() else {
             return;
         };
         let reading = self.m.wants_redis();
@@ -384,11 +385,13 @@ impl Pump {
             _ = writable => None,
         };
         match got {
-            Some(Ok(n)) if n > 0 => self.m.receive(&self.buf[..n], now()),
+            Some(Ok(n)) if n > 0 => self.m.handle_bytes(&self.buf[..n], now()),
             Some(Ok(_)) => self
                 .m
-                .redis_failed("read from redis: connection closed", now()),
-            Some(Err(e)) => self.m.redis_failed(&format!("read from redis: {e}"), now()),
+                .handle_redis_failure("read from redis: connection closed", now()),
+            Some(Err(e)) => self
+                .m
+                .handle_redis_failure(&format!("read from redis: {e}"), now()),
             None => {}
         }
         self.m.handle_timeout(now());

@@ -37,11 +37,11 @@ pub fn serve(
         // slot given back on a fresh connection.
         link.connect_and_transmit(&mut m);
         print(m.logs());
-        let event = m.poll();
+        let event = m.poll_event();
         if !matches!(event, Some(Event::Refuse(_))) {
             link.run_commands(&mut m);
         }
-        match event.or_else(|| m.poll()) {
+        match event.or_else(|| m.poll_event()) {
             Some(Event::Refuse(e)) => {
                 if let Some(out) = out.take() {
                     out.error(&e);
@@ -50,7 +50,7 @@ pub fn serve(
             }
             Some(Event::Start) => match out.take().map(Responder::sse) {
                 Some(Ok(b)) => body = Some(b),
-                _ => m.body_gone(clock::now()),
+                _ => m.handle_body_gone(clock::now()),
             },
             Some(Event::Finished(why)) => {
                 // Clean or aborted (dropped, after the grace) is the
@@ -85,17 +85,17 @@ fn write(m: &mut OwnConnection, body: &mut SseBody) {
         return;
     }
     match body.write_some(m.pending()) {
-        Ok(n) => m.body_took(n, clock::now()),
-        Err(_) => m.body_gone(clock::now()),
+        Ok(n) => m.handle_body_took(n, clock::now()),
+        Err(_) => m.handle_body_gone(clock::now()),
     }
 }
 
 impl Link {
     /// Runs the commands off the stream's connection to their end.
     fn run_commands(&mut self, m: &mut OwnConnection) {
-        for mut cmd in m.take_commands(clock::now()) {
+        for mut cmd in m.poll_commands(clock::now()) {
             redis::run(&mut cmd);
-            m.command_done(cmd, clock::now()); // its log lines go to the machine's
+            m.handle_command(cmd, clock::now()); // its log lines go to the machine's
         }
     }
 
@@ -103,7 +103,9 @@ impl Link {
     /// (only with bytes pending: it is ready whenever writable) and the
     /// machine's next deadline; feeds what happened.
     fn wait(&mut self, m: &mut OwnConnection, body: Option<&SseBody>) {
-        let Some(deadline) = m.deadline() else { return };
+        let Some(deadline) = m.poll_timeout() else {
+            return;
+        };
         let timer = clock::timer_at(deadline);
         let writable = body
             .filter(|_| !m.pending().is_empty())
@@ -116,8 +118,8 @@ impl Link {
         if redis.is_some() && ready.contains(&1) {
             if let Some(conn) = self.conn.as_mut() {
                 match conn.read_available() {
-                    Ok(bytes) => m.receive(&bytes, clock::now()),
-                    Err(e) => m.redis_failed(&e, clock::now()),
+                    Ok(bytes) => m.handle_bytes(&bytes, clock::now()),
+                    Err(e) => m.handle_redis_failure(&e, clock::now()),
                 }
             }
         }

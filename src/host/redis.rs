@@ -22,7 +22,7 @@ pub struct Link {
 impl Link {
     /// (Re)connects where the machine asks and writes what it queued.
     pub fn connect_and_transmit(&mut self, m: &mut OwnConnection) {
-        while let Some(target) = m.connect_to() {
+        while let Some(target) = m.poll_connect() {
             self.ready = None;
             self.conn = None;
             match Conn::open(&target, m.connect_deadline(clock::now())) {
@@ -30,13 +30,13 @@ impl Link {
                     self.ready = Some(c.readable());
                     self.conn = Some(c);
                 }
-                Err(e) => m.redis_failed(&e, clock::now()),
+                Err(e) => m.handle_redis_failure(&e, clock::now()),
             }
         }
-        let bytes = m.transmit();
+        let bytes = m.poll_transmit();
         if !bytes.is_empty() {
             if let Some(Err(e)) = self.conn.as_mut().map(|c| c.write(&bytes)) {
-                m.redis_failed(&e, clock::now());
+                m.handle_redis_failure(&e, clock::now());
             }
         }
     }

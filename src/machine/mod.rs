@@ -5,21 +5,21 @@
 //! deadline and how the stream ends. A shell only carries those out and
 //! keeps the clock.
 //!
-//! One API for every wiring:
+//! One API for every wiring; inputs are `handle_*`, outputs `poll_*`:
 //! 1. [`StreamMachine::poll_op`]: the Redis operations to carry out, in
 //!    order: [`Op::Join`] the channel, [`Op::Run`] a command. Their
-//!    results come back as [`StreamMachine::subscribed`],
-//!    [`StreamMachine::message`], [`StreamMachine::too_large`],
-//!    [`StreamMachine::reply`], [`StreamMachine::subscription_ended`] and
-//!    [`StreamMachine::redis_failed`].
-//! 2. [`StreamMachine::poll`]: [`Event::Start`] sends the `200` SSE head,
+//!    results come back as [`StreamMachine::handle_subscribed`],
+//!    [`StreamMachine::handle_message`], [`StreamMachine::handle_too_large`],
+//!    [`StreamMachine::handle_reply`], [`StreamMachine::handle_subscription_end`] and
+//!    [`StreamMachine::handle_redis_failure`].
+//! 2. [`StreamMachine::poll_event`]: [`Event::Start`] sends the `200` SSE head,
 //!    [`Event::Refuse`] the error answer, [`Event::Finished`] ends the
 //!    pump (after carrying out the last operations, which give the slot
 //!    back).
 //! 3. Write [`StreamMachine::pending`] to the body if not empty, report
-//!    [`StreamMachine::body_took`] or [`StreamMachine::body_gone`].
+//!    [`StreamMachine::handle_body_took`] or [`StreamMachine::handle_body_gone`].
 //! 4. Wait for Redis ([`StreamMachine::wants_redis`]), the body (only
-//!    with bytes pending) or [`StreamMachine::deadline`]; feed what came
+//!    with bytes pending) or [`StreamMachine::poll_timeout`]; feed what came
 //!    and [`StreamMachine::handle_timeout`].
 //!
 //! The p3 shell carries the operations out on the instance's shared
@@ -36,17 +36,19 @@
 //! lifetime) and *closing* (last bytes flushed within
 //! [`timers::CLOSE_FLUSH_NS`]). The history is replayed in pages
 //! ([`replay`]): the first page comes with the opening, and in the live
-//! phase a `Tag::History` reply appends the next page, which `body_took`
+//! phase a `Tag::History` reply appends the next page, which `handle_body_took`
 //! asks for once the browser has drained the last.
 
 pub mod backlog;
 pub mod command;
 pub mod held;
 pub mod instance;
+mod live;
 pub mod opening;
 pub mod own;
 pub mod publish;
 pub mod replay;
+mod start;
 pub mod timers;
 
 use crate::config::{Config, StreamBudget};
@@ -119,7 +121,7 @@ pub enum Wiring {
     /// stream reads first goes out before the join: a refused user never
     /// subscribes). Liveness of the subscription is the hub's (its
     /// `PING`s); a lost hub or command connection is
-    /// [`StreamMachine::redis_failed`].
+    /// [`StreamMachine::handle_redis_failure`].
     Shared,
 }
 
@@ -257,156 +259,6 @@ pub struct Opening<'a> {
 }
 
 impl StreamMachine {
-    /// A stream about to open, its Redis where `wiring` says: its first
-    /// operations are queued for [`StreamMachine::poll_op`] (or a refusal
-    /// that needs no Redis for [`StreamMachine::poll`]).
-    pub fn open(wiring: Wiring, cfg: &Config, who: &Identity, req: Opening<'_>) -> StreamMachine {
-        let mut logs = Vec::new();
-        let resume = opening::resume_point(req.last_event_id, req.unix_now, &mut logs);
-        let max = cfg.limits.max_streams_per_user;
-        let leased = req
-            .instance
-            .filter(|_| wiring == Wiring::Shared && InstanceLease::applies(cfg));
-        let slot = (max > 0).then(|| {
-            let key = format!("{}{}", cfg.prefixes.slots_key, who.user_id);
-            let slot = Slot::new(key, req.member, cfg.heartbeat_seconds);
-            match leased {
-                Some(i) => slot.under_lease(&InstanceLease::key(i), cfg.limits.max_stream_seconds),
-                None => slot,
-            }
-        });
-        let mut m = StreamMachine {
-            phase: Phase::Over,
-            channel: String::new(),
-            cluster: cfg.redis_cluster,
-            redirects: 0,
-            slot,
-            slot_taken: false,
-            side: Vec::new(),
-            history_from: None,
-            history_key: None,
-            budget: cfg.stream,
-            ops: VecDeque::new(),
-            events: Vec::new(),
-            logs,
-            timers: Timers::new(cfg, who.expires_at, req.unix_now, req.now),
-            rules: opening::Rules {
-                who: who.clone(),
-                identified: None,
-                max_streams: max,
-                retry_ms: cfg.retry_ms,
-            },
-            result_of: None,
-            user_lookup: None,
-            stored: None,
-            opened_at: req.now,
-            wiring,
-        };
-        let deadline = req
-            .now
-            .saturating_add(cfg.redis_timeout_ms.saturating_mul(1_000_000));
-        let lookup = opening::user_lookup(cfg, who);
-        // The user store answers first: an unknown or inactive user is
-        // refused before anything is subscribed or a slot is taken.
-        if let Some(args) = &lookup {
-            m.run(Tag::User, args.clone(), wiring == Wiring::Own);
-            m.user_lookup = lookup;
-            m.phase = Phase::Identifying {
-                cfg: Box::new(cfg.clone()),
-                topic: req.topic,
-                resume,
-                deadline,
-            };
-            return m;
-        }
-        m.plan(cfg, who, &req.topic, resume, deadline, false);
-        m
-    }
-
-    /// Plans the stream and queues its pipeline: on a fresh session, or
-    /// (`identified`: the user record was read first) on the one that read it.
-    fn plan(
-        &mut self,
-        cfg: &Config,
-        who: &Identity,
-        topic: &Topic,
-        resume: Option<EntryId>,
-        deadline: u64,
-        identified: bool,
-    ) {
-        let mut plan = match Plan::new(cfg, who, topic, resume) {
-            Ok(plan) => plan,
-            Err(e) => {
-                self.phase = Phase::Over;
-                return self.events.push(Event::Refuse(e));
-            }
-        };
-        if identified {
-            plan.user_lookup = None;
-        } else {
-            self.user_lookup = plan.user_lookup.clone();
-        }
-        self.channel = plan.channel.clone();
-        self.side = plan.side_commands(self.slot.as_ref(), cfg.limits.max_streams_per_user);
-        let history = plan.history_command(cfg);
-        self.history_from = plan.history_key(cfg);
-        self.result_of = plan
-            .execution_id
-            .clone()
-            .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
-        self.ops.push_back(Op::Join(self.channel.clone()));
-        // Behind the join on the stream's own connection: the history read
-        // (same slot as the channel) and, off Cluster, the side commands.
-        // Anything else waits for the subscription's confirmation.
-        let mut outstanding = 0;
-        if self.wiring == Wiring::Own {
-            if let Some(args) = history {
-                self.run(Tag::History, args, true);
-                outstanding += 1;
-            }
-            if !self.cluster {
-                for (tag, args) in std::mem::take(&mut self.side) {
-                    self.run(tag, args, true);
-                    outstanding += 1;
-                }
-            }
-        } else {
-            self.side.extend(history.map(|h| (Tag::History, h)));
-        }
-        self.phase = Phase::Opening {
-            plan,
-            deadline,
-            subscribed: false,
-            early: Vec::new(),
-            too_large: 0,
-            replies: Replies::default(),
-            outstanding,
-        };
-    }
-
-    /// The user record read first came back: refuse, or open the stream
-    /// as the user the store knows.
-    fn identified(&mut self, reply: Value, now: u64) {
-        let Phase::Identifying {
-            cfg,
-            topic,
-            resume,
-            deadline,
-        } = std::mem::replace(&mut self.phase, Phase::Over)
-        else {
-            return;
-        };
-        match opening::store_identity(&self.rules.who, reply, &mut self.logs) {
-            Err(e) => self.events.push(Event::Refuse(e)),
-            Ok(who) => {
-                self.stored = Some(who.clone());
-                self.rules.identified = Some(who.clone());
-                self.plan(&cfg, &who, &topic, resume, deadline, true);
-                self.opened_if_complete(now);
-            }
-        }
-    }
-
     /// The next Redis operation to carry out, in order.
     pub fn poll_op(&mut self) -> Option<Op> {
         self.ops.pop_front()
@@ -423,7 +275,7 @@ impl StreamMachine {
     }
 
     /// The channel's subscription is confirmed.
-    pub fn subscribed(&mut self, now: u64) {
+    pub fn handle_subscribed(&mut self, now: u64) {
         if let Phase::Opening { subscribed, .. } = &mut self.phase {
             *subscribed = true;
         }
@@ -433,7 +285,7 @@ impl StreamMachine {
     /// A message on the channel.
     /// Shared bytes ([`Bytes::Shared`], the hub's) are kept, not copied,
     /// while they wait for the browser.
-    pub fn message(&mut self, payload: impl Into<Bytes>, now: u64) {
+    pub fn handle_message(&mut self, payload: impl Into<Bytes>, now: u64) {
         match &mut self.phase {
             Phase::Opening { early, .. } => early.push(payload.into()),
             Phase::Live { .. } => self.live_message(payload.into(), now),
@@ -446,7 +298,7 @@ impl StreamMachine {
     /// give them back, so the browser is told (`Close::Overrun`), as for
     /// a plain message a full backlog had to drop. While opening, once
     /// the stream has started.
-    pub fn too_large(&mut self, n: usize, now: u64) {
+    pub fn handle_too_large(&mut self, n: usize, now: u64) {
         match &mut self.phase {
             Phase::Opening { too_large, .. } => *too_large += n,
             Phase::Live { .. } => self.overrun(n, "too large", now),
@@ -455,7 +307,7 @@ impl StreamMachine {
     }
 
     /// The next thing the shell must do, if any.
-    pub fn poll(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<Event> {
         (!self.events.is_empty()).then(|| self.events.remove(0))
     }
 
@@ -482,7 +334,7 @@ impl StreamMachine {
     }
 
     /// The next deadline (monotonic ns), `None` once over.
-    pub fn deadline(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<u64> {
         match &self.phase {
             Phase::Opening { deadline, .. } | Phase::Identifying { deadline, .. } => {
                 Some(*deadline)
@@ -499,265 +351,6 @@ impl StreamMachine {
             self.phase,
             Phase::Identifying { .. } | Phase::Opening { .. }
         )
-    }
-
-    /// A live message: while the history is replayed, dropped or held by
-    /// the replay; else admitted by the backlog (now, later, or given up
-    /// for a catch-up), then delivered.
-    fn live_message(&mut self, payload: Bytes, now: u64) {
-        let Phase::Live {
-            outbox,
-            replay,
-            backlog,
-            ..
-        } = &mut self.phase
-        else {
-            return;
-        };
-        if outbox.closed().is_some() {
-            return;
-        }
-        if let Some(r) = replay.as_mut() {
-            if let Err(dropped) = r.live(payload.into_vec(), &mut self.logs) {
-                self.overrun(dropped, "replay backlog full", now);
-            }
-            return;
-        }
-        let progress = self.timers.progress();
-        match backlog.offer(payload, outbox.pending().len(), &self.budget, now, progress) {
-            Admit::Now(payload) => self.deliver(payload.into_vec(), now),
-            Admit::Queued => {}
-            Admit::Overflow { waiting, stalled } => self.catch_up(waiting, stalled, now),
-        }
-    }
-
-    /// An admitted live message: sent, or held behind (or as) a
-    /// `result_stored` waiting for the record's result.
-    fn deliver(&mut self, payload: Vec<u8>, now: u64) {
-        let fill = self.result_of.is_some();
-        let Phase::Live { outbox, held, .. } = &mut self.phase else {
-            return;
-        };
-        match held.offer(payload, fill) {
-            Offer::Send(p) => send(outbox, &p, &self.channel, &mut self.logs),
-            Offer::Held if held.bytes() > self.budget.outbox_bytes => {
-                outbox.close(Close::SlowClient)
-            }
-            Offer::Held => {}
-            Offer::Ask => self.ask_result(),
-        }
-        self.first_event_at(now);
-        self.closed_if(now);
-    }
-
-    /// The browser drained: waiting live messages that fit now go out.
-    fn release_backlog(&mut self, now: u64) {
-        loop {
-            let Phase::Live {
-                outbox,
-                backlog,
-                replay: None,
-                ..
-            } = &mut self.phase
-            else {
-                return;
-            };
-            if outbox.closed().is_some() {
-                return;
-            }
-            match backlog.release(outbox.pending().len(), &self.budget) {
-                Some(payload) => self.deliver(payload.into_vec(), now),
-                None => return,
-            }
-        }
-    }
-
-    /// The backlog overflowed: its messages are given up. With history
-    /// ids they are read again from the history, from the last id queued
-    /// (the paged replay a resume uses), and the stream goes on as if
-    /// nothing happened; a plain one (no history) is lost, and the browser
-    /// is told ([`Self::overrun`]).
-    ///
-    /// A browser that is not reading (`stalled`) and lost a plain message
-    /// is dropped as a slow client at once: there is nothing to flush to
-    /// it, and its subscription should not outlive it.
-    fn catch_up(&mut self, waiting: Vec<Bytes>, stalled: bool, now: u64) {
-        let plain = waiting.iter().filter(|p| split_live(p).0.is_none()).count();
-        let key = self.history_key.clone().filter(|_| plain == 0);
-        let Phase::Live { outbox, replay, .. } = &mut self.phase else {
-            return;
-        };
-        let Some(key) = key else {
-            if stalled {
-                outbox.close(Close::SlowClient);
-            }
-            return self.overrun(plain.max(1), "backlog full", now);
-        };
-        self.logs.push(log::line(
-            "catch_up",
-            &[
-                ("channel", self.channel.as_str().into()),
-                ("messages", waiting.len().into()),
-                (
-                    "bytes",
-                    waiting.iter().map(|p| p.len()).sum::<usize>().into(),
-                ),
-            ],
-        ));
-        let fill = self.result_of.as_ref().map(|(id, _)| id.as_str());
-        let mut r = Replay::catch_up(key, outbox.last_id(), self.budget, &self.channel, fill);
-        for payload in waiting {
-            // Each has an id: noted as dropped, never held.
-            let _ = r.live(payload.into_vec(), &mut self.logs);
-        }
-        *replay = Some(Box::new(r));
-        self.ask_page();
-    }
-
-    /// `dropped` live messages without a history id were given up: the
-    /// browser gets a reconnectable end (`Close::Overrun`), an execution
-    /// stream then opens with a fresh status event.
-    fn overrun(&mut self, dropped: usize, reason: &'static str, now: u64) {
-        let Phase::Live { outbox, .. } = &mut self.phase else {
-            return;
-        };
-        self.logs.push(log::line(
-            "messages_dropped",
-            &[
-                ("channel", self.channel.as_str().into()),
-                ("messages", dropped.into()),
-                ("reason", reason.into()),
-            ],
-        ));
-        outbox.end(Close::Overrun, self.rules.retry_ms);
-        self.closed_if(now);
-    }
-
-    /// Reads the execution record's `result` (a `result_stored` waits for it).
-    fn ask_result(&mut self) {
-        if let Some((_, key)) = &self.result_of {
-            let args = vec![b"HGET".to_vec(), key.clone(), b"result".to_vec()];
-            self.read_aside(Tag::Result, args);
-        }
-    }
-
-    /// A history page came back: replayed, then the next one asked or live.
-    fn history_page(&mut self, reply: Value, now: u64) {
-        let entries = match history::parse_range(reply) {
-            Ok(entries) => entries,
-            Err(e) => return self.redis_failed(&format!("history page: {e}"), now),
-        };
-        let Phase::Live {
-            outbox,
-            replay: Some(r),
-            ..
-        } = &mut self.phase
-        else {
-            return;
-        };
-        let paged = r.page(entries, outbox, &mut self.logs);
-        self.paged(paged, now);
-    }
-
-    /// What the replay does after a page (or a result it waited for).
-    fn paged(&mut self, paged: Paged, now: u64) {
-        match paged {
-            Paged::More => {}
-            Paged::Result => self.ask_result(),
-            Paged::Done => {
-                if let Phase::Live { replay, .. } = &mut self.phase {
-                    *replay = None;
-                }
-            }
-        }
-        self.ask_page();
-        self.first_event_at(now);
-        self.closed_if(now);
-    }
-
-    /// Queues the next history page when the replay wants it.
-    fn ask_page(&mut self) {
-        let Phase::Live {
-            outbox,
-            replay: Some(r),
-            ..
-        } = &mut self.phase
-        else {
-            return;
-        };
-        if r.wants_page(outbox) {
-            let args = r.command();
-            r.asked();
-            self.read_in_slot(Tag::History, args);
-        }
-    }
-
-    /// Records when the first event was queued (time to first event).
-    fn first_event_at(&mut self, now: u64) {
-        if let Phase::Live {
-            outbox,
-            first_event,
-            ..
-        } = &mut self.phase
-        {
-            if first_event.is_none() && outbox.events_sent() > 0 {
-                *first_event = Some(now);
-            }
-        }
-    }
-
-    /// The record's `result` came back (`None`: it could not be read): the
-    /// held `result_stored` goes out filled, then what waited behind it.
-    fn result_read(&mut self, value: Option<Value>, now: u64) {
-        let Phase::Live {
-            outbox,
-            held,
-            replay,
-            ..
-        } = &mut self.phase
-        else {
-            return;
-        };
-        if let Some(r) = replay.as_mut().filter(|r| r.waiting()) {
-            let result = value.as_ref().and_then(Value::as_str).map(str::to_string);
-            let paged = r.result(result, outbox, &mut self.logs);
-            return self.paged(paged, now);
-        }
-        let Some((first, rest)) = held.answered() else {
-            return;
-        };
-        let id = self.result_of.as_ref().map_or("", |(id, _)| id.as_str());
-        let result = value.as_ref().and_then(Value::as_str);
-        let event = opening::filled(&first, result, id, &mut self.logs);
-        send(outbox, &event, &self.channel, &mut self.logs);
-        // Admitted before anything in the backlog: straight on.
-        for payload in rest {
-            self.deliver(payload, now);
-        }
-        self.first_event_at(now);
-        self.closed_if(now);
-    }
-
-    /// The heartbeat's read of the user record: a user the store no longer
-    /// knows as the one who opened the stream (inactive, gone, another id
-    /// or role) is cut. A read that failed is not a verdict: the next
-    /// heartbeat reads again.
-    fn user_read(&mut self, reply: Result<Value, ApiError>, now: u64) {
-        let (Some(opened), Ok(reply)) = (&self.stored, reply) else {
-            return;
-        };
-        let Phase::Live { outbox, .. } = &mut self.phase else {
-            return;
-        };
-        let now_known = opening::store_identity(&self.rules.who, reply, &mut self.logs);
-        if now_known.as_ref().ok() != Some(opened) {
-            self.logs.push(log::line(
-                "user_revoked",
-                &[("channel", self.channel.as_str().into())],
-            ));
-            outbox.end(Close::Revoked, self.rules.retry_ms);
-        }
-        self.closed_if(now);
     }
 
     /// Whether a command whose key may live outside the channel's slot
@@ -782,14 +375,14 @@ impl StreamMachine {
     /// instead (returned; while opening, what the old subscription
     /// brought is forgotten: it comes again); any other end fails the
     /// stream with its reason, as a lost connection.
-    pub fn subscription_ended(&mut self, end: End, now: u64) -> Option<Moved> {
+    pub fn handle_subscription_end(&mut self, end: End, now: u64) -> Option<Moved> {
         let why = match end {
             End::Moved(to) => return self.redirected(to, now),
             End::Lost(why) if why.is_empty() => "subscription lost".to_string(),
             End::Lost(why) => format!("subscription lost: {why}"),
             End::Overflow => "subscription queue overflowed".into(),
         };
-        self.redis_failed(&why, now);
+        self.handle_redis_failure(&why, now);
         None
     }
 
@@ -798,7 +391,7 @@ impl StreamMachine {
     /// is forgotten: it comes again there); past it, the stream fails.
     fn redirected(&mut self, to: Moved, now: u64) -> Option<Moved> {
         if self.redirects >= MAX_REDIRECTS {
-            self.redis_failed(failure::REDIRECTS, now);
+            self.handle_redis_failure(failure::REDIRECTS, now);
             return None;
         }
         self.redirects += 1;
@@ -816,7 +409,7 @@ impl StreamMachine {
     }
 
     /// The Redis connection failed (connect, write, read, closed).
-    pub fn redis_failed(&mut self, detail: &str, now: u64) {
+    pub fn handle_redis_failure(&mut self, detail: &str, now: u64) {
         match &mut self.phase {
             Phase::Opening { .. } => self.opening_failed(detail, false),
             Phase::Identifying { .. } => {
@@ -841,25 +434,9 @@ impl StreamMachine {
         }
     }
 
-    /// Opening failed: 503, and a slot that may be held is given back, on
-    /// the stream's connection if it still works, else on a fresh one.
-    fn opening_failed(&mut self, detail: &str, conn_works: bool) {
-        let Phase::Opening { replies, .. } = &self.phase else {
-            return;
-        };
-        // The acquire went out once `side` was emptied: behind the join,
-        // or once the subscription was confirmed.
-        let sent = self.side.is_empty();
-        self.slot_taken = self.slot.is_some() && replies.may_hold_slot(sent);
-        let e = unavailable(&mut self.logs, detail);
-        self.phase = Phase::Over;
-        self.release_slot(conn_works && self.on_stream());
-        self.events.push(Event::Refuse(e));
-    }
-
     /// An [`Op::Run`]'s answer, or why it failed (the connection logged
     /// it): a 503 while opening, as any failed command.
-    pub fn reply(&mut self, tag: Tag, answer: Result<Value, String>, now: u64) {
+    pub fn handle_reply(&mut self, tag: Tag, answer: Result<Value, String>, now: u64) {
         let outcome = answer.map_err(|_| ApiError::service_unavailable(RETRY_AFTER_SECONDS));
         self.outcome(tag, outcome, now);
     }
@@ -881,7 +458,7 @@ impl StreamMachine {
             }
             (Phase::Identifying { .. }, Tag::User) => match outcome {
                 Ok(v) => self.identified(v, now),
-                Err(e) => self.redis_failed(&e.detail, now),
+                Err(e) => self.handle_redis_failure(&e.detail, now),
             },
             (
                 Phase::Live {
@@ -891,7 +468,7 @@ impl StreamMachine {
             ) => *ping_outstanding = false,
             (Phase::Live { .. }, Tag::History) => match outcome {
                 Ok(v) => self.history_page(v, now),
-                Err(e) => self.redis_failed(&format!("history page: {}", e.detail), now),
+                Err(e) => self.handle_redis_failure(&format!("history page: {}", e.detail), now),
             },
             (_, Tag::Result) => self.result_read(outcome.ok(), now),
             (_, Tag::User) => self.user_read(outcome, now),
@@ -907,108 +484,6 @@ impl StreamMachine {
         }
     }
 
-    /// Everything asked so far is answered and the subscription is
-    /// confirmed: the commands that could not ride behind the join go out
-    /// now (the subscription is live, so nothing published is missed),
-    /// or, once they are answered too, the stream is decided.
-    fn opened_if_complete(&mut self, now: u64) {
-        let Phase::Opening {
-            subscribed: true,
-            outstanding: 0,
-            ..
-        } = &mut self.phase
-        else {
-            return;
-        };
-        if self.side.is_empty() {
-            return self.decide(now);
-        }
-        let side = std::mem::take(&mut self.side);
-        if let Phase::Opening { outstanding, .. } = &mut self.phase {
-            *outstanding = side.len();
-        }
-        for (tag, args) in side {
-            self.run(tag, args, false);
-        }
-    }
-
-    /// Every reply is in: answer, or start the live phase.
-    fn decide(&mut self, now: u64) {
-        let Phase::Opening {
-            plan,
-            early,
-            replies,
-            too_large,
-            ..
-        } = std::mem::replace(&mut self.phase, Phase::Over)
-        else {
-            return;
-        };
-        let d = opening::decide(
-            &self.rules,
-            &plan,
-            self.slot.is_some(),
-            replies,
-            &mut self.logs,
-        );
-        self.slot_taken = d.slot_taken;
-        self.stored = d.stored.or(self.stored.take());
-        let opened = match d.answer {
-            Ok(opened) => opened,
-            Err(e) => return self.refuse(e),
-        };
-        let mut outbox = opened.outbox;
-        // The first page follows the first events (`retry:`, the status
-        // snapshot or the replay session's status) queued by the decision.
-        // With no history read, an empty page: a finished execution still
-        // ends with its stored result.
-        self.history_key = self.history_from.as_ref().map(|(key, _)| key.clone());
-        let (key, after) = self.history_from.take().unwrap_or_default();
-        let mut replay = Replay::new(key, after, self.budget, &self.channel);
-        replay.execution(opened.fill, opened.finished);
-        let paged = replay.page(opened.page.unwrap_or_default(), &mut outbox, &mut self.logs);
-        self.timers.wrote(now);
-        if self.stored.is_some() {
-            self.timers.check_user(now);
-        }
-        self.phase = Phase::Live {
-            first_event: (outbox.events_sent() > 0).then_some(now),
-            outbox,
-            started: now,
-            ping_outstanding: false,
-            replay: Some(Box::new(replay)),
-            held: Held::default(),
-            backlog: Backlog::default(),
-            kind: plan.kind,
-        };
-        self.paged(paged, now);
-        for payload in early {
-            self.live_message(payload, now);
-        }
-        if too_large > 0 {
-            self.overrun(too_large, "too large", now);
-        }
-        if let Phase::Live { outbox, .. } = &self.phase {
-            self.logs.push(log::line(
-                "stream_opened",
-                &[
-                    ("channel", self.channel.as_str().into()),
-                    ("kind", plan.kind.name().into()),
-                    ("queued_events", outbox.events_sent().into()),
-                ],
-            ));
-        }
-        self.events.push(Event::Start);
-        self.closed_if(now);
-    }
-
-    /// Answers with `err` and gives a taken slot back.
-    fn refuse(&mut self, err: ApiError) {
-        self.phase = Phase::Over;
-        self.release_slot(self.on_stream());
-        self.events.push(Event::Refuse(err));
-    }
-
     /// Gives the slot back (best effort: the lease expires anyway): on the
     /// stream's own connection (`on_stream`), else elsewhere (on Cluster
     /// through the slot key's owner).
@@ -1022,7 +497,7 @@ impl StreamMachine {
     }
 
     /// The body took `n` bytes of [`StreamMachine::pending`].
-    pub fn body_took(&mut self, n: usize, now: u64) {
+    pub fn handle_body_took(&mut self, n: usize, now: u64) {
         if let Phase::Live { outbox, .. } = &mut self.phase {
             outbox.consume(n);
             if n > 0 {
@@ -1035,14 +510,14 @@ impl StreamMachine {
     }
 
     /// The body can no longer be written (the browser left).
-    pub fn body_gone(&mut self, now: u64) {
+    pub fn handle_body_gone(&mut self, now: u64) {
         if let Phase::Live { outbox, .. } = &mut self.phase {
             outbox.close(Close::ClientGone);
             self.closed_if(now);
         }
     }
 
-    /// The clock reached (or passed) [`StreamMachine::deadline`].
+    /// The clock reached (or passed) [`StreamMachine::poll_timeout`].
     pub fn handle_timeout(&mut self, now: u64) {
         let (outbox, ping_outstanding) = match &mut self.phase {
             Phase::Opening { deadline, .. } => {
@@ -1053,7 +528,7 @@ impl StreamMachine {
             }
             Phase::Identifying { deadline, .. } => {
                 if now >= *deadline {
-                    self.redis_failed(failure::SILENT, now);
+                    self.handle_redis_failure(failure::SILENT, now);
                 }
                 return;
             }
@@ -1161,13 +636,6 @@ impl StreamMachine {
             ],
         ));
         self.events.push(Event::Finished(why));
-    }
-}
-
-/// Queues a live message, or logs why it was skipped.
-fn send(outbox: &mut Outbox, payload: &[u8], channel: &str, logs: &mut Vec<String>) {
-    if let Err(skip) = outbox.message(payload) {
-        logs.push(opening::skipped(channel, skip.reason(), payload.len()));
     }
 }
 

@@ -6,14 +6,14 @@
 //! [`Command`]s. The machine's rules are untouched by it.
 //!
 //! Pumping it (the machine's other calls pass straight through):
-//! 1. [`OwnConnection::connect_to`]: (re)connect to Redis there (dropping
+//! 1. [`OwnConnection::poll_connect`]: (re)connect to Redis there (dropping
 //!    any previous connection), giving up at
 //!    [`OwnConnection::connect_deadline`]; a failure goes to
-//!    [`OwnConnection::redis_failed`].
-//! 2. Write [`OwnConnection::transmit`]; what Redis sends goes to
-//!    [`OwnConnection::receive`].
-//! 3. Run each of [`OwnConnection::take_commands`] with the same pump and
-//!    hand it back to [`OwnConnection::command_done`].
+//!    [`OwnConnection::handle_redis_failure`].
+//! 2. Write [`OwnConnection::poll_transmit`]; what Redis sends goes to
+//!    [`OwnConnection::handle_bytes`].
+//! 3. Run each of [`OwnConnection::poll_commands`] with the same pump and
+//!    hand it back to [`OwnConnection::handle_command`].
 //! 4. After [`Event::Finished`], steps 1 to 3 once more (the slot given
 //!    back), then drop the connection.
 
@@ -67,20 +67,20 @@ impl OwnConnection {
 
     /// Where to (re)connect, once per needed connection: the first, and
     /// after a Cluster `MOVED` while opening.
-    pub fn connect_to(&mut self) -> Option<RedisTarget> {
+    pub fn poll_connect(&mut self) -> Option<RedisTarget> {
         self.carry_out();
         std::mem::take(&mut self.needs_connect).then(|| self.target.clone())
     }
 
-    /// When opening the connection [`OwnConnection::connect_to`] asked for
+    /// When opening the connection [`OwnConnection::poll_connect`] asked for
     /// gives up (monotonic ns): the machine's deadline; one with none left
     /// is closing and gives up at once.
     pub fn connect_deadline(&self, now: u64) -> u64 {
-        self.m.deadline().unwrap_or(now)
+        self.m.poll_timeout().unwrap_or(now)
     }
 
     /// Bytes to write to Redis now.
-    pub fn transmit(&mut self) -> Vec<u8> {
+    pub fn poll_transmit(&mut self) -> Vec<u8> {
         self.carry_out();
         self.session
             .as_mut()
@@ -91,7 +91,7 @@ impl OwnConnection {
     /// Commands to run each on a fresh connection (Cluster side commands,
     /// or a slot given back once the stream's connection failed); they
     /// give up `redis_timeout_ms` after `now` (monotonic ns).
-    pub fn take_commands(&mut self, now: u64) -> Vec<Command> {
+    pub fn poll_commands(&mut self, now: u64) -> Vec<Command> {
         self.carry_out();
         let (redis, cluster, timeout_ms) = (&self.base, self.cluster, self.timeout_ms);
         self.aside
@@ -100,8 +100,8 @@ impl OwnConnection {
             .collect()
     }
 
-    /// A command handed out by [`OwnConnection::take_commands`] ran.
-    pub fn command_done(&mut self, mut cmd: Command, now: u64) {
+    /// A command handed out by [`OwnConnection::poll_commands`] ran.
+    pub fn handle_command(&mut self, mut cmd: Command, now: u64) {
         self.m.logs.extend(cmd.logs());
         let tag = cmd.tag;
         let outcome = cmd.outcome();
@@ -109,7 +109,7 @@ impl OwnConnection {
     }
 
     /// Bytes read from Redis.
-    pub fn receive(&mut self, bytes: &[u8], now: u64) {
+    pub fn handle_bytes(&mut self, bytes: &[u8], now: u64) {
         let Some(session) = self.session.as_mut() else {
             return;
         };
@@ -129,13 +129,13 @@ impl OwnConnection {
                 }
                 return;
             }
-            Err(e) => return self.m.redis_failed(&failure::protocol(&e), now),
+            Err(e) => return self.m.handle_redis_failure(&failure::protocol(&e), now),
         }
         for item in items {
             match item {
-                Incoming::Subscribed => self.m.subscribed(now),
-                Incoming::Message(payload) => self.m.message(payload, now),
-                Incoming::Dropped => self.m.too_large(1, now),
+                Incoming::Subscribed => self.m.handle_subscribed(now),
+                Incoming::Message(payload) => self.m.handle_message(payload, now),
+                Incoming::Dropped => self.m.handle_too_large(1, now),
                 Incoming::Reply(tag, value) => self.m.outcome(tag, Ok(value), now),
             }
         }
@@ -182,9 +182,9 @@ impl OwnConnection {
         s
     }
 
-    /// See [`StreamMachine::poll`].
-    pub fn poll(&mut self) -> Option<Event> {
-        self.m.poll()
+    /// See [`StreamMachine::poll_event`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.m.poll_event()
     }
 
     /// See [`StreamMachine::logs`].
@@ -202,19 +202,19 @@ impl OwnConnection {
         self.m.pending()
     }
 
-    /// See [`StreamMachine::deadline`].
-    pub fn deadline(&self) -> Option<u64> {
-        self.m.deadline()
+    /// See [`StreamMachine::poll_timeout`].
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.m.poll_timeout()
     }
 
-    /// See [`StreamMachine::body_took`].
-    pub fn body_took(&mut self, n: usize, now: u64) {
-        self.m.body_took(n, now)
+    /// See [`StreamMachine::handle_body_took`].
+    pub fn handle_body_took(&mut self, n: usize, now: u64) {
+        self.m.handle_body_took(n, now)
     }
 
-    /// See [`StreamMachine::body_gone`].
-    pub fn body_gone(&mut self, now: u64) {
-        self.m.body_gone(now)
+    /// See [`StreamMachine::handle_body_gone`].
+    pub fn handle_body_gone(&mut self, now: u64) {
+        self.m.handle_body_gone(now)
     }
 
     /// See [`StreamMachine::handle_timeout`].
@@ -223,7 +223,7 @@ impl OwnConnection {
     }
 
     /// The connection failed (connect, write, read, closed).
-    pub fn redis_failed(&mut self, detail: &str, now: u64) {
-        self.m.redis_failed(detail, now)
+    pub fn handle_redis_failure(&mut self, detail: &str, now: u64) {
+        self.m.handle_redis_failure(detail, now)
     }
 }

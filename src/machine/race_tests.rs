@@ -278,7 +278,7 @@ impl World {
                 }
             }
             Step::Push => match self.pushes.pop_front().unwrap() {
-                Pushed::Confirmed => c.m.subscribed(now),
+                Pushed::Confirmed => c.m.handle_subscribed(now),
                 Pushed::Message(_) if !c.subscribed => {}
                 Pushed::Message(p) => {
                     if let (None, _) = split_live(&p) {
@@ -289,18 +289,18 @@ impl World {
                                 .and_then(|n| n.trim_end_matches('}').parse::<usize>().ok()),
                         );
                     }
-                    c.m.message(std::sync::Arc::<[u8]>::from(p), now)
+                    c.m.handle_message(std::sync::Arc::<[u8]>::from(p), now)
                 }
-                Pushed::Reply(tag, v) => c.m.reply(tag, Ok(v), now),
+                Pushed::Reply(tag, v) => c.m.handle_reply(tag, Ok(v), now),
             },
             Step::Reply => {
                 let (tag, v) = c.replies.pop_front().unwrap();
-                c.m.reply(tag, Ok(v), now);
+                c.m.handle_reply(tag, Ok(v), now);
             }
             Step::Read => self.read(),
             Step::Reconnect => {
                 self.reconnects -= 1;
-                c.m.body_gone(now);
+                c.m.handle_body_gone(now);
                 self.settle();
                 assert!(self.conn.over, "a gone browser ends the stream");
                 self.conn = Conn::open(&self.cfg, self.wiring, self.last_id);
@@ -326,7 +326,7 @@ impl World {
                     Op::Join(_) if self.shared_hub => {
                         // The hub's subscription is confirmed: live at once.
                         c.subscribed = true;
-                        c.m.subscribed(now);
+                        c.m.handle_subscribed(now);
                         continue;
                     }
                     Op::Join(_) => {
@@ -350,12 +350,12 @@ impl World {
                             |k: &str, v: &str| (Value::Bulk(k.into()), Value::Bulk(v.into()));
                         let rec =
                             Value::Map(vec![pair("user_id", "u1"), pair("status", "running")]);
-                        c.m.reply(r.tag, Ok(rec), now);
+                        c.m.handle_reply(r.tag, Ok(rec), now);
                     }
-                    tag => c.m.reply(tag, Ok(Value::Nil), now),
+                    tag => c.m.handle_reply(tag, Ok(Value::Nil), now),
                 }
             }
-            while let Some(e) = c.m.poll() {
+            while let Some(e) = c.m.poll_event() {
                 match e {
                     Event::Start => c.started = true,
                     Event::Finished(_) => c.over = true,
@@ -382,7 +382,7 @@ impl World {
         let c = &mut self.conn;
         let n = c.m.pending().len();
         self.raw += std::str::from_utf8(c.m.pending()).unwrap();
-        c.m.body_took(n, now);
+        c.m.handle_body_took(n, now);
         self.parse();
     }
 

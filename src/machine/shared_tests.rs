@@ -108,9 +108,9 @@ fn pending(m: &StreamMachine) -> String {
 fn answered(answer: impl Fn(Tag) -> Result<Value, String>) -> StreamMachine {
     let mut m = open(&cfg());
     assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
-    m.subscribed(5);
+    m.handle_subscribed(5);
     for r in m.take_requests() {
-        m.reply(r.tag, answer(r.tag), 6);
+        m.handle_reply(r.tag, answer(r.tag), 6);
     }
     m
 }
@@ -136,8 +136,8 @@ fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
         "nothing before the confirmation"
     );
     // A message before the record and history were read is kept.
-    m.message(br#"{"_sse_id":"5-2","event_type":"b"}"#, 4);
-    m.subscribed(5);
+    m.handle_message(br#"{"_sse_id":"5-2","event_type":"b"}"#, 4);
+    m.handle_subscribed(5);
     let requests = m.take_requests();
     let mut t = tags(&requests);
     t.sort_by_key(|t| format!("{t:?}"));
@@ -145,10 +145,13 @@ fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
     let xrange = requests.iter().find(|r| r.tag == Tag::History).unwrap();
     assert_eq!(xrange.args[0], b"XRANGE");
     for r in requests {
-        assert!(m.poll().is_none(), "decided only once every answer is in");
-        m.reply(r.tag, ok(r.tag), 6);
+        assert!(
+            m.poll_event().is_none(),
+            "decided only once every answer is in"
+        );
+        m.handle_reply(r.tag, ok(r.tag), 6);
     }
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     assert_eq!(
         pending(&m),
         "retry: 3000\n\n\
@@ -162,15 +165,15 @@ fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
 #[test]
 fn live_messages_dedupe_and_the_hub_owns_liveness() {
     let mut m = answered(ok);
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     let n = m.pending().len();
-    m.body_took(n, 10);
-    m.message(br#"{"_sse_id":"5-1","event_type":"a"}"#, 11);
+    m.handle_body_took(n, 10);
+    m.handle_message(br#"{"_sse_id":"5-1","event_type":"a"}"#, 11);
     assert_eq!(pending(&m), "", "already replayed from history");
-    m.message(br#"{"_sse_id":"5-3","event_type":"c"}"#, 11);
+    m.handle_message(br#"{"_sse_id":"5-3","event_type":"c"}"#, 11);
     assert_eq!(pending(&m), "id: 5-3\ndata: {\"event_type\":\"c\"}\n\n");
     let n = m.pending().len();
-    m.body_took(n, 12);
+    m.handle_body_took(n, 12);
     // Heartbeats renew the slot on the shared connection and send no
     // PING of their own: a missing PONG cannot end the stream.
     for beat in 1..=3 {
@@ -178,14 +181,17 @@ fn live_messages_dedupe_and_the_hub_owns_liveness() {
         assert_eq!(pending(&m), ": ping\n\n");
         assert!(nothing_on_stream(&m));
         assert_eq!(tags(&m.take_requests()), vec![Tag::Renew]);
-        m.body_took(8, 12 + beat * 15 * S);
+        m.handle_body_took(8, 12 + beat * 15 * S);
     }
     // The hub lost the subscription: reconnectable, slot given back.
-    m.redis_failed("subscription lost", 100 * S);
+    m.handle_redis_failure("subscription lost", 100 * S);
     assert_eq!(pending(&m), "retry: 3000\n\n: redis connection lost\n\n");
     let n = m.pending().len();
-    m.body_took(n, 100 * S);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::RedisLost))));
+    m.handle_body_took(n, 100 * S);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::RedisLost))
+    ));
     assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
 }
 
@@ -206,12 +212,14 @@ fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
     let mut m = open(&cfg());
     m.join_channel();
     for _ in 0..super::MAX_REDIRECTS {
-        let to = m.subscription_ended(moved(), 1).expect("join the owner");
+        let to = m
+            .handle_subscription_end(moved(), 1)
+            .expect("join the owner");
         assert_eq!((to.host.as_str(), to.port), ("10.0.0.2", 6380));
-        assert!(m.poll().is_none());
+        assert!(m.poll_event().is_none());
     }
-    assert!(m.subscription_ended(moved(), 2).is_none());
-    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert!(m.handle_subscription_end(moved(), 2).is_none());
+    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
     assert!(m.logs().any(|l| l.contains("too many cluster redirects")));
     for (end, text) in [
         (End::Overflow, "subscription queue overflowed"),
@@ -220,8 +228,8 @@ fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
     ] {
         let mut m = open(&cfg());
         m.join_channel();
-        assert!(m.subscription_ended(end, 1).is_none());
-        assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+        assert!(m.handle_subscription_end(end, 1).is_none());
+        assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
         assert!(m.logs().any(|l| l.contains(text)), "{text}");
     }
 }
@@ -249,7 +257,7 @@ fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
         };
         let mut m = StreamMachine::open(Wiring::Shared, &cfg, &who(), req);
         m.join_channel();
-        m.subscribed(5);
+        m.handle_subscribed(5);
         let requests = m.take_requests();
         let acquire = requests.iter().find(|r| r.tag == Tag::Acquire).unwrap();
         let keys: Vec<&[u8]> = acquire.args[3..].iter().map(Vec::as_slice).collect();
@@ -268,11 +276,11 @@ fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
             b"sse:instance:i7/m1"
         };
         for r in requests {
-            m.reply(r.tag, ok(r.tag), 6);
+            m.handle_reply(r.tag, ok(r.tag), 6);
         }
-        assert!(matches!(m.poll(), Some(Event::Start)));
+        assert!(matches!(m.poll_event(), Some(Event::Start)));
         let n = m.pending().len();
-        m.body_took(n, 7);
+        m.handle_body_took(n, 7);
         m.handle_timeout(7 + 15 * S);
         let renewals = tags(&m.take_requests());
         if cluster {
@@ -280,10 +288,10 @@ fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
         } else {
             assert!(renewals.is_empty(), "the instance renews: {renewals:?}");
         }
-        m.body_took(8, 7 + 15 * S);
-        m.redis_failed("subscription lost", 20 * S);
+        m.handle_body_took(8, 7 + 15 * S);
+        m.handle_redis_failure("subscription lost", 20 * S);
         let n = m.pending().len();
-        m.body_took(n, 20 * S);
+        m.handle_body_took(n, 20 * S);
         let release = m.take_requests();
         assert_eq!(tags(&release), vec![Tag::Release]);
         assert_eq!(release[0].args[2], member, "cluster {cluster}");
@@ -301,7 +309,7 @@ fn refusals_give_the_slot_back_on_the_shared_connection() {
             Tag::Record => answer.clone(),
             t => ok(t),
         });
-        match m.poll() {
+        match m.poll_event() {
             Some(Event::Refuse(e)) => assert_eq!(e.status, status),
             other => panic!("expected {status}, got {other:?}"),
         }
@@ -312,7 +320,7 @@ fn refusals_give_the_slot_back_on_the_shared_connection() {
         Tag::Acquire => Ok(Value::Int(0)),
         t => ok(t),
     });
-    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 429));
+    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 429));
     assert!(m.take_requests().is_empty());
 }
 
@@ -321,23 +329,23 @@ fn failures_while_opening_are_503_and_release_only_what_may_be_held() {
     // Lost before the confirmation: no command went out, nothing held.
     let mut m = open(&cfg());
     m.join_channel();
-    m.redis_failed("subscription lost", 1);
-    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    m.handle_redis_failure("subscription lost", 1);
+    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
     assert!(m.take_requests().is_empty());
     // The command connection broke with the acquire unanswered: released.
     let mut m = open(&cfg());
     m.join_channel();
-    m.subscribed(1);
+    m.handle_subscribed(1);
     assert_eq!(m.take_requests().len(), 3);
-    m.redis_failed("command connection lost", 2);
-    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    m.handle_redis_failure("command connection lost", 2);
+    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
     assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
     // No confirmation in time: the opening deadline.
     let mut m = open(&cfg());
     m.join_channel();
-    let deadline = m.deadline().unwrap();
+    let deadline = m.poll_timeout().unwrap();
     m.handle_timeout(deadline);
-    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
 }
 
 fn store_cfg() -> Config {
@@ -376,16 +384,16 @@ fn the_user_record_is_read_before_the_notification_channel_is_joined() {
         first[0].args,
         vec![b"HGETALL".to_vec(), b"user:u1".to_vec()]
     );
-    m.reply(Tag::User, Ok(user_record("store-7", "true")), 1);
+    m.handle_reply(Tag::User, Ok(user_record("store-7", "true")), 1);
     assert_eq!(m.join_channel().as_deref(), Some("sse:notif:store-7"));
     assert!(m.take_requests().is_empty(), "the rest waits for the join");
-    m.subscribed(2);
+    m.handle_subscribed(2);
     let rest = m.take_requests();
     assert!(!tags(&rest).contains(&Tag::User), "read once: {rest:?}");
     for r in rest {
-        m.reply(r.tag, ok(r.tag), 3);
+        m.handle_reply(r.tag, ok(r.tag), 3);
     }
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
 }
 
 #[test]
@@ -400,8 +408,8 @@ fn a_lost_command_connection_while_identifying_is_a_503() {
     };
     let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req);
     m.take_requests();
-    m.reply(Tag::User, Err("connection lost".into()), 1);
-    assert!(matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 503));
+    m.handle_reply(Tag::User, Err("connection lost".into()), 1);
+    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
     assert_eq!(m.join_channel(), None);
 }
 
@@ -413,26 +421,26 @@ fn the_heartbeat_re_read_of_the_user_is_a_request() {
         let mut m = open(&store_cfg());
         let first = m.take_requests();
         assert_eq!(tags(&first), vec![Tag::User], "the user record first");
-        m.reply(Tag::User, Ok(user_record("u1", "true")), 4);
+        m.handle_reply(Tag::User, Ok(user_record("u1", "true")), 4);
         assert!(m.join_channel().is_some());
-        m.subscribed(5);
+        m.handle_subscribed(5);
         for r in m.take_requests() {
             let answer = match r.tag {
                 Tag::User => Ok(user_record("u1", "true")),
                 tag => ok(tag),
             };
-            m.reply(r.tag, answer, 6);
+            m.handle_reply(r.tag, answer, 6);
         }
         m
     };
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     let n = m.pending().len();
-    m.body_took(n, 7);
+    m.handle_body_took(n, 7);
     m.handle_timeout(7 + S);
     let reread = m.take_requests();
     assert!(tags(&reread).contains(&Tag::User), "{reread:?}");
     assert!(nothing_on_stream(&m), "nothing on a connection of its own");
-    m.reply(Tag::User, Ok(user_record("u1", "false")), 8 + S);
+    m.handle_reply(Tag::User, Ok(user_record("u1", "false")), 8 + S);
     assert!(pending(&m).contains("access_revoked"), "{}", pending(&m));
 }
 
@@ -488,7 +496,7 @@ fn xrange(requests: &[Run]) -> (String, String) {
 fn opened_with_page(first: &[(String, String)]) -> StreamMachine {
     let mut m = open(&cfg());
     assert!(m.join_channel().is_some());
-    m.subscribed(1);
+    m.handle_subscribed(1);
     for r in m.take_requests() {
         let answer = match r.tag {
             Tag::History => {
@@ -497,9 +505,9 @@ fn opened_with_page(first: &[(String, String)]) -> StreamMachine {
             }
             tag => ok(tag),
         };
-        m.reply(r.tag, answer, 2);
+        m.handle_reply(r.tag, answer, 2);
     }
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     m
 }
 
@@ -518,24 +526,24 @@ fn later_history_pages_are_requests_answered_through_reply() {
     assert!(m.pending().len() > c.stream.low_water);
     assert!(m.take_requests().is_empty(), "page 1 is not drained yet");
     let mut got = pending(&m);
-    m.body_took(m.pending().len(), 3);
+    m.handle_body_took(m.pending().len(), 3);
     let asked = m.take_requests();
     assert_eq!(xrange(&asked), ("(5-7".into(), "7".into()));
     assert!(nothing_on_stream(&m), "nothing on a connection of its own");
     assert!(nothing_on_stream(&m));
     // Live while page 2 is read: 5-9 is in it, the plain one waits.
-    m.message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
-    m.message(br#"{"event_type":"plain"}"#, 4);
+    m.handle_message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
+    m.handle_message(br#"{"event_type":"plain"}"#, 4);
     assert!(m.pending().is_empty(), "nothing jumps ahead of the history");
-    m.reply(Tag::History, Ok(page(&all[7..14])), 5);
+    m.handle_reply(Tag::History, Ok(page(&all[7..14])), 5);
     got += &pending(&m);
-    m.body_took(m.pending().len(), 6);
+    m.handle_body_took(m.pending().len(), 6);
     assert_eq!(xrange(&m.take_requests()), ("(5-14".into(), "7".into()));
-    m.reply(Tag::History, Ok(page(&all[14..])), 7);
+    m.handle_reply(Tag::History, Ok(page(&all[14..])), 7);
     assert!(m.take_requests().is_empty(), "2 < 7 entries: the last page");
     // Live now: a duplicate of the history is dropped, a newer one sent.
-    m.message(br#"{"_sse_id":"5-16","event_type":"t","n":16}"#, 8);
-    m.message(br#"{"_sse_id":"5-17","event_type":"t","n":17}"#, 8);
+    m.handle_message(br#"{"_sse_id":"5-16","event_type":"t","n":16}"#, 8);
+    m.handle_message(br#"{"_sse_id":"5-17","event_type":"t","n":17}"#, 8);
     got += &pending(&m);
     let mut want: Vec<_> = (1..=16)
         .map(|n| (Some(format!("5-{n}")), n.to_string()))
@@ -547,7 +555,7 @@ fn later_history_pages_are_requests_answered_through_reply() {
         .filter(|(_, what)| what != "status")
         .collect();
     assert_eq!(got, want);
-    assert!(m.poll().is_none(), "a running execution stays open");
+    assert!(m.poll_event().is_none(), "a running execution stays open");
 }
 
 /// A `result_stored` on a later page, whose result the record read at
@@ -559,9 +567,9 @@ fn a_later_pages_result_stored_is_filled_from_a_request() {
     all.push(entry(8, "result_stored", 10));
     let mut m = opened_with_page(&all[..7]);
     let mut got = pending(&m);
-    m.body_took(m.pending().len(), 3);
+    m.handle_body_took(m.pending().len(), 3);
     assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
-    m.reply(Tag::History, Ok(page(&all[7..])), 4);
+    m.handle_reply(Tag::History, Ok(page(&all[7..])), 4);
     assert!(
         m.pending().is_empty(),
         "the result_stored waits for its result"
@@ -572,7 +580,7 @@ fn a_later_pages_result_stored_is_filled_from_a_request() {
         read[0].args,
         vec![b"HGET".to_vec(), b"exec:e1".to_vec(), b"result".to_vec()]
     );
-    m.reply(
+    m.handle_reply(
         Tag::Result,
         Ok(Value::Bulk(br#"{"exit_code":0}"#.to_vec())),
         5,
@@ -580,8 +588,11 @@ fn a_later_pages_result_stored_is_filled_from_a_request() {
     got += &pending(&m);
     assert_eq!(events(&got).pop(), Some((Some("5-8".into()), "8".into())));
     assert!(got.ends_with("\"result\":{\"exit_code\":0}}\n\n"), "{got}");
-    m.body_took(m.pending().len(), 6);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    m.handle_body_took(m.pending().len(), 6);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::Terminal))
+    ));
     assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
 }
 
@@ -606,9 +617,9 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
         let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req(&topic));
         assert_eq!(m.join_channel(), None, "{topic:?}: not before the record");
         assert_eq!(tags(&m.take_requests()), vec![Tag::User], "{topic:?}");
-        m.reply(Tag::User, Ok(user_record("u1", "false")), 1);
+        m.handle_reply(Tag::User, Ok(user_record("u1", "false")), 1);
         assert!(
-            matches!(m.poll(), Some(Event::Refuse(e)) if e.status == 401),
+            matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 401),
             "{topic:?}"
         );
         assert_eq!(m.join_channel(), None, "{topic:?}: refused, never joined");
@@ -616,7 +627,7 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
         // An active user: the channel is joined after the record.
         let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req(&topic));
         m.take_requests();
-        m.reply(Tag::User, Ok(user_record("u1", "true")), 1);
+        m.handle_reply(Tag::User, Ok(user_record("u1", "true")), 1);
         assert!(m.join_channel().is_some(), "{topic:?}");
         assert!(m.take_requests().is_empty(), "{topic:?}: after the join");
     }
@@ -631,22 +642,22 @@ fn a_live_message_newer_than_the_last_page_is_read_with_one_more_page() {
     let all: Vec<_> = (1..=10).map(|n| entry(n, "t", 10)).collect();
     let mut m = opened_with_page(&all[..7]);
     let mut got = pending(&m);
-    m.body_took(m.pending().len(), 3);
+    m.handle_body_took(m.pending().len(), 3);
     assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
     // Page 2's XRANGE ran when 5-9 was the newest entry; 5-10 was
     // published after it and its message overtakes the reply.
-    m.message(br#"{"_sse_id":"5-10","event_type":"t","n":10}"#, 4);
-    m.reply(Tag::History, Ok(page(&all[7..9])), 5);
+    m.handle_message(br#"{"_sse_id":"5-10","event_type":"t","n":10}"#, 4);
+    m.handle_reply(Tag::History, Ok(page(&all[7..9])), 5);
     got += &pending(&m);
-    m.body_took(m.pending().len(), 6);
+    m.handle_body_took(m.pending().len(), 6);
     assert_eq!(
         xrange(&m.take_requests()),
         ("(5-9".into(), "7".into()),
         "2 < 7 entries, but 5-10 is not read yet"
     );
-    m.reply(Tag::History, Ok(page(&all[9..])), 7);
+    m.handle_reply(Tag::History, Ok(page(&all[9..])), 7);
     assert!(m.take_requests().is_empty(), "the history is over");
-    m.message(br#"{"_sse_id":"5-11","event_type":"t","n":11}"#, 8);
+    m.handle_message(br#"{"_sse_id":"5-11","event_type":"t","n":11}"#, 8);
     got += &pending(&m);
     let got: Vec<_> = events(&got)
         .into_iter()
@@ -669,21 +680,21 @@ fn a_live_message_newer_than_the_last_page_is_read_with_one_more_page() {
 fn a_page_asked_after_the_dropped_message_ends_the_history_however_short() {
     let all: Vec<_> = (1..=7).map(|n| entry(n, "t", 10)).collect();
     let mut m = opened_with_page(&all);
-    m.body_took(m.pending().len(), 3);
+    m.handle_body_took(m.pending().len(), 3);
     assert_eq!(xrange(&m.take_requests()), ("(5-7".into(), "7".into()));
-    m.message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
-    m.reply(Tag::History, Ok(page(&[])), 5);
+    m.handle_message(br#"{"_sse_id":"5-9","event_type":"t","n":9}"#, 4);
+    m.handle_reply(Tag::History, Ok(page(&[])), 5);
     assert_eq!(
         xrange(&m.take_requests()),
         ("(5-7".into(), "7".into()),
         "asked before 5-9 arrived: read again"
     );
-    m.reply(Tag::History, Ok(page(&[])), 6);
+    m.handle_reply(Tag::History, Ok(page(&[])), 6);
     assert!(
         m.take_requests().is_empty(),
         "5-9 was trimmed: no more pages"
     );
-    m.message(br#"{"_sse_id":"5-10","event_type":"t","n":10}"#, 7);
+    m.handle_message(br#"{"_sse_id":"5-10","event_type":"t","n":10}"#, 7);
     assert_eq!(
         events(&pending(&m)),
         vec![(Some("5-10".into()), "10".into())]
@@ -695,18 +706,18 @@ fn a_page_asked_after_the_dropped_message_ends_the_history_however_short() {
 #[test]
 fn a_message_too_large_for_the_hub_ends_the_stream_reconnectably() {
     let mut m = answered(ok);
-    assert!(matches!(m.poll(), Some(Event::Start)));
-    m.body_took(m.pending().len(), 7);
-    m.too_large(1, 8);
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
+    m.handle_body_took(m.pending().len(), 7);
+    m.handle_too_large(1, 8);
     assert_eq!(pending(&m), "retry: 3000\n\n: events dropped\n\n");
     let mut m = open(&cfg());
     m.join_channel();
-    m.subscribed(5);
-    m.too_large(2, 5);
+    m.handle_subscribed(5);
+    m.handle_too_large(2, 5);
     for r in m.take_requests() {
-        m.reply(r.tag, ok(r.tag), 6);
+        m.handle_reply(r.tag, ok(r.tag), 6);
     }
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     assert!(
         pending(&m).ends_with(": events dropped\n\n"),
         "{}",

@@ -44,7 +44,7 @@ fn open(cfg: &Config, who: &Identity, topic: Topic, last: Option<&str>) -> OwnCo
 }
 
 fn wire(m: &mut OwnConnection) -> String {
-    String::from_utf8(m.transmit()).unwrap()
+    String::from_utf8(m.poll_transmit()).unwrap()
 }
 
 fn bulk(s: &str) -> String {
@@ -85,9 +85,9 @@ fn pending(m: &OwnConnection) -> String {
 /// (history, acquire, record, in pipeline order).
 fn opened(cfg: &Config, replies: &str) -> OwnConnection {
     let mut m = open(cfg, &user("u1"), Topic::Execution("e1".into()), None);
-    m.connect_to().unwrap();
-    m.transmit();
-    m.receive(
+    m.poll_connect().unwrap();
+    m.poll_transmit();
+    m.handle_bytes(
         format!("{HELLO}{}{replies}", subscribed("sse:exec:e1")).as_bytes(),
         10,
     );
@@ -100,15 +100,15 @@ fn ok_replies() -> String {
 
 fn live() -> OwnConnection {
     let mut m = opened(&cfg(&[]), &ok_replies());
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     let n = m.pending().len();
-    m.body_took(n, 10);
-    m.transmit();
+    m.handle_body_took(n, 10);
+    m.poll_transmit();
     m
 }
 
 fn refusal(m: &mut OwnConnection) -> u16 {
-    match m.poll() {
+    match m.poll_event() {
         Some(Event::Refuse(e)) => e.status,
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -117,8 +117,8 @@ fn refusal(m: &mut OwnConnection) -> u16 {
 #[test]
 fn opening_is_one_pipeline_in_order() {
     let mut m = open(&cfg(&[]), &user("u1"), Topic::Execution("e1".into()), None);
-    assert_eq!(m.connect_to().map(|t| t.port), Some(6379));
-    assert_eq!(m.connect_to(), None, "one connection");
+    assert_eq!(m.poll_connect().map(|t| t.port), Some(6379));
+    assert_eq!(m.poll_connect(), None, "one connection");
     let w = wire(&mut m);
     let order = ["HELLO", "SUBSCRIBE", "XRANGE", "EVAL", "HGETALL"];
     let at: Vec<usize> = order
@@ -128,7 +128,7 @@ fn opening_is_one_pipeline_in_order() {
     assert!(at.windows(2).all(|p| p[0] < p[1]), "{w}");
     assert!(w.contains("history:{sse:exec:e1}\r\n$1\r\n-\r\n$1\r\n+\r\n$5\r\nCOUNT\r\n$1\r\n7"));
     assert!(m.wants_redis());
-    assert_eq!(m.deadline(), Some(3000 * 1_000_000));
+    assert_eq!(m.poll_timeout(), Some(3000 * 1_000_000));
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn an_open_stream_sends_retry_status_history_then_early_messages() {
         &cfg(&[]),
         &format!("{dup}{early}{hist}:1\r\n{}", record("u1", "running")),
     );
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     assert_eq!(
         pending(&m),
         "retry: 3000\n\n\
@@ -170,7 +170,7 @@ fn refusals_give_the_slot_back() {
             w.contains("ZREM\r\n$14\r\nsse:streams:u1\r\n$2\r\nm1\r\n"),
             "{status}: {w}"
         );
-        assert!(m.poll().is_none() && !m.wants_redis() && m.deadline().is_none());
+        assert!(m.poll_event().is_none() && !m.wants_redis() && m.poll_timeout().is_none());
     }
 }
 
@@ -190,7 +190,7 @@ fn no_limit_no_slot_commands() {
     let mut m = open(&c, &user("u1"), Topic::Execution("e1".into()), None);
     let w = wire(&mut m);
     assert!(!w.contains("EVAL"));
-    m.receive(
+    m.handle_bytes(
         format!(
             "{HELLO}{}{}{}",
             subscribed("sse:exec:e1"),
@@ -200,32 +200,35 @@ fn no_limit_no_slot_commands() {
         .as_bytes(),
         1,
     );
-    assert!(matches!(m.poll(), Some(Event::Start)));
-    m.body_gone(2);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::ClientGone))));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
+    m.handle_body_gone(2);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::ClientGone))
+    ));
     assert_eq!(wire(&mut m), "", "no ZREM without a slot");
 }
 
 #[test]
 fn redis_trouble_while_opening_is_503_with_the_slot_given_back() {
     let mut m = opened(&cfg(&[]), &history(&[]));
-    m.receive(b":1\r\n", 11);
+    m.handle_bytes(b":1\r\n", 11);
     m.handle_timeout(3000 * 1_000_000 - 1);
-    assert!(m.poll().is_none(), "not yet");
+    assert!(m.poll_event().is_none(), "not yet");
     m.handle_timeout(3000 * 1_000_000);
     assert_eq!(refusal(&mut m), 503);
     assert!(wire(&mut m).contains("ZREM"), "on the stream's connection");
     // The acquire's reply never came: it may have run, so give back.
     let mut m = opened(&cfg(&[]), "");
-    m.redis_failed("connection closed", 5);
+    m.handle_redis_failure("connection closed", 5);
     assert_eq!(refusal(&mut m), 503);
-    assert_eq!(m.take_commands(0)[0].tag, Tag::Release);
+    assert_eq!(m.poll_commands(0)[0].tag, Tag::Release);
     assert!(m.logs().any(|l| l.contains("redis_unavailable")));
     // It said 0: nothing to give back.
     let mut m = opened(&cfg(&[]), &format!("{}:0\r\n", history(&[])));
-    m.redis_failed("connection closed", 5);
+    m.handle_redis_failure("connection closed", 5);
     assert_eq!(refusal(&mut m), 503);
-    assert!(m.take_commands(0).is_empty());
+    assert!(m.poll_commands(0).is_empty());
 }
 
 #[test]
@@ -237,7 +240,7 @@ fn refusals_without_redis() {
         None,
     );
     assert_eq!(refusal(&mut m), 403);
-    assert_eq!(m.connect_to(), None);
+    assert_eq!(m.poll_connect(), None);
     let mut m = open(&cfg(&[]), &user("a b"), Topic::Notifications, None);
     assert_eq!(refusal(&mut m), 400);
 }
@@ -276,10 +279,10 @@ fn out_of_range_or_future_last_event_ids_are_ignored() {
 fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
     let c = cfg(&[("redis_cluster", "true")]);
     let mut m = open(&c, &user("u1"), Topic::Execution("e1".into()), None);
-    m.connect_to();
+    m.poll_connect();
     let w = wire(&mut m);
     assert!(w.contains("SSUBSCRIBE") && w.contains("XRANGE") && !w.contains("HGETALL"));
-    m.receive(
+    m.handle_bytes(
         format!(
             "{HELLO}>3\r\n+ssubscribe\r\n{}:1\r\n{}",
             bulk("sse:exec:e1"),
@@ -288,7 +291,7 @@ fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
         .as_bytes(),
         1,
     );
-    let mut cmds = m.take_commands(0);
+    let mut cmds = m.poll_commands(0);
     assert_eq!(cmds.len(), 2);
     let mut acquire = cmds.remove(0);
     let mut rec = cmds.remove(0);
@@ -296,12 +299,12 @@ fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
         .transmit()
         .ends_with(b"$2\r\nm1\r\n$5\r\n50000\r\n$2\r\n10\r\n$5\r\n50000\r\n"));
     acquire.receive(format!("{HELLO}:1\r\n").as_bytes());
-    m.command_done(acquire, 2);
-    assert!(m.poll().is_none(), "waits for the record");
+    m.handle_command(acquire, 2);
+    assert!(m.poll_event().is_none(), "waits for the record");
     rec.failed("connection refused");
-    m.command_done(rec, 3);
+    m.handle_command(rec, 3);
     assert_eq!(refusal(&mut m), 503);
-    let release = m.take_commands(0);
+    let release = m.poll_commands(0);
     assert_eq!(release.len(), 1, "the taken slot is given back");
     assert_eq!(release[0].tag, Tag::Release);
 }
@@ -310,15 +313,15 @@ fn cluster_side_commands_follow_the_subscription_and_release_on_failure() {
 fn cluster_redirects_rebuild_the_pipeline() {
     let c = cfg(&[("redis_cluster", "true")]);
     let mut m = open(&c, &user("u1"), Topic::Notifications, None);
-    m.connect_to();
+    m.poll_connect();
     let first = wire(&mut m);
-    m.receive(format!("{HELLO}-MOVED 12 10.0.0.5:7002\r\n").as_bytes(), 1);
-    let to = m.connect_to().unwrap();
+    m.handle_bytes(format!("{HELLO}-MOVED 12 10.0.0.5:7002\r\n").as_bytes(), 1);
+    let to = m.poll_connect().unwrap();
     assert_eq!((to.host.as_str(), to.port), ("10.0.0.5", 7002));
     assert_eq!(wire(&mut m), first);
     for _ in 0..MAX_REDIRECTS {
-        m.connect_to();
-        m.receive(format!("{HELLO}-MOVED 12 10.0.0.5:7002\r\n").as_bytes(), 1);
+        m.poll_connect();
+        m.handle_bytes(format!("{HELLO}-MOVED 12 10.0.0.5:7002\r\n").as_bytes(), 1);
     }
     assert_eq!(refusal(&mut m), 503);
 }
@@ -328,7 +331,7 @@ fn heartbeat_pings_and_renews_then_a_missing_pong_is_redis_lost() {
     let mut m = live();
     let hb = 15 * S;
     assert_eq!(
-        m.deadline(),
+        m.poll_timeout(),
         Some(10 + hb),
         "the heartbeat is the nearest deadline"
     );
@@ -336,11 +339,11 @@ fn heartbeat_pings_and_renews_then_a_missing_pong_is_redis_lost() {
     assert_eq!(pending(&m), ": ping\n\n");
     let w = wire(&mut m);
     assert!(w.contains("PING") && w.contains("EVAL"), "{w}");
-    m.body_took(8, 10 + hb);
-    m.receive(b"+PONG\r\n:1\r\n", 11 + hb);
+    m.handle_body_took(8, 10 + hb);
+    m.handle_bytes(b"+PONG\r\n:1\r\n", 11 + hb);
     m.handle_timeout(10 + 2 * hb);
     assert!(wire(&mut m).contains("PING"), "PONG came: ping again");
-    m.body_took(8, 10 + 2 * hb);
+    m.handle_body_took(8, 10 + 2 * hb);
     m.handle_timeout(10 + 3 * hb);
     assert_eq!(
         pending(&m),
@@ -348,8 +351,11 @@ fn heartbeat_pings_and_renews_then_a_missing_pong_is_redis_lost() {
     );
     assert!(!m.wants_redis());
     let n = m.pending().len();
-    m.body_took(n, 10 + 3 * hb);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::RedisLost))));
+    m.handle_body_took(n, 10 + 3 * hb);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::RedisLost))
+    ));
     assert!(wire(&mut m).contains("ZREM"));
     assert!(m.logs().any(|l| l.contains("no PONG")));
 }
@@ -363,62 +369,75 @@ fn deadline_order_token_lifetime_stall() {
         ..user("u1")
     };
     let mut m = open(&c, &who, Topic::Execution("e1".into()), None);
-    m.connect_to();
-    m.receive(
+    m.poll_connect();
+    m.handle_bytes(
         format!("{HELLO}{}{}", subscribed("sse:exec:e1"), ok_replies()).as_bytes(),
         0,
     );
-    m.poll();
+    m.poll_event();
     let n = m.pending().len();
-    m.body_took(n, 0);
-    assert_eq!(m.deadline(), Some(5 * S));
+    m.handle_body_took(n, 0);
+    assert_eq!(m.poll_timeout(), Some(5 * S));
     m.handle_timeout(5 * S);
     assert!(pending(&m).contains("event: token_expired"));
     // Lifetime before the heartbeat.
     let c = cfg(&[("max_stream_seconds", "10"), ("heartbeat_seconds", "60")]);
     let mut m = opened(&c, &ok_replies());
-    m.poll();
-    assert_eq!(m.deadline(), Some(10 * S), "lifetime counts from the open");
+    m.poll_event();
+    assert_eq!(
+        m.poll_timeout(),
+        Some(10 * S),
+        "lifetime counts from the open"
+    );
     // Bytes pending: the stall deadline.
     let c = cfg(&[("write_stall_seconds", "2")]);
     let mut m = opened(&c, &ok_replies());
-    m.poll();
-    assert_eq!(m.deadline(), Some(10 + 2 * S));
+    m.poll_event();
+    assert_eq!(m.poll_timeout(), Some(10 + 2 * S));
     m.handle_timeout(10 + 2 * S);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::SlowClient))));
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::SlowClient))
+    ));
     assert!(wire(&mut m).contains("ZREM"));
 }
 
 #[test]
 fn a_closed_stream_with_bytes_pending_waits_for_the_flush_deadline_only() {
     let mut m = live();
-    m.receive(
+    m.handle_bytes(
         message("sse:exec:e1", r#"{"event_type":"execution_failed"}"#).as_bytes(),
         20 * S,
     );
     assert!(!m.wants_redis(), "terminal: Redis no longer read");
     // The heartbeat would be due at 15 s, in the past now: not a deadline.
-    assert_eq!(m.deadline(), Some(25 * S));
+    assert_eq!(m.poll_timeout(), Some(25 * S));
     m.handle_timeout(21 * S);
-    assert!(m.poll().is_none());
+    assert!(m.poll_event().is_none());
     m.handle_timeout(25 * S);
     // The terminal event never left: not a clean end (the body is aborted).
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::SlowClient))));
-    assert!(m.deadline().is_none());
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::SlowClient))
+    ));
+    assert!(m.poll_timeout().is_none());
 }
 
 #[test]
 fn a_terminal_event_ends_the_stream_once_written() {
     let mut m = live();
-    m.receive(
+    m.handle_bytes(
         message("sse:exec:e1", r#"{"event_type":"execution_failed"}"#).as_bytes(),
         20,
     );
     let n = m.pending().len();
-    m.body_took(n - 1, 21);
-    assert!(m.poll().is_none());
-    m.body_took(1, 22);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    m.handle_body_took(n - 1, 21);
+    assert!(m.poll_event().is_none());
+    m.handle_body_took(1, 22);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::Terminal))
+    ));
     let logs: Vec<String> = m.logs().collect();
     assert!(
         logs.last()
@@ -433,17 +452,20 @@ fn a_terminal_event_ends_the_stream_once_written() {
 fn a_finished_execution_sends_its_result_and_ends() {
     let replies = format!("{}:1\r\n{}", history(&[]), record("u1", "completed"));
     let mut m = opened(&cfg(&[]), &replies);
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     assert!(!m.wants_redis());
     let n = m.pending().len();
-    m.body_took(n, 11);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    m.handle_body_took(n, 11);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::Terminal))
+    ));
 }
 
 #[test]
 fn garbage_from_redis_ends_a_live_stream_as_redis_lost() {
     let mut m = live();
-    m.receive(b"?what\r\n", 20);
+    m.handle_bytes(b"?what\r\n", 20);
     assert!(pending(&m).contains(": redis connection lost"));
     assert!(m.logs().any(|l| l.contains("redis_lost")));
 }
@@ -452,26 +474,29 @@ fn garbage_from_redis_ends_a_live_stream_as_redis_lost() {
 fn cluster_renewals_and_release_go_through_their_own_commands() {
     let c = cfg(&[("redis_cluster", "true")]);
     let mut m = open(&c, &user("u1"), Topic::Notifications, None);
-    m.connect_to();
-    m.transmit();
-    m.receive(
+    m.poll_connect();
+    m.poll_transmit();
+    m.handle_bytes(
         format!("{HELLO}>3\r\n+ssubscribe\r\n{}:1\r\n", bulk("sse:notif:u1")).as_bytes(),
         1,
     );
-    let mut acquire = m.take_commands(0).remove(0);
+    let mut acquire = m.poll_commands(0).remove(0);
     acquire.receive(b"+OK\r\n:1\r\n");
-    m.command_done(acquire, 2);
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    m.handle_command(acquire, 2);
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     m.handle_timeout(2 + 15 * S);
     assert!(wire(&mut m).contains("PING"));
-    let mut renew = m.take_commands(0).remove(0);
+    let mut renew = m.poll_commands(0).remove(0);
     assert_eq!(renew.tag, Tag::Renew);
     renew.failed("refused");
-    m.command_done(renew, 3 + 15 * S);
+    m.handle_command(renew, 3 + 15 * S);
     assert!(m.logs().any(|l| l.contains("slot_renew_failed")));
-    m.body_gone(4 + 15 * S);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::ClientGone))));
-    assert_eq!(m.take_commands(0)[0].tag, Tag::Release);
+    m.handle_body_gone(4 + 15 * S);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::ClientGone))
+    ));
+    assert_eq!(m.poll_commands(0)[0].tag, Tag::Release);
 }
 
 mod burst;
@@ -490,10 +515,10 @@ fn finished_never_comes_before_start() {
     for replies in [finished, garbage, refused] {
         let mut m = opened(&cfg(&[]), &replies);
         let n = m.pending().len();
-        m.body_took(n, 11);
-        m.body_gone(12);
+        m.handle_body_took(n, 11);
+        m.handle_body_gone(12);
         let mut started = false;
-        while let Some(ev) = m.poll() {
+        while let Some(ev) = m.poll_event() {
             match ev {
                 Event::Start => started = true,
                 Event::Finished(why) => assert!(started, "{why:?} before Start: {replies:?}"),

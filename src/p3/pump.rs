@@ -87,7 +87,7 @@ pub async fn serve(
     };
     loop {
         s.step();
-        match s.m.poll() {
+        match s.m.poll_event() {
             Some(Event::Refuse(e)) => {
                 s.finish();
                 answered(e.status);
@@ -247,7 +247,7 @@ impl Pump {
         let mut write: Option<Write> = None;
         loop {
             self.step();
-            if let Some(Event::Finished(close)) = self.m.poll() {
+            if let Some(Event::Finished(close)) = self.m.poll_event() {
                 return BodyEnd::of(close, self.last_write);
             }
             if write.is_none() && !self.m.pending().is_empty() {
@@ -267,9 +267,9 @@ impl Pump {
                         if n > 0 {
                             self.last_write = Some(now);
                         }
-                        self.m.body_took(n, now);
+                        self.m.handle_body_took(n, now);
                     }
-                    StreamResult::Dropped | StreamResult::Cancelled => self.m.body_gone(now),
+                    StreamResult::Dropped | StreamResult::Cancelled => self.m.handle_body_gone(now),
                 }
             }
         }
@@ -291,7 +291,7 @@ impl Pump {
         &mut self,
         write: &mut Option<Write>,
     ) -> Option<(StreamWriter<u8>, StreamResult)> {
-        let deadline = self.m.deadline()?;
+        let deadline = self.m.poll_timeout()?;
         if timers::rearm(self.timer.as_ref().map(|(at, _)| *at), deadline) {
             self.timer = Some((deadline, Box::pin(clock::until(deadline))));
         }
@@ -339,20 +339,20 @@ impl Pump {
         match woke {
             Woke::Live(Ok(())) => {
                 self.live = true;
-                self.m.subscribed(now);
+                self.m.handle_subscribed(now);
             }
             Woke::Messages(Ok((messages, too_large))) => {
                 for p in messages {
-                    self.m.message(p, now);
+                    self.m.handle_message(p, now);
                 }
                 if too_large > 0 {
-                    self.m.too_large(too_large, now);
+                    self.m.handle_too_large(too_large, now);
                 }
             }
             Woke::Live(Err(end)) | Woke::Messages(Err(end)) => {
                 self.sub = None;
                 // Cluster: the channel's shard is elsewhere; join its hub.
-                if let Some(to) = self.m.subscription_ended(end, now) {
+                if let Some(to) = self.m.handle_subscription_end(end, now) {
                     let mut node = self.cfg.redis.clone();
                     (node.host, node.port) = (to.host, to.port);
                     self.subscribe(&node);
@@ -360,7 +360,7 @@ impl Pump {
             }
             Woke::Answers(list) => {
                 for (tag, outcome) in list {
-                    self.m.reply(tag, outcome, now);
+                    self.m.handle_reply(tag, outcome, now);
                 }
             }
             Woke::Wrote(b, r) => wrote = Some((b, r)),

@@ -42,10 +42,10 @@ fn live_small_backlog() -> (OwnConnection, Config) {
     let mut c = cfg(&[]);
     c.stream.backlog_bytes = 8 << 20;
     let mut m = opened(&c, &ok_replies());
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     let n = m.pending().len();
-    m.body_took(n, 10);
-    m.transmit();
+    m.handle_body_took(n, 10);
+    m.poll_transmit();
     (m, c)
 }
 
@@ -56,7 +56,7 @@ fn read_all(m: &mut OwnConnection, now: u64) -> String {
     while !m.pending().is_empty() {
         let n = m.pending().len().min(64 * 1024);
         got += std::str::from_utf8(&m.pending()[..n]).unwrap();
-        m.body_took(n, now);
+        m.handle_body_took(n, now);
     }
     got
 }
@@ -69,14 +69,14 @@ fn a_burst_in_one_redis_read_reaches_a_reader_that_keeps_reading() {
         .iter()
         .map(|p| message("sse:exec:e1", p))
         .collect();
-    m.receive(wire.as_bytes(), 11);
+    m.handle_bytes(wire.as_bytes(), 11);
     assert!(
         m.pending().len() <= cfg(&[]).stream.outbox_bytes + 21_000,
         "the rest waits in the backlog, not the outbox"
     );
     let got = read_all(&mut m, 12);
     assert_eq!(numbers(&got), (1..=300).collect::<Vec<_>>());
-    assert!(m.wants_redis() && m.poll().is_none(), "not cut");
+    assert!(m.wants_redis() && m.poll_event().is_none(), "not cut");
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn past_the_backlog_a_burst_with_ids_is_caught_up_from_the_history() {
     let (mut m, c) = live_small_backlog();
     let events = burst(600, 20_000, true); // 12 MB > the 8 MiB backlog
     for p in &events {
-        m.receive(message("sse:exec:e1", p).as_bytes(), 11);
+        m.handle_bytes(message("sse:exec:e1", p).as_bytes(), 11);
     }
     let logs: Vec<String> = m.logs().collect();
     assert!(
@@ -112,9 +112,9 @@ fn past_the_backlog_a_burst_with_ids_is_caught_up_from_the_history() {
                 (format!("5-{k}"), data)
             })
             .collect();
-        m.receive(page_reply(&page).as_bytes(), 13);
+        m.handle_bytes(page_reply(&page).as_bytes(), 13);
         // Live messages racing the pages: dropped, the history has them.
-        m.receive(message("sse:exec:e1", &events[599]).as_bytes(), 13);
+        m.handle_bytes(message("sse:exec:e1", &events[599]).as_bytes(), 13);
         got += &read_all(&mut m, 14);
         assert!(m.pending().len() <= c.stream.low_water + REPLAY_PAGE_BYTES);
     }
@@ -123,7 +123,7 @@ fn past_the_backlog_a_burst_with_ids_is_caught_up_from_the_history() {
     assert_eq!(numbers(&got), (1..=600).collect::<Vec<_>>());
     // Live again: a newer one goes straight out.
     let next = r#"{"_sse_id":"5-601","event_type":"t","n":601}"#;
-    m.receive(message("sse:exec:e1", next).as_bytes(), 15);
+    m.handle_bytes(message("sse:exec:e1", next).as_bytes(), 15);
     assert_eq!(numbers(&pending(&m)), vec![601]);
 }
 
@@ -131,7 +131,7 @@ fn past_the_backlog_a_burst_with_ids_is_caught_up_from_the_history() {
 fn past_the_backlog_plain_messages_end_the_stream_reconnectably() {
     let (mut m, _) = live_small_backlog();
     for p in burst(600, 20_000, false) {
-        m.receive(message("sse:exec:e1", &p).as_bytes(), 11);
+        m.handle_bytes(message("sse:exec:e1", &p).as_bytes(), 11);
     }
     let logs: Vec<String> = m.logs().collect();
     assert!(
@@ -141,20 +141,26 @@ fn past_the_backlog_plain_messages_end_the_stream_reconnectably() {
     );
     let got = read_all(&mut m, 12);
     assert!(got.ends_with("retry: 3000\n\n: events dropped\n\n"));
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Overrun))));
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::Overrun))
+    ));
 }
 
 #[test]
 fn a_stalled_reader_is_cut_by_time_not_by_bytes() {
     let c = cfg(&[("write_stall_seconds", "2")]);
     let mut m = opened(&c, &ok_replies());
-    m.poll();
+    m.poll_event();
     for p in burst(100, 20_000, false) {
-        m.receive(message("sse:exec:e1", &p).as_bytes(), 11);
+        m.handle_bytes(message("sse:exec:e1", &p).as_bytes(), 11);
     }
-    assert!(m.poll().is_none(), "2 MB behind, not cut for it");
+    assert!(m.poll_event().is_none(), "2 MB behind, not cut for it");
     m.handle_timeout(10 + 2 * S);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::SlowClient))));
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::SlowClient))
+    ));
 }
 
 /// A message too large for the connection's frame limit is discarded
@@ -163,7 +169,7 @@ fn a_stalled_reader_is_cut_by_time_not_by_bytes() {
 fn a_message_too_large_to_decode_ends_the_stream_reconnectably() {
     let mut m = live();
     let huge = "x".repeat(crate::redis::session::MAX_REPLY_BYTES + 1);
-    m.receive(message("sse:exec:e1", &huge).as_bytes(), 11);
+    m.handle_bytes(message("sse:exec:e1", &huge).as_bytes(), 11);
     let logs: Vec<String> = m.logs().collect();
     assert!(
         logs.iter()

@@ -126,9 +126,9 @@ fn drive(m: &mut OwnConnection, all: &[(String, String)], chunk: usize, now: u64
         let asks = xranges(&w);
         for (start, count) in &asks {
             run.pages += 1;
-            m.receive(answer(all, start, *count).as_bytes(), now);
+            m.handle_bytes(answer(all, start, *count).as_bytes(), now);
         }
-        while let Some(ev) = m.poll() {
+        while let Some(ev) = m.poll_event() {
             if let Event::Finished(why) = ev {
                 run.end = Some(why);
             }
@@ -139,9 +139,9 @@ fn drive(m: &mut OwnConnection, all: &[(String, String)], chunk: usize, now: u64
             break;
         }
         run.got += std::str::from_utf8(&m.pending()[..n]).unwrap();
-        m.body_took(n, now);
+        m.handle_body_took(n, now);
     }
-    while let Some(ev) = m.poll() {
+    while let Some(ev) = m.poll_event() {
         if let Event::Finished(why) = ev {
             run.end = Some(why);
         }
@@ -154,7 +154,7 @@ fn opened_with_page(cfg: &Config, first: &[(String, String)], status: &str) -> O
         cfg,
         &format!("{}:1\r\n{}", page_reply(first), record("u1", status)),
     );
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     m
 }
 
@@ -182,14 +182,14 @@ fn the_next_page_is_asked_only_when_the_browser_has_taken_the_last() {
     assert!(xranges(&wire(&mut m)).is_empty(), "the page is not drained");
     // The browser takes part of it: still above the low water.
     let over = m.pending().len() - c.stream.low_water - 1;
-    m.body_took(over, 20);
+    m.handle_body_took(over, 20);
     assert!(xranges(&wire(&mut m)).is_empty());
-    m.body_took(1, 21);
+    m.handle_body_took(1, 21);
     assert_eq!(xranges(&wire(&mut m)), vec![("(5-7".to_string(), k)]);
     // One page at a time: taking more does not ask again.
-    m.body_took(100, 22);
+    m.handle_body_took(100, 22);
     assert!(xranges(&wire(&mut m)).is_empty());
-    m.receive(answer(&all, "(5-7", k).as_bytes(), 23);
+    m.handle_bytes(answer(&all, "(5-7", k).as_bytes(), 23);
     let run = drive(&mut m, &all, 16 * 1024, 30);
     assert_eq!(run.pages, 1, "the third page is the last (6 < 7 entries)");
     assert_eq!(run.end, None, "a running execution stays open");
@@ -197,11 +197,11 @@ fn the_next_page_is_asked_only_when_the_browser_has_taken_the_last() {
     let later = history_events(&run);
     assert_eq!(later.last(), Some(&(Some("5-20".into()), "20".into())));
     // Live now: duplicates of history are dropped, newer ones sent.
-    m.receive(
+    m.handle_bytes(
         message("sse:exec:e1", r#"{"_sse_id":"5-20","event_type":"dup"}"#).as_bytes(),
         40,
     );
-    m.receive(
+    m.handle_bytes(
         message("sse:exec:e1", r#"{"_sse_id":"5-21","event_type":"live"}"#).as_bytes(),
         41,
     );
@@ -233,13 +233,13 @@ fn live_messages_racing_the_pages_are_dropped_or_held_then_deduped() {
             record("u1", "running")
         ),
     );
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     // Small events: the second page is asked at once.
     let asks = xranges(&wire(&mut m));
     assert_eq!(asks, vec![("(5-7".to_string(), 7)]);
     // Live messages while it is read: 5-10 is in that page, the plain one
     // is held, and neither jumps ahead of the history.
-    m.receive(
+    m.handle_bytes(
         message(
             "sse:exec:e1",
             r#"{"_sse_id":"5-10","event_type":"t","n":10}"#,
@@ -247,7 +247,7 @@ fn live_messages_racing_the_pages_are_dropped_or_held_then_deduped() {
         .as_bytes(),
         20,
     );
-    m.receive(
+    m.handle_bytes(
         message("sse:exec:e1", r#"{"event_type":"plain2"}"#).as_bytes(),
         21,
     );
@@ -259,10 +259,10 @@ fn live_messages_racing_the_pages_are_dropped_or_held_then_deduped() {
         released: false,
     });
     assert_eq!(before, numbered(1, 7), "held until the history is over");
-    m.receive(answer(&all, "(5-7", 7).as_bytes(), 22);
+    m.handle_bytes(answer(&all, "(5-7", 7).as_bytes(), 22);
     assert!(xranges(&wire(&mut m)).is_empty(), "3 < 7: the last page");
     // After the last page: live, deduplicated against what was read.
-    m.receive(
+    m.handle_bytes(
         message(
             "sse:exec:e1",
             r#"{"_sse_id":"5-10","event_type":"t","n":10}"#,
@@ -270,7 +270,7 @@ fn live_messages_racing_the_pages_are_dropped_or_held_then_deduped() {
         .as_bytes(),
         23,
     );
-    m.receive(
+    m.handle_bytes(
         message(
             "sse:exec:e1",
             r#"{"_sse_id":"5-11","event_type":"t","n":11}"#,
@@ -300,10 +300,10 @@ fn plain_messages_beyond_the_hold_budget_end_the_stream_reconnectably() {
     let big = format!(r#"{{"event_type":"plain","pad":"{}"}}"#, "y".repeat(20_000));
     let held = MIN_HOLD_BYTES.max(65536 + FRAME_OVERHEAD) / big.len();
     for _ in 0..held {
-        m.receive(message("sse:exec:e1", &big).as_bytes(), 20);
+        m.handle_bytes(message("sse:exec:e1", &big).as_bytes(), 20);
     }
     assert!(m.wants_redis(), "within the budget");
-    m.receive(message("sse:exec:e1", &big).as_bytes(), 20);
+    m.handle_bytes(message("sse:exec:e1", &big).as_bytes(), 20);
     let logs: Vec<String> = m.logs().collect();
     assert!(
         logs.iter()
@@ -312,8 +312,11 @@ fn plain_messages_beyond_the_hold_budget_end_the_stream_reconnectably() {
     );
     assert!(!m.wants_redis());
     assert!(pending(&m).ends_with("retry: 3000\n\n: events dropped\n\n"));
-    m.body_took(m.pending().len(), 21);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Overrun))));
+    m.handle_body_took(m.pending().len(), 21);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::Overrun))
+    ));
 }
 
 #[test]
@@ -371,9 +374,12 @@ fn a_browser_that_stops_reading_mid_replay_is_a_slow_client() {
     let c = cfg(&[("write_stall_seconds", "2")]);
     let all = entries(1, 20, 20_000);
     let mut m = opened_with_page(&c, &all[..7], "running");
-    assert_eq!(m.deadline(), Some(10 + 2 * S));
+    assert_eq!(m.poll_timeout(), Some(10 + 2 * S));
     m.handle_timeout(10 + 2 * S);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::SlowClient))));
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::SlowClient))
+    ));
     assert!(wire(&mut m).contains("ZREM"));
 }
 
@@ -382,15 +388,18 @@ fn a_failed_page_ends_the_stream_as_redis_lost() {
     let all = entries(1, 10, 10);
     let mut m = opened_with_page(&cfg(&[]), &all[..7], "running");
     assert_eq!(xranges(&wire(&mut m)).len(), 1);
-    m.receive(b"-ERR invalid start ID for the interval\r\n", 20);
+    m.handle_bytes(b"-ERR invalid start ID for the interval\r\n", 20);
     assert!(pending(&m).ends_with("retry: 3000\n\n: redis connection lost\n\n"));
     let n = m.pending().len();
-    m.body_took(n, 21);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::RedisLost))));
+    m.handle_body_took(n, 21);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::RedisLost))
+    ));
     // A reply that is not a page.
     let mut m = opened_with_page(&cfg(&[]), &all[..7], "running");
     wire(&mut m);
-    m.receive(b":7\r\n", 20);
+    m.handle_bytes(b":7\r\n", 20);
     assert!(pending(&m).contains(": redis connection lost"));
 }
 
@@ -403,12 +412,12 @@ fn a_resume_point_ahead_of_the_history_does_not_silence_live_events() {
         Topic::Execution("e1".into()),
         Some(&ahead),
     );
-    m.connect_to();
+    m.poll_connect();
     assert!(
         wire(&mut m).contains(&format!("\r\n{ahead}\r\n")),
         "read from the resume point, inclusive"
     );
-    m.receive(
+    m.handle_bytes(
         format!(
             "{HELLO}{}{}:1\r\n{}",
             subscribed("sse:exec:e1"),
@@ -418,12 +427,12 @@ fn a_resume_point_ahead_of_the_history_does_not_silence_live_events() {
         .as_bytes(),
         10,
     );
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     let live = format!(
         r#"{{"_sse_id":"{}-0","event_type":"t","n":1}}"#,
         UNIX * 1000
     );
-    m.receive(message("sse:exec:e1", &live).as_bytes(), 11);
+    m.handle_bytes(message("sse:exec:e1", &live).as_bytes(), 11);
     let got = events(&pending(&m));
     assert_eq!(got[1], (None, "resume".into()), "not in the history: told");
     assert_eq!(got.last().unwrap().1, "1");
@@ -442,10 +451,10 @@ fn a_resume_point_found_in_the_history_makes_older_live_messages_duplicates() {
         Topic::Execution("e1".into()),
         Some(&last),
     );
-    m.connect_to();
+    m.poll_connect();
     wire(&mut m);
     let seen = r#"{"event_type":"t","n":1}"#;
-    m.receive(
+    m.handle_bytes(
         format!(
             "{HELLO}{}{}:1\r\n{}",
             subscribed("sse:exec:e1"),
@@ -455,18 +464,18 @@ fn a_resume_point_found_in_the_history_makes_older_live_messages_duplicates() {
         .as_bytes(),
         10,
     );
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     assert_eq!(
         events(&pending(&m)).len(),
         1,
         "the status only: the browser has {last}"
     );
     let live = |id: &str, n: u32| format!(r#"{{"_sse_id":"{id}","event_type":"t","n":{n}}}"#);
-    m.receive(message("sse:exec:e1", &live(&last, 1)).as_bytes(), 11);
+    m.handle_bytes(message("sse:exec:e1", &live(&last, 1)).as_bytes(), 11);
     let older = format!("{}-0", UNIX * 1000 - 5);
-    m.receive(message("sse:exec:e1", &live(&older, 0)).as_bytes(), 11);
+    m.handle_bytes(message("sse:exec:e1", &live(&older, 0)).as_bytes(), 11);
     let newer = format!("{}-1", UNIX * 1000);
-    m.receive(message("sse:exec:e1", &live(&newer, 2)).as_bytes(), 11);
+    m.handle_bytes(message("sse:exec:e1", &live(&newer, 2)).as_bytes(), 11);
     let got = events(&pending(&m));
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1], (Some(newer), "2".into()));
@@ -482,10 +491,10 @@ fn a_result_stored_on_a_later_page_is_filled_from_a_read_after_that_page() {
     let mut m = opened_with_page(&cfg(&[]), &all[..7], "running");
     let n = m.pending().len();
     let mut got = pending(&m);
-    m.body_took(n, 20);
+    m.handle_body_took(n, 20);
     let asks = xranges(&wire(&mut m));
     assert_eq!(asks.len(), 1);
-    m.receive(answer(&all, &asks[0].0, asks[0].1).as_bytes(), 20);
+    m.handle_bytes(answer(&all, &asks[0].0, asks[0].1).as_bytes(), 20);
     assert!(
         m.pending().is_empty(),
         "the result_stored waits for its result"
@@ -495,7 +504,7 @@ fn a_result_stored_on_a_later_page_is_filled_from_a_read_after_that_page() {
         commands(&w).contains(&vec!["HGET".into(), "exec:e1".into(), "result".into()]),
         "{w}"
     );
-    m.receive(bulk(r#"{"exit_code":0}"#).as_bytes(), 21);
+    m.handle_bytes(bulk(r#"{"exit_code":0}"#).as_bytes(), 21);
     got += &pending(&m);
     let last = events(&got).pop().unwrap();
     assert_eq!(last, (Some("5-8".into()), "8".into()));
@@ -504,8 +513,11 @@ fn a_result_stored_on_a_later_page_is_filled_from_a_read_after_that_page() {
         "filled: {got}"
     );
     let n = m.pending().len();
-    m.body_took(n, 22);
-    assert!(matches!(m.poll(), Some(Event::Finished(Close::Terminal))));
+    m.handle_body_took(n, 22);
+    assert!(matches!(
+        m.poll_event(),
+        Some(Event::Finished(Close::Terminal))
+    ));
 }
 
 #[test]
@@ -521,7 +533,7 @@ fn a_result_stored_on_the_first_page_is_filled_from_the_record_read_with_it() {
         bulk(r#"{"exit_code":3}"#)
     );
     let mut m = opened(&cfg(&[]), &format!("{}:1\r\n{rec}", page_reply(&all)));
-    assert!(matches!(m.poll(), Some(Event::Start)));
+    assert!(matches!(m.poll_event(), Some(Event::Start)));
     let got = pending(&m);
     assert!(!wire(&mut m).contains("HGET"), "no second read");
     assert_eq!(
@@ -572,7 +584,7 @@ fn oversized_history_entries_are_skipped_not_fatal() {
     assert_eq!(skipped, 8, "{logs:?}");
     assert!(!logs.iter().any(|l| l.contains("redis")), "{logs:?}");
     // A live copy of a skipped entry is not sent either.
-    m.receive(
+    m.handle_bytes(
         message(
             "sse:exec:e1",
             r#"{"_sse_id":"5-15","event_type":"t","n":15}"#,
