@@ -152,6 +152,31 @@ fn layer_files(layer: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Each line of `source` whose code names one of `names`, as
+/// "line: name: code".
+fn naming(source: &str, names: &[&str]) -> Vec<String> {
+    let lines = source.lines().enumerate();
+    lines
+        .filter_map(|(n, raw)| {
+            let line = code(raw);
+            let name = names.iter().find(|name| line.contains(*name))?;
+            Some(format!("{}: {name}: {}", n + 1, line.trim()))
+        })
+        .collect()
+}
+
+/// [`naming`] over `files`, each finding led by its path.
+fn files_naming(files: &[PathBuf], names: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files {
+        let source = fs::read_to_string(file).expect("a source file");
+        for line in naming(&source, names) {
+            found.push(format!("{}:{line}", file.display()));
+        }
+    }
+    found
+}
+
 /// The core's layers, top first: each may name only those after it.
 const LAYERS: [&str; 4] = ["machine", "http", "rules", "redis"];
 
@@ -163,22 +188,9 @@ fn each_layer_names_only_the_layers_below_it() {
     for (i, layer) in LAYERS.iter().enumerate() {
         let files = layer_files(layer);
         assert!(files.len() >= 5, "{layer} was found: {files:?}");
-        for file in files {
-            let source = fs::read_to_string(&file).expect("a layer file");
-            for (n, line) in source.lines().enumerate() {
-                let line = code(line);
-                for above in &LAYERS[..i] {
-                    if line.contains(&format!("crate::{above}")) {
-                        found.push(format!(
-                            "{}:{}: {layer} names {above}: {}",
-                            file.display(),
-                            n + 1,
-                            line.trim()
-                        ));
-                    }
-                }
-            }
-        }
+        let above: Vec<String> = LAYERS[..i].iter().map(|a| format!("crate::{a}")).collect();
+        let above: Vec<&str> = above.iter().map(String::as_str).collect();
+        found.extend(files_naming(&files, &above));
     }
     assert!(
         found.is_empty(),
@@ -192,26 +204,46 @@ fn the_redis_layer_never_reaches_up_and_knows_no_http_answer() {
     let upward = ["crate::machine", "crate::http", "crate::config", "ApiError"];
     let files = layer_files("redis");
     assert!(files.len() >= 10, "the Redis layer was found: {files:?}");
-    let mut found = Vec::new();
-    for file in files {
-        let source = fs::read_to_string(&file).expect("a Redis layer file");
-        for (n, line) in source.lines().enumerate() {
-            let line = code(line);
-            if let Some(name) = upward.iter().find(|u| line.contains(*u)) {
-                found.push(format!(
-                    "{}:{}: {name}: {}",
-                    file.display(),
-                    n + 1,
-                    line.trim()
-                ));
-            }
-        }
-    }
+    let found = files_naming(&files, &upward);
     assert!(
         found.is_empty(),
         "the Redis layer reaches up:\n{}",
         found.join("\n")
     );
+}
+
+/// The stream machine speaks logical Redis operations only (`Op::Join`,
+/// `Op::Run`, and what came of them): no file of it holds a Redis session
+/// or its bytes but the p2 adapter that carries the operations out on one
+/// connection (`own.rs`) and the one-shot command (`command.rs`).
+#[test]
+fn the_stream_machine_holds_no_redis_session() {
+    let files: Vec<PathBuf> = layer_files("machine")
+        .into_iter()
+        .filter(|f| {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !["own.rs", "command.rs"].contains(&name) && !name.contains("tests")
+        })
+        .filter(|f| !f.parent().is_some_and(|d| d.ends_with("tests")))
+        .collect();
+    assert!(files.len() >= 8, "the machine was found: {files:?}");
+    let found = files_naming(&files, &["Session", "RespError", "take_outgoing"]);
+    assert!(
+        found.is_empty(),
+        "the machine holds a Redis session:\n{}",
+        found.join("\n")
+    );
+    // What it catches: the machine's fields and calls before issue 23.
+    for caught in [
+        "    session: Session,",
+        "        self.session.take_outgoing()",
+        "            Err(RespError::Moved(moved))",
+    ] {
+        assert_eq!(
+            naming(caught, &["Session", "RespError", "take_outgoing"]).len(),
+            1
+        );
+    }
 }
 
 #[test]
@@ -229,30 +261,17 @@ fn no_shell_file_defines_a_duration_a_size_limit_or_a_close_text() {
     assert!(all.is_empty(), "rules in a shell:\n{}", all.join("\n"));
 }
 
-/// Every line of `source` that names the rules (`src/rules/`), as
-/// "line: path".
+/// How a shell would name the rules (`src/rules/`).
+const RULES: [&str; 2] = ["crate::rules", "sse_gateway::rules"];
+
+/// Every line of `source` that names the rules.
 fn rule_imports(source: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (n, raw) in source.lines().enumerate() {
-        let line = code(raw);
-        for rules in ["crate::rules", "sse_gateway::rules"] {
-            if line.contains(rules) {
-                out.push(format!("{}: {rules}", n + 1));
-            }
-        }
-    }
-    out
+    naming(source, &RULES)
 }
 
 #[test]
 fn no_shell_file_imports_a_rule_module() {
-    let mut all = Vec::new();
-    for path in shell_files() {
-        let source = fs::read_to_string(&path).expect("read");
-        for f in rule_imports(&source) {
-            all.push(format!("{}:{f}", path.display()));
-        }
-    }
+    let all = files_naming(&shell_files(), &RULES);
     assert!(
         all.is_empty(),
         "a shell applies a rule:\n{}",
