@@ -647,3 +647,6 @@ mod shared_tests;
 
 #[cfg(test)]
 mod race_tests;
+
+#[cfg(test)]
+mod wiring_tests;

@@ -298,56 +298,6 @@ fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
     }
 }
 
-#[test]
-fn refusals_give_the_slot_back_on_the_shared_connection() {
-    for (answer, status) in [
-        (Ok(Value::Nil), 404),
-        (Ok(record("u2", "running")), 403),
-        (Err("connection lost".to_string()), 503),
-    ] {
-        let mut m = answered(|tag| match tag {
-            Tag::Record => answer.clone(),
-            t => ok(t),
-        });
-        match m.poll_event() {
-            Some(Event::Refuse(e)) => assert_eq!(e.status, status),
-            other => panic!("expected {status}, got {other:?}"),
-        }
-        assert_eq!(tags(&m.take_requests()), vec![Tag::Release], "{status}");
-    }
-    // No slot free: 429, nothing to give back.
-    let mut m = answered(|tag| match tag {
-        Tag::Acquire => Ok(Value::Int(0)),
-        t => ok(t),
-    });
-    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 429));
-    assert!(m.take_requests().is_empty());
-}
-
-#[test]
-fn failures_while_opening_are_503_and_release_only_what_may_be_held() {
-    // Lost before the confirmation: no command went out, nothing held.
-    let mut m = open(&cfg());
-    m.join_channel();
-    m.handle_redis_failure("subscription lost", 1);
-    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
-    assert!(m.take_requests().is_empty());
-    // The command connection broke with the acquire unanswered: released.
-    let mut m = open(&cfg());
-    m.join_channel();
-    m.handle_subscribed(1);
-    assert_eq!(m.take_requests().len(), 3);
-    m.handle_redis_failure("command connection lost", 2);
-    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
-    assert_eq!(tags(&m.take_requests()), vec![Tag::Release]);
-    // No confirmation in time: the opening deadline.
-    let mut m = open(&cfg());
-    m.join_channel();
-    let deadline = m.poll_timeout().unwrap();
-    m.handle_timeout(deadline);
-    assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
-}
-
 fn store_cfg() -> Config {
     Config::load(&Source(|name: &str| match name {
         "jwt_secret" => Some("s".repeat(32)),

@@ -152,39 +152,6 @@ fn an_open_stream_sends_retry_status_history_then_early_messages() {
 }
 
 #[test]
-fn refusals_give_the_slot_back() {
-    for (replies, status) in [
-        (format!("{}:1\r\n%0\r\n", history(&[])), 404),
-        (
-            format!("{}:1\r\n{}", history(&[]), record("u2", "running")),
-            403,
-        ),
-        (format!("{}:1\r\n+odd\r\n", history(&[])), 503),
-        // The history reply does not parse.
-        (format!(":7\r\n:1\r\n{}", record("u1", "running")), 503),
-    ] {
-        let mut m = opened(&cfg(&[]), &replies);
-        assert_eq!(refusal(&mut m), status, "{replies}");
-        let w = wire(&mut m);
-        assert!(
-            w.contains("ZREM\r\n$14\r\nsse:streams:u1\r\n$2\r\nm1\r\n"),
-            "{status}: {w}"
-        );
-        assert!(m.poll_event().is_none() && !m.wants_redis() && m.poll_timeout().is_none());
-    }
-}
-
-#[test]
-fn no_free_slot_is_429_and_nothing_to_give_back() {
-    let mut m = opened(
-        &cfg(&[]),
-        &format!("{}:0\r\n{}", history(&[]), record("u1", "x")),
-    );
-    assert_eq!(refusal(&mut m), 429);
-    assert_eq!(wire(&mut m), "");
-}
-
-#[test]
 fn no_limit_no_slot_commands() {
     let c = cfg(&[("max_streams_per_user", "0")]);
     let mut m = open(&c, &user("u1"), Topic::Execution("e1".into()), None);
