@@ -478,15 +478,8 @@ fn stalled_reader_is_dropped_with_bounded_memory_while_others_stream_on() {
         b.env("WRITE_STALL_SECONDS", "2")
             .env("HEARTBEAT_SECONDS", "1")
     });
-    // Let Redis buffer any amount for its subscribers: only the gateway may
-    // decide to drop the stalled stream.
-    let mut con = env.redis.conn();
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("pubsub 0 0 0")
-        .query::<()>(&mut con)
-        .unwrap();
+    // Only the gateway may decide to drop the stalled stream.
+    env.redis.unlimited_pubsub_buffers();
     let pid = env.gw.pid().expect("gateway pid");
     let user = "erin";
     let slow = new_running_exec(&env.redis, user);

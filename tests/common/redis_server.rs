@@ -182,6 +182,19 @@ impl RedisServer {
         con
     }
 
+    /// Lets Redis buffer any amount for its pub/sub clients (its default
+    /// cuts one 32 MB behind): a test of what the gateway does with a
+    /// burst it cannot keep up with must see the gateway's rule, not
+    /// Redis' cut, which comes first on a loaded machine.
+    pub fn unlimited_pubsub_buffers(&self) {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("client-output-buffer-limit")
+            .arg("pubsub 0 0 0")
+            .query::<()>(&mut self.conn())
+            .expect("CONFIG SET client-output-buffer-limit");
+    }
+
     /// HSET the execution record `exec:{id}`.
     pub fn put_execution(&self, rec: &ExecRecord) {
         put_execution_on(&mut self.conn(), rec);
