@@ -136,8 +136,8 @@ timeout -k 10 600 scripts/test-python.sh 2>&1 | tee -a "$blog"
 [ "${PIPESTATUS[0]}" -eq 0 ] || bstatus=1
 set -e
 
-echo "== bench and fuzz $(date +%T)"
-# --- bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
+echo "== testkit, bench and fuzz $(date +%T)"
+# --- testkit/, bench/ and fuzz/ (own packages, not built by `cargo test` above) -------
 # Both build against the crate as a library, so an API change that breaks
 # them fails here. The native baseline pumps the same stream machine as the
 # component: a short benchmark (a few hundred streams, one step, ~40 s)
@@ -145,6 +145,8 @@ echo "== bench and fuzz $(date +%T)"
 set +e
 (
     set -e
+    # testkit/: tokens and /proc readings the e2e tests and the bench share.
+    (cd testkit && cargo fmt --check && cargo clippy --all-targets -- -D warnings && cargo test)
     (cd bench && cargo fmt --check && cargo clippy --release --all-targets -- -D warnings &&
         cargo test --release && cargo build --release)
     # cargo-fuzz needs nightly; the targets are checked as a normal crate.

@@ -1,28 +1,11 @@
 //! HS256 tokens minted by the load tool, in the form the gateway verifies
 //! (`sub`, `role`, `iat`, `exp`), signed with the secret the servers get.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sse_gateway_testkit::jwt::{claims, hs256};
 
 /// A compact JWS for `sub` with `role`, valid for `ttl_seconds`.
-pub fn mint(secret: &str, sub: &str, role: &str, ttl_seconds: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims =
-        serde_json::json!({"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds});
-    let payload = B64.encode(claims.to_string());
-    let signing_input = format!("{header}.{payload}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(signing_input.as_bytes());
-    format!(
-        "{signing_input}.{}",
-        B64.encode(mac.finalize().into_bytes())
-    )
+pub fn mint(secret: &str, sub: &str, role: &str, ttl_seconds: i64) -> String {
+    hs256(secret, &claims(sub, role, ttl_seconds))
 }
 
 #[cfg(test)]

@@ -935,10 +935,10 @@ impl Cpu {
     fn now(ctx: &Ctx, server: &Server) -> Cpu {
         Cpu {
             at: stats::now_ns(),
-            server: server.pid.map_or(0, procs::cpu_us),
+            server: server.pid.map_or(0, procs::tree_cpu_us),
             server_fine: server.pid.map_or(0, procs::cpu_us_fine),
-            redis: ctx.redis_pid.map_or(0, procs::cpu_us_one),
-            me: procs::cpu_us_one(std::process::id()),
+            redis: ctx.redis_pid.map_or(0, procs::cpu_us),
+            me: procs::cpu_us(std::process::id()),
         }
     }
 
@@ -1221,7 +1221,7 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
         stats::summarize(rep.ttfe_ns)
     };
     let pid = server.pid;
-    let rss_base = pid.map_or(0, procs::rss_kib);
+    let rss_base = pid.map_or(0, procs::tree_rss_kib);
     let (pss_base, private_base) = pid.map_or((0, 0), procs::pss_private_kib);
     let maps_base = pid.map(procs::smaps).unwrap_or_default();
     let cpu0 = Cpu::now(ctx, server);
@@ -1230,10 +1230,10 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     let cpu1 = Cpu::now(ctx, server);
     let open = open_stats(&rep, n, cpu1.server_fine.saturating_sub(cpu0.server_fine));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_open = pid.map_or(0, procs::rss_kib);
+    let rss_open = pid.map_or(0, procs::tree_rss_kib);
     let (pss_open, private_open) = pid.map_or((0, 0), procs::pss_private_kib);
     let maps_open = pid.map(procs::smaps).unwrap_or_default();
-    let server_fds = pid.map_or(0, procs::fd_count);
+    let server_fds = pid.map_or(0, procs::tree_fd_count);
     // This server's Redis connections (every server of the run shares
     // the one Redis).
     let redis = ctx.redis;

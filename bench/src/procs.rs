@@ -6,6 +6,7 @@
 //! a `kill -9` of the tool leaves nothing running. Children must be spawned
 //! from the main thread (the death signal follows the spawning thread).
 
+pub use sse_gateway_testkit::proc_stats::{cpu_us, tree, tree_cpu_us, tree_fd_count, tree_rss_kib};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -181,72 +182,13 @@ pub fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> io::Resul
         .ok_or_else(|| io::Error::other(format!("bad status line {text:?}")))
 }
 
-fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
-}
-
-/// `pid` and every descendant (spin runs its HTTP trigger as a child).
-fn tree(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return all;
-    };
-    let parents: Vec<(u32, u32)> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| Some((p, stat_fields(p)?.get(1)?.parse().ok()?)))
-        .collect();
-    let mut i = 0;
-    while i < all.len() {
-        let parent = all[i];
-        all.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    all
-}
-
-/// /proc/PID/stat fields after the command name (field 3 is index 0).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// CPU time (user + system) of one process, in microseconds.
-pub fn cpu_us_one(pid: u32) -> u64 {
-    let tck = clk_tck();
-    stat_fields(pid)
-        .and_then(|f| {
-            let utime: u64 = f.get(11)?.parse().ok()?;
-            let stime: u64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) * 1_000_000 / tck)
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time (utime + stime, 10 ms ticks, including exited threads) of a
-/// process tree, in microseconds.
-pub fn cpu_us(pid: u32) -> u64 {
-    tree(pid).into_iter().map(cpu_us_one).sum()
-}
-
 /// CPU time of a process tree's live threads in microseconds, from
 /// `/proc/PID/task/TID/schedstat` (ns resolution; threads that exit drop
-/// out, so use it for short windows only). Falls back to [`cpu_us`].
+/// out, so use it for short windows only). Falls back to [`tree_cpu_us`].
 pub fn cpu_us_fine(pid: u32) -> u64 {
     tree(pid)
         .into_iter()
-        .map(|p| schedstat_us(p).unwrap_or_else(|| cpu_us_one(p)))
+        .map(|p| schedstat_us(p).unwrap_or_else(|| cpu_us(p)))
         .sum()
 }
 
@@ -260,18 +202,6 @@ fn schedstat_us(pid: u32) -> Option<u64> {
         total += text.split_whitespace().next()?.parse::<u64>().ok()? / 1000;
     }
     Some(total)
-}
-
-/// Resident memory (VmRSS) of a process tree, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    tree(pid)
-        .into_iter()
-        .filter_map(|p| {
-            let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .sum()
 }
 
 /// One mapping of /proc/PID/smaps.
@@ -390,19 +320,6 @@ pub fn pss_private_kib(pid: u32) -> (u64, u64) {
         }
     }
     (pss, private)
-}
-
-/// Open file descriptors of a process and its descendants (under Spin the
-/// streams' sockets and log files are held by the `spin trigger` child).
-pub fn fd_count(pid: u32) -> usize {
-    tree(pid)
-        .into_iter()
-        .map(|p| {
-            std::fs::read_dir(format!("/proc/{p}/fd"))
-                .map(|d| d.count())
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 /// The first line a command prints (versions).

@@ -173,7 +173,7 @@ pub async fn run(
             if let Some(pid) = pid {
                 report.rss_kib.push((
                     (now_ns() - opened_at) as f64 / 1e9,
-                    crate::procs::rss_kib(pid),
+                    crate::procs::tree_rss_kib(pid),
                 ));
             }
         }

@@ -4,31 +4,13 @@
 use super::*;
 use std::time::{Duration, Instant};
 
-/// Resident set size of `pid` in KiB (`VmRSS`), 0 if unreadable.
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
+// Each test crate uses only some of the harness (dead_code covers fns, not re-exports).
+#[allow(unused_imports)]
+pub use sse_gateway_testkit::proc_stats::rss_kib;
 
-/// CPU time `pid` has used so far (user + system), from /proc/<pid>/stat.
+/// CPU time `pid` has used so far (user + system).
 pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
+    Duration::from_micros(sse_gateway_testkit::proc_stats::cpu_us(pid))
 }
 
 /// The per-user stream slot set (`sse:streams:<user>`).

@@ -118,21 +118,9 @@ pub fn kill_child(child: &mut Option<Child>) {
     }
 }
 
-/// The direct children of `pid` (from `/proc/PID/task/*/children`).
-pub fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let text = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        out.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    out
-}
+// Each test crate uses only some of the harness (dead_code covers fns, not re-exports).
+#[allow(unused_imports)]
+pub use sse_gateway_testkit::proc_stats::children;
 
 /// Like [`kill_child`], and every descendant too: `spin up` runs the
 /// component in a `spin trigger http` child that would outlive a SIGKILL of
