@@ -9,6 +9,8 @@
 use crate::redis::Redis;
 use crate::stats::now_ns;
 use sse_gateway::redis::resp::Value;
+use sse_gateway_testkit::chunked::ChunkedDecoder;
+use sse_gateway_testkit::sse::{SseEvent, SseItem, SseParser};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -393,22 +395,19 @@ fn fail(tally: &Tally, e: String) {
     }
 }
 
-/// HTTP/1.1 head, chunked body and SSE lines, enough for this check.
+/// HTTP/1.1 head, then the chunked body and its events as the tests read
+/// them (the testkit's decoder and parser).
 #[derive(Default)]
 struct Reader {
     head: Vec<u8>,
     status: u16,
-    /// Bytes of body (chunk framing still in).
-    body: Vec<u8>,
-    /// Decoded SSE text not yet split into lines.
-    text: Vec<u8>,
-    id: Option<String>,
-    data: Option<String>,
+    body: ChunkedDecoder,
+    events: SseParser,
 }
 
 impl Reader {
     fn feed(&mut self, bytes: &[u8], state: &StreamState, tally: &Tally) -> Result<(), String> {
-        if self.status == 0 {
+        let body = if self.status == 0 {
             self.head.extend_from_slice(bytes);
             let Some(end) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
                 return Ok(());
@@ -422,63 +421,36 @@ impl Reader {
             if self.status != 200 {
                 return Err(format!("status {}", self.status));
             }
-            let rest = self.head[end + 4..].to_vec();
-            self.head.clear();
-            self.body.extend_from_slice(&rest);
+            self.head.split_off(end + 4)
         } else {
-            self.body.extend_from_slice(bytes);
-        }
-        // Chunked: <hex>\r\n<data>\r\n ...
-        while let Some(eol) = self.body.windows(2).position(|w| w == b"\r\n") {
-            let size = usize::from_str_radix(
-                std::str::from_utf8(&self.body[..eol]).unwrap_or("").trim(),
-                16,
-            )
-            .map_err(|_| "bad chunk size".to_string())?;
-            if self.body.len() < eol + 2 + size + 2 {
-                break;
+            bytes.to_vec()
+        };
+        self.events.feed(&self.body.feed(&body)?);
+        while let Some(item) = self.events.pop() {
+            if let SseItem::Event(event) = item {
+                Self::event(event, state, tally);
             }
-            self.text
-                .extend_from_slice(&self.body[eol + 2..eol + 2 + size]);
-            self.body.drain(..eol + 2 + size + 2);
-            if size == 0 {
-                break;
-            }
-        }
-        while let Some(nl) = self.text.iter().position(|b| *b == b'\n') {
-            let line = String::from_utf8_lossy(&self.text[..nl]).to_string();
-            self.text.drain(..=nl);
-            self.line(&line, state, tally);
         }
         Ok(())
     }
 
-    fn line(&mut self, line: &str, state: &StreamState, tally: &Tally) {
-        if line.is_empty() {
-            if let (Some(id), Some(data)) = (self.id.take(), self.data.take()) {
-                let n = serde_json::from_str::<serde_json::Value>(&data)
-                    .ok()
-                    .and_then(|v| v["n"].as_u64());
-                if let Some(n) = n {
-                    tally.delivered.fetch_add(1, Ordering::Relaxed);
-                    let want = state.expected.load(Ordering::Relaxed);
-                    if n < want {
-                        tally.duplicated.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        if n > want {
-                            tally.lost.fetch_add(n - want, Ordering::Relaxed);
-                        }
-                        state.expected.store(n + 1, Ordering::Relaxed);
-                        *state.last_id.lock().unwrap() = Some(id);
-                    }
-                }
+    /// Counts one event carrying `"n"` against the next one expected.
+    fn event(event: SseEvent, state: &StreamState, tally: &Tally) {
+        let Some(id) = event.id else { return };
+        let n = serde_json::from_str::<serde_json::Value>(&event.data)
+            .ok()
+            .and_then(|v| v["n"].as_u64());
+        let Some(n) = n else { return };
+        tally.delivered.fetch_add(1, Ordering::Relaxed);
+        let want = state.expected.load(Ordering::Relaxed);
+        if n < want {
+            tally.duplicated.fetch_add(1, Ordering::Relaxed);
+        } else {
+            if n > want {
+                tally.lost.fetch_add(n - want, Ordering::Relaxed);
             }
-            self.id = None;
-            self.data = None;
-        } else if let Some(id) = line.strip_prefix("id: ") {
-            self.id = Some(id.to_string());
-        } else if let Some(d) = line.strip_prefix("data: ") {
-            self.data = Some(d.to_string());
+            state.expected.store(n + 1, Ordering::Relaxed);
+            *state.last_id.lock().unwrap() = Some(id);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! What the e2e tests (`tests/common`) and the benchmark (`bench/`) both
 //! need of the real parts, written once: HS256 tokens in the form the
-//! gateway verifies ([`jwt`]), and what a host process costs, read from
-//! `/proc` ([`proc_stats`]).
+//! gateway verifies ([`jwt`]), what a host process costs, read from
+//! `/proc` ([`proc_stats`]), and reading a stream as a client does: the
+//! chunked body ([`chunked`]) and the events in it ([`sse`]).
 
+pub mod chunked;
 pub mod jwt;
 pub mod proc_stats;
+pub mod sse;

@@ -6,59 +6,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-fn items(p: &mut SseParser) -> Vec<SseItem> {
-    std::iter::from_fn(|| p.pop()).collect()
-}
-
-fn ev(data: &str, lines: usize) -> SseItem {
-    SseItem::Event(SseEvent {
-        event: None,
-        data: data.into(),
-        data_lines: lines,
-        id: None,
-        retry: None,
-    })
-}
-
 #[test]
-fn sse_parser_fields_comments_and_multiline() {
-    let mut p = SseParser::new();
-    p.feed(b": ping\n\ndata: {\"a\":1}\n\nevent: notification\nid: 7\nretry: 3000\ndata: x\ndata:y\ndata:\n\n");
-    p.feed(b"data:  two spaces\n\nretry: 500\n\n:no space\n");
-    let got = items(&mut p);
-    assert_eq!(
-        got,
-        vec![
-            SseItem::Comment("ping".into()),
-            ev("{\"a\":1}", 1),
-            SseItem::Event(SseEvent {
-                event: Some("notification".into()),
-                data: "x\ny\n".into(),
-                data_lines: 3,
-                id: Some("7".into()),
-                retry: Some(3000),
-            }),
-            ev(" two spaces", 1),
-            SseItem::Comment("no space".into()),
-        ]
-    );
-    assert_eq!(p.last_retry, Some(500));
-    assert_eq!(p.last_event_id.as_deref(), Some("7"));
-}
-
-#[test]
-fn sse_parser_counts_retry_lines() {
-    let mut p = SseParser::new();
-    p.feed(b"retry: 3000\n\ndata: x\n\nretry: nope\n\n: bye\nretry: 1500\n\n");
-    assert_eq!(p.retry_lines, 2);
-    assert_eq!(p.last_retry, Some(1500));
-}
-
-#[test]
-fn sse_parser_remembers_the_first_line_and_history_ids_parse() {
-    let mut p = SseParser::new();
-    p.feed(b"\n\nretry: 3000\n\ndata: x\n\n");
-    assert_eq!(p.first_nonempty_line.as_deref(), Some("retry: 3000"));
+fn history_ids_parse() {
     assert_eq!(
         parse_history_id("1732712345678-0"),
         Some((1732712345678, 0))
@@ -97,44 +46,6 @@ fn request_sends_method_headers_and_body() {
     assert!(req.starts_with("POST /p HTTP/1.1\r\n"), "{req}");
     assert!(req.contains("Authorization: Bearer tok\r\n"), "{req}");
     assert!(req.contains("Content-Length: 7\r\n"), "{req}");
-}
-
-#[test]
-fn sse_parser_handles_split_input_and_all_line_endings() {
-    let text = b"data: a\r\ndata: b\r\n\r\ndata: c\rdata: d\r\rdata: e\n\n";
-    // Feed one byte at a time: CRLF split across reads must not make an
-    // extra blank line.
-    let mut p = SseParser::new();
-    for b in text.iter() {
-        p.feed(std::slice::from_ref(b));
-    }
-    assert_eq!(
-        items(&mut p),
-        vec![ev("a\nb", 2), ev("c\nd", 2), ev("e", 1)]
-    );
-    // And an incomplete event is not dispatched.
-    let mut p = SseParser::new();
-    p.feed(b"data: never finished\n");
-    assert!(p.pop().is_none());
-}
-
-#[test]
-fn chunked_decoder_incremental() {
-    let body = b"7\r\ndata: x\r\n3;ext=1\r\n\n\n\n\r\n0\r\nTrailer: v\r\n\r\nNEXT";
-    let mut whole = ChunkedDecoder::new();
-    assert_eq!(whole.feed(body).unwrap(), b"data: x\n\n\n");
-    assert!(whole.is_done());
-    for split in 1..body.len() {
-        let mut d = ChunkedDecoder::new();
-        let mut out = d.feed(&body[..split]).unwrap();
-        out.extend(d.feed(&body[split..]).unwrap());
-        assert_eq!(out, b"data: x\n\n\n", "split at {split}");
-        assert!(d.is_done(), "split at {split}");
-    }
-    let mut d = ChunkedDecoder::new();
-    assert!(d.feed(b"zz\r\n").is_err());
-    let mut d = ChunkedDecoder::new();
-    assert!(d.feed(b"2\r\nabXY").is_err());
 }
 
 /// Serve canned bytes on a local socket, with pauses between pieces.

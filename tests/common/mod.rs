@@ -8,10 +8,11 @@
 //! - `redis_server`: [`RedisServer`], a private `redis-server` on a free
 //!   loopback port that can be stopped and restarted on the same port; Redis
 //!   helpers, execution records, channel and history key names.
-//! - [`jwt`]: hand-built compact JWS tokens (HS256, `alg: none`, anything).
+//! - [`jwt`]: hand-built compact JWS tokens (HS256, `alg: none`, anything;
+//!   the testkit's signer, shared with the bench).
 //! - `http`: [`HttpResponse`], [`get`], [`request`]: a small streaming
-//!   HTTP/1.1 client with an incremental chunked decoder.
-//! - `sse`: [`SseParser`], [`SseStream`], [`open_stream`].
+//!   HTTP/1.1 client (the testkit's incremental chunked decoder).
+//! - `sse`: [`SseStream`], [`open_stream`] over the testkit's [`SseParser`].
 //! - `spin`: the Spin CLI, the manifest `spin up` runs and the mapping of
 //!   settings to `SPIN_VARIABLE_*` (the host is chosen by `SSE_GATEWAY_HOST`).
 //! - `api`: route paths and wire-contract assertions (JSON errors, publish).
