@@ -650,3 +650,6 @@ mod race_tests;
 
 #[cfg(test)]
 mod wiring_tests;
+
+#[cfg(test)]
+mod test_support;

@@ -19,26 +19,21 @@
 //! event at most once and in order at every step, and every event exactly
 //! once once everything settled.
 
+use super::test_support::{self, opening, user, UNIX};
 use super::*;
-use crate::config::Source;
-use crate::http::auth::Role;
 use crate::rules::history::split_live;
 use std::collections::VecDeque;
 
-const UNIX: i64 = 1_700_000_000;
 /// Entry ids a little in the past, so a `Last-Event-ID` is believed.
 const MS: u64 = (UNIX as u64 - 100) * 1000;
 
 fn cfg(page_entries: u64) -> Config {
     // `max_event_bytes` chooses the page size (512 KiB per page).
     let max_event = (512 * 1024 / page_entries as usize) - crate::config::ENTRY_OVERHEAD;
-    Config::load(&Source(move |name: &str| match name {
-        "jwt_secret" => Some("s".repeat(32)),
-        "max_streams_per_user" => Some("0".into()),
-        "max_event_bytes" => Some(max_event.to_string()),
-        _ => None,
-    }))
-    .unwrap()
+    test_support::cfg(&[
+        ("max_streams_per_user", "0"),
+        ("max_event_bytes", &max_event.to_string()),
+    ])
 }
 
 /// What can happen next. Redis-side steps are atomic in Redis' order;
@@ -445,21 +440,9 @@ impl World {
 impl Conn {
     fn open(cfg: &Config, wiring: Wiring, last_id: Option<EntryId>) -> Conn {
         let last = last_id.map(|id| id.to_string());
-        let req = Opening {
-            topic: Topic::Execution("e1".into()),
-            last_event_id: last.as_deref(),
-            member: "m1".into(),
-            instance: None,
-            now: 0,
-            unix_now: UNIX,
-        };
-        let who = Identity {
-            user_id: "u1".into(),
-            role: Role::User,
-            expires_at: UNIX + 3600,
-        };
+        let req = opening(Topic::Execution("e1".into()), last.as_deref());
         Conn {
-            m: StreamMachine::open(wiring, cfg, &who, req),
+            m: StreamMachine::open(wiring, cfg, &user("u1"), req),
             join: false,
             subscribed: false,
             commands: VecDeque::new(),

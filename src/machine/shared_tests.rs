@@ -1,9 +1,8 @@
 //! [`Wiring::Shared`]: the same rules with the subscription in the
 //! instance's hub and the commands on the shared command connection.
 
+use super::test_support::*;
 use super::*;
-use crate::config::Source;
-use crate::http::auth::Role;
 use crate::redis::session::Tag;
 
 /// The machine's operations as the p3 shell carries them out: the
@@ -44,34 +43,9 @@ fn nothing_on_stream(m: &StreamMachine) -> bool {
         .any(|op| matches!(op, Op::Run(r) if r.on_stream))
 }
 
-const S: u64 = 1_000_000_000;
-const UNIX: i64 = 1_700_000_000;
-
-fn cfg() -> Config {
-    Config::load(&Source(|name: &str| {
-        (name == "jwt_secret").then(|| "s".repeat(32))
-    }))
-    .unwrap()
-}
-
-fn who() -> Identity {
-    Identity {
-        user_id: "u1".into(),
-        role: Role::User,
-        expires_at: UNIX + 3600,
-    }
-}
-
 fn open(cfg: &Config) -> StreamMachine {
-    let req = Opening {
-        topic: Topic::Execution("e1".into()),
-        last_event_id: None,
-        member: "m1".into(),
-        instance: None,
-        now: 0,
-        unix_now: UNIX,
-    };
-    StreamMachine::open(Wiring::Shared, cfg, &who(), req)
+    let req = opening(Topic::Execution("e1".into()), None);
+    StreamMachine::open(Wiring::Shared, cfg, &user("u1"), req)
 }
 
 fn record(user: &str, status: &str) -> Value {
@@ -106,7 +80,7 @@ fn pending(m: &StreamMachine) -> String {
 
 /// Opened, subscribed, every command answered with `answer(tag)`.
 fn answered(answer: impl Fn(Tag) -> Result<Value, String>) -> StreamMachine {
-    let mut m = open(&cfg());
+    let mut m = open(&cfg(&[]));
     assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
     m.handle_subscribed(5);
     for r in m.take_requests() {
@@ -126,7 +100,7 @@ fn ok(tag: Tag) -> Result<Value, String> {
 
 #[test]
 fn no_connection_of_its_own_and_commands_only_after_the_subscription() {
-    let mut m = open(&cfg());
+    let mut m = open(&cfg(&[]));
     assert!(nothing_on_stream(&m));
     assert!(nothing_on_stream(&m));
     assert_eq!(m.join_channel().as_deref(), Some("sse:exec:e1"));
@@ -209,7 +183,7 @@ fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
             port: 6380,
         })
     };
-    let mut m = open(&cfg());
+    let mut m = open(&cfg(&[]));
     m.join_channel();
     for _ in 0..super::MAX_REDIRECTS {
         let to = m
@@ -226,7 +200,7 @@ fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
         (End::Lost(String::new()), "subscription lost\""),
         (End::Lost("eof".into()), "subscription lost: eof"),
     ] {
-        let mut m = open(&cfg());
+        let mut m = open(&cfg(&[]));
         m.join_channel();
         assert!(m.handle_subscription_end(end, 1).is_none());
         assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
@@ -241,21 +215,12 @@ fn subscription_ends_redirect_a_bounded_number_of_times_then_fail() {
 #[test]
 fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
     for cluster in [false, true] {
-        let cfg = Config::load(&Source(|name: &str| match name {
-            "jwt_secret" => Some("s".repeat(32)),
-            "redis_cluster" => Some(cluster.to_string()),
-            _ => None,
-        }))
-        .unwrap();
+        let cfg = cfg(&[("redis_cluster", &cluster.to_string())]);
         let req = Opening {
-            topic: Topic::Execution("e1".into()),
-            last_event_id: None,
-            member: "m1".into(),
             instance: Some("i7"),
-            now: 0,
-            unix_now: UNIX,
+            ..opening(Topic::Execution("e1".into()), None)
         };
-        let mut m = StreamMachine::open(Wiring::Shared, &cfg, &who(), req);
+        let mut m = StreamMachine::open(Wiring::Shared, &cfg, &user("u1"), req);
         m.join_channel();
         m.handle_subscribed(5);
         let requests = m.take_requests();
@@ -298,16 +263,6 @@ fn an_instance_lease_replaces_per_stream_renewals_on_one_redis() {
     }
 }
 
-fn store_cfg() -> Config {
-    Config::load(&Source(|name: &str| match name {
-        "jwt_secret" => Some("s".repeat(32)),
-        "identity_key_prefix" => Some("user:".into()),
-        "heartbeat_seconds" => Some("1".into()),
-        _ => None,
-    }))
-    .unwrap()
-}
-
 fn user_record(id: &str, active: &str) -> Value {
     let pair = |k: &str, v: &str| (Value::Bulk(k.into()), Value::Bulk(v.into()));
     Value::Map(vec![pair("user_id", id), pair("is_active", active)])
@@ -325,7 +280,7 @@ fn the_user_record_is_read_before_the_notification_channel_is_joined() {
         now: 0,
         unix_now: UNIX,
     };
-    let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req);
+    let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &user("u1"), req);
     assert!(nothing_on_stream(&m));
     assert_eq!(m.join_channel(), None, "no channel before the user record");
     let first = m.take_requests();
@@ -356,7 +311,7 @@ fn a_lost_command_connection_while_identifying_is_a_503() {
         now: 0,
         unix_now: UNIX,
     };
-    let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req);
+    let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &user("u1"), req);
     m.take_requests();
     m.handle_reply(Tag::User, Err("connection lost".into()), 1);
     assert!(matches!(m.poll_event(), Some(Event::Refuse(e)) if e.status == 503));
@@ -411,22 +366,6 @@ fn page(entries: &[(String, String)]) -> Value {
     history(&pairs)
 }
 
-/// The events of SSE text, in order: (`id:`, `n` or else `event_type`).
-fn events(sse: &str) -> Vec<(Option<String>, String)> {
-    sse.split("\n\n")
-        .filter_map(|block| {
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
-            let v: serde_json::Value = serde_json::from_str(data).unwrap();
-            let what = match v.get("n") {
-                Some(n) => n.to_string(),
-                None => v["event_type"].as_str().unwrap().to_string(),
-            };
-            Some((id.map(str::to_string), what))
-        })
-        .collect()
-}
-
 /// The one `XRANGE` among `requests`: (start, count).
 fn xrange(requests: &[Run]) -> (String, String) {
     let asks: Vec<&Run> = requests.iter().filter(|r| r.tag == Tag::History).collect();
@@ -444,7 +383,7 @@ fn xrange(requests: &[Run]) -> (String, String) {
 /// Opened on `first` (the page read with the opening requests), the
 /// record saying `running` without a result.
 fn opened_with_page(first: &[(String, String)]) -> StreamMachine {
-    let mut m = open(&cfg());
+    let mut m = open(&cfg(&[]));
     assert!(m.join_channel().is_some());
     m.handle_subscribed(1);
     for r in m.take_requests() {
@@ -467,7 +406,7 @@ fn opened_with_page(first: &[(String, String)]) -> StreamMachine {
 /// messages racing the pages dropped (with an id) or held (plain).
 #[test]
 fn later_history_pages_are_requests_answered_through_reply() {
-    let c = cfg();
+    let c = cfg(&[]);
     assert_eq!(c.stream.page_entries, 7);
     // Page 1 is more than the low water: page 2 waits for the browser.
     let mut all: Vec<_> = (1..=7).map(|n| entry(n, "t", 20_000)).collect();
@@ -564,7 +503,7 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
             now: 0,
             unix_now: UNIX,
         };
-        let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &user("u1"), req(&topic));
         assert_eq!(m.join_channel(), None, "{topic:?}: not before the record");
         assert_eq!(tags(&m.take_requests()), vec![Tag::User], "{topic:?}");
         m.handle_reply(Tag::User, Ok(user_record("u1", "false")), 1);
@@ -575,7 +514,7 @@ fn every_kind_reads_the_user_first_and_a_refused_user_never_joins() {
         assert_eq!(m.join_channel(), None, "{topic:?}: refused, never joined");
         assert!(m.take_requests().is_empty(), "{topic:?}: no slot taken");
         // An active user: the channel is joined after the record.
-        let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &who(), req(&topic));
+        let mut m = StreamMachine::open(Wiring::Shared, &store_cfg(), &user("u1"), req(&topic));
         m.take_requests();
         m.handle_reply(Tag::User, Ok(user_record("u1", "true")), 1);
         assert!(m.join_channel().is_some(), "{topic:?}");
@@ -660,7 +599,7 @@ fn a_message_too_large_for_the_hub_ends_the_stream_reconnectably() {
     m.handle_body_took(m.pending().len(), 7);
     m.handle_too_large(1, 8);
     assert_eq!(pending(&m), "retry: 3000\n\n: events dropped\n\n");
-    let mut m = open(&cfg());
+    let mut m = open(&cfg(&[]));
     m.join_channel();
     m.handle_subscribed(5);
     m.handle_too_large(2, 5);

@@ -1,46 +1,13 @@
 //! The stream machine's rules, driven with RESP bytes and a fake clock.
 
 use super::own::OwnConnection;
+use super::test_support::*;
 use super::*;
-use crate::config::Source;
-use crate::http::auth::Role;
 
-const S: u64 = 1_000_000_000;
-const UNIX: i64 = 1_700_000_000;
 const HELLO: &str = "%1\r\n+server\r\n+redis\r\n";
 
-fn cfg(vars: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::load(&Source(move |name: &str| {
-        if name == "jwt_secret" {
-            return Some("s".repeat(32));
-        }
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }))
-    .unwrap()
-}
-
-fn user(id: &str) -> Identity {
-    Identity {
-        user_id: id.into(),
-        role: Role::User,
-        expires_at: UNIX + 3600,
-    }
-}
-
 fn open(cfg: &Config, who: &Identity, topic: Topic, last: Option<&str>) -> OwnConnection {
-    let req = Opening {
-        topic,
-        last_event_id: last,
-        member: "m1".into(),
-        instance: None,
-        now: 0,
-        unix_now: UNIX,
-    };
-    OwnConnection::open(cfg, who, req)
+    OwnConnection::open(cfg, who, opening(topic, last))
 }
 
 fn wire(m: &mut OwnConnection) -> String {

@@ -4,11 +4,9 @@
 //! one wiring has stays beside it: the p2 session's bytes and redirects
 //! in `tests.rs`, the p3 hub and lease in `shared_tests.rs`.
 
+use super::test_support::*;
 use super::*;
-use crate::config::Source;
-use crate::http::auth::Role;
 
-const UNIX: i64 = 1_700_000_000;
 const WIRINGS: [Wiring; 2] = [Wiring::Own, Wiring::Shared];
 
 /// One execution stream of `u1` and the commands it asked for.
@@ -20,24 +18,8 @@ struct Scene {
 
 impl Scene {
     fn open(wiring: Wiring) -> Scene {
-        let cfg = Config::load(&Source(|name: &str| {
-            (name == "jwt_secret").then(|| "s".repeat(32))
-        }))
-        .unwrap();
-        let who = Identity {
-            user_id: "u1".into(),
-            role: Role::User,
-            expires_at: UNIX + 3600,
-        };
-        let req = Opening {
-            topic: Topic::Execution("e1".into()),
-            last_event_id: None,
-            member: "m1".into(),
-            instance: None,
-            now: 0,
-            unix_now: UNIX,
-        };
-        let m = StreamMachine::open(wiring, &cfg, &who, req);
+        let req = opening(Topic::Execution("e1".into()), None);
+        let m = StreamMachine::open(wiring, &cfg(&[]), &user("u1"), req);
         Scene {
             m,
             wiring,

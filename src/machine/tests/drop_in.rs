@@ -2,6 +2,7 @@
 //! session's first event, identity from the user store.
 
 use super::*;
+use crate::http::auth::Role;
 
 fn hash(pairs: &[(&str, &str)]) -> String {
     let mut s = format!("%{}\r\n", pairs.len());
@@ -204,10 +205,6 @@ fn a_non_admin_is_refused_by_name_before_redis() {
 // ---------------------------------------------------------------------------
 // Identity from the user store
 // ---------------------------------------------------------------------------
-
-fn store_cfg() -> Config {
-    cfg(&[("identity_key_prefix", "user:"), ("heartbeat_seconds", "1")])
-}
 
 /// An execution stream of token subject `alice` with the store on: the
 /// user record is read alone first (nothing subscribed, no slot taken);

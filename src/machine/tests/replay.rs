@@ -75,30 +75,6 @@ fn answer(all: &[(String, String)], start: &str, count: u64) -> String {
     page_reply(&page)
 }
 
-/// The events (id, n or event type) in SSE text, in order.
-fn events(sse: &str) -> Vec<(Option<String>, String)> {
-    sse.split("\n\n")
-        .filter(|b| b.contains("data: "))
-        .map(|block| {
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .map(str::to_string);
-            let data = block
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_str(data).unwrap();
-            let what = match (v.get("n"), v.get("recovered")) {
-                (Some(n), _) => n.to_string(),
-                (None, Some(_)) => "resume".to_string(),
-                (None, None) => v["event_type"].as_str().unwrap().to_string(),
-            };
-            (id, what)
-        })
-        .collect()
-}
-
 /// The browser reads `chunk` bytes per step and Redis answers every page
 /// from `all`, until the machine has nothing left to do. Returns what the
 /// browser got and the most unsent bytes the outbox ever held.
