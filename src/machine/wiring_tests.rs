@@ -204,3 +204,51 @@ fn failures_while_opening_are_503_and_release_only_what_may_be_held() {
         assert_eq!(release[0].on_stream, wiring == Wiring::Own);
     }
 }
+
+/// The heartbeat on both wirings: a `: ping` comment each interval and a
+/// renewal of the slot; the liveness check rides the stream's own
+/// connection (`PING`, and a missing `PONG` ends the stream reconnectably)
+/// or is the hub's on the shared one (no `PING` from the stream). The
+/// heartbeat owes nothing to the renewal's answer.
+#[test]
+fn a_heartbeat_pings_the_browser_and_renews_the_slot() {
+    const HB: u64 = 15 * S;
+    for wiring in WIRINGS {
+        let mut s = Scene::answered(wiring, ok);
+        assert!(matches!(s.m.poll_event(), Some(Event::Start)));
+        let n = s.m.pending().len();
+        s.m.handle_body_took(n, 6);
+        assert!(s.asked().is_empty(), "{wiring:?}");
+        assert_eq!(s.m.poll_timeout(), Some(6 + HB), "{wiring:?}");
+        s.m.handle_timeout(6 + HB - 1);
+        assert!(s.m.pending().is_empty(), "{wiring:?}: not yet");
+        s.m.handle_timeout(6 + HB);
+        assert_eq!(s.m.pending(), b": ping\n\n", "{wiring:?}");
+        let runs = s.asked();
+        let tags: Vec<Tag> = runs.iter().map(|r| r.tag).collect();
+        match wiring {
+            Wiring::Own => {
+                assert_eq!(tags, vec![Tag::Ping, Tag::Renew]);
+                assert!(runs.iter().all(|r| r.on_stream), "{runs:?}");
+            }
+            Wiring::Shared => assert_eq!(tags, vec![Tag::Renew]),
+        }
+        s.m.handle_body_took(8, 6 + HB);
+        if wiring == Wiring::Own {
+            s.m.handle_reply(Tag::Ping, Ok(Value::Simple("PONG".into())), 7 + HB);
+        }
+        s.m.handle_reply(Tag::Renew, Ok(Value::Int(1)), 7 + HB);
+        // The next interval: ping again; on the own connection the PING
+        // goes unanswered, and the one after finds it missing.
+        s.m.handle_timeout(6 + 2 * HB);
+        assert_eq!(s.m.pending(), b": ping\n\n", "{wiring:?}");
+        s.asked();
+        s.m.handle_body_took(8, 6 + 2 * HB);
+        s.m.handle_timeout(6 + 3 * HB);
+        let text = String::from_utf8(s.m.pending().to_vec()).unwrap();
+        match wiring {
+            Wiring::Own => assert_eq!(text, ": ping\n\nretry: 3000\n\n: redis connection lost\n\n"),
+            Wiring::Shared => assert_eq!(text, ": ping\n\n"),
+        }
+    }
+}
