@@ -23,6 +23,10 @@ cargo clippy --target wasm32-wasip2 --no-default-features --features p3-spin-var
 # deny.toml: banned crates, licenses, sources (crates.io only). Offline: the
 # advisories check needs the RustSec database from GitHub, which this CI
 # cannot reach (docs/DEPENDENCIES.md).
+# cargo-deny reads `cargo metadata`, which needs every crate of the lock
+# file on every platform (windows-sys too) in the local registry, and a
+# build here downloads only Linux' and wasm's: fetch the rest first.
+cargo fetch --locked
 "$CARGO_DENY" --offline --locked check bans licenses sources
 
 SSE_GATEWAY_WASM=$(scripts/build.sh portable | tail -n 1)
