@@ -10,7 +10,6 @@ pub use sse_gateway_testkit::proc_stats::{cpu_us, tree, tree_cpu_us, tree_fd_cou
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -65,15 +64,7 @@ impl Child {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        sse_gateway_testkit::child::die_with_parent(&mut cmd);
         let child = cmd.spawn()?;
         let pid = child.id();
         if let Ok(mut g) = CHILDREN.lock() {

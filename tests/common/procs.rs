@@ -2,11 +2,9 @@
 //! helper that starts a server.
 
 use std::fs;
-use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -46,18 +44,8 @@ pub fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// Kill the child when the thread that spawned it dies (a test thread that is
-/// killed or a test binary that is interrupted leaves no orphans behind).
-pub fn die_with_parent(cmd: &mut Command) {
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
+#[allow(unused_imports)]
+pub use sse_gateway_testkit::child::die_with_parent;
 
 // ---------------------------------------------------------------------------
 // Ports

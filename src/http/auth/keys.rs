@@ -33,6 +33,7 @@ impl KeySet {
     }
 
     /// How many public keys (PEM and JWKS) are configured.
+    #[cfg(test)]
     pub fn public_key_count(&self) -> usize {
         self.public_keys.len()
     }
