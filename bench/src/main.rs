@@ -519,228 +519,27 @@ fn run(opts: Opts) -> Result<(), String> {
     let (redis_addr, redis_pid) = match opts.redis_url {
         Some(a) => (a, None),
         None => {
-            let port = procs::free_port().map_err(|e| e.to_string())?;
-            let dir = work.join("redis");
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let maxclients = (nofile.1 as usize).saturating_sub(64).clamp(1000, 100_000);
-            let mut cmd = Command::new("redis-server");
-            cmd.args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxclients",
-                &maxclients.to_string(),
-                "--client-output-buffer-limit",
-                "pubsub 0 0 0",
-                "--tcp-backlog",
-                "4096",
-                "--dir",
-            ])
-            .arg(&dir);
-            meta.commands.insert("redis".into(), command_line(&cmd));
-            let mut child = procs::Child::spawn("redis-server", cmd, &work.join("redis.log"))
-                .map_err(|e| format!("redis-server: {e} (apt-get install redis-server)"))?;
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            procs::wait_listening(addr, Duration::from_secs(10), &mut child)?;
+            let (addr, child) = start_redis(&work, nofile, &mut meta)?;
             let pid = child.pid;
             children.push(child);
-            say(format!("redis-server on {addr} (maxclients {maxclients})"));
             (addr, Some(pid))
         }
     };
-    let redis_url = format!("redis://{redis_addr}");
-
     // The servers under test.
+    let caps = Caps {
+        cap1,
+        cap2,
+        cap,
+        cap_shared,
+    };
     let mut servers: Vec<Server> = Vec::new();
     for target in &opts.targets {
         let port = procs::free_port().map_err(|e| e.to_string())?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = match target.as_str() {
-            "url" => Server {
-                name: "url".into(),
-                addr: opts.url.expect("checked"),
-                pid: opts.server_pid,
-                child: None,
-                kind: Kind::Gateway,
-                max_streams: cap1,
-            },
-            t if t.starts_with("wasmtime") => {
-                let wasmtime = target_wasmtime(&opts, t).ok_or(
-                    "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
-                )?;
-                meta.wasmtime = procs::first_line(&wasmtime, &["--version"]);
-                let (wasm, variant) =
-                    component(&opts.variants, "wasmtime-", t, &opts.wasm, "portable")?;
-                if !variant {
-                    meta.component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
-                    meta.component_path = Some(wasm.display().to_string());
-                }
-                let cmd = wasmtime_serve(
-                    &wasmtime,
-                    &wasmtime_limits(cap),
-                    &opts,
-                    t,
-                    &redis_url,
-                    addr,
-                    &wasm,
-                );
-                meta.commands.insert(t.to_string(), command_line(&cmd));
-                say(format!(
-                    "starting wasmtime serve for {t} (compiles the component)"
-                ));
-                let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
-                    .map_err(|e| format!("wasmtime: {e}"))?;
-                Server::started(target, addr, child, Kind::Gateway, cap2)
-            }
-            t if p3_c(t).is_some() => {
-                let c = p3_c(t).expect("checked");
-                let wasmtime = target_wasmtime(&opts, t).ok_or(
-                    "wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)",
-                )?;
-                let (wasm, variant) = component(&opts.p3_variants, "p3.", t, &opts.p3_wasm, "p3")?;
-                if !variant {
-                    meta.p3_component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
-                    meta.p3_component_path = Some(wasm.display().to_string());
-                }
-                // The README's p3 flags: an instance takes new streams for
-                // as long as it lives, C handlers at once.
-                let limits = [
-                    "--max-instance-reuse-count".to_string(),
-                    "100000".to_string(),
-                    "--max-instance-concurrent-reuse-count".to_string(),
-                    c.to_string(),
-                    "--max-concurrent-connections".to_string(),
-                    cap_shared.to_string(),
-                ];
-                let cmd = wasmtime_serve(&wasmtime, &limits, &opts, t, &redis_url, addr, &wasm);
-                meta.commands.insert(t.to_string(), command_line(&cmd));
-                say(format!("starting wasmtime serve for {t} (p3, C = {c})"));
-                let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
-                    .map_err(|e| format!("wasmtime: {e}"))?;
-                Server::started(target, addr, child, Kind::Gateway, cap1)
-            }
-            "nchan" | "nchan-redis" => {
-                let (nginx, module) = match nchan::find(opts.nginx.as_deref()) {
-                    Ok(found) => found,
-                    Err(why) => {
-                        let line = format!("target {target} skipped: {why}");
-                        say(&line);
-                        notes.push(line);
-                        continue;
-                    }
-                };
-                let dir = work.join(target);
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                let redis = (target == "nchan-redis").then_some(redis_addr);
-                let conf = dir.join("nginx.conf");
-                let text = nchan::config(&dir, &module, addr, redis, HEARTBEAT_SECONDS, cap1);
-                std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
-                let mut cmd = Command::new(&nginx);
-                cmd.arg("-p")
-                    .arg(&dir)
-                    .arg("-c")
-                    .arg(&conf)
-                    .arg("-e")
-                    .arg(dir.join("error.log"))
-                    .args(target_args(&opts, target));
-                meta.nginx = procs::first_line(&nginx, &["-v"]);
-                meta.commands.insert(target.clone(), command_line(&cmd));
-                say(format!("starting nginx + nchan for {target}"));
-                let child = procs::Child::spawn(target, cmd, &work.join(format!("{target}.log")))
-                    .map_err(|e| format!("nginx: {e}"))?;
-                Server::started(target, addr, child, Kind::Nchan, cap1)
-            }
-            "native" => {
-                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-                let mut cmd = Command::new(exe);
-                cmd.args(["native-server", "--addr", &addr.to_string()])
-                    .env("REDIS_URL", &redis_url)
-                    .env("JWT_SECRET", &opts.jwt_secret);
-                meta.commands.insert(
-                    "native".into(),
-                    format!("REDIS_URL={redis_url} JWT_SECRET=… {}", command_line(&cmd)),
-                );
-                let child = procs::Child::spawn("native baseline", cmd, &work.join("native.log"))
-                    .map_err(|e| format!("native baseline: {e}"))?;
-                Server::started(target, addr, child, Kind::Gateway, cap2)
-            }
-            t if t == "spin" || t.starts_with("spin-") => {
-                let spin = find_spin().ok_or("no Spin found ($SPIN, PATH, ../shared/spin)")?;
-                meta.spin = Some(procs::first_line(&spin, &["--version"]));
-                let p3 = t == "spin-p3" || t.starts_with("spin-p3.");
-                // The component configured by the environment (`-e`): the
-                // p3 build, or a portable one (--wasm, --compare). Without
-                // either, the Spin build under the shipped spin.toml.
-                let env_wasm = if p3 {
-                    Some(component(&opts.p3_variants, "spin-p3.", t, &opts.p3_wasm, "p3")?.0)
-                } else if t == "spin" && opts.wasm.is_none() {
-                    None
-                } else {
-                    Some(component(&opts.variants, "spin-", t, &opts.wasm, "portable")?.0)
-                };
-                let state = if t == "spin" {
-                    "spin-state".to_string()
-                } else {
-                    format!("{t}-state")
-                };
-                let mut cmd = Command::new(spin);
-                cmd.arg("up");
-                match &env_wasm {
-                    // The default build lands where the shipped spin.toml's
-                    // `source` points, so the manifest is used as is.
-                    None => {
-                        build_component("spin")?;
-                        cmd.arg("-f")
-                            .arg(root.join("spin.toml"))
-                            .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
-                    }
-                    // spin-p3.toml with its `source` pointed at the
-                    // component, configured by the environment; of the
-                    // manifest's variables only the Redis allowlist is
-                    // used, and jwt_secret, required there, is set too.
-                    Some(wasm) => {
-                        let manifest = spin_env_manifest(&root, wasm, &work.join(t))?;
-                        cmd.arg("-f")
-                            .arg(manifest)
-                            .args(["-e", &format!("REDIS_URL={redis_url}")])
-                            .args(["-e", &format!("JWT_SECRET={}", opts.jwt_secret)])
-                            .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
-                    }
-                }
-                if p3 {
-                    // The README's p3 flags, as for the p3 targets.
-                    cmd.args([
-                        "--max-instance-reuse-count",
-                        "100000",
-                        "--max-instance-concurrent-reuse-count",
-                        "256",
-                    ]);
-                }
-                cmd.args(["--listen", &addr.to_string()])
-                    // Spin's default per-instance log files, in the run's
-                    // work directory rather than the repo's .spin/.
-                    .arg("--state-dir")
-                    .arg(work.join(state))
-                    .args(target_args(&opts, t))
-                    .envs(target_env(&opts, t))
-                    .env("SPIN_VARIABLE_REDIS_HOST", redis_addr.ip().to_string())
-                    .env("SPIN_VARIABLE_REDIS_PORT", redis_addr.port().to_string())
-                    .env("SPIN_MAX_INSTANCE_COUNT", cap.to_string());
-                meta.commands.insert(t.to_string(), command_line(&cmd));
-                say(format!("starting spin up for {t}"));
-                let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
-                    .map_err(|e| format!("spin: {e}"))?;
-                let max = if p3 { cap1 } else { cap2 };
-                Server::started(target, addr, child, Kind::Gateway, max)
-            }
-            _ => unreachable!("targets are checked"),
-        };
-        servers.push(server);
+        let started = start_target(
+            target, addr, &opts, caps, redis_addr, &work, &mut meta, &mut notes,
+        )?;
+        servers.extend(started);
     }
     if meta.wasmtime.is_empty() {
         meta.wasmtime = find_wasmtime(&opts.wasmtime)
@@ -763,27 +562,10 @@ fn run(opts: Opts) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     if let Some(so) = &opts.soak {
-        let token = |user: &str| ctx.token(user, "admin");
-        for s in servers.iter_mut() {
-            say(format!("{}: soak, {} streams", s.name, so.streams));
-            let r = rt.block_on(soak::run(
-                &s.name, s.addr, ctx.redis, s.pid, so, &token, ctx.run_id,
-            ))?;
-            say(format!(
-                "{}: soak {:.0}s: {} published, {} delivered, {} lost, {} duplicated, {} reconnects, {} failed opens {:?}; Redis clients {} -> {} (baseline {}), slots held at the end {}, settled in {:.1}s; RSS KiB {:?}",
-                s.name, r.seconds, r.published, r.delivered, r.lost, r.duplicated, r.reconnects,
-                r.failed_opens, r.open_errors, r.redis_clients_baseline, r.redis_clients_end,
-                r.redis_clients_baseline, r.slots_end, r.settle_seconds, r.rss_kib
-            ));
-            let path = opts.out.join(format!("soak-{}.json", s.name));
-            let _ = std::fs::create_dir_all(&opts.out);
-            let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-            say(format!("wrote {}", path.display()));
-        }
+        let soaked = run_soak(&rt, &ctx, &mut servers, so);
         drop(servers);
         drop(children);
-        return Ok(());
+        return soaked;
     }
     let mut runs: Vec<Run> = servers
         .iter()
@@ -871,6 +653,310 @@ fn run(opts: Opts) -> Result<(), String> {
     });
     write_outputs(&results, &base);
     result
+}
+
+/// The run's own `redis-server` (no persistence, unlimited pub/sub
+/// buffers, as many clients as the open-file limit allows), listening.
+fn start_redis(
+    work: &Path,
+    nofile: (u64, u64),
+    meta: &mut report::Meta,
+) -> Result<(SocketAddr, procs::Child), String> {
+    let port = procs::free_port().map_err(|e| e.to_string())?;
+    let dir = work.join("redis");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let maxclients = (nofile.1 as usize).saturating_sub(64).clamp(1000, 100_000);
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxclients",
+        &maxclients.to_string(),
+        "--client-output-buffer-limit",
+        "pubsub 0 0 0",
+        "--tcp-backlog",
+        "4096",
+        "--dir",
+    ])
+    .arg(&dir);
+    meta.commands.insert("redis".into(), command_line(&cmd));
+    let mut child = procs::Child::spawn("redis-server", cmd, &work.join("redis.log"))
+        .map_err(|e| format!("redis-server: {e} (apt-get install redis-server)"))?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    procs::wait_listening(addr, Duration::from_secs(10), &mut child)?;
+    say(format!("redis-server on {addr} (maxclients {maxclients})"));
+    Ok((addr, child))
+}
+
+/// How many streams the open-file limit lets each kind of server hold
+/// (see [`run`]).
+#[derive(Clone, Copy)]
+struct Caps {
+    /// Streams with one socket each in the server (p3, nchan).
+    cap1: usize,
+    /// Streams with two sockets each in the server (p2: browser + Redis).
+    cap2: usize,
+    /// A p2 host's instances (the largest step, bounded by `cap2`).
+    cap: usize,
+    /// A p3 host's connections (the largest step, bounded by `cap1`).
+    cap_shared: usize,
+}
+
+/// Starts `target` on `addr` (not yet healthy); `None` when it is
+/// skipped (nchan not installed), with a note saying why.
+#[allow(clippy::too_many_arguments)]
+fn start_target(
+    target: &str,
+    addr: SocketAddr,
+    opts: &Opts,
+    caps: Caps,
+    redis_addr: SocketAddr,
+    work: &Path,
+    meta: &mut report::Meta,
+    notes: &mut Vec<String>,
+) -> Result<Option<Server>, String> {
+    let Caps {
+        cap1,
+        cap2,
+        cap,
+        cap_shared,
+    } = caps;
+    let redis_url = format!("redis://{redis_addr}");
+    let server = match target {
+        "url" => Server {
+            name: "url".into(),
+            addr: opts.url.expect("checked"),
+            pid: opts.server_pid,
+            child: None,
+            kind: Kind::Gateway,
+            max_streams: cap1,
+        },
+        t if t.starts_with("wasmtime") => {
+            let wasmtime = target_wasmtime(opts, t)
+                .ok_or("wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)")?;
+            meta.wasmtime = procs::first_line(&wasmtime, &["--version"]);
+            let (wasm, variant) =
+                component(&opts.variants, "wasmtime-", t, &opts.wasm, "portable")?;
+            if !variant {
+                meta.component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+                meta.component_path = Some(wasm.display().to_string());
+            }
+            let cmd = wasmtime_serve(
+                &wasmtime,
+                &wasmtime_limits(cap),
+                opts,
+                t,
+                &redis_url,
+                addr,
+                &wasm,
+            );
+            meta.commands.insert(t.to_string(), command_line(&cmd));
+            say(format!(
+                "starting wasmtime serve for {t} (compiles the component)"
+            ));
+            let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
+                .map_err(|e| format!("wasmtime: {e}"))?;
+            Server::started(target, addr, child, Kind::Gateway, cap2)
+        }
+        t if p3_c(t).is_some() => {
+            let c = p3_c(t).expect("checked");
+            let wasmtime = target_wasmtime(opts, t)
+                .ok_or("wasmtime not found: set WASMTIME or run scripts/tools.sh (see README)")?;
+            let (wasm, variant) = component(&opts.p3_variants, "p3.", t, &opts.p3_wasm, "p3")?;
+            if !variant {
+                meta.p3_component_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+                meta.p3_component_path = Some(wasm.display().to_string());
+            }
+            // The README's p3 flags: an instance takes new streams for
+            // as long as it lives, C handlers at once.
+            let limits = [
+                "--max-instance-reuse-count".to_string(),
+                "100000".to_string(),
+                "--max-instance-concurrent-reuse-count".to_string(),
+                c.to_string(),
+                "--max-concurrent-connections".to_string(),
+                cap_shared.to_string(),
+            ];
+            let cmd = wasmtime_serve(&wasmtime, &limits, opts, t, &redis_url, addr, &wasm);
+            meta.commands.insert(t.to_string(), command_line(&cmd));
+            say(format!("starting wasmtime serve for {t} (p3, C = {c})"));
+            let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
+                .map_err(|e| format!("wasmtime: {e}"))?;
+            Server::started(target, addr, child, Kind::Gateway, cap1)
+        }
+        "nchan" | "nchan-redis" => {
+            let (nginx, module) = match nchan::find(opts.nginx.as_deref()) {
+                Ok(found) => found,
+                Err(why) => {
+                    let line = format!("target {target} skipped: {why}");
+                    say(&line);
+                    notes.push(line);
+                    return Ok(None);
+                }
+            };
+            let dir = work.join(target);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let redis = (target == "nchan-redis").then_some(redis_addr);
+            let conf = dir.join("nginx.conf");
+            let text = nchan::config(&dir, &module, addr, redis, HEARTBEAT_SECONDS, cap1);
+            std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
+            let mut cmd = Command::new(&nginx);
+            cmd.arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .args(target_args(opts, target));
+            meta.nginx = procs::first_line(&nginx, &["-v"]);
+            meta.commands.insert(target.to_string(), command_line(&cmd));
+            say(format!("starting nginx + nchan for {target}"));
+            let child = procs::Child::spawn(target, cmd, &work.join(format!("{target}.log")))
+                .map_err(|e| format!("nginx: {e}"))?;
+            Server::started(target, addr, child, Kind::Nchan, cap1)
+        }
+        "native" => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut cmd = Command::new(exe);
+            cmd.args(["native-server", "--addr", &addr.to_string()])
+                .env("REDIS_URL", &redis_url)
+                .env("JWT_SECRET", &opts.jwt_secret);
+            meta.commands.insert(
+                "native".into(),
+                format!("REDIS_URL={redis_url} JWT_SECRET=… {}", command_line(&cmd)),
+            );
+            let child = procs::Child::spawn("native baseline", cmd, &work.join("native.log"))
+                .map_err(|e| format!("native baseline: {e}"))?;
+            Server::started(target, addr, child, Kind::Gateway, cap2)
+        }
+        t if t == "spin" || t.starts_with("spin-") => {
+            start_spin(t, addr, opts, caps, redis_addr, work, meta)?
+        }
+        _ => unreachable!("targets are checked"),
+    };
+    Ok(Some(server))
+}
+
+/// `spin up` for a Spin target: the default build under the shipped
+/// spin.toml, or a component configured by the environment (the p3
+/// build, a portable one) under spin-p3.toml pointed at it.
+fn start_spin(
+    t: &str,
+    addr: SocketAddr,
+    opts: &Opts,
+    caps: Caps,
+    redis_addr: SocketAddr,
+    work: &Path,
+    meta: &mut report::Meta,
+) -> Result<Server, String> {
+    let Caps {
+        cap1, cap2, cap, ..
+    } = caps;
+    let root = repo_root();
+    let redis_url = format!("redis://{redis_addr}");
+    let spin = find_spin().ok_or("no Spin found ($SPIN, PATH, ../shared/spin)")?;
+    meta.spin = Some(procs::first_line(&spin, &["--version"]));
+    let p3 = t == "spin-p3" || t.starts_with("spin-p3.");
+    // The component configured by the environment (`-e`): the
+    // p3 build, or a portable one (--wasm, --compare). Without
+    // either, the Spin build under the shipped spin.toml.
+    let env_wasm = if p3 {
+        Some(component(&opts.p3_variants, "spin-p3.", t, &opts.p3_wasm, "p3")?.0)
+    } else if t == "spin" && opts.wasm.is_none() {
+        None
+    } else {
+        Some(component(&opts.variants, "spin-", t, &opts.wasm, "portable")?.0)
+    };
+    let state = if t == "spin" {
+        "spin-state".to_string()
+    } else {
+        format!("{t}-state")
+    };
+    let mut cmd = Command::new(spin);
+    cmd.arg("up");
+    match &env_wasm {
+        // The default build lands where the shipped spin.toml's
+        // `source` points, so the manifest is used as is.
+        None => {
+            build_component("spin")?;
+            cmd.arg("-f")
+                .arg(root.join("spin.toml"))
+                .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
+        }
+        // spin-p3.toml with its `source` pointed at the
+        // component, configured by the environment; of the
+        // manifest's variables only the Redis allowlist is
+        // used, and jwt_secret, required there, is set too.
+        Some(wasm) => {
+            let manifest = spin_env_manifest(&root, wasm, &work.join(t))?;
+            cmd.arg("-f")
+                .arg(manifest)
+                .args(["-e", &format!("REDIS_URL={redis_url}")])
+                .args(["-e", &format!("JWT_SECRET={}", opts.jwt_secret)])
+                .env("SPIN_VARIABLE_JWT_SECRET", &opts.jwt_secret);
+        }
+    }
+    if p3 {
+        // The README's p3 flags, as for the p3 targets.
+        cmd.args([
+            "--max-instance-reuse-count",
+            "100000",
+            "--max-instance-concurrent-reuse-count",
+            "256",
+        ]);
+    }
+    cmd.args(["--listen", &addr.to_string()])
+        // Spin's default per-instance log files, in the run's
+        // work directory rather than the repo's .spin/.
+        .arg("--state-dir")
+        .arg(work.join(state))
+        .args(target_args(opts, t))
+        .envs(target_env(opts, t))
+        .env("SPIN_VARIABLE_REDIS_HOST", redis_addr.ip().to_string())
+        .env("SPIN_VARIABLE_REDIS_PORT", redis_addr.port().to_string())
+        .env("SPIN_MAX_INSTANCE_COUNT", cap.to_string());
+    meta.commands.insert(t.to_string(), command_line(&cmd));
+    say(format!("starting spin up for {t}"));
+    let child = procs::Child::spawn(t, cmd, &work.join(format!("{t}.log")))
+        .map_err(|e| format!("spin: {e}"))?;
+    let max = if p3 { cap1 } else { cap2 };
+    Ok(Server::started(t, addr, child, Kind::Gateway, max))
+}
+
+/// Soak mode: each server in turn holds the streams for the soak's
+/// length; its report is written as `soak-<target>.json`.
+fn run_soak(
+    rt: &tokio::runtime::Runtime,
+    ctx: &Ctx,
+    servers: &mut [Server],
+    so: &soak::SoakOpts,
+) -> Result<(), String> {
+    let opts = &ctx.opts;
+    let token = |user: &str| ctx.token(user, "admin");
+    for s in servers.iter_mut() {
+        say(format!("{}: soak, {} streams", s.name, so.streams));
+        let r = rt.block_on(soak::run(
+            &s.name, s.addr, ctx.redis, s.pid, so, &token, ctx.run_id,
+        ))?;
+        say(format!(
+            "{}: soak {:.0}s: {} published, {} delivered, {} lost, {} duplicated, {} reconnects, {} failed opens {:?}; Redis clients {} -> {} (baseline {}), slots held at the end {}, settled in {:.1}s; RSS KiB {:?}",
+            s.name, r.seconds, r.published, r.delivered, r.lost, r.duplicated, r.reconnects,
+            r.failed_opens, r.open_errors, r.redis_clients_baseline, r.redis_clients_end,
+            r.redis_clients_baseline, r.slots_end, r.settle_seconds, r.rss_kib
+        ));
+        let path = opts.out.join(format!("soak-{}.json", s.name));
+        let _ = std::fs::create_dir_all(&opts.out);
+        let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        say(format!("wrote {}", path.display()));
+    }
+    Ok(())
 }
 
 fn write_outputs(results: &Results, base: &Path) {
