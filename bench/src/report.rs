@@ -1187,3 +1187,110 @@ pub fn plot(r: &Results, path: &Path) -> Result<bool, String> {
     root.present().map_err(|e| e.to_string())?;
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(streams: usize, rss: f64, opens: f64, ttfe: f64, p99: f64) -> Step {
+        let mut p = Step {
+            streams,
+            held: streams,
+            rss_per_stream_kib: rss,
+            ..Default::default()
+        };
+        p.open.per_s = opens;
+        p.open.ttfe.p50_ms = ttfe;
+        p.latency.latency.p99_ms = p99;
+        p
+    }
+
+    fn results(runs: Vec<(&str, Vec<Step>)>) -> Results {
+        Results {
+            runs: runs
+                .into_iter()
+                .map(|(target, steps)| Run {
+                    target: target.into(),
+                    steps,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn row<'a>(md: &'a str, start: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start:?} in:\n{md}"))
+    }
+
+    #[test]
+    fn figures_print_three_significant_places_at_most() {
+        assert_eq!(f1(1234.4), "1234");
+        assert_eq!(f1(12.34), "12.3");
+        assert_eq!(f1(1.234), "1.23");
+        assert_eq!(ratio(1.0, 0.0), "–", "no ratio to nothing");
+    }
+
+    #[test]
+    fn the_side_by_side_ratios_are_the_p3_build_over_each_reference() {
+        let r = results(vec![
+            ("p3", vec![step(1000, 20.0, 5000.0, 10.0, 0.5)]),
+            ("nchan", vec![step(1000, 10.0, 10_000.0, 5.0, 0.25)]),
+            ("wasmtime", vec![step(100, 300.0, 800.0, 30.0, 2.0)]),
+        ]);
+        let md = markdown(&r);
+        // RSS, private (none measured), opens, TTFE, p99, the fan-out
+        // columns (no fan-out), idle CPU (both 0).
+        assert_eq!(
+            row(&md, "| 1000 | p3 ÷ nchan |"),
+            "| 1000 | p3 ÷ nchan | 2.00× | – | 0.50× | 2.00× | 2.00× | – | – | – | both 0 |"
+        );
+        assert!(
+            row(&md, "| 1000 | p3 ÷ wasmtime |").contains("wasmtime has no 1000-stream step"),
+            "{md}"
+        );
+        let opens = row(&md, "| p3 | ≥ 5,000 new streams/s");
+        assert!(opens.ends_with("| 5000/s | yes |"), "{opens}");
+        let rss = row(&md, "| p3 | ≤ 32 KiB host RSS per stream");
+        assert!(rss.ends_with("| 20.0 KiB at 1000 | yes |"), "{rss}");
+    }
+
+    #[test]
+    fn without_a_p3_target_there_is_no_side_by_side() {
+        let r = results(vec![("wasmtime", vec![step(100, 300.0, 800.0, 30.0, 2.0)])]);
+        assert!(!markdown(&r).contains("## Side by side"));
+    }
+
+    #[test]
+    fn fan_out_counts_only_rates_where_every_event_arrived_in_time() {
+        let at = |rate: f64, delivered: f64, p99: f64, received: u64| Latency {
+            rate_per_s: rate,
+            delivered_per_s: delivered,
+            expected: 100,
+            received,
+            latency: Summary {
+                p99_ms: p99,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let f = Fanout {
+            ramp: vec![
+                at(1000.0, 1000.0, 10.0, 100),
+                at(2000.0, 1900.0, 60.0, 100),
+                at(3000.0, 2500.0, 20.0, 99),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(fanout_within(&f, 50.0), 1000.0);
+        assert_eq!(fanout_within(&f, 100.0), 1900.0);
+        let p = Step {
+            fanout: Some(f),
+            ..Default::default()
+        };
+        assert_eq!(fanout_top(&p).map(|l| l.rate_per_s), Some(2000.0));
+        assert_eq!(fanout_p99_at(&p, 3000.0), None, "an event was lost there");
+        assert_eq!(fanout_p99_at(&p, 2000.0), Some(60.0));
+    }
+}
