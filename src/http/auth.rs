@@ -16,16 +16,7 @@
 //! referenced by the token (`jwk`, `jku`, `x5u`, `x5c`) are never used, and
 //! a token carrying any of those parameters (even as `null`) is refused.
 
-use chrono::{DateTime, TimeDelta, Utc};
-use jwt_compact::{
-    jwk::JsonWebKey, Algorithm, AlgorithmExt as _, AlgorithmSignature, Claims, TimeOptions,
-    UntrustedToken, ValidationError,
-};
-use pkcs1::der::Decode as _;
-use serde::Deserialize;
-use serde_json::{Map, Value};
-use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
-use std::borrow::Cow;
+use serde_json::Value;
 use std::fmt;
 
 /// What the caller may do, from the role claim. `Admin` skips ownership
@@ -97,10 +88,6 @@ pub use config::{AuthConfig, KeyError, KeyPart};
 pub use keys::KeySet;
 pub use token::token_from_headers;
 pub use verify::Verifier;
-// The parts see each other through here (each has `use super::*`).
-#[cfg(test)]
-use verify::*;
-use {alg::*, config::*, keys::*};
 
 #[cfg(test)]
 mod key_tests;

@@ -2,7 +2,10 @@
 //! jwt-compact implementations: HS256 with ring's HMAC, and RS256, ES256
 //! and EdDSA whose signatures ring checks.
 
-use super::*;
+use super::keys::Material;
+use jwt_compact::{Algorithm, AlgorithmSignature};
+use std::borrow::Cow;
+use std::fmt;
 
 /// A JWS algorithm the gateway can verify. Names are the exact,
 /// case-sensitive JOSE names (RFC 7518 §3.1, RFC 8037 §3.1).

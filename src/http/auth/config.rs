@@ -2,7 +2,9 @@
 //! the HS256 secret, the algorithm allow-list and the keys, with errors
 //! that never quote a whole key.
 
-use super::*;
+use super::alg::Alg;
+use super::keys::{parse_jwks, parse_pem_keys, KeySet};
+use std::fmt;
 
 /// Verification settings, read from gateway configuration.
 #[derive(Clone)]

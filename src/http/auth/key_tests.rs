@@ -1,9 +1,12 @@
 //! RS256, ES256 and EdDSA with keys from PEM and JWKS, and every way a token
 //! or a configuration can try to get around the fixed algorithms.
 
+use super::keys::{material_from_spki, Material};
 use super::*;
 use ed25519_compact::{KeyPair, SecretKey, Seed};
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmSignature};
 use p256::ecdsa::SigningKey as P256Signer;
 use p256::pkcs8::DecodePrivateKey as _;
 use rsa::traits::PublicKeyParts as _;

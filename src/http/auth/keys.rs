@@ -2,7 +2,14 @@
 //! from PEM (SPKI, PKCS#1) or a JWKS document, with each key's size and
 //! curve checked before it can verify anything.
 
-use super::*;
+use super::alg::Alg;
+use super::config::shown;
+use jwt_compact::jwk::JsonWebKey;
+use pkcs1::der::Decode as _;
+use serde::Deserialize;
+use serde_json::Value;
+use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
+use std::fmt;
 
 /// The accepted algorithms and the public keys, parsed once from
 /// configuration. Build it with [`AuthConfig::hs256`] (HS256 only, no public

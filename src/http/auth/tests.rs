@@ -1,11 +1,13 @@
 //! Verifying HS256 tokens: claims, times, roles, refusals.
 
+use super::verify::OtherClaims;
 use super::*;
+use chrono::{DateTime, Utc};
 // Tokens are signed with jwt-compact's own HS256 (RustCrypto): an
 // issuer independent of the ring HS256 the verifier uses.
 use jwt_compact::{
     alg::{Hs256, Hs256Key, Hs512, Hs512Key},
-    Algorithm, AlgorithmSignature, Header, Renamed,
+    Algorithm, AlgorithmExt, AlgorithmSignature, Claims, Header, Renamed,
 };
 use serde_json::json;
 

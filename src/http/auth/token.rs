@@ -1,7 +1,7 @@
 //! Which credential a request carries: the `Authorization: Bearer` token,
 //! else the `access_token` cookie; two different ones are refused.
 
-use super::*;
+use super::AuthError;
 
 /// Picks the request's one credential from its raw header values.
 ///

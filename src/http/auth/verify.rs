@@ -3,7 +3,14 @@
 //! and the configured algorithm pick, then `exp`/`nbf`/`iss`/`aud` and the
 //! identity claims.
 
-use super::*;
+use super::alg::{Alg, Hs256, Hs256Key, PublicKeyAlg};
+use super::config::AuthConfig;
+use super::keys::{KeySet, PublicKey};
+use super::{AuthError, Identity, Role};
+use chrono::{DateTime, TimeDelta, Utc};
+use jwt_compact::{AlgorithmExt as _, Claims, TimeOptions, UntrustedToken, ValidationError};
+use serde_json::{Map, Value};
+use std::fmt;
 
 /// One accepted (algorithm, key) pair. The algorithm comes from here, never
 /// from the token.
