@@ -18,10 +18,13 @@ struct Scene {
 
 impl Scene {
     fn open(wiring: Wiring) -> Scene {
+        Scene::open_as(wiring, &cfg(&[]), &user("u1"))
+    }
+
+    fn open_as(wiring: Wiring, cfg: &Config, who: &Identity) -> Scene {
         let req = opening(Topic::Execution("e1".into()), None);
-        let m = StreamMachine::open(wiring, &cfg(&[]), &user("u1"), req);
         Scene {
-            m,
+            m: StreamMachine::open(wiring, cfg, who, req),
             wiring,
             joined: false,
         }
@@ -49,20 +52,28 @@ impl Scene {
     /// The join confirmed and every command answered by `answer` until
     /// the stream is decided (what it asks then is left to see).
     fn answered(wiring: Wiring, answer: impl Fn(Tag) -> Value) -> Scene {
-        let mut s = Scene::open(wiring);
-        let mut runs = s.asked();
-        assert!(s.joined, "{wiring:?}: the channel is joined first");
-        s.m.handle_subscribed(5);
+        Scene::open(wiring).answer_all(answer)
+    }
+
+    /// [`Scene::answered`] for a stream opened some other way.
+    fn answer_all(mut self, answer: impl Fn(Tag) -> Value) -> Scene {
+        let mut runs = self.asked();
+        assert!(
+            self.joined,
+            "{:?}: the channel is joined first",
+            self.wiring
+        );
+        self.m.handle_subscribed(5);
         loop {
-            if !s.m.events.is_empty() {
-                return s;
+            if !self.m.events.is_empty() {
+                return self;
             }
-            runs.extend(s.asked());
+            runs.extend(self.asked());
             if runs.is_empty() {
-                return s;
+                return self;
             }
             for r in std::mem::take(&mut runs) {
-                s.m.handle_reply(r.tag, Ok(answer(r.tag)), 6);
+                self.m.handle_reply(r.tag, Ok(answer(r.tag)), 6);
             }
         }
     }
@@ -250,5 +261,56 @@ fn a_heartbeat_pings_the_browser_and_renews_the_slot() {
             Wiring::Own => assert_eq!(text, ": ping\n\nretry: 3000\n\n: redis connection lost\n\n"),
             Wiring::Shared => assert_eq!(text, ": ping\n\n"),
         }
+    }
+}
+
+/// A stream's own deadlines end it alike on both wirings and give its
+/// slot back (on its own connection, or the shared one): a token that
+/// runs out (`token_expired`, then the body ends) and a browser that
+/// stops reading (a slow client).
+#[test]
+fn deadlines_end_a_stream_alike_and_give_its_slot_back() {
+    fn released(s: &mut Scene) {
+        let release = s.asked();
+        assert_eq!(release.len(), 1, "{:?}: {release:?}", s.wiring);
+        assert_eq!(release[0].tag, Tag::Release);
+        assert_eq!(release[0].on_stream, s.wiring == Wiring::Own);
+    }
+    for wiring in WIRINGS {
+        let c = cfg(&[("jwt_leeway_seconds", "0")]);
+        let who = Identity {
+            expires_at: UNIX + 5,
+            ..user("u1")
+        };
+        let mut s = Scene::open_as(wiring, &c, &who).answer_all(ok);
+        assert!(matches!(s.m.poll_event(), Some(Event::Start)), "{wiring:?}");
+        let n = s.m.pending().len();
+        s.m.handle_body_took(n, 6);
+        assert_eq!(s.m.poll_timeout(), Some(5 * S), "{wiring:?}");
+        s.m.handle_timeout(5 * S);
+        let text = String::from_utf8(s.m.pending().to_vec()).unwrap();
+        assert!(text.contains("event: token_expired"), "{wiring:?}: {text}");
+        let n = s.m.pending().len();
+        s.m.handle_body_took(n, 5 * S);
+        assert!(
+            matches!(s.m.poll_event(), Some(Event::Finished(_))),
+            "{wiring:?}"
+        );
+        released(&mut s);
+
+        let c = cfg(&[("write_stall_seconds", "2")]);
+        let mut s = Scene::open_as(wiring, &c, &user("u1")).answer_all(ok);
+        assert!(matches!(s.m.poll_event(), Some(Event::Start)), "{wiring:?}");
+        // The opening's bytes are never taken.
+        let stall = s.m.poll_timeout().unwrap();
+        assert!((2 * S..=6 + 2 * S).contains(&stall), "{wiring:?}: {stall}");
+        s.m.handle_timeout(stall - 1);
+        assert!(s.m.poll_event().is_none(), "{wiring:?}: not yet");
+        s.m.handle_timeout(stall);
+        assert!(
+            matches!(s.m.poll_event(), Some(Event::Finished(Close::SlowClient))),
+            "{wiring:?}"
+        );
+        released(&mut s);
     }
 }
