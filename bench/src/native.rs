@@ -310,7 +310,7 @@ impl Pump {
     async fn connect_and_transmit(&mut self) {
         while let Some(target) = self.m.poll_connect() {
             self.sock = None;
-            let deadline = self.m.poll_timeout().unwrap_or_else(now);
+            let deadline = self.m.connect_deadline(now());
             match connect(&target, deadline).await {
                 Ok(s) => self.sock = Some(s),
                 Err(e) => self.m.handle_redis_failure(&e, now()),

@@ -354,7 +354,7 @@ impl Pump {
                 // Cluster: the channel's shard is elsewhere; join its hub.
                 if let Some(to) = self.m.handle_subscription_end(end, now) {
                     let mut node = self.cfg.redis.clone();
-                    (node.host, node.port) = (to.host, to.port);
+                    to.redirect(&mut node);
                     self.subscribe(&node);
                 }
             }
