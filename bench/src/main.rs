@@ -532,14 +532,17 @@ fn run(opts: Opts) -> Result<(), String> {
         cap,
         cap_shared,
     };
+    let launch = Launch {
+        opts: &opts,
+        caps,
+        redis_addr,
+        work: &work,
+    };
     let mut servers: Vec<Server> = Vec::new();
     for target in &opts.targets {
         let port = procs::free_port().map_err(|e| e.to_string())?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let started = start_target(
-            target, addr, &opts, caps, redis_addr, &work, &mut meta, &mut notes,
-        )?;
-        servers.extend(started);
+        servers.extend(start_target(target, addr, launch, &mut meta, &mut notes)?);
     }
     if meta.wasmtime.is_empty() {
         meta.wasmtime = find_wasmtime(&opts.wasmtime)
@@ -708,26 +711,45 @@ struct Caps {
     cap_shared: usize,
 }
 
+/// What every server of a run is started with.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    opts: &'a Opts,
+    caps: Caps,
+    /// The run's Redis, which every server is pointed at.
+    redis_addr: SocketAddr,
+    /// The run's work directory (logs, state, configs).
+    work: &'a Path,
+}
+
+impl Launch<'_> {
+    fn redis_url(&self) -> String {
+        format!("redis://{}", self.redis_addr)
+    }
+}
+
 /// Starts `target` on `addr` (not yet healthy); `None` when it is
 /// skipped (nchan not installed), with a note saying why.
-#[allow(clippy::too_many_arguments)]
 fn start_target(
     target: &str,
     addr: SocketAddr,
-    opts: &Opts,
-    caps: Caps,
-    redis_addr: SocketAddr,
-    work: &Path,
+    launch: Launch<'_>,
     meta: &mut report::Meta,
     notes: &mut Vec<String>,
 ) -> Result<Option<Server>, String> {
+    let Launch {
+        opts,
+        caps,
+        redis_addr,
+        work,
+    } = launch;
     let Caps {
         cap1,
         cap2,
         cap,
         cap_shared,
     } = caps;
-    let redis_url = format!("redis://{redis_addr}");
+    let redis_url = launch.redis_url();
     let server = match target {
         "url" => Server {
             name: "url".into(),
@@ -835,9 +857,7 @@ fn start_target(
                 .map_err(|e| format!("native baseline: {e}"))?;
             Server::started(target, addr, child, Kind::Gateway, cap2)
         }
-        t if t == "spin" || t.starts_with("spin-") => {
-            start_spin(t, addr, opts, caps, redis_addr, work, meta)?
-        }
+        t if t == "spin" || t.starts_with("spin-") => start_spin(t, addr, launch, meta)?,
         _ => unreachable!("targets are checked"),
     };
     Ok(Some(server))
@@ -849,17 +869,20 @@ fn start_target(
 fn start_spin(
     t: &str,
     addr: SocketAddr,
-    opts: &Opts,
-    caps: Caps,
-    redis_addr: SocketAddr,
-    work: &Path,
+    launch: Launch<'_>,
     meta: &mut report::Meta,
 ) -> Result<Server, String> {
+    let Launch {
+        opts,
+        caps,
+        redis_addr,
+        work,
+    } = launch;
     let Caps {
         cap1, cap2, cap, ..
     } = caps;
     let root = repo_root();
-    let redis_url = format!("redis://{redis_addr}");
+    let redis_url = launch.redis_url();
     let spin = find_spin().ok_or("no Spin found ($SPIN, PATH, ../shared/spin)")?;
     meta.spin = Some(procs::first_line(&spin, &["--version"]));
     let p3 = t == "spin-p3" || t.starts_with("spin-p3.");

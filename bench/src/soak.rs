@@ -407,6 +407,7 @@ struct Reader {
 
 impl Reader {
     fn feed(&mut self, bytes: &[u8], state: &StreamState, tally: &Tally) -> Result<(), String> {
+        let rest;
         let body = if self.status == 0 {
             self.head.extend_from_slice(bytes);
             let Some(end) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -421,11 +422,12 @@ impl Reader {
             if self.status != 200 {
                 return Err(format!("status {}", self.status));
             }
-            self.head.split_off(end + 4)
+            rest = self.head.split_off(end + 4);
+            &rest[..]
         } else {
-            bytes.to_vec()
+            bytes
         };
-        self.events.feed(&self.body.feed(&body)?);
+        self.events.feed(&self.body.feed(body)?);
         while let Some(item) = self.events.pop() {
             if let SseItem::Event(event) = item {
                 Self::event(event, state, tally);
