@@ -498,7 +498,7 @@ fn run(opts: Opts) -> Result<(), String> {
         started_unix,
         host: host_info(nofile),
         loadavg_start: loadavg(),
-        redis: procs::first_line(Path::new("redis-server"), &["--version"]),
+        redis: procs::first_line(&sse_gateway_testkit::redis_server::binary(), &["--version"]),
         settings: report::Settings {
             steps: steps.clone(),
             targets: opts.targets.clone(),
@@ -669,14 +669,8 @@ fn start_redis(
     let dir = work.join("redis");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let maxclients = (nofile.1 as usize).saturating_sub(64).clamp(1000, 100_000);
-    let mut cmd = Command::new("redis-server");
+    let mut cmd = sse_gateway_testkit::redis_server::command(port, &dir);
     cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
         "--appendonly",
         "no",
         "--maxclients",
@@ -685,9 +679,7 @@ fn start_redis(
         "pubsub 0 0 0",
         "--tcp-backlog",
         "4096",
-        "--dir",
-    ])
-    .arg(&dir);
+    ]);
     meta.commands.insert("redis".into(), command_line(&cmd));
     let mut child = procs::Child::spawn("redis-server", cmd, &work.join("redis.log"))
         .map_err(|e| format!("redis-server: {e} (apt-get install redis-server)"))?;

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,32 +73,15 @@ impl RedisServer {
             .append(true)
             .open(&self.log_path)
             .map_err(|e| format!("open {}: {e}", self.log_path.display()))?;
-        let mut cmd = Command::new(redis_server_bin());
         let (appendonly, dir) = match &self.data_dir {
             Some(dir) => ("yes", dir.clone()),
             None => ("no", std::env::temp_dir()),
         };
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            appendonly,
-            "--appendfsync",
-            "always",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "no",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log);
+        let mut cmd = sse_gateway_testkit::redis_server::command(self.port, &dir);
+        cmd.args(["--appendonly", appendonly, "--appendfsync", "always"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
         die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
@@ -338,13 +321,6 @@ impl Drop for RedisServer {
             let _ = fs::remove_file(&self.log_path);
         }
     }
-}
-
-fn redis_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("REDIS_SERVER") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from("redis-server")
 }
 
 /// HSET the execution record `exec:{id}` on `con` (a thread that holds
