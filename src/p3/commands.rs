@@ -16,10 +16,9 @@ use crate::machine::command::Io;
 use crate::machine::{Command, Run};
 use crate::redis::dial;
 use crate::redis::failure;
-use crate::redis::pipeline::{Outcome, Pipeline};
+use crate::redis::pipeline::{Options, Outcome, Pipeline};
 use crate::redis::resp::Value;
 use crate::redis::session::Tag;
-use crate::redis::target::RedisTarget;
 use futures::future;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -37,12 +36,7 @@ struct Mailbox {
 
 struct CommandConnection {
     pipeline: RefCell<Pipeline<StreamId>>,
-    /// Its node (on Cluster one pipeline per node), `cluster`, the timeout
-    /// and the longest history entry read.
-    target: RedisTarget,
-    cluster: bool,
-    timeout_ms: u64,
-    entry_bytes: usize,
+    options: Options,
     writer: RefCell<Option<Waker>>,
     /// The watchdog, idle while nothing is waiting (so an idle instance
     /// uses no CPU).
@@ -55,11 +49,11 @@ thread_local! {
     static CURRENT: RefCell<HashMap<(String, u16), Rc<CommandConnection>>> = RefCell::new(HashMap::new());
     static MAILBOXES: RefCell<HashMap<StreamId, Mailbox>> = RefCell::new(HashMap::new());
     static NEXT_ID: Cell<StreamId> = const { Cell::new(1) };
-    /// CommandConnection command connections open (0 or 1).
+    /// Command connections open (one per node).
     static OPEN: Cell<usize> = const { Cell::new(0) };
 }
 
-/// CommandConnection command connections open in this instance.
+/// Command connections open in this instance.
 pub fn open_connections() -> usize {
     OPEN.get()
 }
@@ -70,31 +64,15 @@ pub struct Client {
     id: StreamId,
     /// Its user's turn among history pages ([`crate::redis::pipeline::owner_of`]).
     owner: u64,
-    target: RedisTarget,
-    cluster: bool,
-    timeout_ms: u64,
-    entry_bytes: usize,
+    options: Options,
 }
 
 impl Client {
-    pub fn new(
-        target: &RedisTarget,
-        cluster: bool,
-        timeout_ms: u64,
-        entry_bytes: usize,
-        owner: u64,
-    ) -> Client {
+    pub fn new(options: Options, owner: u64) -> Client {
         let id = NEXT_ID.get();
         NEXT_ID.set(id + 1);
         MAILBOXES.with_borrow_mut(|m| m.insert(id, Mailbox::default()));
-        Client {
-            id,
-            owner,
-            target: target.clone(),
-            cluster,
-            timeout_ms,
-            entry_bytes,
-        }
+        Client { id, owner, options }
     }
 
     /// Queues the machine's commands on the shared connection.
@@ -102,12 +80,7 @@ impl Client {
         if runs.is_empty() {
             return;
         }
-        let shared = connection(
-            &self.target,
-            self.cluster,
-            self.timeout_ms,
-            self.entry_bytes,
-        );
+        let shared = connection(&self.options);
         let now = clock::now();
         for r in runs {
             shared
@@ -153,23 +126,15 @@ impl Drop for Client {
     }
 }
 
-/// The open command connection to `target`'s node, opened if there is none.
-fn connection(
-    target: &RedisTarget,
-    cluster: bool,
-    timeout_ms: u64,
-    entry_bytes: usize,
-) -> Rc<CommandConnection> {
-    let node = (target.host.clone(), target.port);
+/// The open command connection to the options' node, opened if there is none.
+fn connection(options: &Options) -> Rc<CommandConnection> {
+    let node = (options.target.host.clone(), options.target.port);
     CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(s) if !s.dead.get() => s.clone(),
         _ => {
             let s = Rc::new(CommandConnection {
-                pipeline: RefCell::new(Pipeline::new(target, cluster, timeout_ms, entry_bytes)),
-                target: target.clone(),
-                cluster,
-                timeout_ms,
-                entry_bytes,
+                pipeline: RefCell::new(Pipeline::new(options)),
+                options: options.clone(),
                 writer: RefCell::new(None),
                 watchdog: RefCell::new(None),
                 dead: Cell::new(false),
@@ -195,9 +160,9 @@ impl CommandConnection {
     /// Cluster: commands `MOVED` elsewhere go out on their owner's connection.
     fn redirect(&self) {
         for r in self.pipeline.borrow_mut().take_redirects() {
-            let mut node = self.target.clone();
-            (node.host, node.port) = (r.to.host.clone(), r.to.port);
-            let owner = connection(&node, self.cluster, self.timeout_ms, self.entry_bytes);
+            let mut node = self.options.clone();
+            r.to.redirect(&mut node.target);
+            let owner = connection(&node);
             owner.pipeline.borrow_mut().resend(r, clock::now());
             owner.wake_writer();
         }
@@ -221,8 +186,8 @@ fn deliver(answers: Vec<Outcome<StreamId>>) {
 async fn drive(shared: Rc<CommandConnection>) {
     let outcome = driver::drive(
         &*shared,
-        &shared.target,
-        dial::shared_open_deadline(clock::now(), shared.timeout_ms),
+        &shared.options.target,
+        dial::shared_open_deadline(clock::now(), shared.options.timeout_ms),
     )
     .await;
     shared.dead.set(true);
@@ -249,12 +214,7 @@ async fn drive(shared: Rc<CommandConnection>) {
     print(shared.pipeline.borrow_mut().logs());
     deliver(failed);
     if !unsent.is_empty() {
-        let next = connection(
-            &shared.target,
-            shared.cluster,
-            shared.timeout_ms,
-            shared.entry_bytes,
-        );
+        let next = connection(&shared.options);
         next.pipeline.borrow_mut().adopt(unsent, clock::now());
         next.wake_writer();
     }

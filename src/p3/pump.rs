@@ -20,6 +20,7 @@ use crate::machine::instance::{Backpressure, InstanceAdmission, InstanceCapacity
 use crate::machine::timers::{self, BodyEnd};
 use crate::machine::{Event, Op, Opening, StreamMachine, Topic, Wiring};
 use crate::redis::hub::{End, Payload};
+use crate::redis::pipeline;
 use crate::redis::resp::Value;
 use crate::redis::session::Tag;
 use crate::redis::target::RedisTarget;
@@ -71,11 +72,13 @@ pub async fn serve(
     let mut s = Pump {
         m,
         client: Client::new(
-            &cfg.redis,
-            cfg.redis_cluster,
-            cfg.redis_timeout_ms,
-            cfg.stream.entry_bytes,
-            crate::redis::pipeline::owner_of(&who.user_id),
+            pipeline::Options {
+                target: cfg.redis.clone(),
+                cluster: cfg.redis_cluster,
+                timeout_ms: cfg.redis_timeout_ms,
+                entry_bytes: cfg.stream.entry_bytes,
+            },
+            pipeline::owner_of(&who.user_id),
         ),
         sub: None,
         live: false,

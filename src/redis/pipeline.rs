@@ -107,6 +107,21 @@ impl<T> Turns<T> {
     }
 }
 
+/// What a shared command connection is opened with.
+#[derive(Clone)]
+pub struct Options {
+    /// Its node (on Cluster one pipeline per node).
+    pub target: RedisTarget,
+    /// Follow `MOVED` (see [`Pipeline::take_redirects`]).
+    pub cluster: bool,
+    /// Each command must be answered within this of being sent.
+    pub timeout_ms: u64,
+    /// History entries longer than this are discarded unread
+    /// ([`Session::limit_history_entries`]): one stream's oversized
+    /// history never resets the connection the others share.
+    pub entry_bytes: usize,
+}
+
 /// The state of one shared command connection.
 pub struct Pipeline<K> {
     session: Session,
@@ -126,20 +141,10 @@ pub struct Pipeline<K> {
 }
 
 impl<K: Clone> Pipeline<K> {
-    /// A connection to `target` (login and database queued first); each
-    /// command must be answered within `timeout_ms` of being sent.
-    /// `cluster`: follow `MOVED` (see [`Pipeline::take_redirects`]).
-    /// History entries longer than `entry_bytes` are discarded unread
-    /// ([`Session::limit_history_entries`]): one stream's oversized
-    /// history never resets the connection the others share.
-    pub fn new(
-        target: &RedisTarget,
-        cluster: bool,
-        timeout_ms: u64,
-        entry_bytes: usize,
-    ) -> Pipeline<K> {
-        let mut session = Session::handshake(target);
-        session.limit_history_entries(entry_bytes);
+    /// A connection to the options' node (login and database queued first).
+    pub fn new(options: &Options) -> Pipeline<K> {
+        let mut session = Session::handshake(&options.target);
+        session.limit_history_entries(options.entry_bytes);
         Pipeline {
             session,
             waiting: VecDeque::new(),
@@ -148,8 +153,8 @@ impl<K: Clone> Pipeline<K> {
             },
             pages_in_flight: 0,
             heard: 0,
-            timeout_ns: timeout_ms.saturating_mul(1_000_000),
-            cluster,
+            timeout_ns: options.timeout_ms.saturating_mul(1_000_000),
+            cluster: options.cluster,
             redirects: Vec::new(),
             logs: Vec::new(),
         }
@@ -345,8 +350,14 @@ impl<K: Clone> Pipeline<K> {
 mod tests {
     use super::*;
 
-    fn target(password: Option<&str>) -> RedisTarget {
-        RedisTarget::for_tests(password, 0)
+    /// A one-second timeout and no entry limit.
+    fn options(password: Option<&str>, cluster: bool) -> Options {
+        Options {
+            target: RedisTarget::for_tests(password, 0),
+            cluster,
+            timeout_ms: 1000,
+            entry_bytes: usize::MAX,
+        }
     }
 
     fn args(words: &[&str]) -> Vec<Vec<u8>> {
@@ -361,7 +372,7 @@ mod tests {
     fn replies_go_to_who_asked_in_order_whatever_the_split() {
         let wire = "%1\r\n+server\r\n+redis\r\n:1\r\n-WRONGTYPE no\r\n$2\r\nhi\r\n";
         for cut in 0..wire.len() {
-            let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+            let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
             p.send(7, 0, Tag::Acquire, args(&["EVAL", "x"]), 0);
             p.send(8, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
             p.send(7, 0, Tag::History, args(&["XRANGE", "h"]), 0);
@@ -408,7 +419,7 @@ mod tests {
     fn pages_wait_for_the_window_in_turn_across_users() {
         let (a, b) = (owner_of("mallory"), owner_of("victim"));
         assert_ne!(a, b);
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         let mut got = Vec::new();
         p.receive(b"%0\r\n", 0, &mut got).unwrap(); // HELLO
         for k in 1..=10 {
@@ -443,7 +454,7 @@ mod tests {
         keys.extend(got.iter().map(|(k, _, _)| *k));
         assert_eq!(keys, vec![1, 2, 3, 4, 98, 5, 99, 6, 7, 8, 9, 10]);
         // A page written late gets its deadline when written.
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         p.receive(b"%0\r\n", 0, &mut Vec::new()).unwrap();
         for k in 1..=5 {
             p.send(k, a, Tag::History, args(&["XRANGE", "k"]), 0);
@@ -458,7 +469,7 @@ mod tests {
         );
         // A lost connection fails what was in flight; the pages it never
         // sent go to the next connection, in their turns.
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         for k in 1..=6 {
             p.send(k, a, Tag::History, args(&["XRANGE", &format!("k{k}")]), 0);
         }
@@ -467,12 +478,12 @@ mod tests {
         let failed: Vec<u32> = p.failed("late").iter().map(|(k, _, _)| *k).collect();
         assert_eq!(failed, vec![1, 2, 3, 4]);
         assert_eq!(p.waiting(), 0);
-        let mut next: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut next: Pipeline<u32> = Pipeline::new(&options(None, false));
         next.adopt(unsent, 50);
         assert_eq!(pages_sent(&next.take_outgoing()), vec![5, 6, 7]);
         assert_eq!(next.poll_timeout(), Some(50 + 1_000_000_000));
         // Failing with nothing taken still fails every page.
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         for k in 1..=6 {
             p.send(k, a, Tag::History, args(&["XRANGE", "k"]), 0);
         }
@@ -481,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_refused_login_or_garbage_fails_everything_waiting() {
-        let mut p: Pipeline<u32> = Pipeline::new(&target(Some("pw")), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(Some("pw"), false));
         p.send(1, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
         assert!(p.receive(b"-WRONGPASS nope\r\n", 0, &mut got).is_err());
@@ -491,7 +502,7 @@ mod tests {
             p.logs().any(|l| !l.contains("pw")),
             "no credential in the log"
         );
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         p.send(1, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
         assert!(p.receive(b"%0\r\n?garbage\r\n", 0, &mut got).is_err());
@@ -500,7 +511,7 @@ mod tests {
 
     #[test]
     fn the_oldest_command_sets_the_deadline_and_a_lost_connection_fails_all() {
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         assert_eq!(p.poll_timeout(), None);
         p.send(1, 0, Tag::Renew, args(&["EVAL"]), 5);
         p.send(2, 0, Tag::Release, args(&["EVAL"]), 9);
@@ -517,7 +528,7 @@ mod tests {
     #[test]
     fn overdue_means_silent_for_the_timeout_not_a_slow_large_reply() {
         let s = 1_000_000_000;
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         p.receive(b"%0\r\n", 0, &mut Vec::new()).unwrap(); // HELLO
         p.send(1, 0, Tag::History, args(&["XRANGE", "k"]), 0);
         p.send(2, 0, Tag::Record, args(&["HGETALL", "r"]), 0);
@@ -545,7 +556,7 @@ mod tests {
 
     #[test]
     fn cluster_moved_is_a_bounded_redirect_with_the_same_command() {
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), true, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, true));
         p.send(3, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         p.send(4, 0, Tag::Acquire, args(&["EVAL", "x"]), 0);
         p.take_outgoing();
@@ -555,7 +566,7 @@ mod tests {
         assert_eq!(got.len(), 1, "the acquire's answer");
         let r = p.take_redirects();
         assert_eq!((r.len(), r[0].key, r[0].to.port), (1, 3, 7001));
-        let mut owner: Pipeline<u32> = Pipeline::new(&target(None), true, 1000, usize::MAX);
+        let mut owner: Pipeline<u32> = Pipeline::new(&options(None, true));
         let mut r = r;
         owner.resend(r.remove(0), 0);
         assert!(String::from_utf8(owner.take_outgoing())
@@ -570,7 +581,7 @@ mod tests {
                 .unwrap();
             if let Some(r) = owner.take_redirects().pop() {
                 hops += 1;
-                owner = Pipeline::new(&target(None), true, 1000, usize::MAX);
+                owner = Pipeline::new(&options(None, true));
                 owner.resend(r, 0);
                 continue;
             }
@@ -579,7 +590,7 @@ mod tests {
         }
         assert_eq!(hops, MAX_REDIRECTS);
         // Off Cluster a MOVED is that command's 503.
-        let mut p: Pipeline<u32> = Pipeline::new(&target(None), false, 1000, usize::MAX);
+        let mut p: Pipeline<u32> = Pipeline::new(&options(None, false));
         p.send(3, 0, Tag::Record, args(&["HGETALL", "k"]), 0);
         let mut got = Vec::new();
         p.receive(b"%0\r\n-MOVED 12 10.0.0.2:7001\r\n", 0, &mut got)
