@@ -192,7 +192,7 @@ impl StreamMachine {
         if r.wants_page(outbox) {
             let args = r.command();
             r.asked();
-            self.read_in_slot(Tag::History, args);
+            self.read_on_shard(Tag::History, args);
         }
     }
 

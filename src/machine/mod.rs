@@ -217,7 +217,7 @@ pub struct StreamMachine {
     redirects: usize,
     slot: Option<Slot>,
     slot_taken: bool,
-    /// Commands whose keys live outside the channel's slot.
+    /// Commands whose keys live outside the channel's shard.
     side: Vec<(Tag, Vec<Vec<u8>>)>,
     /// The history's key and where its replay starts.
     history_from: Option<(String, Option<EntryId>)>,
@@ -353,20 +353,20 @@ impl StreamMachine {
         )
     }
 
-    /// Whether a command whose key may live outside the channel's slot
+    /// Whether a command whose key may live outside the channel's shard
     /// rides on the stream's own connection ([`Wiring::Own`] off Cluster).
     fn on_stream(&self) -> bool {
         self.wiring == Wiring::Own && !self.cluster
     }
 
-    /// A read whose key may live outside the channel's slot.
+    /// A read whose key may live outside the channel's shard.
     fn read_aside(&mut self, tag: Tag, args: Vec<Vec<u8>>) {
         self.run(tag, args, self.on_stream());
     }
 
-    /// A read in the channel's own slot (a later history page): on the
+    /// A read on the channel's own shard (a later history page): on the
     /// stream's own connection wherever it has one.
-    fn read_in_slot(&mut self, tag: Tag, args: Vec<Vec<u8>>) {
+    fn read_on_shard(&mut self, tag: Tag, args: Vec<Vec<u8>>) {
         self.run(tag, args, self.wiring == Wiring::Own);
     }
 

@@ -127,7 +127,7 @@ impl Plan {
         })
     }
 
-    /// The commands whose keys live outside the channel's slot: on the
+    /// The commands whose keys live outside the channel's shard: on the
     /// stream's connection normally, on their own on Redis Cluster.
     pub fn side_commands(&self, slot: Option<&Slot>, max: u64) -> Vec<(Tag, Vec<Vec<u8>>)> {
         let mut side = Vec::new();

@@ -105,7 +105,7 @@ impl StreamMachine {
             .zip(plan.record_key.as_ref().map(|k| k.as_bytes().to_vec()));
         self.ops.push_back(Op::Join(self.channel.clone()));
         // Behind the join on the stream's own connection: the history read
-        // (same slot as the channel) and, off Cluster, the side commands.
+        // (the channel's shard) and, off Cluster, the side commands.
         // Anything else waits for the subscription's confirmation.
         let mut outstanding = 0;
         if self.wiring == Wiring::Own {
