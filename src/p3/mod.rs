@@ -11,10 +11,10 @@ mod commands;
 mod dev;
 mod driver;
 mod lease;
-mod link;
 mod logs;
 mod net;
 mod pump;
+mod subscriptions;
 
 use crate::config::Config;
 use crate::http::answer::{self, Answer};
@@ -176,7 +176,7 @@ async fn ready(cfg: &Config, cors: &Headers) -> Response {
 
 /// This instance's counters (for dev-mode health).
 fn instance_stats() -> serde_json::Value {
-    let (streams, connections) = link::stats();
+    let (streams, connections) = subscriptions::stats();
     serde_json::json!({
         "requests": REQUESTS.get(),
         "streams": streams,

@@ -11,7 +11,7 @@
 
 use super::commands::Client;
 use super::lease;
-use super::link::{self, Subscription};
+use super::subscriptions::{self, Subscription};
 use super::{clock, error_response, fields, print, wit_bindgen_spawn, RequestLine};
 use crate::config::Config;
 use crate::http::auth::Identity;
@@ -238,7 +238,7 @@ impl Pump {
         let timeout_ms = self.cfg.redis_timeout_ms;
         let cfg = &self.cfg;
         let renewal = || InstanceLease::renewal(&lease::name(), cfg);
-        self.sub = Some(link::subscribe(
+        self.sub = Some(subscriptions::subscribe(
             node, sharded, ping_ns, renewal, timeout_ms, channel,
         ));
     }
