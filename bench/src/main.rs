@@ -1290,69 +1290,40 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     // One user per stream, owning its execution (the gateway's default
     // per-user limit is 10 streams).
     let ids: Vec<String> = (0..n).map(|i| format!("u{tag}-{i}")).collect();
-    let users: Vec<String> = (0..n).map(|i| format!("user-{tag}-{i}")).collect();
-    {
-        let records: Vec<(String, String)> =
-            ids.iter().cloned().zip(users.iter().cloned()).collect();
-        prepare(ctx, server, records).await?;
-    }
-    let streams: Vec<(String, String)> = ids
-        .iter()
-        .zip(&users)
-        .map(|(id, user)| (exec_path(id), ctx.token(user, "user")))
-        .collect();
-    // Time to first event with nothing else opening: 50 streams one at a
-    // time (their own users and executions), ended before the step.
+    let streams = own_executions(ctx, server, &ids).await?;
     let ttfe_serial = if warmup {
         stats::Summary::default()
     } else {
-        let sids: Vec<String> = (0..50).map(|i| format!("s{tag}-{i}")).collect();
-        let records: Vec<(String, String)> = sids
-            .iter()
-            .map(|id| (id.clone(), format!("user-{id}")))
-            .collect();
-        prepare(ctx, server, records).await?;
-        let streams = sids
-            .iter()
-            .map(|id| (exec_path(id), ctx.token(&format!("user-{id}"), "user")))
-            .collect();
-        let (set, rep) =
-            client::open_streams(server.addr, streams, 1, Duration::from_secs(60)).await;
-        close_set(ctx, server, set, &sids).await;
-        stats::summarize(rep.ttfe_ns)
+        ttfe_alone(ctx, server, &tag).await?
     };
     let pid = server.pid;
-    let rss_base = pid.map_or(0, procs::tree_rss_kib);
-    let (pss_base, private_base) = pid.map_or((0, 0), procs::pss_private_kib);
-    let maps_base = pid.map(procs::smaps).unwrap_or_default();
+    let base = Footprint::of(pid);
     let cpu0 = Cpu::now(ctx, server);
     let open_timeout = Duration::from_secs_f64(30.0 + n as f64 / 50.0);
     let (set, rep) = client::open_streams(server.addr, streams, o.concurrency, open_timeout).await;
     let cpu1 = Cpu::now(ctx, server);
     let open = open_stats(&rep, n, cpu1.server_fine.saturating_sub(cpu0.server_fine));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_open = pid.map_or(0, procs::tree_rss_kib);
-    let (pss_open, private_open) = pid.map_or((0, 0), procs::pss_private_kib);
-    let maps_open = pid.map(procs::smaps).unwrap_or_default();
-    let server_fds = pid.map_or(0, procs::tree_fd_count);
+    let held = Footprint::of(pid);
     // This server's Redis connections (every server of the run shares
     // the one Redis).
     let redis = ctx.redis;
     let ports = pid.map_or_else(Default::default, |p| procs::tcp_ports_to(p, redis.port()));
     let (redis_clients, redis_subscribers) =
         blocking(move || redis::clients(redis, &ports)).await?;
+    let per_stream =
+        |before: u64, after: u64| after.saturating_sub(before) as f64 / rep.opened.max(1) as f64;
 
     let mut step = Step {
         streams: n,
         ttfe_serial,
-        rss_base_kib: rss_base,
-        rss_open_kib: rss_open,
-        rss_per_stream_kib: rss_open.saturating_sub(rss_base) as f64 / rep.opened.max(1) as f64,
-        private_per_stream_kib: private_open.saturating_sub(private_base) as f64
-            / rep.opened.max(1) as f64,
-        pss_per_stream_kib: pss_open.saturating_sub(pss_base) as f64 / rep.opened.max(1) as f64,
-        rss_growth: procs::rss_growth(&maps_base, &maps_open, 6),
-        server_fds,
+        rss_base_kib: base.rss_kib,
+        rss_open_kib: held.rss_kib,
+        rss_per_stream_kib: per_stream(base.rss_kib, held.rss_kib),
+        private_per_stream_kib: per_stream(base.private_kib, held.private_kib),
+        pss_per_stream_kib: per_stream(base.pss_kib, held.pss_kib),
+        rss_growth: procs::rss_growth(&base.maps, &held.maps, 6),
+        server_fds: pid.map_or(0, procs::tree_fd_count),
         redis_clients,
         redis_subscribers,
         ..Default::default()
@@ -1370,27 +1341,7 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
         ));
         tokio::time::sleep(Duration::from_secs_f64(o.hold_s.min(3600.0))).await;
     }
-    // Idle: every stream open, no events.
-    let hb0 = set.shared.heartbeats.load(Ordering::Relaxed);
-    let calls = || redis::command_calls(ctx.redis).ok();
-    let r0 = calls();
-    let c0 = Cpu::now(ctx, server);
-    tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
-    let hb_mid = set.shared.heartbeats.load(Ordering::Relaxed);
-    let c_mid = Cpu::now(ctx, server);
-    tokio::time::sleep(Duration::from_secs_f64(o.idle_s / 2.0)).await;
-    let c1 = Cpu::now(ctx, server);
-    let r1 = calls();
-    let hb1 = set.shared.heartbeats.load(Ordering::Relaxed);
-    step.idle = report::Idle {
-        seconds: (c1.at - c0.at) as f64 / 1e9,
-        server_cpu_ms: c1.server.saturating_sub(c0.server) as f64 / 1e3,
-        server_cpu_pct: c0.pct(&c1).0,
-        heartbeats: hb1 - hb0,
-        late_server_cpu_pct: Some(c_mid.pct(&c1).0),
-        late_heartbeats: Some(hb1 - hb_mid),
-        redis_commands: r0.zip(r1).map(|(a, b)| b.saturating_sub(a)),
-    };
+    step.idle = idle(ctx, server, &set).await;
 
     // Latency: `rate` events/s round-robin over the streams.
     if rep.opened > 0 {
@@ -1406,61 +1357,138 @@ async fn run_step(ctx: &Ctx, server: &mut Server, n: usize, warmup: bool) -> Res
     step.dropped = dropped;
     server.check()?;
 
-    // Fan-out: groups of `fanout_group` streams on one execution id each.
     if !o.fanout_rates.is_empty() {
-        let group = o.fanout_group.clamp(1, n);
-        let groups = n.div_ceil(group);
-        let fids: Vec<String> = (0..groups).map(|g| format!("f{tag}-{g}")).collect();
-        {
-            let records: Vec<(String, String)> = fids
-                .iter()
-                .map(|id| (id.clone(), format!("owner-{id}")))
-                .collect();
-            prepare(ctx, server, records).await?;
-        }
-        // Watchers of a shared execution: admins (exempt from the ownership
-        // check), one user each.
-        let streams: Vec<(String, String)> = (0..n)
-            .map(|i| {
-                let user = format!("admin-{tag}-{i}");
-                (exec_path(&fids[i % groups]), ctx.token(&user, "admin"))
-            })
-            .collect();
-        let c0 = Cpu::now(ctx, server);
-        let (set, rep) =
-            client::open_streams(server.addr, streams, o.concurrency, open_timeout).await;
-        let c1 = Cpu::now(ctx, server);
-        let mut fan = Fanout {
-            streams: rep.opened,
-            group,
-            open: open_stats(&rep, n, c1.server_fine.saturating_sub(c0.server_fine)),
-            ..Default::default()
-        };
-        let on = open_on(groups, &rep, |i| i % groups);
-        for &offered in &o.fanout_rates {
-            let per_publish = (rep.opened as f64 / groups as f64).max(1.0);
-            let rate = (offered / per_publish).max(1.0);
-            let count = (rate * o.fanout_s).ceil() as u64;
-            let l = measure(ctx, server, &set, &fids, &on, rate, count, offered).await?;
-            // Sustained: everything Redis delivered arrived, at >= 90 % of
-            // the offered rate, with p99 under a second.
-            let ok = l.expected > 0
-                && l.received >= l.expected
-                && l.delivered_per_s >= 0.9 * offered.min(rate * per_publish)
-                && l.latency.p99_ms < 1000.0;
-            if l.received >= l.expected {
-                fan.max_delivered_per_s = fan.max_delivered_per_s.max(l.delivered_per_s);
-            }
-            fan.ramp.push(l);
-            if !ok {
-                break;
-            }
-            server.check()?;
-        }
-        let (_, _, dropped) = close_set(ctx, server, set, &fids).await;
-        fan.dropped = dropped;
-        step.fanout = Some(fan);
+        step.fanout = Some(fanout(ctx, server, n, &tag, open_timeout).await?);
     }
     server.check()?;
     Ok(step)
+}
+
+/// What the server's process tree holds at one moment.
+struct Footprint {
+    rss_kib: u64,
+    pss_kib: u64,
+    private_kib: u64,
+    maps: Vec<procs::Mapping>,
+}
+
+impl Footprint {
+    fn of(pid: Option<u32>) -> Footprint {
+        let (pss_kib, private_kib) = pid.map_or((0, 0), procs::pss_private_kib);
+        Footprint {
+            rss_kib: pid.map_or(0, procs::tree_rss_kib),
+            pss_kib,
+            private_kib,
+            maps: pid.map(procs::smaps).unwrap_or_default(),
+        }
+    }
+}
+
+/// Executions `ids`, each owned by a user of its own; one stream request
+/// (path, token) per execution.
+async fn own_executions(
+    ctx: &Ctx,
+    server: &Server,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    let owner = |id: &str| format!("user-{id}");
+    let records = ids.iter().map(|id| (id.clone(), owner(id))).collect();
+    prepare(ctx, server, records).await?;
+    Ok(ids
+        .iter()
+        .map(|id| (exec_path(id), ctx.token(&owner(id), "user")))
+        .collect())
+}
+
+/// Time to first event with nothing else opening: 50 streams one at a
+/// time (their own users and executions), ended before the step.
+async fn ttfe_alone(ctx: &Ctx, server: &Server, tag: &str) -> Result<stats::Summary, String> {
+    let ids: Vec<String> = (0..50).map(|i| format!("s{tag}-{i}")).collect();
+    let streams = own_executions(ctx, server, &ids).await?;
+    let (set, rep) = client::open_streams(server.addr, streams, 1, Duration::from_secs(60)).await;
+    close_set(ctx, server, set, &ids).await;
+    Ok(stats::summarize(rep.ttfe_ns))
+}
+
+/// Idle: every stream open, no events, for `idle_s` (CPU also over its
+/// second half, once the heartbeats are spread).
+async fn idle(ctx: &Ctx, server: &Server, set: &client::StreamSet) -> report::Idle {
+    let half = Duration::from_secs_f64(ctx.opts.idle_s / 2.0);
+    let heartbeats = || set.shared.heartbeats.load(Ordering::Relaxed);
+    let calls = || redis::command_calls(ctx.redis).ok();
+    let (hb0, r0, c0) = (heartbeats(), calls(), Cpu::now(ctx, server));
+    tokio::time::sleep(half).await;
+    let (hb_mid, c_mid) = (heartbeats(), Cpu::now(ctx, server));
+    tokio::time::sleep(half).await;
+    let (c1, r1, hb1) = (Cpu::now(ctx, server), calls(), heartbeats());
+    report::Idle {
+        seconds: (c1.at - c0.at) as f64 / 1e9,
+        server_cpu_ms: c1.server.saturating_sub(c0.server) as f64 / 1e3,
+        server_cpu_pct: c0.pct(&c1).0,
+        heartbeats: hb1 - hb0,
+        late_server_cpu_pct: Some(c_mid.pct(&c1).0),
+        late_heartbeats: Some(hb1 - hb_mid),
+        redis_commands: r0.zip(r1).map(|(a, b)| b.saturating_sub(a)),
+    }
+}
+
+/// Fan-out: groups of `fanout_group` streams watching one execution each,
+/// at each offered rate until one is not sustained.
+async fn fanout(
+    ctx: &Ctx,
+    server: &mut Server,
+    n: usize,
+    tag: &str,
+    open_timeout: Duration,
+) -> Result<Fanout, String> {
+    let o = &ctx.opts;
+    let group = o.fanout_group.clamp(1, n);
+    let groups = n.div_ceil(group);
+    let fids: Vec<String> = (0..groups).map(|g| format!("f{tag}-{g}")).collect();
+    let records = fids
+        .iter()
+        .map(|id| (id.clone(), format!("owner-{id}")))
+        .collect();
+    prepare(ctx, server, records).await?;
+    // Watchers of a shared execution: admins (exempt from the ownership
+    // check), one user each.
+    let streams: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let user = format!("admin-{tag}-{i}");
+            (exec_path(&fids[i % groups]), ctx.token(&user, "admin"))
+        })
+        .collect();
+    let c0 = Cpu::now(ctx, server);
+    let (set, rep) = client::open_streams(server.addr, streams, o.concurrency, open_timeout).await;
+    let c1 = Cpu::now(ctx, server);
+    let mut fan = Fanout {
+        streams: rep.opened,
+        group,
+        open: open_stats(&rep, n, c1.server_fine.saturating_sub(c0.server_fine)),
+        ..Default::default()
+    };
+    let on = open_on(groups, &rep, |i| i % groups);
+    for &offered in &o.fanout_rates {
+        let per_publish = (rep.opened as f64 / groups as f64).max(1.0);
+        let rate = (offered / per_publish).max(1.0);
+        let count = (rate * o.fanout_s).ceil() as u64;
+        let l = measure(ctx, server, &set, &fids, &on, rate, count, offered).await?;
+        // Sustained: everything Redis delivered arrived, at >= 90 % of
+        // the offered rate, with p99 under a second.
+        let ok = l.expected > 0
+            && l.received >= l.expected
+            && l.delivered_per_s >= 0.9 * offered.min(rate * per_publish)
+            && l.latency.p99_ms < 1000.0;
+        if l.received >= l.expected {
+            fan.max_delivered_per_s = fan.max_delivered_per_s.max(l.delivered_per_s);
+        }
+        fan.ramp.push(l);
+        if !ok {
+            break;
+        }
+        server.check()?;
+    }
+    let (_, _, dropped) = close_set(ctx, server, set, &fids).await;
+    fan.dropped = dropped;
+    Ok(fan)
 }
