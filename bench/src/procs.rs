@@ -198,18 +198,22 @@ fn schedstat_us(pid: u32) -> Option<u64> {
 /// One mapping of /proc/PID/smaps.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mapping {
+    /// The process of the tree it belongs to (0 in a grouped kind).
+    #[serde(default)]
+    pub pid: u32,
     pub start: u64,
     pub size_kib: u64,
     pub rss_kib: u64,
     pub name: String,
 }
 
-/// The mappings of a process (/proc/PID/smaps) with their resident size.
+/// The mappings of a process tree (/proc/PID/smaps of each: `spin up`
+/// serves from a child) with their resident size.
 pub fn smaps(pid: u32) -> Vec<Mapping> {
-    smaps_raw(pid)
+    tree(pid).into_iter().flat_map(process_smaps).collect()
 }
 
-fn smaps_raw(pid: u32) -> Vec<Mapping> {
+fn process_smaps(pid: u32) -> Vec<Mapping> {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
         return Vec::new();
     };
@@ -221,6 +225,7 @@ fn smaps_raw(pid: u32) -> Vec<Mapping> {
             if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
                 let name = parts.nth(4).unwrap_or("[anon]").to_string();
                 out.push(Mapping {
+                    pid,
                     start: a,
                     size_kib: (b - a) / 1024,
                     rss_kib: 0,
@@ -248,7 +253,7 @@ pub fn rss_growth(before: &[Mapping], after: &[Mapping], top: usize) -> Vec<Mapp
     for m in after {
         let was = before
             .iter()
-            .find(|b| b.start == m.start && b.size_kib == m.size_kib)
+            .find(|b| (b.pid, b.start, b.size_kib) == (m.pid, m.start, m.size_kib))
             .map_or(0, |b| b.rss_kib);
         let grew = m.rss_kib.saturating_sub(was);
         if grew == 0 {
@@ -271,6 +276,7 @@ pub fn rss_growth(before: &[Mapping], after: &[Mapping], top: usize) -> Vec<Mapp
         .into_iter()
         .take(top)
         .map(|(name, size_kib, rss_kib, count)| Mapping {
+            pid: 0,
             start: 0,
             size_kib,
             rss_kib,
@@ -279,6 +285,7 @@ pub fn rss_growth(before: &[Mapping], after: &[Mapping], top: usize) -> Vec<Mapp
         .collect();
     if rest > 0 {
         out.push(Mapping {
+            pid: 0,
             start: 0,
             size_kib: 0,
             rss_kib: rest,
