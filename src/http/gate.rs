@@ -12,6 +12,7 @@ use crate::http::error::ApiError;
 use crate::http::routes::{self, Route};
 use crate::log;
 use crate::rules::limits;
+use std::sync::Arc;
 
 /// One request as the gate sees it.
 pub struct Request<'a> {
@@ -35,7 +36,7 @@ pub enum Verdict {
     /// tokens).
     Serve {
         route: Route,
-        cfg: Box<Config>,
+        cfg: Arc<Config>,
         who: Option<Identity>,
         last_event_id: Option<String>,
     },
@@ -43,7 +44,7 @@ pub enum Verdict {
 
 /// What a request that passed the gate serves: the route, its config, the
 /// verified caller and the browser's `Last-Event-ID`.
-pub type Serve = (Route, Box<Config>, Option<Identity>, Option<String>);
+pub type Serve = (Route, Arc<Config>, Option<Identity>, Option<String>);
 
 impl Verdict {
     /// The request to serve, or the answer that ends it at the gate (the
@@ -73,7 +74,12 @@ pub struct Decision {
 }
 
 /// Runs the gate.
-pub fn admit(req: &Request<'_>, load: impl FnOnce() -> Result<Config, ConfigError>) -> Decision {
+/// `load` gives the configuration (a p3 instance hands the one it keeps,
+/// [`crate::config::Reuse`]).
+pub fn admit<C: Into<Arc<Config>>>(
+    req: &Request<'_>,
+    load: impl FnOnce() -> Result<C, ConfigError>,
+) -> Decision {
     let mut d = Decision {
         verdict: Verdict::Preflight,
         headers: Vec::new(),
@@ -87,13 +93,13 @@ pub fn admit(req: &Request<'_>, load: impl FnOnce() -> Result<Config, ConfigErro
     d
 }
 
-fn gate(
+fn gate<C: Into<Arc<Config>>>(
     req: &Request<'_>,
-    load: impl FnOnce() -> Result<Config, ConfigError>,
+    load: impl FnOnce() -> Result<C, ConfigError>,
     d: &mut Decision,
 ) -> Result<Verdict, ApiError> {
     let route = routes::route(req.method, req.path)?;
-    let cfg = load().map_err(|e| {
+    let cfg: Arc<Config> = load().map(Into::into).map_err(|e| {
         d.logs.push(log::line(
             "config_error",
             &[("detail", e.to_string().into())],
@@ -128,7 +134,7 @@ fn gate(
     let last_event_id = header(req, "last-event-id").map(str::to_string);
     Ok(Verdict::Serve {
         route,
-        cfg: Box::new(cfg),
+        cfg,
         who,
         last_event_id,
     })
@@ -245,7 +251,7 @@ mod tests {
         };
         let d = admit(&req, || {
             loads.set(true);
-            Err(ConfigError {
+            Err::<Config, _>(ConfigError {
                 variable: "x",
                 problem: "bad".into(),
             })
@@ -259,7 +265,7 @@ mod tests {
             unix_now: NOW,
         };
         let d = admit(&req, || {
-            Err(ConfigError {
+            Err::<Config, _>(ConfigError {
                 variable: "redis_url",
                 problem: "bad".into(),
             })

@@ -1,13 +1,52 @@
 //! What one p3 instance, serving many streams, decides for all of them:
 //! which streams it takes ([`InstanceAdmission`]: its stream limit, and
 //! retirement once its memory has grown) and the lease its streams' slots
-//! live by ([`InstanceLease`]). The p3 shell reads its memory and passes
-//! the answers to the host (`backpressure`) and to the subscription
-//! connection (the renewal); it decides none of it.
+//! live by ([`InstanceLease`]), and how long it serves requests with the
+//! configuration it loaded ([`ConfigReuse`]). The p3 shell reads its
+//! memory, loads the configuration and passes the answers to the host
+//! (`backpressure`) and to the subscription connection (the renewal); it
+//! decides none of it.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::error::ApiError;
 use crate::rules::limits::{args, lease_ms};
+use std::sync::Arc;
+
+/// How long an instance serves requests with the configuration it loaded
+/// before loading it again. Loading costs every open: the environment and
+/// its parsing, or with Spin variables one host call per variable (41).
+/// A changed value (a rotated key from a Spin variables provider) still
+/// reaches a long-lived instance within this.
+pub const CONFIG_REUSE_NS: u64 = 10 * 1_000_000_000;
+
+/// The configuration an instance keeps across its requests
+/// ([`CONFIG_REUSE_NS`]); every stream shares it.
+#[derive(Default)]
+pub struct ConfigReuse {
+    kept: Option<(Arc<Config>, u64)>,
+}
+
+impl ConfigReuse {
+    /// The kept configuration, unless it was loaded [`CONFIG_REUSE_NS`]
+    /// or more before `now` (monotonic ns): then the shell loads it again.
+    pub fn fresh(&self, now: u64) -> Option<Arc<Config>> {
+        let (cfg, at) = self.kept.as_ref()?;
+        (now.saturating_sub(*at) < CONFIG_REUSE_NS).then(|| cfg.clone())
+    }
+
+    /// Keeps what was loaded at `now`. A failed load keeps nothing, so
+    /// each request reports the error until the configuration is fixed.
+    pub fn keep(
+        &mut self,
+        loaded: Result<Config, ConfigError>,
+        now: u64,
+    ) -> Result<Arc<Config>, ConfigError> {
+        self.kept = None;
+        let cfg = Arc::new(loaded?);
+        self.kept = Some((cfg.clone(), now));
+        Ok(cfg)
+    }
+}
 
 /// What a browser refused by [`InstanceAdmission::take`] waits before
 /// retrying.
@@ -162,6 +201,38 @@ impl InstanceLease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config() -> Result<Config, ConfigError> {
+        Config::from_env(&[("JWT_SECRET".into(), "s".repeat(32))])
+    }
+
+    #[test]
+    fn a_loaded_configuration_serves_until_the_reuse_time_has_passed() {
+        let mut reuse = ConfigReuse::default();
+        assert!(reuse.fresh(0).is_none(), "nothing loaded yet");
+        let kept = reuse.keep(config(), 5).unwrap();
+        let again = reuse.fresh(5 + CONFIG_REUSE_NS - 1).unwrap();
+        assert!(
+            Arc::ptr_eq(&kept, &again),
+            "the same configuration, not a copy"
+        );
+        assert!(
+            reuse.fresh(5 + CONFIG_REUSE_NS).is_none(),
+            "stale: load again"
+        );
+    }
+
+    #[test]
+    fn a_failed_load_is_not_kept_and_drops_the_old_configuration() {
+        let mut reuse = ConfigReuse::default();
+        reuse.keep(config(), 0).unwrap();
+        let bad = Config::from_env(&[("REDIS_URL".into(), "http://nope".into())]);
+        assert!(reuse.keep(bad, 1).is_err());
+        assert!(
+            reuse.fresh(2).is_none(),
+            "the next request loads (and reports) again"
+        );
+    }
 
     /// Room for `max` streams; no retirement.
     fn cap(max: u64) -> InstanceCapacity {

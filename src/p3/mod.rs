@@ -22,10 +22,12 @@ use crate::http::body::BodyBudget;
 use crate::http::error::ApiError;
 use crate::http::gate;
 use crate::http::routes::Route;
+use crate::machine::instance::ConfigReuse;
 use crate::machine::publish::Publish;
 use crate::machine::{Command, Topic};
 use spin_sdk7::wasip3;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use wasip3::http::types::{ErrorCode, Fields, Method, Request, Response};
 use wasip3::wit_bindgen::StreamResult;
 use wasip3::{wit_future, wit_stream};
@@ -74,7 +76,7 @@ async fn respond(req: Request, line: &mut Option<RequestLine>) -> Response {
         headers: &headers,
         unix_now: clock::unix_seconds(),
     };
-    let loaded = load_config().await;
+    let loaded = config().await;
     let decision = gate::admit(&request, move || loaded);
     logs::set_level(decision.log_level);
     print(decision.logs.into_iter());
@@ -183,6 +185,22 @@ fn instance_stats() -> serde_json::Value {
         "redis_subscription_connections": connections,
         "redis_command_connections": commands::open_connections(),
     })
+}
+
+thread_local! {
+    /// The configuration this instance's requests share.
+    static CONFIG: RefCell<ConfigReuse> = RefCell::new(ConfigReuse::default());
+}
+
+/// The instance's configuration, loaded again once
+/// [`ConfigReuse`] says it is stale.
+async fn config() -> Result<Arc<Config>, crate::config::ConfigError> {
+    let now = clock::now();
+    if let Some(cfg) = CONFIG.with_borrow(|c| c.fresh(now)) {
+        return Ok(cfg);
+    }
+    let loaded = load_config().await;
+    CONFIG.with_borrow_mut(|c| c.keep(loaded, now))
 }
 
 /// WASI environment variables, upper-cased, as the portable build.

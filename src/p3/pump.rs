@@ -29,6 +29,7 @@ use spin_sdk7::wasip3;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::sync::Arc;
 use std::task::Poll;
 use wasip3::http::types::{ErrorCode, Response};
 use wasip3::wit_bindgen::{StreamResult, StreamWriter};
@@ -39,7 +40,7 @@ type Headers = Vec<(&'static str, String)>;
 /// Serves a stream route: the refusal, or the `200` with the body pumped
 /// from the request's background task.
 pub async fn serve(
-    cfg: Box<Config>,
+    cfg: Arc<Config>,
     who: Identity,
     topic: Topic,
     last_event_id: Option<String>,
@@ -150,7 +151,7 @@ struct Pump {
     sub: Option<Subscription>,
     live: bool,
     channel: String,
-    cfg: Box<Config>,
+    cfg: Arc<Config>,
     /// Monotonic time of the last body write that took bytes.
     last_write: Option<u64>,
     /// The armed timer, kept across wake-ups (see [`Pump::wait`]).
