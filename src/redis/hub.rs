@@ -110,6 +110,12 @@ pub struct Hub {
     decoder: Decoder,
     outgoing: Vec<u8>,
     expected: VecDeque<Expect>,
+    /// Commands that have asked for an answer, ever; the answered ones are
+    /// `sent - expected.len()` (answers come in order).
+    sent: u64,
+    /// `sent` at the last liveness check: an answer to one of those still
+    /// owed at the next check is a silent Redis.
+    due: u64,
     channels: HashMap<Vec<u8>, Channel>,
     subscribers: HashMap<SubId, Subscriber>,
     next_id: u64,
@@ -131,13 +137,16 @@ impl Hub {
     /// ([`Hub::handle_timeout`]).
     pub fn new(target: &RedisTarget, sharded: bool, ping_ns: u64, now: u64) -> Hub {
         let mut login = Session::handshake(target);
-        let expected = (0..login.awaiting_replies())
+        let expected: VecDeque<Expect> = (0..login.awaiting_replies())
             .map(|_| Expect::Reply)
             .collect();
+        let sent = expected.len() as u64;
         Hub {
             decoder: Decoder::new(MAX_REPLY_BYTES),
             outgoing: login.take_outgoing(),
             expected,
+            sent,
+            due: 0,
             channels: HashMap::new(),
             subscribers: HashMap::new(),
             next_id: 0,
@@ -248,18 +257,22 @@ impl Hub {
     }
 
     /// Liveness, at or after [`Hub::poll_timeout`]: an answer still owed
-    /// from the last check (a `PING`, a confirmation) means Redis is gone
-    /// though TCP did not say so ([`failure::SILENT`]: the shell closes the
-    /// connection and calls [`Hub::connection_lost`]); otherwise one more
-    /// `PING` (or the renewal in its place) goes out.
+    /// to a command sent by the last check (its `PING`, a confirmation
+    /// asked before it) means Redis is gone though TCP did not say so
+    /// ([`failure::SILENT`]: the shell closes the connection and calls
+    /// [`Hub::connection_lost`]); otherwise one more `PING` (or the renewal
+    /// in its place) goes out. A confirmation asked since the last check is
+    /// not due yet: a stream joining just before a check is no silence.
     pub fn handle_timeout(&mut self, now: u64) -> Result<(), &'static str> {
         if now < self.check_at {
             return Ok(());
         }
-        if self.awaiting() > 0 {
+        let answered = self.sent - self.expected.len() as u64;
+        if answered < self.due {
             return Err(failure::SILENT);
         }
         self.ping();
+        self.due = self.sent;
         self.check_at = now.saturating_add(self.ping_ns);
         Ok(())
     }
@@ -278,7 +291,13 @@ impl Hub {
                 Expect::Reply
             }
         };
-        self.expected.push_back(expect);
+        self.expect(expect);
+    }
+
+    /// One more answer the server owes, in order.
+    fn expect(&mut self, what: Expect) {
+        self.expected.push_back(what);
+        self.sent += 1;
     }
 
     /// Answers the server still owes (pings, confirmations).
@@ -332,7 +351,7 @@ impl Hub {
             b"SUBSCRIBE"
         };
         resp::encode_command(&mut self.outgoing, &[verb, channel]);
-        self.expected.push_back(Expect::Subscribe(channel.to_vec()));
+        self.expect(Expect::Subscribe(channel.to_vec()));
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.subscribes_pending += 1;
         }
@@ -353,8 +372,7 @@ impl Hub {
             b"UNSUBSCRIBE"
         };
         resp::encode_command(&mut self.outgoing, &[verb, channel]);
-        self.expected
-            .push_back(Expect::Unsubscribe(channel.to_vec()));
+        self.expect(Expect::Unsubscribe(channel.to_vec()));
     }
 
     fn deliver(&mut self, channel: &[u8], payload: Vec<u8>) {
@@ -840,10 +858,61 @@ mod tests {
         h.handle_timeout(2005).unwrap();
         assert_eq!(h.poll_timeout(), 3005);
         assert_eq!(h.handle_timeout(3005), Err(failure::SILENT), "no PONG");
-        // A confirmation still owed a whole interval later fails the same.
+        // A confirmation still owed at the check after the one it was
+        // asked before fails the same.
         let mut h = hub(8);
         h.join(b"c");
-        assert_eq!(h.handle_timeout(1000), Err(failure::SILENT));
+        h.handle_timeout(1000).unwrap();
+        assert_eq!(h.handle_timeout(2000), Err(failure::SILENT));
+    }
+
+    /// Redis answers in order, each command `delay` after it went out; a
+    /// stream joins (a `SUBSCRIBE`) at every instant of three intervals in
+    /// turn. Whatever the instant, the connection is declared silent
+    /// exactly when Redis takes longer than an interval to answer: a
+    /// confirmation asked just before a check and not back yet is no
+    /// sign of a silent Redis (with streams opening all the time one is
+    /// almost always in flight, and the old rule then cut every stream of
+    /// the instance).
+    #[test]
+    fn every_join_instant_and_answer_delay_is_silent_only_past_an_interval() {
+        const PING: u64 = 4;
+        for delay in 0..3 * PING {
+            for join_at in 0..3 * PING {
+                let mut h = Hub::new(&target(None), false, PING, 0);
+                h.take_outgoing();
+                h.receive(b"%1\r\n+server\r\n+redis\r\n").unwrap();
+                // (due, answer) in send order: answers keep that order.
+                let mut owed: VecDeque<(u64, String)> = VecDeque::new();
+                let mut silent_at = None;
+                for now in 0..6 * PING {
+                    while owed.front().is_some_and(|(due, _)| *due <= now) {
+                        let (_, answer) = owed.pop_front().unwrap();
+                        h.receive(answer.as_bytes()).unwrap();
+                    }
+                    if now == join_at {
+                        h.join(b"c");
+                        // Not earlier than what went out before it.
+                        let due = owed.back().map_or(0, |b| b.0).max(now + delay);
+                        owed.push_back((due, sub_ack("c", 1)));
+                    }
+                    if now >= h.poll_timeout() {
+                        if h.handle_timeout(now).is_err() {
+                            silent_at = Some(now);
+                            break;
+                        }
+                        let due = owed.back().map_or(0, |b| b.0).max(now + delay);
+                        owed.push_back((due, "+PONG\r\n".into()));
+                    }
+                    h.take_outgoing();
+                }
+                assert_eq!(
+                    silent_at.is_some(),
+                    delay > PING,
+                    "answers {delay} after the command, a join at {join_at}: silent at {silent_at:?}"
+                );
+            }
+        }
     }
 
     /// With the instance lease, its renewal is the liveness check: one
