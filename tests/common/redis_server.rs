@@ -131,6 +131,27 @@ impl RedisServer {
         kill_child(&mut self.child);
     }
 
+    /// Freeze the server (SIGSTOP): its connections stay open and nothing
+    /// is answered, as when Redis hangs or a network path drops packets
+    /// silently. [`RedisServer::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resume a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = std::process::Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} {pid}");
+    }
+
     /// Start it again on the same port (its data is gone: no persistence).
     pub fn restart(&mut self) {
         self.stop();
