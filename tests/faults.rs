@@ -217,6 +217,34 @@ fn unreachable_redis_is_503_with_retry_after() {
     assert_all_unavailable(gw.addr(), "closed port");
 }
 
+/// A Redis that hangs with its connections open (SIGSTOP: no error, no
+/// close, nothing answered) is found by the liveness check (a stream's
+/// `PING` on p2, the subscription connection's on p3): the stream ends
+/// with `retry:` so the browser comes back, and once Redis answers again
+/// the next stream is served.
+#[test]
+fn a_silent_redis_ends_streams_reconnectably() {
+    let env = TestEnv::start_with(|b| b.env("HEARTBEAT_SECONDS", "1"));
+    let user = "frank";
+    let exec = new_running_exec(&env.redis, user);
+    let mut s = open_exec(&env, &exec, None);
+    let e1 = publish_exec(&env, &exec.id, &exec_ev(&exec, "pod_running", 1));
+    expect_event(&mut s, None, &exec_ev(&exec, "pod_running", 1), &e1);
+    env.redis.freeze();
+    let frozen = Instant::now();
+    let (end, comments) = read_until_end(&mut s, Duration::from_secs(10), "silent Redis");
+    let took = frozen.elapsed();
+    env.redis.thaw();
+    assert!(
+        s.parser().retry_lines >= 2,
+        "a `retry:` line before the end (ended {end:?} after {took:?}, comments {comments:?})"
+    );
+    eprintln!("silent Redis: ended {end:?} {took:?} after the freeze; comments {comments:?}");
+    let mut again = open_exec(&env, &exec, Some(&e1));
+    let e2 = publish_exec(&env, &exec.id, &exec_ev(&exec, "pod_succeeded", 2));
+    expect_event(&mut again, None, &exec_ev(&exec, "pod_succeeded", 2), &e2);
+}
+
 #[test]
 fn redis_dying_mid_stream_ends_streams_with_retry_and_resume_loses_nothing() {
     let redis = RedisServer::start_persistent();
