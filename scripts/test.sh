@@ -20,6 +20,8 @@ cargo clippy --target wasm32-wasip2 --no-default-features --features portable --
 cargo clippy --target wasm32-wasip2 --features otel -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features p3 -- -D warnings
 cargo clippy --target wasm32-wasip2 --no-default-features --features p3-spin-variables -- -D warnings
+# The core's doc comments: every link resolves (the codemap points into them).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 # deny.toml: banned crates, licenses, sources (crates.io only). Offline: the
 # advisories check needs the RustSec database from GitHub, which this CI
 # cannot reach (docs/DEPENDENCIES.md).

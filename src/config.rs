@@ -190,7 +190,7 @@ pub struct Limits {
     pub max_streams_per_instance: u64,
     /// Memory past which a p3 instance takes no new stream, so the host
     /// drops it (and gives its memory back) once its streams end; 0: never
-    /// (`retire_instance_memory_mib`, [`crate::rules::limits::InstanceAdmission`]).
+    /// (`retire_instance_memory_mib`, `machine::instance::InstanceAdmission`).
     pub retire_instance_memory_bytes: u64,
 }
 

@@ -67,12 +67,12 @@ pub fn level_of(name: &str) -> Level {
         .map_or(Level::Info, |(_, l)| *l)
 }
 
-/// Whether `line` (from [`line`]) is printed at level `min`.
+/// Whether `line` (from [`line()`]) is printed at level `min`.
 pub fn enabled(line: &str, min: Level) -> bool {
     level_of(event_of(line).unwrap_or("")) >= min
 }
 
-/// The event name of a line built by [`line`] (it always comes first).
+/// The event name of a line built by [`line()`] (it always comes first).
 pub fn event_of(line: &str) -> Option<&str> {
     let rest = line.strip_prefix(r#"{"event":""#)?;
     rest.split('"').next()

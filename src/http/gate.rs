@@ -74,8 +74,8 @@ pub struct Decision {
 }
 
 /// Runs the gate.
-/// `load` gives the configuration (a p3 instance hands the one it keeps,
-/// [`crate::config::Reuse`]).
+/// `load` gives the configuration (a p3 instance hands the one it keeps
+/// for its requests).
 pub fn admit<C: Into<Arc<Config>>>(
     req: &Request<'_>,
     load: impl FnOnce() -> Result<C, ConfigError>,

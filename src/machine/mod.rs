@@ -39,6 +39,7 @@
 //! phase a `Tag::History` reply appends the next page, which `handle_body_took`
 //! asks for once the browser has drained the last.
 
+mod api;
 pub mod backlog;
 pub mod command;
 pub mod held;
@@ -54,7 +55,6 @@ pub mod timers;
 use crate::config::{Config, StreamBudget};
 use crate::http::auth::Identity;
 use crate::http::error::{ApiError, RETRY_AFTER_SECONDS};
-use crate::http::routes::Route;
 use crate::log;
 use crate::redis::cluster::Moved;
 use crate::redis::failure;
@@ -65,6 +65,7 @@ use crate::rules::events::StreamKind;
 use crate::rules::history::{self, split_live, EntryId};
 use crate::rules::limits::Slot;
 use crate::rules::outbox::{Close, Outbox};
+pub use api::{Event, Op, Opening, Run, Topic, Wiring};
 use backlog::{Admit, Backlog, Bytes};
 pub use command::Command;
 use command::{unavailable, MAX_REDIRECTS};
@@ -81,93 +82,6 @@ use timers::{Due, Timers};
 /// docs/PERFORMANCE.md). Both shells use it, so the native baseline reads
 /// as the component does.
 pub const READ_CHUNK: usize = 8 * 1024;
-
-/// Which stream a request opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Topic {
-    /// `/api/v1/events/executions/{id}`.
-    Execution(String),
-    /// `/api/v1/events/notifications/stream`.
-    Notifications,
-    /// `/api/v1/events/replay/{session_id}/status`.
-    ReplayStatus(String),
-}
-
-impl Topic {
-    /// The stream a route opens, if it is a stream route.
-    pub fn of(route: &Route) -> Option<Topic> {
-        match route {
-            Route::ExecutionStream(id) => Some(Topic::Execution(id.clone())),
-            Route::NotificationStream => Some(Topic::Notifications),
-            Route::ReplayStatus(id) => Some(Topic::ReplayStatus(id.clone())),
-            _ => None,
-        }
-    }
-}
-
-/// Where a stream's Redis lives: what may ride behind its subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wiring {
-    /// One connection of its own for the subscription and every command
-    /// (the p2 shells, through [`own::OwnConnection`]): commands run
-    /// [`Run::on_stream`] where they can, pipelined behind the
-    /// `SUBSCRIBE`, and the machine checks the connection's liveness with
-    /// a `PING` every heartbeat.
-    Own,
-    /// The instance's shared subscription hub and command connection (the
-    /// p3 shell). No command rides behind the join: the stream's commands
-    /// go out only once the subscription is confirmed, as on Cluster, so
-    /// nothing published in between is missed (the user record every
-    /// stream reads first goes out before the join: a refused user never
-    /// subscribes). Liveness of the subscription is the hub's (its
-    /// `PING`s); a lost hub or command connection is
-    /// [`StreamMachine::handle_redis_failure`].
-    Shared,
-}
-
-/// A Redis operation the machine asks for ([`StreamMachine::poll_op`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Subscribe to the stream's channel (`SSUBSCRIBE` on Cluster).
-    Join(String),
-    /// Run a command; its answer comes back with its tag.
-    Run(Run),
-}
-
-/// One command of an [`Op::Run`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Run {
-    pub tag: Tag,
-    pub args: Vec<Vec<u8>>,
-    /// [`Wiring::Own`]: on the stream's own connection (behind its
-    /// subscription, or before it for the user record read first), else
-    /// elsewhere: its own one-shot connection, or the shared command
-    /// connection.
-    pub on_stream: bool,
-}
-
-/// What the shell must do next.
-#[derive(Debug)]
-pub enum Event {
-    /// Send this error answer; the stream is over.
-    Refuse(ApiError),
-    /// Send the `200` head with the SSE headers; then write [`StreamMachine::pending`].
-    Start,
-    /// The stream is over (why, for tests); carry out the last
-    /// [`StreamMachine::poll_op`]s (the slot given back). Never before
-    /// [`Event::Start`] (a stream that ends before it starts is a
-    /// `Refuse`); a shell that meets one anyway answers
-    /// [`Event::unstarted`], so every shell answers it alike.
-    Finished(Close),
-}
-
-impl Event {
-    /// The answer to a [`Event::Finished`] with no [`Event::Start`] before
-    /// it (which the machine never sends): a 503 the browser retries.
-    pub fn unstarted() -> ApiError {
-        ApiError::service_unavailable(RETRY_AFTER_SECONDS)
-    }
-}
 
 enum Phase {
     /// A notification stream with identity from the user store: its
@@ -239,23 +153,6 @@ pub struct StreamMachine {
     /// Monotonic ns when the stream was asked for (time to first event).
     opened_at: u64,
     wiring: Wiring,
-}
-
-/// What opening a stream needs besides the config.
-pub struct Opening<'a> {
-    pub topic: Topic,
-    /// The browser's `Last-Event-ID` header, as sent.
-    pub last_event_id: Option<&'a str>,
-    /// A name unique to this stream for its slot (slot sets are shared).
-    pub member: String,
-    /// The instance's name, where one instance serves many streams
-    /// ([`Wiring::Shared`]): their slots may live by one lease
-    /// ([`InstanceLease`]).
-    pub instance: Option<&'a str>,
-    /// Monotonic ns.
-    pub now: u64,
-    /// Wall-clock unix seconds (token expiry, `Last-Event-ID` sanity).
-    pub unix_now: i64,
 }
 
 impl StreamMachine {

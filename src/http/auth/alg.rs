@@ -11,7 +11,7 @@ use std::fmt;
 /// case-sensitive JOSE names (RFC 7518 §3.1, RFC 8037 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Alg {
-    /// HMAC-SHA256 with the shared secret ([`AuthConfig::hs256_secret`]).
+    /// HMAC-SHA256 with the shared secret ([`AuthConfig::hs256_secret`](super::AuthConfig::hs256_secret)).
     Hs256,
     /// RSASSA-PKCS1-v1_5 with SHA-256; RSA keys of 2048 to 4096 bits.
     Rs256,

@@ -12,8 +12,8 @@ use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
 use std::fmt;
 
 /// The accepted algorithms and the public keys, parsed once from
-/// configuration. Build it with [`AuthConfig::hs256`] (HS256 only, no public
-/// keys) and [`AuthConfig::with_keys`].
+/// configuration. Build it with [`AuthConfig::hs256`](super::AuthConfig::hs256) (HS256 only, no public
+/// keys) and [`AuthConfig::with_keys`](super::AuthConfig::with_keys).
 #[derive(Clone)]
 pub struct KeySet {
     pub(crate) algorithms: Vec<Alg>,
@@ -298,7 +298,7 @@ pub(crate) struct Jwks {
     pub(crate) keys: Vec<Value>,
 }
 
-/// The usable signing keys of a JWKS document (see [`AuthConfig::with_keys`]).
+/// The usable signing keys of a JWKS document (see [`AuthConfig::with_keys`](super::AuthConfig::with_keys)).
 pub(crate) fn parse_jwks(text: &str, algorithms: &[Alg]) -> Result<Vec<PublicKey>, String> {
     let doc: Jwks = serde_json::from_str(text).map_err(|e| {
         format!(

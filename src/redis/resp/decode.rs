@@ -67,7 +67,7 @@ pub enum ProtocolError {
         /// Where its payload starts.
         offset: usize,
     },
-    /// Aggregates nested deeper than [`MAX_DEPTH`].
+    /// Aggregates nested deeper than `MAX_DEPTH`.
     TooDeep,
 }
 
