@@ -86,7 +86,7 @@ impl Outbox {
         Outbox {
             kind,
             event_name,
-            outbox: Vec::with_capacity(1024),
+            outbox: Vec::new(),
             sent: 0,
             closed: None,
             events: 0,
@@ -238,14 +238,16 @@ impl Outbox {
     }
 
     /// Records that the shell wrote `n` bytes of [`Outbox::pending`].
-    /// Sent bytes are dropped once they are at least half the buffer (and
-    /// all of it when everything is sent), so a reader that always lags a
-    /// little keeps the buffer near its backlog, not its history; each byte
-    /// is moved O(1) times amortised.
+    /// Sent bytes are dropped once they are at least half the buffer, so a
+    /// reader that always lags a little keeps the buffer near its backlog,
+    /// not its history; each byte is moved O(1) times amortised. Once
+    /// everything is sent the buffer itself goes: an idle stream holds
+    /// none (a p3 instance's streams share its memory, and a replayed
+    /// history's capacity would otherwise stay with its stream for good).
     pub fn consume(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.outbox.len());
         if self.sent == self.outbox.len() {
-            self.outbox.clear();
+            self.outbox = Vec::new();
             self.sent = 0;
         } else if self.sent >= self.outbox.len() - self.sent {
             self.outbox.drain(..self.sent);
@@ -298,6 +300,31 @@ mod tests {
         s.consume(n);
         assert!(s.finished());
         assert_eq!(s.events_sent(), 3);
+    }
+
+    /// An idle stream holds no buffer: none before its first event, and
+    /// none once a large replay has been written.
+    #[test]
+    fn a_drained_outbox_gives_its_buffer_back() {
+        let mut s = Outbox::new(StreamKind::Execution, None);
+        assert_eq!(s.outbox.capacity(), 0);
+        let big = format!(
+            r#"{{"event_type":"pod_running","pad":"{}"}}"#,
+            "x".repeat(100_000)
+        );
+        s.message(big.as_bytes()).unwrap();
+        let half = s.pending().len() / 2;
+        s.consume(half);
+        assert!(s.outbox.capacity() > 0, "half written: still held");
+        let rest = s.pending().len();
+        s.consume(rest);
+        assert_eq!((s.held(), s.outbox.capacity()), (0, 0));
+        s.heartbeat();
+        assert_eq!(
+            text(&s),
+            ": ping\n\n",
+            "the next write starts a fresh buffer"
+        );
     }
 
     #[test]
