@@ -12,6 +12,7 @@
 
 use super::driver::{self, Driven};
 use super::{clock, log, net, print};
+use crate::config::Config;
 use crate::machine::command::Io;
 use crate::machine::{Command, Run};
 use crate::redis::dial;
@@ -19,10 +20,12 @@ use crate::redis::failure;
 use crate::redis::pipeline::{Options, Outcome, Pipeline};
 use crate::redis::resp::Value;
 use crate::redis::session::Tag;
+use crate::redis::target::RedisTarget;
 use futures::future;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 /// A stream's key on the shared connection.
@@ -64,15 +67,17 @@ pub struct Client {
     id: StreamId,
     /// Its user's turn among history pages ([`crate::redis::pipeline::owner_of`]).
     owner: u64,
-    options: Options,
+    /// The instance's configuration: its Redis node and the connection's
+    /// options, read only when a connection opens.
+    cfg: Arc<Config>,
 }
 
 impl Client {
-    pub fn new(options: Options, owner: u64) -> Client {
+    pub fn new(cfg: Arc<Config>, owner: u64) -> Client {
         let id = NEXT_ID.get();
         NEXT_ID.set(id + 1);
         MAILBOXES.with_borrow_mut(|m| m.insert(id, Mailbox::default()));
-        Client { id, owner, options }
+        Client { id, owner, cfg }
     }
 
     /// Queues the machine's commands on the shared connection.
@@ -80,7 +85,13 @@ impl Client {
         if runs.is_empty() {
             return;
         }
-        let shared = connection(&self.options);
+        let cfg = &self.cfg;
+        let shared = connection(&cfg.redis, || Options {
+            target: cfg.redis.clone(),
+            cluster: cfg.redis_cluster,
+            timeout_ms: cfg.redis_timeout_ms,
+            entry_bytes: cfg.stream.entry_bytes,
+        });
         let now = clock::now();
         for r in runs {
             shared
@@ -126,15 +137,17 @@ impl Drop for Client {
     }
 }
 
-/// The open command connection to the options' node, opened if there is none.
-fn connection(options: &Options) -> Rc<CommandConnection> {
-    let node = (options.target.host.clone(), options.target.port);
+/// The open command connection to `node`, opened with `options` (whose
+/// target is `node`) if there is none.
+fn connection(node: &RedisTarget, options: impl FnOnce() -> Options) -> Rc<CommandConnection> {
+    let node = (node.host.clone(), node.port);
     CURRENT.with_borrow_mut(|current| match current.get(&node) {
         Some(s) if !s.dead.get() => s.clone(),
         _ => {
+            let options = options();
             let s = Rc::new(CommandConnection {
-                pipeline: RefCell::new(Pipeline::new(options)),
-                options: options.clone(),
+                pipeline: RefCell::new(Pipeline::new(&options)),
+                options,
                 writer: RefCell::new(None),
                 watchdog: RefCell::new(None),
                 dead: Cell::new(false),
@@ -162,7 +175,7 @@ impl CommandConnection {
         for r in self.pipeline.borrow_mut().take_redirects() {
             let mut node = self.options.clone();
             r.to.redirect(&mut node.target);
-            let owner = connection(&node);
+            let owner = connection(&node.target, || node.clone());
             owner.pipeline.borrow_mut().resend(r, clock::now());
             owner.wake_writer();
         }
@@ -214,7 +227,7 @@ async fn drive(shared: Rc<CommandConnection>) {
     print(shared.pipeline.borrow_mut().logs());
     deliver(failed);
     if !unsent.is_empty() {
-        let next = connection(&shared.options);
+        let next = connection(&shared.options.target, || shared.options.clone());
         next.pipeline.borrow_mut().adopt(unsent, clock::now());
         next.wake_writer();
     }

@@ -72,15 +72,7 @@ pub async fn serve(
     let m = StreamMachine::open(Wiring::Shared, &cfg, &who, req);
     let mut s = Pump {
         m,
-        client: Client::new(
-            pipeline::Options {
-                target: cfg.redis.clone(),
-                cluster: cfg.redis_cluster,
-                timeout_ms: cfg.redis_timeout_ms,
-                entry_bytes: cfg.stream.entry_bytes,
-            },
-            pipeline::owner_of(&who.user_id),
-        ),
+        client: Client::new(cfg.clone(), pipeline::owner_of(&who.user_id)),
         sub: None,
         live: false,
         channel: String::new(),
